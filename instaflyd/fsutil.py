@@ -1,0 +1,71 @@
+"""Crash-safe file writes: write a hidden temp file in the target's folder, fsync, rename.
+
+A reader (or a crash at any moment) sees either the old file or the complete new one, never a
+half-written file. Every process in Instafly writes files through these helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+TEMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Open a temp file beside `path`; on success it is fsynced and renamed onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    with atomic_writer(path, mode) as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
+def remove_stale_temps(folder: Path, min_age_seconds: float = 3600) -> int:
+    """Delete temp files a crashed writer left in `folder` (not recursive); returns how many.
+
+    Only temps older than `min_age_seconds` go: a younger one may belong to a live writer.
+    """
+    removed = 0
+    cutoff = time.time() - min_age_seconds
+    with contextlib.suppress(FileNotFoundError):
+        for entry in folder.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if entry.name.startswith(TEMP_PREFIX) and entry.stat().st_mtime <= cutoff:
+                    entry.unlink()
+                    removed += 1
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

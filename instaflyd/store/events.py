@@ -1,0 +1,46 @@
+"""The event log (what went wrong or worth knowing, shown on the status page) and counters."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Literal
+
+Level = Literal["debug", "info", "warning", "error"]
+KEEP_EVENTS = 10_000
+
+
+def log_event(
+    conn: sqlite3.Connection, component: str, level: Level, kind: str, message: str
+) -> None:
+    """Append an event; the oldest beyond KEEP_EVENTS are dropped."""
+    cursor = conn.execute(
+        "INSERT INTO events (ts, component, level, kind, message) VALUES (?, ?, ?, ?, ?)",
+        (time.time(), component, level, kind, message[:2000]),
+    )
+    if cursor.lastrowid and cursor.lastrowid % 1000 == 0:
+        conn.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - KEEP_EVENTS,))
+
+
+def recent_events(
+    conn: sqlite3.Connection, limit: int = 20, min_level: Level = "debug"
+) -> list[sqlite3.Row]:
+    levels = ("debug", "info", "warning", "error")
+    wanted = levels[levels.index(min_level) :]
+    marks = ",".join("?" * len(wanted))
+    return conn.execute(
+        f"SELECT * FROM events WHERE level IN ({marks}) ORDER BY id DESC LIMIT ?",
+        (*wanted, limit),
+    ).fetchall()
+
+
+def add_to_counter(conn: sqlite3.Connection, name: str, amount: int = 1) -> None:
+    conn.execute(
+        "INSERT INTO counters (name, value) VALUES (?, ?)"
+        " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+        (name, amount),
+    )
+
+
+def counters(conn: sqlite3.Connection) -> dict[str, int]:
+    return {row["name"]: row["value"] for row in conn.execute("SELECT name, value FROM counters")}

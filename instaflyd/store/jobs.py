@@ -1,0 +1,94 @@
+"""The enhancement job queue: queued -> running -> done | rejected | failed.
+
+Jobs are claimed inside a write transaction, so two workers never take the same one. A job
+whose worker died while running is taken again until it has used `max_attempts`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Literal
+
+JobState = Literal["queued", "waiting_model", "running", "done", "rejected", "failed"]
+JOB_STATES: tuple[JobState, ...] = (
+    "queued",
+    "waiting_model",
+    "running",
+    "done",
+    "rejected",
+    "failed",
+)
+FINAL_STATES: tuple[JobState, ...] = ("done", "rejected", "failed")
+
+
+def enqueue_job(
+    conn: sqlite3.Connection, input_path: str, sha256: str | None, now: float | None = None
+) -> int | None:
+    """Queue a job for a file; None when a job for the same content already exists."""
+    now = time.time() if now is None else now
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO jobs (input_path, sha256, state, created, updated)"
+        " VALUES (?, ?, 'queued', ?, ?)",
+        (input_path, sha256, now, now),
+    )
+    return cursor.lastrowid if cursor.rowcount == 1 else None
+
+
+def claim_next_job(
+    conn: sqlite3.Connection, worker_pid: int, now: float | None = None
+) -> sqlite3.Row | None:
+    """Mark the oldest queued job running for this worker and return it (call in a transaction)."""
+    now = time.time() if now is None else now
+    return conn.execute(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, started = :now,"
+        "   updated = :now, worker_pid = :pid"
+        " WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1)"
+        " RETURNING *",
+        {"now": now, "pid": worker_pid},
+    ).fetchone()
+
+
+def finish_job(
+    conn: sqlite3.Connection,
+    job_id: int,
+    state: JobState,
+    *,
+    reason: str | None = None,
+    output_path: str | None = None,
+    sidecar_path: str | None = None,
+    score_before: float | None = None,
+    score_after: float | None = None,
+    model_version: int | None = None,
+    now: float | None = None,
+) -> None:
+    now = time.time() if now is None else now
+    conn.execute(
+        "UPDATE jobs SET state = ?, reason = ?, output_path = ?, sidecar_path = ?,"
+        "   score_before = ?, score_after = ?, model_version = ?, finished = ?, updated = ?"
+        " WHERE id = ?",
+        (
+            state,
+            reason,
+            output_path,
+            sidecar_path,
+            score_before,
+            score_after,
+            model_version,
+            now if state in FINAL_STATES else None,
+            now,
+            job_id,
+        ),
+    )
+
+
+def get_job(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+    """Every state with its count (zero included)."""
+    counts = dict.fromkeys(JOB_STATES, 0)
+    for row in conn.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
+        counts[row["state"]] = row["n"]
+    return counts

@@ -1,0 +1,182 @@
+"""The database schema as an append-only list of forward migrations.
+
+`PRAGMA user_version` holds the number of migrations applied. A migration is never edited once
+released: a change is a new entry at the end. Each runs in its own write transaction, so several
+processes opening an old database at once apply it exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# v1: what capture needs: accounts, posts, content-addressed images, image file names, events.
+V1_CAPTURE = """
+CREATE TABLE accounts (
+    id              TEXT PRIMARY KEY,            -- owner pk
+    username        TEXT,
+    full_name       TEXT,
+    follower_count  INTEGER,                     -- latest seen; NULL until a profile is seen
+    first_seen      REAL NOT NULL,
+    last_seen       REAL NOT NULL
+);
+CREATE TABLE images (
+    sha256     TEXT PRIMARY KEY,                 -- file images/<sha[:2]>/<sha>.<ext>
+    ext        TEXT NOT NULL,
+    width      INTEGER NOT NULL,
+    height     INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    stored_at  REAL NOT NULL
+);
+CREATE TABLE posts (
+    id             TEXT PRIMARY KEY,             -- media pk as text ("3001_4004" -> "3001")
+    shortcode      TEXT,
+    owner_id       TEXT REFERENCES accounts(id),
+    media_type     TEXT NOT NULL CHECK (media_type IN ('photo', 'carousel', 'video', 'reel')),
+    like_count     INTEGER,                      -- NULL when hidden, never 0 for hidden
+    comment_count  INTEGER,
+    taken_at       INTEGER,                      -- unix seconds
+    image_url      TEXT,                         -- largest candidate named by the JSON
+    image_sha256   TEXT REFERENCES images(sha256),
+    source         TEXT,                         -- endpoint family that last described it
+    first_seen     REAL NOT NULL,
+    last_seen      REAL NOT NULL
+);
+CREATE INDEX posts_owner ON posts(owner_id);
+CREATE INDEX posts_image ON posts(image_sha256);
+CREATE TABLE image_names (
+    name     TEXT PRIMARY KEY,                   -- CDN file name, e.g. 12345_678_n.jpg
+    post_id  TEXT NOT NULL REFERENCES posts(id) ON DELETE CASCADE
+);
+CREATE INDEX image_names_post ON image_names(post_id);
+CREATE TABLE events (
+    id         INTEGER PRIMARY KEY,
+    ts         REAL NOT NULL,
+    component  TEXT NOT NULL,
+    level      TEXT NOT NULL CHECK (level IN ('debug', 'info', 'warning', 'error')),
+    kind       TEXT NOT NULL,
+    message    TEXT NOT NULL
+);
+CREATE INDEX events_ts ON events(ts);
+"""
+
+# v2: the model: trained versions and training runs with their progress.
+V2_MODEL = """
+CREATE TABLE model_versions (
+    version                INTEGER PRIMARY KEY,
+    created                REAL NOT NULL,
+    path                   TEXT NOT NULL,        -- models/vNNNN
+    samples                INTEGER NOT NULL,     -- labelled posts used (train + validation)
+    labelled_total         INTEGER NOT NULL,     -- labelled posts in the store at training time
+    metrics                TEXT NOT NULL,        -- JSON
+    val_srcc               REAL,
+    val_pairwise_accuracy  REAL,
+    promoted               INTEGER NOT NULL DEFAULT 0,
+    promoted_at            REAL
+);
+CREATE TABLE training_runs (
+    id          INTEGER PRIMARY KEY,
+    started     REAL NOT NULL,
+    finished    REAL,
+    heartbeat   REAL,
+    state       TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+    pid         INTEGER,
+    epoch       INTEGER NOT NULL DEFAULT 0,
+    epochs      INTEGER,
+    loss        REAL,
+    metrics     TEXT,                            -- JSON of the latest validation metrics
+    version     INTEGER REFERENCES model_versions(version),
+    message     TEXT
+);
+-- DESIGN.md's label rule: photo posts (and carousels, by their cover) with the like count,
+-- the owner's follower count and the image all known.
+CREATE VIEW labelled_posts AS
+SELECT p.id, p.owner_id, p.like_count, a.follower_count,
+       CAST(p.like_count AS REAL) / a.follower_count AS like_rate,
+       p.image_sha256, i.ext AS image_ext, p.taken_at, p.first_seen
+FROM posts AS p
+JOIN accounts AS a ON a.id = p.owner_id
+JOIN images AS i ON i.sha256 = p.image_sha256
+WHERE p.media_type IN ('photo', 'carousel')
+  AND p.like_count IS NOT NULL AND p.like_count >= 0
+  AND a.follower_count > 0;
+"""
+
+# v3: the drop-folder job queue, TLS failures by host, and counters (flows seen, ...).
+V3_QUEUE_AND_COUNTERS = """
+CREATE TABLE jobs (
+    id             INTEGER PRIMARY KEY,
+    input_path     TEXT NOT NULL,
+    sha256         TEXT,                         -- of the input's content: same content, one job
+    state          TEXT NOT NULL CHECK (state IN
+                       ('queued', 'waiting_model', 'running', 'done', 'rejected', 'failed')),
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    created        REAL NOT NULL,
+    updated        REAL NOT NULL,
+    started        REAL,
+    finished       REAL,
+    worker_pid     INTEGER,
+    reason         TEXT,
+    output_path    TEXT,
+    sidecar_path   TEXT,
+    score_before   REAL,
+    score_after    REAL,
+    model_version  INTEGER
+);
+CREATE UNIQUE INDEX jobs_content ON jobs(sha256) WHERE sha256 IS NOT NULL;
+CREATE INDEX jobs_state ON jobs(state);
+CREATE TABLE tls_failures (
+    host        TEXT PRIMARY KEY,
+    count       INTEGER NOT NULL,
+    first_seen  REAL NOT NULL,
+    last_seen   REAL NOT NULL,
+    last_error  TEXT
+);
+CREATE TABLE counters (
+    name   TEXT PRIMARY KEY,
+    value  INTEGER NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [V1_CAPTURE, V2_MODEL, V3_QUEUE_AND_COUNTERS]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer Instafly."""
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Apply the migrations the database lacks, up to `target`; returns the resulting version."""
+    while True:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"the database is at schema version {current}, newer than this Instafly "
+                f"({SCHEMA_VERSION}); upgrade Instafly"
+            )
+        if current >= target:
+            return current
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated while we waited for the lock.
+            if conn.execute("PRAGMA user_version").fetchone()[0] == current:
+                for statement in _statements(MIGRATIONS[current]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {current + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit our transaction)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements

@@ -1,0 +1,111 @@
+"""Writing and reading posts and accounts: one row per post, counts updated by later captures."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Literal
+
+from instaflyd.store.records import AccountRecord, PostRecord, image_file_name
+
+
+def upsert_account(
+    conn: sqlite3.Connection, account: AccountRecord, now: float | None = None
+) -> bool:
+    """Insert or update an account, keeping known values the record leaves out; True if new."""
+    now = time.time() if now is None else now
+    existed = conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account.id,)).fetchone()
+    conn.execute(
+        "INSERT INTO accounts (id, username, full_name, follower_count, first_seen, last_seen)"
+        " VALUES (:id, :username, :full_name, :follower_count, :now, :now)"
+        " ON CONFLICT(id) DO UPDATE SET"
+        "   username = COALESCE(excluded.username, username),"
+        "   full_name = COALESCE(excluded.full_name, full_name),"
+        "   follower_count = COALESCE(excluded.follower_count, follower_count),"
+        "   last_seen = excluded.last_seen",
+        {
+            "id": account.id,
+            "username": account.username,
+            "full_name": account.full_name,
+            "follower_count": account.follower_count,
+            "now": now,
+        },
+    )
+    return existed is None
+
+
+def upsert_post(
+    conn: sqlite3.Connection, post: PostRecord, now: float | None = None
+) -> Literal["new", "updated"]:
+    """Insert or update a post (and a stub of its owner); register its image file names.
+
+    A later capture updates the counts and `last_seen`; `first_seen` stays. A value the record
+    leaves out (None) never erases a known one.
+    """
+    now = time.time() if now is None else now
+    if post.owner is not None:
+        upsert_account(conn, post.owner, now)
+    existed = conn.execute("SELECT 1 FROM posts WHERE id = ?", (post.id,)).fetchone() is not None
+    conn.execute(
+        "INSERT INTO posts (id, shortcode, owner_id, media_type, like_count, comment_count,"
+        "                   taken_at, image_url, source, first_seen, last_seen)"
+        " VALUES (:id, :shortcode, :owner_id, :media_type, :like_count, :comment_count,"
+        "         :taken_at, :image_url, :source, :now, :now)"
+        " ON CONFLICT(id) DO UPDATE SET"
+        "   shortcode = COALESCE(excluded.shortcode, shortcode),"
+        "   owner_id = COALESCE(excluded.owner_id, owner_id),"
+        "   media_type = excluded.media_type,"
+        "   like_count = COALESCE(excluded.like_count, like_count),"
+        "   comment_count = COALESCE(excluded.comment_count, comment_count),"
+        "   taken_at = COALESCE(excluded.taken_at, taken_at),"
+        "   image_url = COALESCE(excluded.image_url, image_url),"
+        "   source = COALESCE(excluded.source, source),"
+        "   last_seen = excluded.last_seen",
+        {
+            "id": post.id,
+            "shortcode": post.shortcode,
+            "owner_id": post.owner.id if post.owner else None,
+            "media_type": post.media_type,
+            "like_count": post.like_count,
+            "comment_count": post.comment_count,
+            "taken_at": post.taken_at,
+            "image_url": post.image_urls[0] if post.image_urls else None,
+            "source": post.source,
+            "now": now,
+        },
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO image_names (name, post_id) VALUES (?, ?)",
+        [(image_file_name(url), post.id) for url in post.image_urls],
+    )
+    return "updated" if existed else "new"
+
+
+def post_for_image_name(conn: sqlite3.Connection, name: str) -> str | None:
+    """The id of the post whose cover image has this CDN file name."""
+    row = conn.execute("SELECT post_id FROM image_names WHERE name = ?", (name,)).fetchone()
+    return None if row is None else row["post_id"]
+
+
+def attach_image(conn: sqlite3.Connection, post_id: str, sha256: str) -> bool:
+    """Make the image the post's cover unless the post already has one at least as large.
+
+    Returns True when the post's image changed. The image's row must exist.
+    """
+    cursor = conn.execute(
+        "UPDATE posts SET image_sha256 = :sha256"
+        " WHERE id = :post_id AND (image_sha256 IS NULL OR ("
+        "   SELECT new.width * new.height > old.width * old.height"
+        "   FROM images AS new, images AS old"
+        "   WHERE new.sha256 = :sha256 AND old.sha256 = posts.image_sha256))",
+        {"post_id": post_id, "sha256": sha256},
+    )
+    return cursor.rowcount == 1
+
+
+def get_post(conn: sqlite3.Connection, post_id: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM posts WHERE id = ?", (post_id,)).fetchone()
+
+
+def get_account(conn: sqlite3.Connection, account_id: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()

@@ -1,0 +1,27 @@
+"""TLS handshake failures by host: how the status page tells that the Instagram app pins its
+certificates and refuses the proxy."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+
+def count_tls_failure(
+    conn: sqlite3.Connection, host: str, error: str, now: float | None = None
+) -> None:
+    """One more failed TLS handshake with a client for `host` (e.g. a pinning app)."""
+    now = time.time() if now is None else now
+    conn.execute(
+        "INSERT INTO tls_failures (host, count, first_seen, last_seen, last_error)"
+        " VALUES (?, 1, ?, ?, ?)"
+        " ON CONFLICT(host) DO UPDATE SET count = count + 1, last_seen = excluded.last_seen,"
+        "   last_error = excluded.last_error",
+        (host, now, now, error[:500]),
+    )
+
+
+def tls_failures(conn: sqlite3.Connection, limit: int = 50) -> list[sqlite3.Row]:
+    return conn.execute(
+        "SELECT * FROM tls_failures ORDER BY count DESC, host LIMIT ?", (limit,)
+    ).fetchall()

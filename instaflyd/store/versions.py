@@ -1,0 +1,105 @@
+"""Trained model versions and training runs as the database records them.
+
+The files of a version live in models/vNNNN/ (see instaflyd.model); this module only keeps the
+rows. The current model is the newest promoted version.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+
+def add_model_version(
+    conn: sqlite3.Connection,
+    version: int,
+    path: str,
+    samples: int,
+    labelled_total: int,
+    metrics: dict[str, Any],
+    *,
+    promoted: bool,
+    now: float | None = None,
+) -> None:
+    now = time.time() if now is None else now
+    conn.execute(
+        "INSERT INTO model_versions (version, created, path, samples, labelled_total, metrics,"
+        "   val_srcc, val_pairwise_accuracy, promoted, promoted_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            version,
+            now,
+            path,
+            samples,
+            labelled_total,
+            json.dumps(metrics),
+            metrics.get("val_srcc"),
+            metrics.get("val_pairwise_accuracy"),
+            int(promoted),
+            now if promoted else None,
+        ),
+    )
+
+
+def current_model_version(conn: sqlite3.Connection) -> sqlite3.Row | None:
+    """The newest promoted version, or None before the first model."""
+    return conn.execute(
+        "SELECT * FROM model_versions WHERE promoted = 1 ORDER BY version DESC LIMIT 1"
+    ).fetchone()
+
+
+def next_model_version(conn: sqlite3.Connection) -> int:
+    return int(
+        conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions").fetchone()[0]
+    )
+
+
+def start_training_run(
+    conn: sqlite3.Connection, pid: int, epochs: int, now: float | None = None
+) -> int:
+    now = time.time() if now is None else now
+    cursor = conn.execute(
+        "INSERT INTO training_runs (started, heartbeat, state, pid, epochs)"
+        " VALUES (?, ?, 'running', ?, ?)",
+        (now, now, pid, epochs),
+    )
+    return int(cursor.lastrowid)
+
+
+def record_training_progress(
+    conn: sqlite3.Connection,
+    run_id: int,
+    epoch: int,
+    loss: float | None,
+    metrics: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> None:
+    now = time.time() if now is None else now
+    conn.execute(
+        "UPDATE training_runs SET epoch = ?, loss = ?, metrics = COALESCE(?, metrics),"
+        "   heartbeat = ? WHERE id = ?",
+        (epoch, loss, json.dumps(metrics) if metrics is not None else None, now, run_id),
+    )
+
+
+def finish_training_run(
+    conn: sqlite3.Connection,
+    run_id: int,
+    state: str,
+    *,
+    version: int | None = None,
+    message: str | None = None,
+    now: float | None = None,
+) -> None:
+    now = time.time() if now is None else now
+    conn.execute(
+        "UPDATE training_runs SET state = ?, version = ?, message = ?, finished = ?, heartbeat = ?"
+        " WHERE id = ?",
+        (state, version, message, now, now, run_id),
+    )
+
+
+def latest_training_run(conn: sqlite3.Connection) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM training_runs ORDER BY id DESC LIMIT 1").fetchone()
