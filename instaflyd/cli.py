@@ -1,0 +1,290 @@
+"""The `instaflyd` command line: parse arguments, load the config, call one module, report.
+
+Every command takes --config and --data-dir (before or after the command's name), exits 0 on
+success and non-zero with a one-line reason on failure, and with --json prints exactly one JSON
+document on stdout. Command bodies live in the modules they belong to; imports happen inside the
+handlers so that light commands (stats, export, proxy) never load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from instaflyd import __version__
+from instaflyd.config import Config, ConfigError, load_config
+
+log = logging.getLogger("instafly.cli")
+
+
+class CommandError(Exception):
+    """A command failed for a reason the user can act on; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NotImplementedYet(CommandError):
+    def __init__(self, command: str) -> None:
+        super().__init__(f"{command}: not implemented yet", code=2)
+
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def print_json(document: Any) -> None:
+    """Print exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(document, default=str) + "\n")
+    sys.stdout.flush()
+
+
+# --- command handlers: thin calls into the modules that do the work ------------------------
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    raise NotImplementedYet("run")
+
+
+def cmd_proxy(args: argparse.Namespace, config: Config) -> int:
+    raise NotImplementedYet("proxy")
+
+
+def cmd_worker(args: argparse.Namespace, config: Config) -> int:
+    raise NotImplementedYet("worker")
+
+
+def cmd_import(args: argparse.Namespace, config: Config) -> int:
+    raise NotImplementedYet("import")
+
+
+def cmd_stats(args: argparse.Namespace, config: Config) -> int:
+    from instaflyd.store import Database
+    from instaflyd.store.stats import collect_stats
+
+    with Database(config.db_path) as db:
+        stats = collect_stats(db.conn)
+    if args.json:
+        print_json(stats)
+        return 0
+    model = stats["model"]
+    jobs = ", ".join(f"{state} {n}" for state, n in stats["jobs"].items())
+    print(f"data dir   {config.data_dir}")
+    print(f"posts      {stats['posts']}")
+    print(f"accounts   {stats['accounts']}")
+    print(f"images     {stats['images']}")
+    print(f"labelled   {stats['labelled']}")
+    print(f"model      {'v' + str(model['version']) if model['version'] else 'none yet'}")
+    print(f"jobs       {jobs}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, config: Config) -> int:
+    from instaflyd.fsutil import atomic_writer
+    from instaflyd.store import Database, ImageFiles
+    from instaflyd.store.export import write_csv
+
+    images = ImageFiles(config.images_dir)
+    with Database(config.db_path) as db:
+        if args.csv == "-":
+            write_csv(db.conn, images, sys.stdout)
+            return 0
+        buffer = io.StringIO()
+        written = write_csv(db.conn, images, buffer)
+    with atomic_writer(Path(args.csv)) as handle:
+        handle.write(buffer.getvalue().encode("utf-8"))
+    print(f"{written} posts written to {args.csv}", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, config: Config) -> int:
+    raise NotImplementedYet("train")
+
+
+def cmd_score(args: argparse.Namespace, config: Config) -> int:
+    raise NotImplementedYet("score")
+
+
+def cmd_enhance(args: argparse.Namespace, config: Config) -> int:
+    raise NotImplementedYet("enhance")
+
+
+def cmd_generate(args: argparse.Namespace, config: Config) -> int:
+    raise NotImplementedYet("generate")
+
+
+def cmd_weights(args: argparse.Namespace, config: Config) -> int:
+    raise NotImplementedYet(f"weights {args.action}")
+
+
+def cmd_ca(args: argparse.Namespace, config: Config) -> int:
+    raise NotImplementedYet("ca")
+
+
+def cmd_check_config(args: argparse.Namespace, config: Config | None) -> int:
+    """Validate; `main` has already loaded the config, so reaching here means it is valid."""
+    assert config is not None
+    where = config.source or "built-in defaults"
+    print(f"{where}: OK (data_dir {config.data_dir})")
+    return 0
+
+
+# --- the parser ----------------------------------------------------------------------------
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """--config/--data-dir/-v, accepted before and after the command name."""
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default,
+        metavar="FILE",
+        help="config file (default: $INSTAFLY_CONFIG, /etc/instafly/instafly.yaml,"
+        " ~/.config/instafly/instafly.yaml)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default,
+        metavar="DIR",
+        help="override data_dir from the config",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="log debug messages and show tracebacks",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="instaflyd",
+        description="Instafly: capture Instagram posts, learn what people like, enhance photos.",
+    )
+    parser.add_argument("--version", action="version", version=f"instaflyd {__version__}")
+    _global_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(
+        name: str, handler: Handler, help_text: str, *, loads_config: bool = True
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _global_options(sub, suppress=True)
+        sub.set_defaults(handler=handler, loads_config=loads_config)
+        return sub
+
+    command(
+        "run",
+        cmd_run,
+        "run the whole appliance: proxy, worker, trainer and status page",
+        loads_config=False,
+    )
+    command("proxy", cmd_proxy, "run only the capturing proxy")
+    command("worker", cmd_worker, "run only the drop-folder worker")
+
+    sub = command("import", cmd_import, "read mitmproxy dump files into the store")
+    sub.add_argument("flowfiles", nargs="+", type=Path, metavar="FLOWFILE")
+    sub.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    sub = command("stats", cmd_stats, "counts: posts, accounts, images, labelled, model, jobs")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    sub = command("export", cmd_export, "every post as CSV")
+    sub.add_argument("--csv", default="-", metavar="FILE|-", help="write here (default: stdout)")
+
+    sub = command("train", cmd_train, "fine-tune the model now and print the run's metrics")
+    sub.add_argument("--force", action="store_true", help="train even if not enough new posts")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_argument(
+        "--scheduled",
+        action="store_true",
+        help="as the daemon runs it: low priority, exit 0 quietly when not due",
+    )
+    sub.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="train even though the ImageNet weights are missing",
+    )
+
+    sub = command("score", cmd_score, "predicted insta-bae score of each image")
+    sub.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    sub = command("enhance", cmd_enhance, "enhance photos so that the model scores them higher")
+    sub.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    sub.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        help="where to write the results (default: beside each input)",
+    )
+    sub.add_argument("--mode", choices=("edits", "pixels"), help="default: enhance.mode")
+    sub.add_argument("--steps", type=int, metavar="N", help="default: enhance.steps")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    sub = command("generate", cmd_generate, "make the most insta-bae image from noise")
+    sub.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    sub.add_argument("--steps", type=int, metavar="N")
+    sub.add_argument("--seed", type=int, default=0, metavar="N")
+
+    sub = command("weights", cmd_weights, "the ImageNet VGG16 weights: status, fetch, import")
+    sub.add_argument("action", choices=("status", "fetch", "import"))
+    sub.add_argument("file", nargs="?", type=Path, metavar="FILE", help="for import")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    command("ca", cmd_ca, "the proxy's CA certificate: path and SHA-256 fingerprint")
+    command("check-config", cmd_check_config, "validate the config; exit 0 or 1", loads_config=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from instaflyd.logs import setup_logging
+
+    setup_logging("debug" if args.verbose else "info", component=args.command)
+    try:
+        config = None
+        if args.loads_config:
+            config = load_config(args.config, args.data_dir)
+            if not args.verbose:
+                logging.getLogger("instafly").setLevel(config.log.level.upper())
+        return int(args.handler(args, config) or 0)
+    except ConfigError as exc:
+        if args.command == "check-config":
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        return _fail(f"config error: {exc.one_line()}", 1)
+    except CommandError as exc:
+        return _fail(str(exc), exc.code)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:
+        if args.verbose:
+            raise
+        from instaflyd.store import StoreError
+
+        if isinstance(exc, StoreError):
+            return _fail(str(exc), 1)
+        return _fail(
+            f"{args.command} failed: {type(exc).__name__}: {exc} (run with -v for details)", 1
+        )
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"instaflyd: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The supervisor (`instaflyd run`): child processes, training scheduler, sd_notify."""

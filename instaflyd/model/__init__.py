@@ -1,0 +1,1 @@
+"""The insta-bae model: VGG16 backbone + a small head, labels, feature cache, training, registry."""
