@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Instafly's one-command install. Run ./install.sh --help for the modes.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+MODE=dev
+ROOT=""
+WITH_BROWSER=auto
+WITH_VENV=yes
+PROXY_PORT=8080
+WEB_PORT=8081
+MIN_FREE_MB=3000
+
+usage() {
+  cat <<'EOF'
+Usage: ./install.sh [--system [--root DIR]] [--no-browser]
+
+  ./install.sh           Developer / try-it-out install, no root needed. Creates .venv in this
+                         checkout and installs Instafly with its test tools into it. Run it again
+                         at any time: when nothing changed it finishes in seconds and changes
+                         nothing. Then:  .venv/bin/instaflyd run
+                         As root (or with passwordless sudo) it also installs Debian's Chromium
+                         for the browser tests, unless --no-browser is given.
+
+  sudo ./install.sh --system
+                         The appliance install: Instafly in /opt/instafly/venv (not in the
+                         checkout, so the service does not depend on it); the 'instafly' system
+                         user; /etc/instafly/instafly.yaml
+                         (never overwritten once it exists); /var/lib/instafly for the data;
+                         /srv/instafly/drop and /srv/instafly/enhanced for photos; the systemd
+                         unit instaflyd.service, installed and enabled (started when systemd runs).
+
+  --root DIR             With --system: install into DIR instead of / (for packaging and tests;
+                         the user is not created and services are not started).
+  --no-venv              With --system: set up the user, folders, config and unit only, for when
+                         Instafly is already installed in /opt/instafly/venv by other means.
+  --no-browser           Do not install Chromium.
+  -h, --help             This text.
+
+Before installing it checks: Python >= 3.11, a 64-bit CPU, free disk space, and that the proxy
+(8080) and status page (8081) ports are free. At the end it prints the address of the status
+page and the proxy address to set on a phone.
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --system) MODE=system ;;
+    --root) ROOT="${2:?--root needs a folder}"; shift ;;
+    --root=*) ROOT="${1#--root=}" ;;
+    --no-browser) WITH_BROWSER=no ;;
+    --no-venv) WITH_VENV=no ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "install.sh: unknown option '$1' (see ./install.sh --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -n "$ROOT" ] && [ "$MODE" != system ] && { echo "install.sh: --root goes with --system" >&2; exit 2; }
+[ -n "$ROOT" ] && ROOT="$(mkdir -p "$ROOT" && cd "$ROOT" && pwd)"
+
+say()  { printf '\033[1m==>\033[0m %s\n' "$*"; }
+warn() { printf 'install.sh: warning: %s\n' "$*" >&2; }
+die()  { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo "$@"
+  else return 1
+  fi
+}
+
+# --- preflight ----------------------------------------------------------------------------
+
+find_python() {
+  local candidate
+  for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11; do
+    [ -n "$candidate" ] || continue
+    command -v "$candidate" >/dev/null 2>&1 || continue
+    if "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  return 1
+}
+
+PY="$(find_python)" || die "Python 3.11 or newer is needed (found: $(python3 --version 2>&1 || echo none)). On Debian/Ubuntu: sudo apt install python3 python3-venv"
+"$PY" -c 'import venv, ensurepip' 2>/dev/null || die "$PY cannot create virtual environments. On Debian/Ubuntu: sudo apt install python3-venv"
+
+case "$(uname -m)" in
+  x86_64|amd64|aarch64|arm64) ;;
+  *) die "a 64-bit CPU (x86_64 or aarch64) is needed: TensorFlow has no build for $(uname -m)" ;;
+esac
+
+if [ "$MODE" = system ] && [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
+  die "--system needs root: sudo ./install.sh --system"
+fi
+
+VENV="$HERE/.venv"
+[ "$MODE" = system ] && VENV="$ROOT/opt/instafly/venv"
+
+free_mb() { df -Pm "$1" | awk 'NR == 2 { print $4 }'; }
+target_dir="$(dirname "$VENV")"; mkdir -p "$target_dir"
+if [ "$WITH_VENV" = yes ] && [ ! -x "$VENV/bin/instaflyd" ] && [ "$(free_mb "$target_dir")" -lt "$MIN_FREE_MB" ]; then
+  die "at least ${MIN_FREE_MB} MB of free disk space are needed in $target_dir for TensorFlow and mitmproxy (free: $(free_mb "$target_dir") MB)"
+fi
+
+port_in_use() {
+  "$PY" - "$1" <<'EOF'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("0.0.0.0", int(sys.argv[1])))
+except OSError:
+    sys.exit(0)
+sys.exit(1)
+EOF
+}
+listener_of() {  # the command line of whatever listens on TCP port $1, if ss can tell
+  local pid
+  pid="$( (ss -ltnpH "sport = :$1" 2>/dev/null || true) | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)"
+  [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null
+}
+for port in "$PROXY_PORT" "$WEB_PORT"; do
+  if port_in_use "$port"; then
+    holder="$(listener_of "$port" || true)"; holder="${holder:0:60}"
+    case "$holder" in
+      *instaflyd*) ;;  # Instafly itself, from an earlier install: it keeps its port
+      *) warn "port $port is in use${holder:+ by '${holder% }'}: Instafly will not start until it is free (or set proxy.listen_port / web.port in the config)" ;;
+    esac
+  fi
+done
+
+# --- the virtual environment ----------------------------------------------------------------
+
+source_digest() {  # what a non-editable install copies: a change here means reinstall
+  (cd "$HERE" && find instaflyd web config -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum)
+}
+
+install_venv() {  # $1 = venv, $2 = what decides "up to date", the rest = pip install arguments
+  local venv="$1" inputs="$2" stamp="$1/.instafly-install-stamp" want
+  shift 2
+  want="$( (cat "$HERE/pyproject.toml"; "$PY" --version; echo "$*"; echo "$inputs") | sha256sum | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/instaflyd" --version >/dev/null 2>&1; then
+    say "$venv is up to date"
+    return 0
+  fi
+  say "Creating $venv with $("$PY" --version)"
+  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  say "Installing Instafly into $venv (TensorFlow and mitmproxy take a few minutes the first time)"
+  "$venv/bin/python" -m pip install --quiet "$@"
+  echo "$want" > "$stamp"
+}
+
+if [ "$MODE" = dev ]; then
+  install_venv "$VENV" "editable" -e "$HERE[dev]"
+elif [ "$WITH_VENV" = no ]; then
+  say "Skipping the virtual environment (--no-venv)"
+else
+  install_venv "$VENV" "$(source_digest)" "$HERE"
+fi
+
+# --- Chromium for the browser tests (dev path) ---------------------------------------------
+
+if [ "$MODE" = dev ] && [ "$WITH_BROWSER" = auto ]; then
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+    say "Chromium is installed"
+  elif command -v apt-get >/dev/null 2>&1 && as_root true; then
+    say "Installing Debian's Chromium for the browser tests"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || warn "could not install Chromium; the browser tests will be skipped (sudo apt install chromium)"
+  else
+    warn "Chromium is missing and cannot be installed without root; the browser tests will be skipped (sudo apt install chromium)"
+  fi
+fi
+
+# --- the system install -------------------------------------------------------------------
+
+if [ "$MODE" = system ]; then
+  ETC="$ROOT/etc/instafly"; DATA="$ROOT/var/lib/instafly"; SRV="$ROOT/srv/instafly"
+  UNIT_DIR="$ROOT/etc/systemd/system"
+  if [ -z "$ROOT" ]; then
+    if ! id instafly >/dev/null 2>&1; then
+      say "Creating the system user 'instafly'"
+      useradd --system --home-dir /var/lib/instafly --no-create-home --shell /usr/sbin/nologin instafly
+    fi
+  fi
+  install -d -m 0755 "$ETC" "$UNIT_DIR" "$SRV"
+  install -d -m 0750 "$DATA"
+  install -d -m 0775 "$SRV/drop" "$SRV/enhanced"
+  if [ -z "$ROOT" ]; then chown instafly:instafly "$DATA" "$SRV/drop" "$SRV/enhanced"; fi
+  if [ -e "$ETC/instafly.yaml" ]; then
+    say "Keeping the existing $ETC/instafly.yaml"
+  else
+    say "Writing $ETC/instafly.yaml"
+    cat > "$ETC/instafly.yaml" <<'EOF'
+# Instafly system configuration. Only the keys you change belong here; every key and its
+# default is documented in config/instafly.yaml of the package. Check with:
+#   /opt/instafly/venv/bin/instaflyd --config /etc/instafly/instafly.yaml check-config
+data_dir: /var/lib/instafly
+watch:
+  drop_dir: /srv/instafly/drop
+  output_dir: /srv/instafly/enhanced
+EOF
+    chmod 0644 "$ETC/instafly.yaml"
+  fi
+  install -m 0644 "$HERE/systemd/instaflyd.service" "$UNIT_DIR/instaflyd.service"
+  if [ -f "$HERE/systemd/instafly-transparent.service" ]; then
+    install -m 0644 "$HERE/systemd/instafly-transparent.service" "$UNIT_DIR/instafly-transparent.service"
+    install -m 0755 "$HERE/systemd/instafly-transparent.sh" "$ROOT/opt/instafly/instafly-transparent.sh"
+  fi
+  if [ -n "$ROOT" ]; then
+    systemctl --root="$ROOT" enable instaflyd.service >/dev/null 2>&1 \
+      || { mkdir -p "$UNIT_DIR/multi-user.target.wants" && ln -sf ../instaflyd.service "$UNIT_DIR/multi-user.target.wants/instaflyd.service"; }
+  elif [ "$(systemctl is-system-running 2>/dev/null || true)" = offline ] || ! command -v systemctl >/dev/null; then
+    systemctl enable instaflyd.service >/dev/null 2>&1 || true
+    warn "systemd is not running here: the service is enabled and starts at the next boot"
+  else
+    systemctl daemon-reload
+    systemctl enable --now instaflyd.service
+    systemctl restart instaflyd.service
+  fi
+fi
+
+# --- summary ------------------------------------------------------------------------------
+
+lan_ip="$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "src") print $(i + 1) }' | head -1)"
+[ -n "$lan_ip" ] || lan_ip="$(hostname -I 2>/dev/null | awk '{ print $1 }')"
+[ -n "$lan_ip" ] || lan_ip="<this box's address>"
+echo
+say "Instafly is installed."
+if [ "$MODE" = dev ]; then
+  echo "    Start it:        $VENV/bin/instaflyd run"
+  echo "    Run the tests:   $VENV/bin/python -m pytest"
+else
+  echo "    Service:         systemctl status instaflyd    (logs: journalctl -u instaflyd -f)"
+  echo "    Config:          $ETC/instafly.yaml"
+  echo "    Drop photos in:  $SRV/drop    (results in $SRV/enhanced)"
+fi
+echo "    Status page:     http://$lan_ip:$WEB_PORT/"
+echo "    Phone proxy:     Wi-Fi settings -> HTTP proxy -> manual, server $lan_ip, port $PROXY_PORT"
+echo "                     then open http://$lan_ip:$WEB_PORT/ on the phone to install the certificate"

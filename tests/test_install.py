@@ -1,0 +1,128 @@
+"""install.sh: idempotent developer install, the system install's files, preflight messages."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import REPO, run_cli
+
+INSTALL = REPO / "install.sh"
+
+
+def install(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(INSTALL), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
+
+
+def test_help_explains_the_modes() -> None:
+    result = install("--help")
+    assert result.returncode == 0
+    for words in (
+        "./install.sh ",
+        "--system",
+        "--root DIR",
+        "/etc/instafly/instafly.yaml",
+        "never overwritten",
+        "Python >= 3.11",
+    ):
+        assert words in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--bogus",), "install.sh: unknown option '--bogus' (see ./install.sh --help)"),
+        (("--root", "/tmp/x"), "install.sh: --root goes with --system"),
+    ],
+)
+def test_bad_options_are_refused(args: tuple[str, ...], message: str) -> None:
+    result = install(*args)
+    assert (result.returncode, result.stderr.strip()) == (2, message)
+
+
+@pytest.mark.skipif(
+    not (REPO / ".venv" / "bin" / "instaflyd").exists(), reason="needs ./install.sh"
+)
+def test_a_second_developer_install_is_quick_and_changes_nothing() -> None:
+    venv = REPO / ".venv"
+    install("--no-browser")  # brings the venv up to date if the checkout changed
+    stamp = venv / ".instafly-install-stamp"
+    before = (stamp.stat().st_mtime_ns, sorted(p.name for p in (venv / "bin").iterdir()))
+    started = time.monotonic()
+    result = install("--no-browser")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert f"{venv} is up to date" in result.stdout
+    assert elapsed < 30
+    assert (stamp.stat().st_mtime_ns, sorted(p.name for p in (venv / "bin").iterdir())) == before
+
+
+def test_system_install_into_a_root_folder(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = install("--system", "--root", str(root), "--no-venv")
+    assert result.returncode == 0, result.stderr
+    config = root / "etc/instafly/instafly.yaml"
+    assert yaml.safe_load(config.read_text()) == {
+        "data_dir": "/var/lib/instafly",
+        "watch": {"drop_dir": "/srv/instafly/drop", "output_dir": "/srv/instafly/enhanced"},
+    }
+    for folder, mode in (
+        ("var/lib/instafly", 0o750),
+        ("srv/instafly/drop", 0o775),
+        ("srv/instafly/enhanced", 0o775),
+    ):
+        assert (root / folder).is_dir() and (root / folder).stat().st_mode & 0o777 == mode
+    unit = root / "etc/systemd/system/instaflyd.service"
+    assert unit.read_text() == (REPO / "systemd/instaflyd.service").read_text()
+    enabled = root / "etc/systemd/system/multi-user.target.wants/instaflyd.service"
+    # systemctl --root links as seen from inside the root; the fallback links relatively
+    assert os.readlink(enabled) in ("/etc/systemd/system/instaflyd.service", "../instaflyd.service")
+    assert "Status page:     http://" in result.stdout and ":8081/" in result.stdout
+    assert "server " in result.stdout and "port 8080" in result.stdout
+    # the written config is valid
+    check = run_cli("check-config", config=config, data_dir=tmp_path / "data")
+    assert check.returncode == 0, check.stderr
+
+
+def test_system_install_never_overwrites_an_existing_config(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    config = root / "etc/instafly/instafly.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("web:\n  port: 9999\n")
+    result = install("--system", "--root", str(root), "--no-venv")
+    assert result.returncode == 0, result.stderr
+    assert f"Keeping the existing {config}" in result.stdout
+    assert config.read_text() == "web:\n  port: 9999\n"
+
+
+def test_a_busy_port_is_reported_before_installing(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", 8081))
+        except OSError:
+            pytest.skip("port 8081 is taken on this machine")
+        sock.listen()
+        result = install("--system", "--root", str(tmp_path / "root"), "--no-venv")
+    assert result.returncode == 0, result.stderr
+    assert "install.sh: warning: port 8081 is in use" in result.stderr
+    assert "Instafly will not start until it is free" in result.stderr
+
+
+def test_system_install_without_root_is_refused() -> None:
+    as_user = (
+        [] if os.geteuid() != 0 else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    )
+    result = subprocess.run(
+        [*as_user, str(INSTALL), "--system"], capture_output=True, text=True, cwd=REPO
+    )
+    assert (result.returncode, result.stderr.strip()) == (
+        1,
+        "install.sh: --system needs root: sudo ./install.sh --system",
+    )
