@@ -1,0 +1,34 @@
+"""What the rest of Instafly needs from a trained model: a differentiable score of RGB images.
+
+`enhance` and `watch` depend only on this module. A `Scorer` takes a batch of RGB images as
+float32 in [0, 255] at `input_size` x `input_size` (any preprocessing, such as VGG16's mean
+subtraction, happens inside) and returns one predicted insta-bae score per image: the predicted
+log(likes / followers), higher is better. It is differentiable with respect to the pixels.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from instaflyd.config import Config
+
+
+class NoModelError(Exception):
+    """No model has been promoted yet; the message says what is missing (e.g. posts needed)."""
+
+
+class Scorer(Protocol):
+    version: int | None  # the model version, None for a scorer that is not a trained model
+    input_size: int
+
+    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+        """(N, input_size, input_size, 3) float32 RGB in [0, 255] -> (N,) float32 scores."""
+        ...
+
+
+def load_scorer(config: Config) -> Scorer:
+    """The current (newest promoted) model as a Scorer; NoModelError when there is none."""
+    raise NoModelError("no model yet: training is not implemented yet")
