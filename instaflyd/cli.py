@@ -65,11 +65,15 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
+    from instaflyd.model.schedule import training_status
+    from instaflyd.model.weights import weights_status
     from instaflyd.store import Database
     from instaflyd.store.stats import collect_stats
 
     with Database(config.db_path) as db:
         stats = collect_stats(db.conn)
+        stats["model"]["weights"] = weights_status(config).as_dict()
+        stats["model"]["next_training"] = training_status(config, db.conn).as_dict()
     if args.json:
         print_json(stats)
         return 0
@@ -81,6 +85,8 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     print(f"images     {stats['images']}")
     print(f"labelled   {stats['labelled']}")
     print(f"model      {'v' + str(model['version']) if model['version'] else 'none yet'}")
+    print(f"training   {model['next_training']['reason']}")
+    print(f"weights    {model['weights']['message']}")
     print(f"jobs       {jobs}")
     return 0
 

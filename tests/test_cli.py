@@ -34,6 +34,10 @@ def test_stats_json_on_an_empty_data_dir_prints_zeros(tmp_path: Path) -> None:
         0,
         False,
     )
+    weights = stats["model"]["weights"]
+    assert (weights["setting"], weights["present"], weights["ok"]) == ("imagenet", False, False)
+    assert "instaflyd weights fetch" in weights["message"]
+    assert stats["model"]["next_training"]["due"] is False
 
 
 def test_global_options_work_after_the_command_too(tmp_path: Path) -> None:

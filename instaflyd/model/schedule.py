@@ -1,0 +1,83 @@
+"""Is training due, and if not, why not: the question the daemon's scheduler asks.
+
+Plain SQL and arithmetic, no TensorFlow: the supervisor and the status page call this often.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from instaflyd.config import Config
+from instaflyd.model.weights import weights_status
+from instaflyd.store.stats import labelled_count
+from instaflyd.store.versions import current_model_version, latest_training_run
+
+
+@dataclass(frozen=True)
+class TrainingStatus:
+    due: bool
+    reason: str  # one sentence for people: why it is due, or what it waits for
+    labelled: int  # labelled posts in the store
+    owners: int  # distinct owners among them
+    new_since_current: int  # labelled posts added since the current model was trained
+    needed: int  # more labelled posts needed before training is due (0 when due)
+    current_version: int | None
+    running: bool
+    weights_ok: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def training_status(config: Config, conn: sqlite3.Connection) -> TrainingStatus:
+    labelled = labelled_count(conn)
+    owners = int(conn.execute("SELECT COUNT(DISTINCT owner_id) FROM labelled_posts").fetchone()[0])
+    current = current_model_version(conn)
+    run = latest_training_run(conn)
+    running = run is not None and run["state"] == "running" and _alive(run["pid"])
+    weights = weights_status(config)
+    if current is None:
+        new = labelled
+        needed = max(0, config.train.min_labelled_posts - labelled)
+    else:
+        new = max(0, labelled - current["labelled_total"])
+        needed = max(0, config.train.min_new_posts - new)
+    facts = dict(
+        labelled=labelled, owners=owners, new_since_current=new, needed=needed,
+        current_version=current["version"] if current else None, running=running,
+        weights_ok=weights.ok,
+    )  # fmt: skip
+
+    def status(due: bool, reason: str) -> TrainingStatus:
+        return TrainingStatus(due=due, reason=reason, **facts)
+
+    if running:
+        return status(False, f"training is running (pid {run['pid']})")
+    if not weights.ok:
+        return status(False, weights.message)
+    if needed:
+        what = "labelled posts" if current is None else "new labelled posts"
+        return status(False, f"waiting for {needed} more {what} ({new} so far)")
+    if owners < config.train.min_owners:
+        return status(
+            False,
+            f"waiting for posts from {config.train.min_owners - owners} more accounts "
+            f"({owners} so far; validation needs owners never trained on)",
+        )
+    return status(True, f"training is due: {new} new labelled posts")
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether a process with this pid still exists (a killed trainer leaves 'running' behind)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
