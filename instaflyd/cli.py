@@ -48,8 +48,15 @@ def print_json(document: Any) -> None:
 # --- command handlers: thin calls into the modules that do the work ------------------------
 
 
-def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("run")
+def cmd_run(args: argparse.Namespace, config: Config | None) -> int:
+    """The daemon loads the config itself: an invalid one starts the safe-mode page instead."""
+    from instaflyd.daemon.run import run_daemon
+    from instaflyd.web.server import WebServerError
+
+    try:
+        return run_daemon(args.config, args.data_dir, verbose=args.verbose)
+    except WebServerError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def cmd_proxy(args: argparse.Namespace, config: Config) -> int:

@@ -92,3 +92,15 @@ def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     for row in conn.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
         counts[row["state"]] = row["n"]
     return counts
+
+
+def retry_job(conn: sqlite3.Connection, job_id: int, now: float | None = None) -> bool:
+    """Queue a failed or rejected job again with its attempts reset; False if it is neither."""
+    now = time.time() if now is None else now
+    cursor = conn.execute(
+        "UPDATE jobs SET state = 'queued', attempts = 0, reason = NULL, worker_pid = NULL,"
+        "   started = NULL, finished = NULL, updated = ?"
+        " WHERE id = ? AND state IN ('failed', 'rejected')",
+        (now, job_id),
+    )
+    return cursor.rowcount == 1

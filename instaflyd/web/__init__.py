@@ -1,1 +1,70 @@
-"""The status page: a Flask app factory, its routes and JSON API, served by waitress."""
+"""The status page: a Flask app factory, served by waitress inside `instaflyd run`.
+
+`create_app(config, daemon)` builds the page for a config (tests build one on a temp data dir);
+`daemon` is the running supervisor, or None for a page that only reads the store.
+`create_safe_mode_app(problems, source)` is what an invalid config gets instead: one page that
+shows every problem and how to fix it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, Response
+
+from instaflyd.config import Config
+from instaflyd.resources import asset_path
+from instaflyd.web import api, auth, database, formatting, pages, safe_mode
+from instaflyd.web.status import DaemonView
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(config: Config, daemon: DaemonView | None = None) -> Flask:
+    app = _flask()
+    app.config.update(
+        INSTAFLY=config,
+        INSTAFLY_DAEMON=daemon,
+        INSTAFLY_PASSWORD=config.web.password,
+        SECRET_KEY=auth.load_secret_key(config.data_dir),
+        SESSION_COOKIE_NAME="instafly_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=30),
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    database.install(app)
+    auth.install(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    return app
+
+
+def create_safe_mode_app(problems: list[str], source: Path | None) -> Flask:
+    app = _flask()
+    app.config.update(INSTAFLY_PROBLEMS=problems, INSTAFLY_SOURCE=source)
+    app.register_blueprint(safe_mode.bp)
+    return app
+
+
+def _flask() -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(asset_path("web", "templates")),
+        static_folder=str(asset_path("web", "static")),
+    )
+    formatting.install(app)
+    app.after_request(_security_headers)
+    return app
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response

@@ -1,0 +1,138 @@
+"""One child process of the daemon: started, its output relayed with its name, stopped in time.
+
+Each child is a real `python -m instaflyd <command>` process (or any argv, for tests). Its stdout
+and stderr are read line by line by a thread and written to the daemon's stderr prefixed with
+the component's name, so journald shows which part said what; the last lines are kept for the
+status page (why did it crash?).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from instaflyd.config import Config
+
+log = logging.getLogger("instafly.daemon")
+
+# The environment systemd gives the daemon itself; children must not talk to systemd.
+_DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+KEEP_LINES = 40
+
+
+def instaflyd_argv(config: Config, *command: str) -> list[str]:
+    """The command line of a component: the same config file and data dir as the daemon."""
+    argv = [sys.executable, "-m", "instaflyd"]
+    if config.source is not None:
+        argv += ["--config", str(config.source)]
+    argv += ["--data-dir", str(config.data_dir), *command]
+    return argv
+
+
+def child_environment() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key not in _DAEMON_ONLY_ENV}
+
+
+class ChildProcess:
+    """A running child process and the thread relaying its output."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        nice: int = 0,
+        cwd: Path | None = None,
+        relay_to: IO[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.lines: collections.deque[str] = collections.deque(maxlen=KEEP_LINES)
+        self.started = time.time()
+        self._relay_to = relay_to
+        self.process = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=child_environment(),
+            cwd=cwd,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+        )
+        if nice:
+            # Lower the child's priority before it gets to heavy work (importing TensorFlow).
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self.process.pid, nice)
+        self._relay = threading.Thread(target=self._relay_output, name=f"relay-{name}", daemon=True)
+        self._relay.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        """The exit status once the child has ended (negative: killed by that signal)."""
+        return self.process.poll()
+
+    def last_line(self) -> str | None:
+        """The child's last non-empty output line (the error, when it crashed)."""
+        self._relay.join(timeout=0.5 if self.process.poll() is not None else 0)
+        for line in reversed(self.lines):
+            if line.strip():
+                return line.strip()
+        return None
+
+    def terminate(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.process.wait(timeout=max(0.0, timeout))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _relay_output(self) -> None:
+        assert self.process.stdout is not None
+        out = self._relay_to or sys.stderr
+        for line in self.process.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            with contextlib.suppress(OSError, ValueError):
+                out.write(f"{self.name} | {line}\n")
+                out.flush()
+        self.process.stdout.close()
+
+
+def stop_all(children: Sequence[ChildProcess], timeout: float) -> dict[str, int | None]:
+    """SIGTERM every child, wait up to `timeout` seconds in all, SIGKILL the ones still there.
+
+    Returns each child's exit status.
+    """
+    deadline = time.monotonic() + timeout
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        if child.wait(deadline - time.monotonic()) is None:
+            log.warning("%s did not stop within %.0f s; killing it", child.name, timeout)
+            child.kill()
+            child.wait(2)
+    return {child.name: child.poll() for child in children}

@@ -1,0 +1,156 @@
+"""`instaflyd run`: the whole appliance in one process tree, as systemd or a person starts it.
+
+The daemon process itself never imports TensorFlow. It serves the status page (waitress, on a
+thread), starts the proxy and the worker as child processes and keeps them running, runs the
+training scheduler, and talks sd_notify: READY once the proxy and the page listen, STATUS with a
+one-line summary, WATCHDOG from the main loop, STOPPING on SIGTERM. On SIGTERM, SIGINT or SIGHUP
+it stops every child within STOP_TIMEOUT seconds and exits 0.
+
+An invalid config does not crash-loop: the daemon serves only the safe-mode page with the
+problems (see `safe_mode`) and starts for real as soon as the file is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from instaflyd.config import Config, ConfigError, load_config
+from instaflyd.daemon.children import instaflyd_argv
+from instaflyd.daemon.safe_mode import wait_for_valid_config
+from instaflyd.daemon.scheduler import TrainingScheduler
+from instaflyd.daemon.sdnotify import Notifier
+from instaflyd.daemon.supervisor import ComponentSpec, Supervisor, tcp_listening
+from instaflyd.store import Database
+from instaflyd.store.stats import collect_stats
+from instaflyd.web import create_app
+from instaflyd.web.server import WebServer
+
+log = logging.getLogger("instafly.daemon")
+
+TICK_SECONDS = 0.25
+STATUS_EVERY_SECONDS = 5.0
+STOP_TIMEOUT = 8.0  # children get this long after SIGTERM; systemd's TimeoutStopSec is 20
+
+
+def run_daemon(config_path: Path | None, data_dir: Path | None, *, verbose: bool = False) -> int:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda number, _frame: _request_stop(stop, number))
+    notifier = Notifier()
+    try:
+        config = load_config(config_path, data_dir)
+    except ConfigError as exc:
+        config = wait_for_valid_config(exc.problems, config_path, data_dir, notifier, stop)
+        if config is None:
+            return 0
+    if not verbose:
+        logging.getLogger("instafly").setLevel(config.log.level.upper())
+    return Daemon(config, notifier).run(stop)
+
+
+def _request_stop(stop: threading.Event, signum: int) -> None:
+    if not stop.is_set():
+        log.info("%s received: stopping", signal.Signals(signum).name)
+    stop.set()
+
+
+def component_specs(config: Config) -> list[ComponentSpec]:
+    """The long-running children: the capturing proxy and the drop-folder worker."""
+    proxy_ready = (
+        None  # WireGuard mode listens on UDP: there is nothing to connect to
+        if config.proxy.mode == "wireguard"
+        else tcp_listening(config.proxy.listen_host, config.proxy.listen_port)
+    )
+    return [
+        ComponentSpec("proxy", instaflyd_argv(config, "proxy"), proxy_ready),
+        ComponentSpec("worker", instaflyd_argv(config, "worker")),
+    ]
+
+
+class Daemon:
+    """The supervisor, the scheduler and the page, driven by one loop on the main thread."""
+
+    def __init__(self, config: Config, notifier: Notifier) -> None:
+        self.config = config
+        self.notifier = notifier
+        self.db = Database(config.db_path)
+        self.supervisor = Supervisor(component_specs(config), self.db)
+        self.scheduler = TrainingScheduler(config, self.db)
+        self._state = "starting"
+        self._heartbeat = time.monotonic()
+
+    # --- what the status page reads (DaemonView) --------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def components(self) -> dict[str, dict[str, Any]]:
+        return {**self.supervisor.snapshot(), "trainer": self.scheduler.snapshot()}
+
+    def heartbeat_age(self) -> float:
+        return time.monotonic() - self._heartbeat
+
+    def request_training(self) -> tuple[bool, str]:
+        return self.scheduler.request()
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> int:
+        web = self.config.web
+        server = WebServer(create_app(self.config, self), web.host, web.port)
+        server.start()
+        self.supervisor.start()
+        next_status = 0.0
+        while not stop.wait(TICK_SECONDS):
+            now = self._heartbeat = time.monotonic()
+            self.supervisor.tick()
+            self.scheduler.tick(now)
+            if self._state == "starting" and server.alive() and self.supervisor.is_up("proxy"):
+                self._state = "running"
+                self.notifier.ready(self.summary())
+                log.info("ready: %s", self.summary())
+            elif now >= next_status:
+                self.notifier.status(self.summary())
+                next_status = now + STATUS_EVERY_SECONDS
+            if server.alive():
+                self.notifier.watchdog(now)
+        self.shutdown(server)
+        return 0
+
+    def shutdown(self, server: WebServer) -> None:
+        self._state = "stopping"
+        self.notifier.stopping("stopping: ending the proxy, the worker and any training")
+        started = time.monotonic()
+        trainer = self.scheduler.stop()
+        codes = self.supervisor.stop(STOP_TIMEOUT, also=[trainer] if trainer else [])
+        log.info(
+            "children stopped in %.1f s (%s)",
+            time.monotonic() - started,
+            ", ".join(f"{name} {code}" for name, code in codes.items()) or "none running",
+        )
+        server.stop()
+        self.db.close()
+
+    def summary(self) -> str:
+        """One line for `systemctl status`: components, counts, model."""
+        parts = []
+        for name, component in self.components().items():
+            if name == "proxy" and component["state"] == "running":
+                proxy = self.config.proxy
+                parts.append(f"proxy on :{proxy.listen_port} ({proxy.mode})")
+            elif name != "trainer" or component["state"] == "running":
+                parts.append(f"{name} {component['state']}")
+        stats = collect_stats(self.db.conn)
+        parts.append(f"{stats['posts']} posts, {stats['labelled']} labelled")
+        model = stats["model"]
+        parts.append(f"model v{model['version']}" if model["version"] else "no model yet")
+        run = model["last_run"]
+        if model["training"] and run and run["epochs"]:
+            parts.append(f"training epoch {run['epoch']}/{run['epochs']}")
+        return "; ".join(parts)

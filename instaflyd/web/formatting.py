@@ -1,0 +1,52 @@
+"""Jinja filters that turn the status document's raw values into short words for people."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask
+
+
+def number(value: int | float | None) -> str:
+    """1234 -> "1,234"; None -> "–" (the page's JavaScript formats updates the same way)."""
+    if value is None:
+        return "–"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.3g}"
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def signed(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.3f}"
+
+
+def ago(timestamp: float | None, now: float | None = None) -> str:
+    """Unix time -> "just now", "5 min ago", "3 h ago", "2 days ago"; None -> "never"."""
+    if timestamp is None:
+        return "never"
+    seconds = max(0.0, (time.time() if now is None else now) - timestamp)
+    if seconds < 60:
+        return "just now"
+    for size, unit in ((86400, "days"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            amount = int(seconds // size)
+            return f"{amount} {unit if amount > 1 or unit != 'days' else 'day'} ago"
+    return "just now"
+
+
+def clock(timestamp: float | None) -> str:
+    """Unix time -> "2024-05-01 14:03" in the box's local time."""
+    return "–" if timestamp is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+def install(app: Flask) -> None:
+    for name, function in (
+        ("number", number),
+        ("percent", percent),
+        ("signed", signed),
+        ("ago", ago),
+        ("clock", clock),
+    ):
+        app.jinja_env.filters[name] = function

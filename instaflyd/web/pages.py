@@ -1,0 +1,136 @@
+"""The status page, the phone set-up page, images, the CA certificate and the page's actions."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import segno
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from markupsafe import Markup
+
+from instaflyd.config import Config
+from instaflyd.store import ImageFiles
+from instaflyd.store.jobs import get_job, retry_job
+from instaflyd.web.database import get_db
+from instaflyd.web.status import CA_CER, CA_PEM, DaemonView, collect_status, setup_section
+from instaflyd.web.thumbnails import NotAllowed, allowed_file, thumbnail_jpeg
+
+bp = Blueprint("pages", __name__)
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+CA_FILES = {
+    "pem": (CA_PEM, "application/x-pem-file"),
+    "cer": (CA_CER, "application/x-x509-ca-cert"),
+}
+THUMBNAIL_CACHE = "private, max-age=3600"
+
+
+def _config() -> Config:
+    return current_app.config["INSTAFLY"]
+
+
+def _daemon() -> DaemonView | None:
+    return current_app.config["INSTAFLY_DAEMON"]
+
+
+def qr_svg(text: str) -> Markup:
+    """A QR code as inline SVG, dark on white so that it scans in dark mode too."""
+    code = segno.make(text, error="m")
+    return Markup(code.svg_inline(scale=5, border=2, dark="#111", light="#fff"))
+
+
+@bp.get("/")
+def index() -> str:
+    status = collect_status(_config(), get_db().conn, _daemon(), request.host)
+    return render_template("index.html", status=status, qr=qr_svg(status["setup"]["setup_url"]))
+
+
+@bp.get("/setup")
+def setup() -> str:
+    """What a phone needs, without any captured data: public even with a password."""
+    section = setup_section(_config(), request.host)
+    return render_template("setup.html", setup=section, qr=qr_svg(section["setup_url"]))
+
+
+@bp.get("/ca/instafly-ca.<kind>")
+def ca_certificate(kind: str) -> Response:
+    if kind not in CA_FILES:
+        abort(404)
+    name, mimetype = CA_FILES[kind]
+    path = _config().mitmproxy_dir / name
+    if not path.is_file():
+        abort(404, "The proxy has not created its CA certificate yet: it does on its first start.")
+    return send_file(
+        path, mimetype=mimetype, as_attachment=True, download_name=f"instafly-ca.{kind}"
+    )
+
+
+@bp.get("/images/<sha256>")
+def captured_image(sha256: str) -> Response:
+    """A thumbnail of a captured image, by content hash, from the store's image folder only."""
+    if not SHA256.fullmatch(sha256):
+        abort(404)
+    row = get_db().one("SELECT ext FROM images WHERE sha256 = ?", (sha256,))
+    if row is None:
+        abort(404)
+    images = ImageFiles(_config().images_dir)
+    return _thumbnail_response(images.path_for(sha256, row["ext"]), [images.root])
+
+
+@bp.get("/thumbs/job/<int:job_id>/<which>")
+def job_thumbnail(job_id: int, which: str) -> Response:
+    """Before/after thumbnails of a drop-folder job, only from the drop and output folders."""
+    job = get_job(get_db().conn, job_id)
+    if job is None or which not in ("before", "after"):
+        abort(404)
+    path = job["input_path"] if which == "before" else job["output_path"]
+    if not path:
+        abort(404)
+    config = _config()
+    return _thumbnail_response(path, [config.watch.drop_dir, config.watch.output_dir])
+
+
+def _thumbnail_response(path: str | Path, roots: list[Path]) -> Response:
+    try:
+        allowed = allowed_file(path, roots)
+        data = thumbnail_jpeg(allowed)
+    except (NotAllowed, OSError):  # outside the folders, gone, or not an image Pillow reads
+        abort(404)
+    response = Response(data, mimetype="image/jpeg")
+    response.headers["Cache-Control"] = THUMBNAIL_CACHE
+    return response
+
+
+@bp.post("/actions/train")
+def train_now() -> Response:
+    daemon = _daemon()
+    if daemon is None:
+        flash("Training can be started only while the daemon (instaflyd run) is running.", "error")
+    else:
+        started, message = daemon.request_training()
+        flash(message[0].upper() + message[1:] + ".", "ok" if started else "error")
+    return redirect(url_for("pages.index", _anchor="model"))
+
+
+@bp.post("/actions/retry/<int:job_id>")
+def retry(job_id: int) -> Response:
+    db = get_db()
+    with db.transaction() as conn:
+        queued = retry_job(conn, job_id)
+    if queued:
+        flash(f"Job {job_id} is queued again.", "ok")
+    else:
+        flash(f"Job {job_id} cannot be retried: only failed or rejected jobs can.", "error")
+    return redirect(url_for("pages.index", _anchor="drop"))
