@@ -38,7 +38,7 @@ SECRET_FILE = "web-secret.key"
 PUBLIC_ENDPOINTS = frozenset(
     {"static", "api.healthz", "auth.login", "pages.setup", "pages.ca_certificate"}
 )
-API_PREFIXES = ("/api/", "/metrics")
+NOT_PAGES = ("/api/", "/metrics", "/images/", "/thumbs/")  # answered 401, not a redirect
 
 
 def load_secret_key(data_dir: Path) -> bytes:
@@ -84,7 +84,7 @@ def install(app: Flask) -> None:
 def _require_password() -> Response | None:
     if request.endpoint in PUBLIC_ENDPOINTS or is_authenticated():
         return None
-    if request.path.startswith(API_PREFIXES):
+    if request.path.startswith(NOT_PAGES):
         return Response(
             "authentication required: HTTP basic with the web.password\n",
             401,

@@ -166,8 +166,8 @@ def drop_folder_section(config: Config, conn: sqlite3.Connection) -> dict[str, A
                 if before is not None and after is not None
                 else None,
                 "model_version": row["model_version"],
-                "before": f"/thumbs/job/{row['id']}/before",
-                "after": f"/thumbs/job/{row['id']}/after" if row["output_path"] else None,
+                "before": _thumbnail_url(row, "before", row["input_path"]),
+                "after": _thumbnail_url(row, "after", row["output_path"]),
                 "retryable": row["state"] in RETRYABLE_STATES,
             }
         )
@@ -216,6 +216,13 @@ def ca_fingerprint(pem: Path) -> str | None:
 
     certificate = x509.load_pem_x509_certificate(pem.read_bytes())
     return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def _thumbnail_url(job: sqlite3.Row, which: str, path: str | None) -> str | None:
+    """A preview only where there is a file to show (a rejected input may not be an image)."""
+    if not path or job["state"] == "rejected" or not Path(path).is_file():
+        return None
+    return f"/thumbs/job/{job['id']}/{which}"
 
 
 def _progress(run: dict[str, Any]) -> float:

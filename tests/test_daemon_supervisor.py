@@ -1,0 +1,230 @@
+"""The supervisor and the training scheduler with real child processes (small Python programs)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import free_port
+from support_daemon import seed_store, wait_for
+
+from instaflyd.config import build_config
+from instaflyd.daemon.children import ChildProcess, instaflyd_argv, stop_all
+from instaflyd.daemon.scheduler import TrainingScheduler
+from instaflyd.daemon.supervisor import ComponentSpec, RestartPolicy, Supervisor, tcp_listening
+from instaflyd.store import Database
+from instaflyd.store.events import recent_events
+
+QUICK = RestartPolicy(
+    max_restarts=3,
+    window_seconds=60,
+    backoff_first=0.2,
+    backoff_max=1,
+    degraded_retry_seconds=1.5,
+)
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(tmp_path / "instafly.db")
+    yield database
+    database.close()
+
+
+def tick_until(supervisor: Supervisor, condition, timeout: float, what: str) -> None:
+    def ticked() -> bool:
+        supervisor.tick()
+        return condition()
+
+    wait_for(ticked, timeout, what, interval=0.05)
+
+
+def test_a_killed_child_is_restarted_with_backoff_and_logged(db: Database) -> None:
+    supervisor = Supervisor([ComponentSpec("sleeper", SLEEPER)], db, QUICK)
+    supervisor.start()
+    try:
+        first = supervisor.snapshot()["sleeper"]
+        assert (first["state"], first["restarts"]) == ("running", 0)
+        os.kill(first["pid"], signal.SIGKILL)
+        tick_until(
+            supervisor, lambda: supervisor.snapshot()["sleeper"]["restarts"] == 1, 5, "restart"
+        )
+        after = supervisor.snapshot()["sleeper"]
+        assert after["state"] == "running"
+        assert after["pid"] != first["pid"]
+        assert after["last_exit"] == -signal.SIGKILL
+        [event] = recent_events(db.conn)
+        assert (event["component"], event["level"]) == ("sleeper", "warning")
+        assert event["message"] == "sleeper was killed by signal 9; restarting in 0 s"
+    finally:
+        supervisor.stop(5)
+    assert supervisor.snapshot()["sleeper"]["state"] == "stopped"
+
+
+def test_a_crash_loop_becomes_degraded_then_is_retried_later(db: Database) -> None:
+    crash = python("import sys; print('boom: port in use', file=sys.stderr); sys.exit(3)")
+    supervisor = Supervisor([ComponentSpec("crasher", crash)], db, QUICK)
+    supervisor.start()
+    started = time.monotonic()
+    tick_until(
+        supervisor, lambda: supervisor.snapshot()["crasher"]["state"] == "degraded", 15, "degraded"
+    )
+    crasher = supervisor.snapshot()["crasher"]
+    # 3 restarts (0.2 s, 0.4 s, 0.8 s apart) were allowed, the 4th exit made it degraded.
+    assert crasher["restarts"] == QUICK.max_restarts
+    assert (crasher["last_exit"], crasher["last_error"]) == (3, "boom: port in use")
+    assert time.monotonic() - started < 10
+    events = recent_events(db.conn)
+    assert events[0]["level"] == "error"
+    assert "degraded and will be tried again in 2 s" in events[0]["message"]
+    assert "exited with status 3 (boom: port in use)" in events[0]["message"]
+    # Degraded means waiting, not spinning: no restart before degraded_retry_seconds.
+    for _ in range(10):
+        supervisor.tick()
+        time.sleep(0.05)
+    assert supervisor.snapshot()["crasher"]["restarts"] == QUICK.max_restarts
+    tick_until(
+        supervisor,
+        lambda: supervisor.snapshot()["crasher"]["restarts"] == QUICK.max_restarts + 1,
+        5,
+        "the retry after degraded",
+    )
+    supervisor.stop(2)
+
+
+def test_stop_ends_children_in_time_killing_those_that_ignore_sigterm(db: Database) -> None:
+    stubborn = python(
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        " print('ready', flush=True); time.sleep(60)"
+    )
+    supervisor = Supervisor(
+        [ComponentSpec("polite", SLEEPER), ComponentSpec("stubborn", stubborn)], db, QUICK
+    )
+    supervisor.start()
+    pids = {name: c["pid"] for name, c in supervisor.snapshot().items()}
+    time.sleep(0.5)  # let the stubborn one install its handler
+    started = time.monotonic()
+    codes = supervisor.stop(timeout=2)
+    took = time.monotonic() - started
+    assert codes == {"polite": -signal.SIGTERM, "stubborn": -signal.SIGKILL}
+    assert 1.9 < took < 4
+    for pid in pids.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_child_output_is_relayed_with_its_name_and_kept() -> None:
+    out = io.StringIO()
+    child = ChildProcess(
+        "proxy", python("import sys; print('hello'); print('oops', file=sys.stderr)"), relay_to=out
+    )
+    assert child.wait(10) == 0
+    assert child.last_line() == "oops"
+    assert sorted(out.getvalue().splitlines()) == ["proxy | hello", "proxy | oops"]
+
+
+def test_a_component_with_a_ready_check_is_starting_until_it_listens(db: Database) -> None:
+    port = free_port()
+    listen_later = python(
+        "import socket, time; time.sleep(1); s = socket.socket();"
+        f" s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(60)"
+    )
+    spec = ComponentSpec("proxy", listen_later, tcp_listening("0.0.0.0", port))
+    supervisor = Supervisor([spec], db, QUICK)
+    supervisor.start()
+    supervisor.tick()
+    assert supervisor.snapshot()["proxy"]["state"] == "starting"
+    assert not supervisor.is_up("proxy")
+    tick_until(supervisor, lambda: supervisor.is_up("proxy"), 10, "the listener")
+    assert supervisor.snapshot()["proxy"]["state"] == "running"
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+    supervisor.stop(2)
+
+
+def test_components_get_the_daemons_config_and_data_dir(tmp_path: Path) -> None:
+    config = build_config({}, data_dir=tmp_path / "data")
+    argv = instaflyd_argv(config, "train", "--scheduled")
+    assert argv == [
+        sys.executable, "-m", "instaflyd", "--data-dir", str(tmp_path / "data"),
+        "train", "--scheduled",
+    ]  # fmt: skip
+
+
+class SleepingTrainer(TrainingScheduler):
+    """The real scheduler; its child sleeps instead of training (the decisions are under test)."""
+
+    def argv(self, forced: bool) -> list[str]:
+        return python(f"import time; print('forced={forced}', flush=True); time.sleep(60)")
+
+
+def test_scheduler_starts_one_niced_trainer_when_due(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    config = build_config(
+        {
+            "model": {"weights": "none"},
+            "train": {
+                "min_labelled_posts": 6,
+                "min_owners": 2,
+                "check_interval_seconds": 1,
+                "nice": 7,
+            },
+        },
+        data_dir=data,
+    )
+    seed_store(data, posts=4, owners=2)
+    db = Database(config.db_path)
+    scheduler = SleepingTrainer(config, db)
+    try:
+        scheduler.tick(now=100.0)
+        assert scheduler.child is None
+        assert scheduler.last_reason == "waiting for 2 more labelled posts (4 so far)"
+        seed_store(data, posts=2, owners=2, start=4)
+        scheduler.tick(now=100.5)  # the next check is due at 101
+        assert scheduler.child is None
+        scheduler.tick(now=101.0)
+        child = scheduler.child
+        assert child is not None
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 7
+        assert scheduler.last_reason == "training is due: 6 new labelled posts"
+        for now in (102.0, 103.0, 104.0):
+            scheduler.tick(now=now)
+            assert scheduler.child is child  # one at a time
+        assert scheduler.request() == (False, f"training is already running (pid {child.pid})")
+        assert scheduler.snapshot()["state"] == "running"
+
+        wait_for(lambda: child.lines, 10, "the trainer's output")
+        child.kill()
+        child.wait(5)
+        scheduler.tick(now=105.0)
+        assert scheduler.child is None
+        snapshot = scheduler.snapshot()
+        assert (snapshot["failures"], snapshot["last_exit"]) == (1, -signal.SIGKILL)
+        [event] = recent_events(db.conn)
+        assert event["kind"] == "training_failed"
+        assert event["message"] == (
+            "training failed (exit status -9): forced=False; next try in 1 s"
+        )
+        # "Train now" starts a forced run at once, whatever the schedule says.
+        assert scheduler.request() == (True, "training starts now")
+        scheduler.tick(now=105.1)
+        assert scheduler.child is not None
+        wait_for(lambda: scheduler.child.lines, 10, "the trainer's output")
+        assert list(scheduler.child.lines) == ["forced=True"]
+    finally:
+        leftover = scheduler.stop()
+        if leftover:
+            stop_all([leftover], 2)
+        db.close()
+    assert scheduler.request() == (False, "the daemon is stopping")
