@@ -19,7 +19,7 @@ class WebServerError(Exception):
 class WebServer:
     """waitress on host:port, run by a daemon thread; `stop()` closes it."""
 
-    def __init__(self, app: Flask, host: str, port: int, threads: int = 4) -> None:
+    def __init__(self, app: Flask, host: str, port: int, threads: int = 8) -> None:
         try:
             self.server = create_server(
                 app, host=host, port=port, threads=threads, ident="instafly"
