@@ -179,11 +179,19 @@ def daemon_config(tmp: Path, data_dir: Path, **sections: dict[str, Any]) -> tupl
 
 @contextlib.contextmanager
 def running_daemon(
-    config: Path, data_dir: Path, web_port: int, proxy_port: int, env: dict[str, str] | None = None
+    config: Path,
+    data_dir: Path,
+    web_port: int,
+    proxy_port: int,
+    env: dict[str, str] | None = None,
+    wrapper: list[str] | None = None,
 ) -> Iterator[RunningDaemon]:
-    """Start `instaflyd run` in its own process group; always stopped (and reaped) at the end."""
+    """Start `instaflyd run` in its own process group; always stopped (and reaped) at the end.
+
+    `wrapper` is a command to run it under (such as support_hardening.py's sandbox).
+    """
     process = subprocess.Popen(
-        [sys.executable, "-m", "instaflyd", "--config", str(config), "run"],
+        [*(wrapper or []), sys.executable, "-m", "instaflyd", "--config", str(config), "run"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -263,3 +263,46 @@ def test_transparent_script_refuses_bad_settings(network: dict[str, str], tmp_pa
         assert (result.returncode, result.stderr.strip()) == (1, f"instafly-transparent: {message}")
     usage = subprocess.run([str(SCRIPT)], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+PROBE = """
+import ctypes, errno, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+swap = libc.swapoff(b"/nonexistent")
+print(os.path.exists("/proc/cpuinfo"), os.getpid(), sorted(os.listdir("/proc")))
+print(swap, errno.errorcode[ctypes.get_errno()])
+for family in (socket.AF_PACKET, socket.AF_INET):
+    try:
+        socket.socket(family, socket.SOCK_DGRAM).close()
+        print("allowed")
+    except OSError as exc:
+        print(errno.errorcode[exc.errno])
+for path in (os.environ["REPO_FILE"], os.environ["HOME"] + "/state.txt"):
+    try:
+        open(path, "w").close()
+        print("writable")
+    except OSError as exc:
+        print(errno.errorcode[exc.errno])
+"""
+
+
+def test_the_hardening_sandbox_applies_the_units_restrictions(tmp_path: Path) -> None:
+    """What test_daemon_e2e runs the daemon under: the unit's /proc, seccomp and read-only rules."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "support_hardening.py"), "--writable",
+         str(tmp_path), "--", sys.executable, "-c", PROBE],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "REPO_FILE": str(REPO / "hardening-probe.txt")},
+    )  # fmt: skip
+    if result.returncode == 77:
+        pytest.skip(result.stderr.strip())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "False 1 ['1', 'self', 'thread-self']",  # ProcSubset=pid, ProtectProc=invisible
+        "-1 EPERM",  # SystemCallFilter=~@swap, SystemCallErrorNumber=EPERM
+        "EPERM",  # RestrictAddressFamilies: no AF_PACKET
+        "allowed",
+        "EROFS",  # ProtectSystem=strict
+        "writable",  # the state directory, which is also HOME
+    ]
+    assert not (REPO / "hardening-probe.txt").exists()
