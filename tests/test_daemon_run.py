@@ -378,6 +378,10 @@ def test_an_invalid_config_serves_the_safe_mode_page_until_fixed(
             )
             assert set(status["components"]) == {"proxy", "worker", "trainer"}
             assert "the config is valid now: starting" in daemon.output()
+            # The supervisor, with its page, scheduler and children running, has no TensorFlow.
+            maps = Path(f"/proc/{daemon.process.pid}/maps").read_text()
+            assert "_sqlite3" in maps  # the store is open: this is the running supervisor
+            assert "tensorflow" not in maps
             assert daemon.stop() == 0
     finally:
         listener.close()
