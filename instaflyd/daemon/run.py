@@ -34,6 +34,7 @@ log = logging.getLogger("instafly.daemon")
 
 TICK_SECONDS = 0.25
 STATUS_EVERY_SECONDS = 5.0
+READY_TIMEOUT = 60.0  # READY even if the proxy is still not listening (STATUS says why)
 STOP_TIMEOUT = 8.0  # children get this long after SIGTERM; systemd's TimeoutStopSec is 20
 
 
@@ -106,12 +107,14 @@ class Daemon:
         server = WebServer(create_app(self.config, self), web.host, web.port)
         server.start()
         self.supervisor.start()
+        started = time.monotonic()
         next_status = 0.0
         while not stop.wait(TICK_SECONDS):
             now = self._heartbeat = time.monotonic()
             self.supervisor.tick()
             self.scheduler.tick(now)
-            if self._state == "starting" and server.alive() and self.supervisor.is_up("proxy"):
+            proxy_up = self.supervisor.is_up("proxy") or now - started > READY_TIMEOUT
+            if self._state == "starting" and server.alive() and proxy_up:
                 self._state = "running"
                 self.notifier.ready(self.summary())
                 log.info("ready: %s", self.summary())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +36,7 @@ from instaflyd.fsutil import atomic_write_bytes
 bp = Blueprint("auth", __name__)
 
 SECRET_FILE = "web-secret.key"
+WRONG_PASSWORD_DELAY = 0.5
 PUBLIC_ENDPOINTS = frozenset(
     {"static", "api.healthz", "auth.login", "pages.setup", "pages.ca_certificate"}
 )
@@ -114,6 +116,7 @@ def login() -> Response | str:
             session["authenticated"] = True
             session.permanent = True
             return redirect(target)
+        time.sleep(WRONG_PASSWORD_DELAY)  # slows down guessing; the other threads keep serving
         flash("Wrong password.", "error")
     return render_template("login.html", next=target)
 

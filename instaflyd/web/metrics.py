@@ -103,8 +103,8 @@ class StatusCollector(Collector):
             labels=["component"],
         )
         for name, component in status["components"].items():
-            up.add_metric([name], int(component["state"] == "running"))
-            if "restarts" in component:
+            if "restarts" in component:  # the supervised ones; the trainer runs only now and then
+                up.add_metric([name], int(component["state"] == "running"))
                 restarts.add_metric([name], component["restarts"])
         yield up
         yield restarts
