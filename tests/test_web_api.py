@@ -432,3 +432,22 @@ def test_safe_mode_app_shows_the_problems_and_hides_password_values(tmp_path: Pa
     assert health.status_code == 503
     assert health.get_json()["status"] == "safe_mode"
     assert client.get("/static/instafly.css").status_code == 200
+
+
+def test_healthz_of_the_real_daemon_object_while_starting_and_stopping(tmp_path: Path) -> None:
+    from instaflyd.daemon.run import Daemon
+    from instaflyd.daemon.sdnotify import Notifier
+
+    daemon = Daemon(make_config(tmp_path / "data"), Notifier({}))
+    client = create_app(daemon.config, daemon).test_client()
+    try:
+        assert client.get("/healthz").get_json()["state"] == "starting"
+        daemon.begin_stopping()
+        response = client.get("/healthz")
+        assert response.status_code == 200
+        assert (response.get_json()["status"], response.get_json()["state"]) == (
+            "stopping", "stopping",
+        )  # fmt: skip
+        assert client.get("/api/status").get_json()["instafly"]["state"] == "stopping"
+    finally:
+        daemon.db.close()

@@ -126,9 +126,13 @@ class Daemon:
         self.shutdown(server)
         return 0
 
-    def shutdown(self, server: WebServer) -> None:
+    def begin_stopping(self) -> None:
+        """From now on the page and /healthz say "stopping" (still healthy), and so does systemd."""
         self._state = "stopping"
         self.notifier.stopping("stopping: ending the proxy, the worker and any training")
+
+    def shutdown(self, server: WebServer) -> None:
+        self.begin_stopping()
         started = time.monotonic()
         trainer = self.scheduler.stop()
         codes = self.supervisor.stop(STOP_TIMEOUT, also=[trainer] if trainer else [])
