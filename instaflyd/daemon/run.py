@@ -112,14 +112,19 @@ class Daemon:
         while not stop.wait(TICK_SECONDS):
             now = self._heartbeat = time.monotonic()
             self.supervisor.tick()
-            self.scheduler.tick(now)
-            proxy_up = self.supervisor.is_up("proxy") or now - started > READY_TIMEOUT
-            if self._state == "starting" and server.alive() and proxy_up:
-                self._state = "running"
-                self.notifier.ready(self.summary())
-                log.info("ready: %s", self.summary())
-            elif now >= next_status:
-                self.notifier.status(self.summary())
+            try:
+                self.scheduler.tick(now)
+                proxy_up = self.supervisor.is_up("proxy") or now - started > READY_TIMEOUT
+                if self._state == "starting" and server.alive() and proxy_up:
+                    self._state = "running"
+                    summary = self.summary()
+                    self.notifier.ready(summary)
+                    log.info("ready: %s", summary)
+                elif now >= next_status:
+                    self.notifier.status(self.summary())
+                    next_status = now + STATUS_EVERY_SECONDS
+            except Exception:  # a store problem must not take the proxy and the worker down
+                log.exception("the training check or the status summary failed; going on")
                 next_status = now + STATUS_EVERY_SECONDS
             if server.alive():
                 self.notifier.watchdog(now)
