@@ -33,6 +33,9 @@ from support_daemon import (
     wait_for,
 )
 
+from instaflyd.store import Database
+from instaflyd.store.events import add_to_counter
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -121,6 +124,11 @@ def store_numbers(data_dir: Path) -> dict[str, int]:
         return numbers
     finally:
         conn.close()
+
+
+def add_flows(data_dir: Path, amount: int) -> None:
+    with Database(data_dir / "instafly.db") as db, db.transaction() as conn:
+        add_to_counter(conn, "flows", amount)
 
 
 def proxy_accepts(port: int) -> bool:
@@ -232,6 +240,13 @@ def check_page(browser: Any, daemon: RunningDaemon, name: str, **options: Any) -
     # Readable on a phone: nothing wider than the screen.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
     page.screenshot(path=str(ARTIFACTS / f"status-{name}.png"), full_page=True)
+    # The page refreshes its numbers from /api/status without a reload.
+    add_flows(daemon.data_dir, 1000)
+    page.evaluate("window.instafly.refresh()")
+    assert (
+        shown_numbers(page)["capture.totals.flows"]
+        == store_numbers(daemon.data_dir)["capture.totals.flows"]
+    )
     assert problems == [], name
     context.close()
 

@@ -43,4 +43,5 @@
   const timer = window.setInterval(async () => {
     if (!(await refresh())) window.clearInterval(timer);
   }, REFRESH_MS);
+  window.instafly = { refresh };  // for the browser test, and for the curious
 })();
