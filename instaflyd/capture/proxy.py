@@ -1,0 +1,131 @@
+"""`instaflyd proxy`: mitmproxy in-process, decrypting only Instagram, with the capture addon.
+
+The proxy listens on `proxy.listen_host:listen_port` in `proxy.mode` (regular, transparent or
+wireguard). `allow_hosts` limits TLS interception to Instagram's API and CDN hosts; every other
+connection passes through as raw TCP, undecrypted. The CA lives in data_dir/mitmproxy.
+
+mitmproxy exits when an error is logged during start-up (its `errorcheck` addon). Here that check
+raises `ProxyStartupError` with mitmproxy's message instead, so the command fails with one clear
+line; Instafly's own loggers do not propagate to the root logger, so they can never trigger it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+import signal
+from typing import Any
+
+from mitmproxy import addons, exceptions, master, options
+from mitmproxy.addons import errorcheck
+
+from instaflyd.capture.addon import CaptureAddon
+from instaflyd.capture.ca import ensure_ca
+from instaflyd.capture.hosts import ALLOW_HOSTS
+from instaflyd.capture.writer import CaptureWriter
+from instaflyd.config import Config
+from instaflyd.store import Database
+
+log = logging.getLogger("instafly.proxy")
+
+# mitmproxy options Instafly sets from its own config; proxy.mitmproxy_options may not override.
+MANAGED_OPTIONS = {
+    "mode": "set proxy.mode",
+    "listen_host": "set proxy.listen_host",
+    "listen_port": "set proxy.listen_port",
+    "allow_hosts": "Instafly decrypts Instagram's hosts only",
+    "ignore_hosts": "Instafly decrypts Instagram's hosts only",
+    "confdir": "the CA lives in data_dir/mitmproxy",
+    "proxyauth": "set proxy.auth",
+}
+# Options that would write whole flows, cookies and request bodies included, to disk.
+FORBIDDEN_OPTIONS = {
+    "save_stream_file": "it would store whole flows, cookies included",
+    "hardump": "it would store whole flows, cookies included",
+}
+
+
+class ProxyStartupError(Exception):
+    """The proxy cannot start; the message says why in one line."""
+
+
+def proxy_options(config: Config) -> dict[str, Any]:
+    """The mitmproxy options for this config (without the escape hatch's extras)."""
+    proxy = config.proxy
+    return {
+        "mode": [proxy.mode],
+        "listen_host": proxy.listen_host,
+        "listen_port": proxy.listen_port,
+        "allow_hosts": list(ALLOW_HOSTS),
+        "confdir": str(config.mitmproxy_dir),
+        "proxyauth": proxy.auth,
+        # Bodies capture will not read (videos) stream through instead of being buffered.
+        "stream_large_bodies": str(proxy.max_body_bytes),
+    }
+
+
+def extra_options(config: Config, known: options.Options) -> dict[str, Any]:
+    """proxy.mitmproxy_options, checked against mitmproxy's option names."""
+    extra = dict(config.proxy.mitmproxy_options)
+    for name in extra:
+        where = f"proxy -> mitmproxy_options -> {name}"
+        if name in MANAGED_OPTIONS:
+            raise ProxyStartupError(f"{where}: cannot be set here; {MANAGED_OPTIONS[name]}")
+        if name in FORBIDDEN_OPTIONS:
+            raise ProxyStartupError(f"{where}: not allowed: {FORBIDDEN_OPTIONS[name]}")
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known.keys()), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ProxyStartupError(f"{where}: not a mitmproxy option{hint}")
+    return extra
+
+
+class StartupCheck(errorcheck.ErrorCheck):
+    """mitmproxy's start-up error check, raising instead of exiting the process."""
+
+    name = "errorcheck"  # Master.run() looks the check up by this name
+
+    async def shutdown_if_errored(self) -> None:
+        await asyncio.sleep(0)  # let pending log records arrive, as ErrorCheck does
+        if self.logger.has_errored:
+            raise ProxyStartupError(self.logger.has_errored[0].getMessage())
+
+
+def run_proxy(config: Config, verbose: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT; raises ProxyStartupError if the proxy cannot start."""
+    ensure_ca(config.mitmproxy_dir)
+    with Database(config.db_path):
+        pass  # open and migrate now: a broken database is a start-up error, not a thread's
+    _route_mitmproxy_logs(logging.DEBUG if verbose else logging.WARNING)
+    writer = CaptureWriter(config)
+    try:
+        asyncio.run(_serve(config, writer))
+    finally:
+        writer.stop()
+
+
+async def _serve(config: Config, writer: CaptureWriter) -> None:
+    opts = options.Options()
+    proxy = master.Master(opts)
+    proxy.addons.add(*addons.default_addons())
+    proxy.addons.add(StartupCheck(), CaptureAddon(writer, config.proxy.max_body_bytes))
+    try:
+        opts.update(**proxy_options(config), **extra_options(config, opts))
+    except exceptions.OptionsError as exc:
+        raise ProxyStartupError(f"mitmproxy rejected an option: {exc}") from None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, proxy.shutdown)
+    writer.start()
+    await proxy.run()
+    log.info("proxy stopped")
+
+
+def _route_mitmproxy_logs(level: int) -> None:
+    """mitmproxy's own messages go to Instafly's log handler (stderr, journald)."""
+    mitmproxy_log = logging.getLogger("mitmproxy")
+    mitmproxy_log.setLevel(level)
+    for handler in logging.getLogger("instafly").handlers:
+        if handler not in mitmproxy_log.handlers:
+            mitmproxy_log.addHandler(handler)
