@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import re
 import signal
+import sys
 from typing import Any
 
 from mitmproxy import addons, exceptions, master, options
@@ -86,10 +88,29 @@ class StartupCheck(errorcheck.ErrorCheck):
 
     name = "errorcheck"  # Master.run() looks the check up by this name
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.starting = True
+
     async def shutdown_if_errored(self) -> None:
         await asyncio.sleep(0)  # let pending log records arrive, as ErrorCheck does
         if self.logger.has_errored:
-            raise ProxyStartupError(self.logger.has_errored[0].getMessage())
+            raise ProxyStartupError(_one_line(self.logger.has_errored[0].getMessage()))
+
+    def finish(self) -> None:
+        super().finish()
+        self.starting = False
+
+    def quiet_while_starting(self, record: logging.LogRecord) -> bool:
+        """Log filter: start-up errors become the ProxyStartupError's message instead."""
+        return not (self.starting and record.levelno >= logging.ERROR)
+
+
+def _one_line(message: str) -> str:
+    line = re.sub(r"^\[Errno \d+\]\s*", "", message.strip().splitlines()[0])
+    if "address already in use" in line:
+        line += " (another program uses this port: stop it or set proxy.listen_port)"
+    return line
 
 
 def run_proxy(config: Config, verbose: bool = False) -> None:
@@ -97,19 +118,20 @@ def run_proxy(config: Config, verbose: bool = False) -> None:
     ensure_ca(config.mitmproxy_dir)
     with Database(config.db_path):
         pass  # open and migrate now: a broken database is a start-up error, not a thread's
-    _route_mitmproxy_logs(logging.DEBUG if verbose else logging.WARNING)
     writer = CaptureWriter(config)
     try:
-        asyncio.run(_serve(config, writer))
+        asyncio.run(_serve(config, writer, logging.DEBUG if verbose else logging.WARNING))
     finally:
         writer.stop()
 
 
-async def _serve(config: Config, writer: CaptureWriter) -> None:
+async def _serve(config: Config, writer: CaptureWriter, log_level: int) -> None:
     opts = options.Options()
     proxy = master.Master(opts)
+    check = StartupCheck()
+    _route_mitmproxy_logs(log_level, check)
     proxy.addons.add(*addons.default_addons())
-    proxy.addons.add(StartupCheck(), CaptureAddon(writer, config.proxy.max_body_bytes))
+    proxy.addons.add(check, CaptureAddon(writer, config.proxy.max_body_bytes))
     try:
         opts.update(**proxy_options(config), **extra_options(config, opts))
     except exceptions.OptionsError as exc:
@@ -119,13 +141,22 @@ async def _serve(config: Config, writer: CaptureWriter) -> None:
         loop.add_signal_handler(signum, proxy.shutdown)
     writer.start()
     await proxy.run()
+    # Connections still open are cancelled as the loop closes; that is not worth a traceback.
+    loop.set_exception_handler(_quiet_when_cancelled)
     log.info("proxy stopped")
 
 
-def _route_mitmproxy_logs(level: int) -> None:
-    """mitmproxy's own messages go to Instafly's log handler (stderr, journald)."""
+def _quiet_when_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
+
+
+def _route_mitmproxy_logs(level: int, check: StartupCheck) -> None:
+    """mitmproxy's own messages go to stderr (journald) in Instafly's format."""
+    handler = logging.StreamHandler(sys.stderr)
+    for ours in logging.getLogger("instafly").handlers[:1]:
+        handler.setFormatter(ours.formatter)
+    handler.addFilter(check.quiet_while_starting)
     mitmproxy_log = logging.getLogger("mitmproxy")
     mitmproxy_log.setLevel(level)
-    for handler in logging.getLogger("instafly").handlers:
-        if handler not in mitmproxy_log.handlers:
-            mitmproxy_log.addHandler(handler)
+    mitmproxy_log.handlers[:] = [handler]
