@@ -65,6 +65,7 @@ def recorded_requests(dump: Path = SAMPLE_DUMP) -> list[RecordedRequest]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like a browser's connection to Instagram
+    disable_nagle_algorithm = True  # headers and body are separate writes
     server: _StandInServer
 
     def do_GET(self) -> None:
