@@ -4,15 +4,18 @@ Instagram, passthrough for everyone else, TLS failures, start-up errors."""
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import sqlite3
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import free_port, run_cli, write_config
+from helpers import REPO, cli_env, free_port, run_cli, write_config
 from mitmproxy import addons, options
 from mitmproxy.test import taddons
 from support_capture import (
@@ -81,6 +84,13 @@ def test_the_proxy_captures_instagram_and_passes_everything_else_through(tmp_pat
                 statuses.append(response.status_code)
             assert statuses == [200] * 11 + [404]
 
+            # Phones fetch the CA from mitm.it through the proxy.
+            onboarding = session.get(
+                "http://mitm.it/cert/pem", proxies={"http": session.proxies["https"]}, timeout=30
+            )
+            assert onboarding.status_code == 200
+            assert onboarding.content == ca.read_bytes()
+
             # Not Instagram: the client talks TLS with the origin itself (its own certificate).
             with tls_through_proxy(port, "localhost", origin.port, origin.ca_path) as tls:
                 assert tls.getpeercert(binary_form=True) == origin.leaf_der
@@ -104,7 +114,9 @@ def test_the_proxy_captures_instagram_and_passes_everything_else_through(tmp_pat
     ]
     counters = dict(rows(db, "SELECT name, value FROM counters"))
     assert counters == {
-        "flows": 12,  # the passthrough connection is no flow: the proxy never saw inside it
+        # 12 Instagram responses and mitm.it; the passthrough connection is no flow at all:
+        # the proxy never saw inside it.
+        "flows": 13,
         "instagram_json": 5,
         "posts_new": 32,
         "posts_updated": 2,
@@ -140,6 +152,38 @@ def test_a_port_in_use_is_a_one_line_startup_error(tmp_path: Path) -> None:
         f" [Errno 98] error while attempting to bind on address ('127.0.0.1', {port}): address"
         " already in use (another program uses this port: stop it or set proxy.listen_port)"
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["transparent", "wireguard"])
+def test_the_other_modes_start_and_stop_cleanly(tmp_path: Path, mode: str) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path / "instafly.yaml",
+        {
+            "data_dir": str(tmp_path / "data"),
+            "proxy": {"mode": mode, "listen_host": "127.0.0.1", "listen_port": port},
+        },
+    )
+    log = tmp_path / "proxy.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "instaflyd", "--config", str(config), "proxy"],
+            stdout=output, stderr=subprocess.STDOUT, env=cli_env(), cwd=REPO,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            listening = f"proxy listening on 127.0.0.1:{port} ({mode} mode)"
+            while listening not in log.read_text() and time.monotonic() < deadline:
+                assert process.poll() is None, log.read_text()
+                time.sleep(0.1)
+            assert listening in log.read_text()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    assert process.returncode == 0
+    if mode == "wireguard":  # the phones' WireGuard configuration is in the log
+        assert f"Endpoint = 127.0.0.1:{port}" in log.read_text()
 
 
 def test_a_bad_mode_is_a_config_error(tmp_path: Path) -> None:

@@ -51,6 +51,9 @@ class CaptureAddon:
         addresses = ", ".join(f"{host}:{port}" for host, port, *_ in proxyserver.listen_addrs())
         modes = ", ".join(ctx.options.mode)
         log.info("proxy listening on %s (%s mode)", addresses or "(nothing)", modes)
+        for server in proxyserver.servers:
+            if peer := getattr(server, "client_conf", lambda: None)():
+                log.info("WireGuard configuration for the phones:\n%s", peer)
 
     def done(self) -> None:
         self.writer.stop()
