@@ -3,6 +3,8 @@ Instagram, passthrough for everyone else, TLS failures, start-up errors."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import signal
 import socket
@@ -26,8 +28,14 @@ from support_capture import (
 )
 
 from instaflyd.capture.hosts import ALLOW_HOSTS, is_api_host, is_cdn_host
-from instaflyd.capture.proxy import ProxyStartupError, extra_options, proxy_options
+from instaflyd.capture.proxy import (
+    ProxyStartupError,
+    StartupCheck,
+    extra_options,
+    proxy_options,
+)
 from instaflyd.config import build_config
+from instaflyd.logs import setup_logging
 
 
 def rows(db: Path, sql: str) -> list[tuple]:
@@ -274,3 +282,23 @@ def every_mitmproxy_option() -> options.Options:
     """mitmproxy's options as the proxy has them: those of every default addon loaded."""
     with taddons.context(*addons.default_addons(), loadcore=False) as context:
         return context.options
+
+
+def test_only_mitmproxys_errors_stop_the_start_up_never_ours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    instafly = logging.getLogger("instafly")
+    for name in ("handlers", "propagate", "level"):
+        monkeypatch.setattr(instafly, name, getattr(instafly, name))
+    setup_logging("info", "proxy")  # what `instaflyd proxy` does first
+    check = StartupCheck()
+    try:
+        logging.getLogger("instafly.capture").error("a parse error while starting")
+        asyncio.run(check.shutdown_if_errored())  # nothing to stop for
+        logging.getLogger("mitmproxy.proxy.server").error("[Errno 13] cannot bind\nTry this")
+        with pytest.raises(ProxyStartupError) as error:
+            asyncio.run(check.shutdown_if_errored())
+        assert str(error.value) == "cannot bind"
+    finally:
+        check.finish()
+    assert not check.starting
