@@ -194,6 +194,19 @@ def test_the_other_modes_start_and_stop_cleanly(tmp_path: Path, mode: str) -> No
         assert f"Endpoint = 127.0.0.1:{port}" in log.read_text()
 
 
+def test_an_option_mitmproxy_rejects_is_a_one_line_startup_error(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "instafly.yaml",
+        {"proxy": {"listen_port": free_port(), "mitmproxy_options": {"connection_strategy": 5}}},
+    )
+    result = run_cli("proxy", config=config, data_dir=tmp_path / "data", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "instaflyd: proxy: cannot start: mitmproxy rejected an option: Expected <class 'str'>"
+        " for connection_strategy, but got <class 'int'>."
+    ]
+
+
 def test_a_bad_mode_is_a_config_error(tmp_path: Path) -> None:
     config = write_config(tmp_path / "instafly.yaml", {"proxy": {"mode": "socks5"}})
     result = run_cli("proxy", config=config, data_dir=tmp_path / "data")

@@ -138,7 +138,7 @@ async def _serve(config: Config, writer: CaptureWriter, log_level: int) -> None:
     proxy.addons.add(check, CaptureAddon(writer, config.proxy.max_body_bytes))
     try:
         opts.update(**proxy_options(config), **extra_options(config, opts))
-    except exceptions.OptionsError as exc:
+    except (exceptions.OptionsError, TypeError, ValueError) as exc:
         raise ProxyStartupError(f"mitmproxy rejected an option: {exc}") from None
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
