@@ -141,6 +141,29 @@ def test_the_proxy_captures_instagram_and_passes_everything_else_through(tmp_pat
 
 
 @pytest.mark.slow
+def test_proxy_auth_turns_away_clients_without_the_password(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path / "instafly.yaml",
+        {
+            "data_dir": str(tmp_path / "data"),
+            "proxy": {"listen_host": "127.0.0.1", "listen_port": port, "auth": "family:s3cret"},
+        },
+    )
+    with running_proxy(config, port, tmp_path / "proxy.log"):
+        session = requests.Session()
+        session.trust_env = False
+        url = "http://mitm.it/cert/pem"
+        anonymous = session.get(url, proxies={"http": f"http://127.0.0.1:{port}"}, timeout=30)
+        assert anonymous.status_code == 407
+        wrong = session.get(url, proxies={"http": f"http://family:guess@127.0.0.1:{port}"})
+        assert wrong.status_code == 407
+        family = session.get(url, proxies={"http": f"http://family:s3cret@127.0.0.1:{port}"})
+        assert family.status_code == 200
+        assert family.content.startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+@pytest.mark.slow
 def test_a_port_in_use_is_a_one_line_startup_error(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
