@@ -81,3 +81,17 @@ def test_a_damaged_cache_file_is_computed_again(data_dir: Path, images: list[Cac
     again, report = cache.features(images[:2])
     assert (report.computed, report.reused) == (1, 1)
     np.testing.assert_array_equal(again, good)
+
+
+def test_an_unreadable_image_is_reported_and_not_cached(
+    data_dir: Path, images: list[CachedImage]
+) -> None:
+    config = tiny_config(data_dir)
+    broken = data_dir / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a whole JPEG")
+    cache = FeatureCache(config.features_dir, build_backbone(config, "none", 64))
+    mixed = [images[0], CachedImage("ab" * 32, broken), images[1]]
+    features, report = cache.features(mixed)
+    assert (report.computed, report.reused, report.unreadable) == (2, 0, [1])
+    assert not features[1].any() and features[0].any() and features[2].any()
+    assert not cache.path_for("ab" * 32).exists()

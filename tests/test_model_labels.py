@@ -109,6 +109,17 @@ def test_few_owners_still_give_both_sides_one_owner_at_least() -> None:
     assert len({post.owner_id for post in split.train}) == 1
 
 
+def test_a_split_without_some_rows_keeps_the_order_of_the_rest() -> None:
+    split = split_by_owner(posts_of(["a", "b", "c", "d"]), fraction=0.5, seed=3)
+    rows = [0, len(split.train)]  # the first training post and the first validation post
+    smaller = split.without(rows)
+    assert smaller.train == split.train[1:]
+    assert smaller.validation == split.validation[1:]
+    assert [p.post_id for p in smaller.posts] == [
+        p.post_id for i, p in enumerate(split.posts) if i not in rows
+    ]
+
+
 def test_one_owner_is_not_enough_to_validate() -> None:
     with pytest.raises(NotEnoughData, match=r"at least 2 accounts .* there are 1"):
         split_by_owner(posts_of(["only"]), fraction=0.2, seed=0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 import tensorflow as tf
 from helpers import REPO, cli_env, run_cli, run_cli_json, write_config
 from support_model import (
+    OWNERS,
     TINY_MODEL,
     add_generated_posts,
     generated_image,
@@ -26,13 +28,16 @@ from support_model import (
     train_tiny_model,
 )
 
+from instaflyd.cli import main
 from instaflyd.config import Config
 from instaflyd.model.inputs import load_images
 from instaflyd.model.labels import NotEnoughData
 from instaflyd.model.metrics import spearman
 from instaflyd.model.scoring import NoModelError, load_scorer
 from instaflyd.model.training import TrainingBusy, claim_training_run, run_training
-from instaflyd.store import Database
+from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
+from instaflyd.store.images import record_image
+from instaflyd.store.posts import attach_image, upsert_post
 from instaflyd.store.versions import current_model_version, latest_training_run
 
 UNSEEN_BRIGHTNESS = [0.12, 0.25, 0.38, 0.5, 0.62, 0.75, 0.88, 1.0]
@@ -54,10 +59,22 @@ def assert_ranks_unseen_images(scores: list[float]) -> None:
     assert scores[0] < scores[3] < scores[-1]
 
 
+def add_broken_post(config: Config) -> None:
+    """A labelled post whose stored "image" cannot be decoded (a truncated capture, say)."""
+    with Database(config.db_path) as db, db.transaction() as conn:
+        stored = ImageFiles(config.images_dir).put(b"\xff\xd8 not a whole JPEG", "jpg")
+        record_image(conn, stored, 640, 640, 21)
+        owner = AccountRecord(OWNERS[0][0], follower_count=OWNERS[0][1])
+        upsert_post(conn, PostRecord("4999999", "photo", owner=owner, like_count=5))
+        attach_image(conn, "4999999", stored.sha256)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    """A store with 72 generated posts and a tiny model v1 trained on them."""
+    """A store with 72 generated posts (and one broken image) and a tiny model v1 trained on them."""
     config = tiny_config(tmp_path_factory.mktemp("trained"))
+    add_generated_posts(config, 72)
+    add_broken_post(config)
     train_tiny_model(config)
     return config
 
@@ -66,7 +83,8 @@ def test_the_first_model_learns_is_promoted_and_recorded(trained: Config) -> Non
     with Database(trained.db_path) as db:
         version = db.one("SELECT * FROM model_versions WHERE version = 1")
         run = db.one("SELECT * FROM training_runs WHERE version = 1")
-    assert (version["promoted"], version["samples"], version["labelled_total"]) == (1, 72, 72)
+    # the broken image's post is labelled but left out
+    assert (version["promoted"], version["samples"], version["labelled_total"]) == (1, 72, 73)
     assert version["val_srcc"] >= 0.6
     assert version["val_pairwise_accuracy"] >= 0.6
     assert (run["state"], run["epoch"], run["epochs"], run["pid"]) == ("done", 12, 12, os.getpid())
@@ -125,6 +143,55 @@ def test_a_worse_model_is_written_but_not_promoted(trained: Config) -> None:
         assert f"v{result.version} not promoted" in latest_training_run(db.conn)["message"]
     assert (trained.models_dir / f"v{result.version:04d}" / "tail.weights.h5").is_file()
     assert load_scorer(trained).version == 1
+
+
+def test_score_prints_each_image_and_names_an_unreadable_one(
+    trained: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file = write_config(
+        tmp_path / "instafly.yaml", {"data_dir": str(trained.data_dir), **TINY_MODEL}
+    )
+    dark, bright = unseen_images(tmp_path)[0], unseen_images(tmp_path)[-1]
+    assert main(["--config", str(config_file), "score", str(dark), str(bright)]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header == "model v1: score = predicted log(likes / followers), higher is better"
+    assert [line.split()[-1] for line in lines] == [str(dark), str(bright)]
+    assert float(lines[0].split()[0]) < float(lines[1].split()[0])
+    assert "% of followers)" in lines[0]
+
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a photo")
+    assert main(["--config", str(config_file), "score", str(dark), str(notes)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"instaflyd: {notes}: not a readable image (")
+
+
+def test_a_damaged_or_mismatched_version_fails_to_load_with_the_reason(
+    trained: Config, tmp_path: Path
+) -> None:
+    shutil.copytree(trained.data_dir, tmp_path / "copy")
+    config = tiny_config(tmp_path / "copy")
+    # the version rebuilds the random weights it was trained on, whatever the seed is now
+    assert load_scorer(tiny_config(config.data_dir, train={"seed": 5})).version == 1
+    info_file = config.models_dir / "v0001" / "model.json"
+    info = json.loads(info_file.read_text())
+    info_file.write_text(json.dumps({**info, "fingerprint": "0" * 40}))
+    with pytest.raises(
+        NoModelError,
+        match=r"^model v1 was trained on other frozen weights than the 'none' weights here",
+    ):
+        load_scorer(config)
+    info_file.write_text(json.dumps({**info, "weights": "imagenet"}))
+    with pytest.raises(
+        NoModelError,
+        match=r"^model v1 needs the weights it was trained on, .*notop.h5, which is missing",
+    ):
+        load_scorer(config)
+    info_file.write_text(json.dumps(info))
+    (config.models_dir / "v0001" / "tail.weights.h5").write_bytes(b"garbage")
+    with pytest.raises(NoModelError, match=r"tail\.weights\.h5: cannot load the trained tail"):
+        load_scorer(config)
 
 
 def test_the_pairwise_objective_learns_and_reports_the_same_metrics(data_dir: Path) -> None:

@@ -62,14 +62,17 @@ def weights_file(config: Config, setting: str) -> str | None:
     return setting
 
 
-def build_backbone(config: Config, weights: str, input_size: int) -> Backbone:
+def build_backbone(
+    config: Config, weights: str, input_size: int, seed: int | None = None
+) -> Backbone:
     """VGG16 with the given weights setting, cut after block5_conv2.
 
-    Random initialisation is seeded with `train.seed`, so every process builds the same frozen
-    part; the fingerprint proves it (cached features and saved tails are only valid with it).
+    Random initialisation is seeded (`seed`, by default `train.seed`), so every process builds
+    the same frozen part; the fingerprint proves it (cached features and saved tails are only
+    valid with it).
     """
     if weights == "none":
-        keras.utils.set_random_seed(config.train.seed)
+        keras.utils.set_random_seed(config.train.seed if seed is None else seed)
     vgg = vgg16.VGG16(
         include_top=False, weights=weights_file(config, weights), input_shape=(None, None, 3)
     )
@@ -81,7 +84,10 @@ def build_backbone(config: Config, weights: str, input_size: int) -> Backbone:
             break
     frozen = keras.Model(inputs, x, name="vgg16_frozen")
     frozen.trainable = False
-    forward = tf.function(lambda pixels: frozen(pixels, training=False), reduce_retracing=True)
+    forward = tf.function(
+        lambda pixels: frozen(pixels, training=False),
+        input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)],
+    )
     return Backbone(
         frozen=frozen,
         input_size=input_size,

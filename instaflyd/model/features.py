@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ import numpy as np
 
 from instaflyd.fsutil import TEMP_PREFIX, atomic_write_bytes, atomic_write_text, remove_stale_temps
 from instaflyd.model.backbone import BACKBONE, Backbone
-from instaflyd.model.inputs import load_images
+from instaflyd.model.inputs import ImageReadError, load_image, load_images
+
+log = logging.getLogger("instafly.model.features")
 
 KEY_FILE = "key.json"
 BATCH = 16
@@ -35,6 +38,7 @@ class CachedImage:
 class CacheReport:
     computed: int
     reused: int
+    unreadable: list[int]  # rows whose image could not be decoded (their features are zeros)
 
 
 class FeatureCache:
@@ -49,9 +53,12 @@ class FeatureCache:
         return self.folder / sha256[:2] / f"{sha256}.npy"
 
     def features(self, images: Sequence[CachedImage]) -> tuple[np.ndarray, CacheReport]:
-        """(N, S/16, S/16, 512) float16 for `images`, computing only those not cached yet."""
+        """(N, S/16, S/16, 512) float16 for `images`, computing only those not cached yet.
+
+        An image that cannot be decoded gets zeros; the report lists its row as unreadable.
+        """
         self._claim_folder()
-        out = np.empty((len(images), *self.backbone.feature_shape), dtype=np.float16)
+        out = np.zeros((len(images), *self.backbone.feature_shape), dtype=np.float16)
         missing = []
         for i, image in enumerate(images):
             cached = self._read(image.sha256)
@@ -59,18 +66,29 @@ class FeatureCache:
                 missing.append(i)
             else:
                 out[i] = cached
+        unreadable = []
         for start in range(0, len(missing), BATCH):
-            chosen = missing[start : start + BATCH]
-            computed = self.compute([images[i].path for i in chosen])
-            for i, value in zip(chosen, computed, strict=True):
-                self._write(images[i].sha256, value)
-                out[i] = value
-        return out, CacheReport(computed=len(missing), reused=len(images) - len(missing))
+            rows, pixels = [], []
+            for i in missing[start : start + BATCH]:
+                try:
+                    pixels.append(load_image(images[i].path, self.backbone.input_size))
+                    rows.append(i)
+                except ImageReadError as exc:
+                    log.warning("%s; its post is left out of training", exc)
+                    unreadable.append(i)
+            if rows:
+                for i, value in zip(rows, self._frozen(np.stack(pixels)), strict=True):
+                    self._write(images[i].sha256, value)
+                    out[i] = value
+        computed = len(missing) - len(unreadable)
+        return out, CacheReport(computed, len(images) - len(missing), unreadable)
 
     def compute(self, paths: Sequence[Path]) -> np.ndarray:
         """The frozen part's output for image files, without the cache, as float16."""
-        pixels = load_images(paths, self.backbone.input_size)
-        return np.asarray(self.backbone.forward(pixels), dtype=np.float16)
+        return self._frozen(load_images(paths, self.backbone.input_size))
+
+    def _frozen(self, pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(self.backbone.forward(pixels.astype(np.float32)), dtype=np.float16)
 
     def _read(self, sha256: str) -> np.ndarray | None:
         path = self.path_for(sha256)

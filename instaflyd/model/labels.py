@@ -17,6 +17,7 @@ import hashlib
 import logging
 import math
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +51,37 @@ class LabelledPost:
 
 @dataclass(frozen=True)
 class Split:
+    """Training and validation posts; arrays over `posts` have the training rows first."""
+
     train: list[LabelledPost]
     validation: list[LabelledPost]
 
     @property
+    def posts(self) -> list[LabelledPost]:
+        return self.train + self.validation
+
+    @property
     def samples(self) -> int:
         return len(self.train) + len(self.validation)
+
+    @property
+    def train_rows(self) -> np.ndarray:
+        return np.arange(len(self.train))
+
+    @property
+    def validation_rows(self) -> np.ndarray:
+        return np.arange(len(self.train), self.samples)
+
+    def without(self, rows: Collection[int]) -> Split:
+        """The split without the posts at these rows of `posts`."""
+        left_out = set(rows)
+        train = [post for i, post in enumerate(self.train) if i not in left_out]
+        validation = [
+            post
+            for i, post in enumerate(self.validation, start=len(self.train))
+            if i not in left_out
+        ]
+        return Split(train, validation)
 
 
 def labelled_posts(conn: sqlite3.Connection, images: ImageFiles) -> list[LabelledPost]:

@@ -22,7 +22,14 @@ import yaml
 
 from instaflyd.config import Config
 from instaflyd.fsutil import TEMP_PREFIX, atomic_directory
-from instaflyd.model.backbone import Backbone, build_backbone, build_scorer_model, load_tail
+from instaflyd.model.backbone import (
+    Backbone,
+    build_backbone,
+    build_scorer_model,
+    load_tail,
+    weights_file,
+)
+from instaflyd.model.scoring import NoModelError
 from instaflyd.store.versions import current_model_version
 
 log = logging.getLogger("instafly.model.registry")
@@ -34,7 +41,7 @@ CONFIG_FILE = "config.yaml"
 KEEP_VERSIONS = 5  # version folders kept besides the current one; older ones are deleted
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(NoModelError):
     """A version's files are missing or do not match the weights they need."""
 
 
@@ -82,7 +89,13 @@ def read_info(folder: Path) -> dict[str, Any]:
 
 def backbone_for(config: Config, info: dict[str, Any]) -> Backbone:
     """The frozen part a version was trained on, checked against its fingerprint."""
-    backbone = build_backbone(config, info["weights"], info["input_size"])
+    needed = weights_file(config, info["weights"])
+    if needed is not None and not Path(needed).is_file():
+        raise ModelLoadError(
+            f"model v{info['version']} needs the weights it was trained on, {needed}, "
+            "which is missing; fetch or import it again (instaflyd weights --help)"
+        )
+    backbone = build_backbone(config, info["weights"], info["input_size"], info["seed"])
     if backbone.fingerprint != info["fingerprint"]:
         raise ModelLoadError(
             f"model v{info['version']} was trained on other frozen weights than the "
@@ -92,17 +105,29 @@ def backbone_for(config: Config, info: dict[str, Any]) -> Backbone:
     return backbone
 
 
-def load_version(config: Config, version: int, backbone: Backbone | None = None) -> KerasScorer:
-    """Version `version` as a Scorer (pass `backbone` when it is already built and matches)."""
-    folder = version_dir(config, version)
-    info = read_info(folder)
-    if backbone is None or backbone.fingerprint != info["fingerprint"]:
-        backbone = backbone_for(config, info)
+def load_version(config: Config, version: int) -> KerasScorer:
+    """Version `version` as a Scorer: its frozen part rebuilt and checked, its tail loaded."""
+    info = read_info(version_dir(config, version))
+    backbone = backbone_for(config, info)
+    return KerasScorer(
+        version, info["input_size"], build_scorer_model(backbone, _tail(config, version))
+    )
+
+
+def tail_on(config: Config, version: int, backbone: Backbone) -> keras.Model | None:
+    """The version's trained tail if it was trained on this frozen part and size, else None."""
+    info = read_info(version_dir(config, version))
+    if (info["fingerprint"], info["input_size"]) != (backbone.fingerprint, backbone.input_size):
+        return None
+    return _tail(config, version)
+
+
+def _tail(config: Config, version: int) -> keras.Model:
+    path = version_dir(config, version) / TAIL_FILE
     try:
-        tail = load_tail(folder / TAIL_FILE)
+        return load_tail(path)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{folder}: cannot load {TAIL_FILE}: {exc}") from exc
-    return KerasScorer(version, info["input_size"], build_scorer_model(backbone, tail))
+        raise ModelLoadError(f"{path}: cannot load the trained tail: {exc}") from exc
 
 
 def clean_models_dir(config: Config, conn: sqlite3.Connection) -> None:

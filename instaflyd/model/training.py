@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -24,10 +24,23 @@ import tensorflow as tf
 
 from instaflyd.config import Config, TrainConfig
 from instaflyd.model import registry
-from instaflyd.model.backbone import BACKBONE, Backbone, build_backbone, build_tail
+from instaflyd.model.backbone import (
+    BACKBONE,
+    FEATURE_CHANNELS,
+    Backbone,
+    build_backbone,
+    build_tail,
+)
 from instaflyd.model.features import CachedImage, FeatureCache
 from instaflyd.model.inputs import load_images
-from instaflyd.model.labels import LabelledPost, Split, labelled_posts, split_by_owner, targets
+from instaflyd.model.labels import (
+    LabelledPost,
+    Split,
+    labelled_posts,
+    owner_ids,
+    split_by_owner,
+    targets,
+)
 from instaflyd.model.metrics import spearman, validation_metrics
 from instaflyd.model.schedule import pid_alive
 from instaflyd.store import Database, ImageFiles
@@ -74,23 +87,22 @@ class TrainResult:
     def as_json(self) -> dict[str, Any]:
         """DESIGN.md's `train --json` document."""
         keys = ("version", "promoted", "samples", "val_srcc", "val_pairwise_accuracy", "seconds")
-        return {key: asdict(self)[key] for key in keys}
+        values = asdict(self)
+        return {key: values[key] for key in keys}
 
     def summary(self) -> str:
-        srcc = _fmt(self.val_srcc)
-        accuracy = "n/a" if self.val_pairwise_accuracy is None else (
-            f"{self.val_pairwise_accuracy:.1%}"
-        )  # fmt: skip
+        """One line for people, e.g. "v3 promoted: 1240 posts, validation Spearman 0.412, ..."."""
         verdict = "promoted" if self.promoted else "not promoted"
-        compared = (
-            f"; v{self.current_version} scores {_fmt(self.current_val_srcc)} on the same posts"
-            if self.current_version is not None
-            else ""
+        line = (
+            f"v{self.version} {verdict}: {self.samples} posts, "
+            f"validation Spearman {_fmt(self.val_srcc)}, "
+            f"pairwise accuracy {_fmt(self.val_pairwise_accuracy, '.1%')}"
         )
-        return (
-            f"v{self.version} {verdict}: {self.samples} posts, validation Spearman {srcc}, "
-            f"pairwise accuracy {accuracy}{compared} ({self.seconds:.1f} s)"
-        )
+        if self.current_version is not None:
+            line += (
+                f"; v{self.current_version} scores {_fmt(self.current_val_srcc)} on the same posts"
+            )
+        return f"{line} ({self.seconds:.1f} s)"
 
 
 def run_training(config: Config, weights: str | None = None) -> TrainResult:
@@ -127,7 +139,6 @@ def _train(config: Config, db: Database, run_id: int, weights: str, started: flo
     labelled_total = labelled_count(db.conn)
     posts = labelled_posts(db.conn, ImageFiles(config.images_dir))
     split = split_by_owner(posts, config.train.validation_fraction, config.train.seed)
-    ordered = split.train + split.validation
     log.info(
         "training on %d posts (%d owners), validating on %d posts (%d owners)",
         len(split.train), len({p.owner_id for p in split.train}),
@@ -136,20 +147,23 @@ def _train(config: Config, db: Database, run_id: int, weights: str, started: flo
 
     backbone = build_backbone(config, weights, config.model.input_size)
     cache = FeatureCache(config.features_dir, backbone)
-    features, report = cache.features([CachedImage(p.image_sha256, p.image_path) for p in ordered])
+    features, report = cache.features(
+        [CachedImage(post.image_sha256, post.image_path) for post in split.posts]
+    )
     log.info("features: %d computed, %d from the cache", report.computed, report.reused)
+    if report.unreadable:
+        split = split.without(report.unreadable)
+        features = np.delete(features, report.unreadable, axis=0)
 
     current = current_model_version(db.conn)
-    tail = _starting_tail(config, backbone, current, targets(split.train))
-    rows = np.arange(len(ordered))
-    train_rows, val_rows = rows[: len(split.train)], rows[len(split.train) :]
+    tail = _starting_tail(config, backbone, current, split)
 
     def on_epoch(epoch: int, loss: float, metrics: dict[str, Any]) -> None:
         log.info("epoch %d/%d: loss %.4f, %s", epoch, config.train.epochs, loss, metrics)
         with db.transaction() as conn:
             record_training_progress(conn, run_id, epoch, loss, metrics)
 
-    metrics = fit(tail, features, split, train_rows, val_rows, config.train, on_epoch)
+    metrics = fit(tail, features, split, config.train, on_epoch)
     current_srcc = None
     if current is not None:
         current_srcc = _current_val_srcc(config, current["version"], backbone, features, split)
@@ -171,6 +185,7 @@ def _train(config: Config, db: Database, run_id: int, weights: str, started: flo
         "input_size": backbone.input_size,
         "weights": backbone.weights,
         "fingerprint": backbone.fingerprint,
+        "seed": config.train.seed,  # what rebuilds random weights
         "objective": config.train.objective,
         "keras": keras.__version__,
         "created": time.time(),
@@ -207,30 +222,34 @@ def fit(
     tail: keras.Model,
     features: Features,
     split: Split,
-    train_rows: np.ndarray,
-    val_rows: np.ndarray,
     settings: TrainConfig,
     on_epoch: EpochCallback,
 ) -> dict[str, Any]:
-    """Train `tail` for `settings.epochs` on the rows of `features`; returns the last metrics.
+    """Train `tail` for `settings.epochs`; returns the last epoch's validation metrics.
+
+    Row i of `features` belongs to `split.posts[i]` (training posts first).
 
     `regression` fits log(like rate) by squared error; `pairwise` fits the order of pairs of
     posts by the same owner with a logistic (RankNet) loss. Both report the same metrics.
     """
-    y = np.concatenate([targets(split.train), targets(split.validation)])
-    owners = np.array([post.owner_id for post in split.train + split.validation])
+    y = targets(split.posts)
+    owners = owner_ids(split.posts)
+    train_rows, val_rows = split.train_rows, split.validation_rows
     optimizer = keras.optimizers.Adam(settings.learning_rate)
     rng = np.random.default_rng(settings.seed)
     variables = tail.trainable_variables
 
-    @tf.function(reduce_retracing=True)
+    features_spec = tf.TensorSpec((None, None, None, FEATURE_CHANNELS), tf.float32)
+    values_spec = tf.TensorSpec((None,), tf.float32)
+
+    @tf.function(input_signature=[features_spec, values_spec])
     def regression_step(x: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(tail(x, training=True)[:, 0] - target))
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[features_spec, values_spec])
     def pairwise_step(x: tf.Tensor, sign: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             first, second = tf.split(tail(x, training=True)[:, 0], 2)
@@ -238,27 +257,39 @@ def fit(
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
+    step = regression_step if settings.objective == "regression" else pairwise_step
     metrics: dict[str, Any] = {}
     for epoch in range(1, settings.epochs + 1):
-        losses = []
-        if settings.objective == "regression":
-            order = rng.permutation(train_rows)
-            for start in range(0, len(order), settings.batch_size):
-                batch = order[start : start + settings.batch_size]
-                losses.append(regression_step(_float32(features[batch]), y[batch]))
-        else:
-            first, second = same_owner_pairs(train_rows, y, owners, rng)
-            for start in range(0, len(first), settings.batch_size):
-                a, b = (
-                    first[start : start + settings.batch_size],
-                    second[start : start + settings.batch_size],
-                )
-                sign = np.sign(y[a] - y[b]).astype(np.float32)
-                losses.append(pairwise_step(_float32(features[np.concatenate([a, b])]), sign))
+        losses = [
+            float(step(_float32(features[rows]), values))
+            for rows, values in _batches(settings, train_rows, y, owners, rng)
+        ]
         predictions = predict(tail, features, val_rows)
         metrics = validation_metrics(predictions, y[val_rows], owners[val_rows])
         on_epoch(epoch, float(np.mean(losses)) if losses else float("nan"), metrics)
     return metrics
+
+
+def _batches(
+    settings: TrainConfig,
+    rows: np.ndarray,
+    y: np.ndarray,
+    owners: np.ndarray,
+    rng: np.random.Generator,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One epoch of (feature rows, values): targets for regression; for pairwise, the rows of
+    the first posts then of their partners, and +1/-1 for which of each pair did better."""
+    size = settings.batch_size
+    if settings.objective == "regression":
+        order = rng.permutation(rows)
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
+            yield batch, y[batch]
+        return
+    first, second = same_owner_pairs(rows, y, owners, rng)
+    for start in range(0, len(first), size):
+        a, b = first[start : start + size], second[start : start + size]
+        yield np.concatenate([a, b]), np.sign(y[a] - y[b]).astype(np.float32)
 
 
 def same_owner_pairs(
@@ -286,24 +317,24 @@ def predict(tail: keras.Model, features: Features, rows: np.ndarray) -> np.ndarr
     return np.concatenate(out)[:, 0] if out else np.empty(0, dtype=np.float32)
 
 
-def _starting_tail(
-    config: Config, backbone: Backbone, current: Any, train_targets: np.ndarray
-) -> keras.Model:
+def _starting_tail(config: Config, backbone: Backbone, current: Any, split: Split) -> keras.Model:
     """The current version's tail when it fits this frozen part; else VGG16's conv + a new head."""
     if current is not None:
-        folder = registry.version_dir(config, current["version"])
         try:
-            info = registry.read_info(folder)
-            if (info["fingerprint"], info["input_size"]) == (
-                backbone.fingerprint,
-                backbone.input_size,
-            ):
-                log.info("fine-tuning v%d", current["version"])
-                return registry.load_tail(folder / registry.TAIL_FILE)
-        except (registry.ModelLoadError, OSError, ValueError) as exc:
+            tail = registry.tail_on(config, current["version"], backbone)
+        except registry.ModelLoadError as exc:
             log.warning("cannot start from v%d (%s); starting afresh", current["version"], exc)
+            tail = None
+        if tail is not None:
+            log.info("fine-tuning v%d", current["version"])
+            return tail
+    return fresh_tail(config, backbone, split)
+
+
+def fresh_tail(config: Config, backbone: Backbone, split: Split) -> keras.Model:
+    """VGG16's own block5_conv3 and a new head that starts at the mean training target."""
     tail = build_tail(config.train.seed, backbone.tail_conv_weights)
-    tail.get_layer("score").bias.assign([float(np.mean(train_targets))])
+    tail.get_layer("score").bias.assign([float(np.mean(targets(split.train)))])
     return tail
 
 
@@ -311,17 +342,13 @@ def _current_val_srcc(
     config: Config, version: int, backbone: Backbone, features: np.ndarray, split: Split
 ) -> float | None:
     """The current version's Spearman correlation on this run's validation posts."""
-    val_rows = np.arange(len(split.train), len(split.train) + len(split.validation))
     try:
-        folder = registry.version_dir(config, version)
-        info = registry.read_info(folder)
-        if (info["fingerprint"], info["input_size"]) == (backbone.fingerprint, backbone.input_size):
-            predictions = predict(
-                registry.load_tail(folder / registry.TAIL_FILE), features, val_rows
-            )
-        else:  # trained on another frozen part or size: score the validation images in full
+        tail = registry.tail_on(config, version, backbone)
+        if tail is not None:
+            predictions = predict(tail, features, split.validation_rows)
+        else:  # trained on another frozen part or input size: score the images in full
             predictions = _score_images(registry.load_version(config, version), split.validation)
-    except (registry.ModelLoadError, OSError, ValueError) as exc:
+    except registry.ModelLoadError as exc:
         log.warning("cannot evaluate the current model v%d (%s); not comparing", version, exc)
         return None
     return spearman(predictions, targets(split.validation))
@@ -346,5 +373,5 @@ def _float32(values: np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
