@@ -169,7 +169,7 @@ class SleepingTrainer(TrainingScheduler):
         return python(f"import time; print('forced={forced}', flush=True); time.sleep(60)")
 
 
-def test_scheduler_starts_one_niced_trainer_when_due(tmp_path: Path) -> None:
+def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_path: Path) -> None:
     data = tmp_path / "data"
     config = build_config(
         {
@@ -196,7 +196,7 @@ def test_scheduler_starts_one_niced_trainer_when_due(tmp_path: Path) -> None:
         scheduler.tick(now=101.0)
         child = scheduler.child
         assert child is not None
-        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 7
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 0  # train --scheduled nices itself
         assert scheduler.last_reason == "training is due: 6 new labelled posts"
         for now in (102.0, 103.0, 104.0):
             scheduler.tick(now=now)
@@ -220,6 +220,7 @@ def test_scheduler_starts_one_niced_trainer_when_due(tmp_path: Path) -> None:
         assert scheduler.request() == (True, "training starts now")
         scheduler.tick(now=105.1)
         assert scheduler.child is not None
+        assert os.getpriority(os.PRIO_PROCESS, scheduler.child.pid) == 7
         wait_for(lambda: scheduler.child.lines, 10, "the trainer's output")
         assert list(scheduler.child.lines) == ["forced=True"]
     finally:

@@ -73,7 +73,9 @@ class TrainingScheduler:
             self.last_reason = status.reason
             if status.running or not (forced or status.due):
                 return
-            self.child = ChildProcess("trainer", self.argv(forced), nice=self.config.train.nice)
+            # `train --scheduled` lowers its own priority; a forced run gets it from here.
+            nice = self.config.train.nice if forced else 0
+            self.child = ChildProcess("trainer", self.argv(forced), nice=nice)
             self.runs += 1
             log.info("trainer started (pid %d): %s", self.child.pid, status.reason)
 
