@@ -126,7 +126,7 @@ def cmd_enhance(args: argparse.Namespace, config: Config) -> int:
         scorer = load_scorer(config)
     except NoModelError as exc:
         raise CommandError(str(exc)) from None
-    from instaflyd.enhance.pipeline import RejectedImage, enhance_file
+    from instaflyd.enhance import RejectedImage, enhance_file
     from instaflyd.enhance.progress import terminal_progress
 
     done, failed = [], 0

@@ -27,7 +27,7 @@ from instaflyd.model.scoring import Scorer
 Progress = Callable[[int, int, float], None]  # (steps done, steps planned, current score)
 
 LEARNING_RATE = 0.1
-PENALTY = 1.0
+PENALTY = 0.5
 PATIENCE = 5
 MIN_GAIN = 0.02
 
