@@ -96,6 +96,8 @@ def enhance_file(
     started = time.monotonic()
     mode = mode or config.enhance.mode
     steps = steps or config.enhance.steps
+    if mode not in ("edits", "pixels"):
+        raise ValueError(f"unknown enhancement mode {mode!r}; use edits or pixels")
     photo = open_image(
         path, max_pixels=config.enhance.max_pixels, max_file_mb=config.enhance.max_file_mb
     )
@@ -104,7 +106,7 @@ def enhance_file(
         found = compiled_for(EditSearch, scorer).run(small, steps, progress)
         enhanced = filters.apply_full(photo.pixels, found.raw)
         params, taken = filters.describe(found.raw), found.steps
-    else:
+    else:  # pixels
         dreamed = compiled_for(PixelAscent, scorer).ascend(
             small, steps, original=small, progress=progress
         )
@@ -137,8 +139,11 @@ def enhance_file(
 
 
 def model_copy(pixels: np.ndarray, size: int) -> tf.Tensor:
-    """(H, W, 3) uint8 -> (1, size, size, 3) float32 in 0..255, the whole frame resized."""
-    small = Image.fromarray(pixels).resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    """(H, W, 3) uint8 -> (1, size, size, 3) float32 in 0..255: the whole frame, squeezed to a
+    square and resized the way the model's training images are (`instaflyd.model.inputs`)."""
+    small = Image.fromarray(pixels).resize(
+        (size, size), Image.Resampling.BILINEAR, reducing_gap=2.0
+    )
     return tf.constant(np.asarray(small, dtype=np.float32)[None])
 
 
