@@ -15,10 +15,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from instaflyd import __version__
 from instaflyd.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from instaflyd.model.scoring import Scorer
 
 log = logging.getLogger("instafly.cli")
 
@@ -117,15 +120,20 @@ def cmd_score(args: argparse.Namespace, config: Config) -> int:
     raise NotImplementedYet("score")
 
 
-def cmd_enhance(args: argparse.Namespace, config: Config) -> int:
+def _current_scorer(args: argparse.Namespace, config: Config) -> Scorer:
+    """The model for enhance/generate, or the one-line reason there is none (posts needed)."""
     from instaflyd.model.scoring import NoModelError, load_scorer
 
     if args.steps is not None and args.steps < 1:
         raise CommandError("--steps must be at least 1", 2)
     try:
-        scorer = load_scorer(config)
+        return load_scorer(config)
     except NoModelError as exc:
         raise CommandError(str(exc)) from None
+
+
+def cmd_enhance(args: argparse.Namespace, config: Config) -> int:
+    scorer = _current_scorer(args, config)
     from instaflyd.enhance import RejectedImage, enhance_file
     from instaflyd.enhance.progress import terminal_progress
 
@@ -152,14 +160,7 @@ def cmd_enhance(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_generate(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.model.scoring import NoModelError, load_scorer
-
-    if args.steps is not None and args.steps < 1:
-        raise CommandError("--steps must be at least 1", 2)
-    try:
-        scorer = load_scorer(config)
-    except NoModelError as exc:
-        raise CommandError(str(exc)) from None
+    scorer = _current_scorer(args, config)
     from instaflyd.enhance.noise import generate_file
     from instaflyd.enhance.progress import terminal_progress
 
