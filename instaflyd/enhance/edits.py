@@ -28,8 +28,8 @@ Progress = Callable[[int, int, float], None]  # (steps done, steps planned, curr
 
 LEARNING_RATE = 0.1
 PENALTY = 0.5
-PATIENCE = 5
-MIN_GAIN = 0.02
+PATIENCE = 4
+MIN_GAIN = 0.05
 
 
 @dataclass(frozen=True)
