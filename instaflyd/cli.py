@@ -12,6 +12,8 @@ import argparse
 import io
 import json
 import logging
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,7 +58,13 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_proxy(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("proxy")
+    from instaflyd.capture.proxy import ProxyStartupError, run_proxy
+
+    try:
+        run_proxy(config, verbose=args.verbose)
+    except ProxyStartupError as exc:
+        raise CommandError(f"proxy: cannot start: {exc}") from None
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
@@ -64,7 +72,19 @@ def cmd_worker(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("import")
+    from instaflyd.capture.dumps import import_flow_files
+
+    result = import_flow_files(config, args.flowfiles)
+    for problem in result.parse_errors:
+        print(f"instaflyd: import: warning: {problem}", file=sys.stderr)
+    for problem in result.file_errors:
+        print(f"instaflyd: import: {problem}", file=sys.stderr)
+    summary = result.summary.as_dict()
+    if args.json:
+        print_json(summary)
+    else:
+        print(", ".join(f"{name.replace('_', ' ')} {value}" for name, value in summary.items()))
+    return 1 if result.file_errors else 0
 
 
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
@@ -113,11 +133,63 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("train")
+    from instaflyd.model.schedule import training_status
+    from instaflyd.store import Database
+
+    if args.scheduled:
+        os.nice(config.train.nice)
+    with Database(config.db_path) as db:
+        status = training_status(config, db.conn, allow_random_weights=args.allow_random_weights)
+    if args.scheduled and not status.due:
+        log.debug("not training: %s", status.reason)
+        return 0
+    if status.running:
+        raise CommandError(status.reason)
+    if not status.weights_ok and not args.allow_random_weights:
+        raise CommandError(f"{status.reason}; or train on random weights: --allow-random-weights")
+    if not status.due and not args.force:
+        raise CommandError(f"training is not due: {status.reason}; --force trains anyway")
+
+    from instaflyd.model.labels import NotEnoughData
+    from instaflyd.model.training import TrainingBusy, run_training
+
+    try:
+        result = run_training(config, weights=None if status.weights_ok else "none")
+    except (NotEnoughData, TrainingBusy) as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print_json(result.as_json())
+    else:
+        print(result.summary())
+    return 0
 
 
 def cmd_score(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("score")
+    import numpy as np
+
+    from instaflyd.model.inputs import ImageReadError, load_images
+    from instaflyd.model.scoring import NoModelError, load_scorer
+
+    try:
+        scorer = load_scorer(config)
+        pixels = load_images(args.images, scorer.input_size)
+    except (NoModelError, ImageReadError) as exc:
+        raise CommandError(str(exc)) from None
+    scores = np.concatenate(
+        [np.asarray(scorer(pixels[start : start + 16])) for start in range(0, len(pixels), 16)]
+    )
+    results = [
+        {"path": str(path), "score": float(score)}
+        for path, score in zip(args.images, scores, strict=True)
+    ]
+    if args.json:
+        print_json(results)
+        return 0
+    print(f"model v{scorer.version}: score = predicted log(likes / followers), higher is better")
+    for result in results:
+        rate = math.exp(result["score"])
+        print(f"{result['score']:8.3f}  ({rate:.2%} of followers)  {result['path']}")
+    return 0
 
 
 def _current_scorer(args: argparse.Namespace, config: Config) -> Scorer:
@@ -174,11 +246,36 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_weights(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet(f"weights {args.action}")
+    from instaflyd.model import weights
+
+    if (args.action == "import") != (args.file is not None):
+        raise CommandError("weights import needs FILE (and only import takes one)", code=2)
+    try:
+        if args.action == "fetch":
+            status = weights.fetch_weights(config)
+        elif args.action == "import":
+            status = weights.import_weights(config, args.file)
+        else:
+            status = weights.weights_status(config)
+    except weights.WeightsError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print_json(status.as_dict())
+    else:
+        print(status.message + (f": {status.path}" if status.ok and status.path else ""))
+    return 0
 
 
 def cmd_ca(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("ca")
+    from instaflyd.capture.ca import ensure_ca
+
+    ca = ensure_ca(config.mitmproxy_dir)
+    if args.json:
+        print_json(ca.as_dict())
+    else:
+        print(f"certificate  {ca.cert_path}")
+        print(f"sha256       {ca.sha256}")
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config | None) -> int:
@@ -296,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("file", nargs="?", type=Path, metavar="FILE", help="for import")
     sub.add_argument("--json", action="store_true", help="print JSON")
 
-    command("ca", cmd_ca, "the proxy's CA certificate: path and SHA-256 fingerprint")
+    sub = command("ca", cmd_ca, "the proxy's CA certificate: path and SHA-256 fingerprint")
+    sub.add_argument("--json", action="store_true", help="print JSON")
     command("check-config", cmd_check_config, "validate the config; exit 0 or 1", loads_config=True)
     return parser
 
