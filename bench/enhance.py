@@ -2,7 +2,8 @@
 
 One process, one model, one photo:
 
-- the model: VGG16 at 320x320 with random weights (so it runs offline) and a one-number head;
+- the model: the product's scorer (`instaflyd.model.backbone`: VGG16, block5_conv3 and a small
+  head) at 320x320 with random weights, so that it runs offline;
 - the photo: a generated 12-megapixel landscape (sky, sun, hills, houses, texture, sensor noise),
   saved as JPEG;
 - "2017": the original method, momentum ascent on the pixels of a 320x320 copy
@@ -32,39 +33,27 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from instaflyd.config import build_config
+from instaflyd.config import Config, build_config
 from instaflyd.enhance import enhance_file
 from instaflyd.enhance.io import encode_jpeg, open_image
 from instaflyd.enhance.pipeline import model_copy, score_pixels
+from instaflyd.model.backbone import build_backbone, build_scorer_model, build_tail
+from instaflyd.model.registry import KerasScorer
 
 SIZE = 320
 LEARNING_RATE_2017 = 10.0
 GAMMA_2017 = 0.01
 
 
-class RandomVgg16Scorer:
-    """VGG16 (random weights) + global average pooling + one dense output, at 320x320."""
-
-    version = None
-    input_size = SIZE
-
-    def __init__(self, seed: int = 0) -> None:
-        keras.utils.set_random_seed(seed)
-        inputs = keras.Input((SIZE, SIZE, 3))
-        x = keras.applications.vgg16.preprocess_input(inputs)
-        x = keras.applications.VGG16(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))(
-            x
-        )
-        x = keras.layers.GlobalAveragePooling2D()(x)
-        self.model = keras.Model(inputs, keras.layers.Dense(1)(x))
-
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        return self.model(images)[:, 0]
+def random_vgg16_scorer(config: Config) -> KerasScorer:
+    """The product's scorer (VGG16 frozen part + block5_conv3 + head) with random weights."""
+    backbone = build_backbone(config, "none", SIZE, seed=0)
+    tail = build_tail(seed=0, conv_weights=backbone.tail_conv_weights)
+    return KerasScorer(None, SIZE, build_scorer_model(backbone, tail))
 
 
 def landscape(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -103,7 +92,7 @@ def landscape(width: int, height: int, seed: int = 0) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def original_2017(path: Path, output: Path, scorer: RandomVgg16Scorer, steps: int) -> Path:
+def original_2017(path: Path, output: Path, scorer: KerasScorer, steps: int) -> Path:
     """Momentum ascent on the pixels of a 320x320 copy; writes a 320x320 JPEG."""
     photo = open_image(path, max_pixels=200_000_000, max_file_mb=200)
     image = tf.Variable(model_copy(photo.pixels, SIZE))
@@ -183,8 +172,8 @@ def main() -> None:
         f"photo: {width}x{height} ({width * height / 1e6:.1f} MP), {photo.stat().st_size:,} bytes"
     )
 
-    scorer = RandomVgg16Scorer()
-    config = build_config({"model": {"input_size": SIZE}})
+    config = build_config({"model": {"input_size": SIZE, "weights": "none"}})
+    scorer = random_vgg16_scorer(config)
     before = score_pixels(scorer, model_copy(original, SIZE))  # also builds the model once
     print(f"model: VGG16 at {SIZE}, random weights; score of the photo {before:.5f}")
     print(f"edits: default steps {config.enhance.steps} (early stopping)\n")
