@@ -82,18 +82,6 @@ def finish_job(
     )
 
 
-def get_job(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-
-
-def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
-    """Every state with its count (zero included)."""
-    counts = dict.fromkeys(JOB_STATES, 0)
-    for row in conn.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
-        counts[row["state"]] = row["n"]
-    return counts
-
-
 def retry_job(conn: sqlite3.Connection, job_id: int, now: float | None = None) -> bool:
     """Queue a failed or rejected job again with its attempts reset; False if it is neither."""
     now = time.time() if now is None else now
@@ -104,3 +92,15 @@ def retry_job(conn: sqlite3.Connection, job_id: int, now: float | None = None) -
         (now, job_id),
     )
     return cursor.rowcount == 1
+
+
+def get_job(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+    """Every state with its count (zero included)."""
+    counts = dict.fromkeys(JOB_STATES, 0)
+    for row in conn.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
+        counts[row["state"]] = row["n"]
+    return counts
