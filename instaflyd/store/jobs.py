@@ -141,12 +141,12 @@ def reserve_outputs(
     )
 
 
-def output_reserved(conn: sqlite3.Connection, path: str) -> bool:
-    """Whether a running job is about to write `path`."""
+def output_of_another_job(conn: sqlite3.Connection, job_id: int, path: str) -> bool:
+    """Whether a job other than `job_id` wrote (or is about to write) `path`."""
     return (
         conn.execute(
-            "SELECT 1 FROM jobs WHERE state = 'running' AND ? IN (output_path, sidecar_path)",
-            (path,),
+            "SELECT 1 FROM jobs WHERE id != ? AND ? IN (output_path, sidecar_path)",
+            (job_id, path),
         ).fetchone()
         is not None
     )

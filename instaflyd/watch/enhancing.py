@@ -1,78 +1,67 @@
-"""The one call the worker makes into enhancement: enhance one photo into planned output paths.
-
-STAND-IN until `instaflyd.enhance` lands: it re-encodes the photo unchanged. Replaced by a thin
-adapter over the real enhancement.
-"""
+"""STAND-IN for `instaflyd.enhance` until it lands, with the same names: `enhance_file`,
+`RejectedImage`, `output_paths`, `write_sidecar`. It re-encodes the photo unchanged."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from instaflyd.config import Config
 from instaflyd.fsutil import atomic_write_text, atomic_writer
 from instaflyd.model.scoring import Scorer
 
 
-class InputRejected(Exception):
+class RejectedImage(Exception):
     """The file cannot be enhanced; the message says why, in words a person understands."""
 
 
 @dataclass(frozen=True)
-class Enhanced:
+class EnhanceResult:
     output: Path
     sidecar: Path
     score_before: float | None
     score_after: float | None
 
 
-def plan_outputs(
-    source: Path, output_dir: Path, taken: Callable[[Path], bool]
-) -> tuple[Path, Path]:
-    """The first free `<stem>.instafly[-N].jpg` and its sidecar in `output_dir`."""
+def output_paths(output_dir: Path, stem: str) -> tuple[Path, Path]:
     number = 1
     while True:
-        suffix = "" if number == 1 else f"-{number}"
-        output = output_dir / f"{source.stem}.instafly{suffix}.jpg"
-        sidecar = output.with_suffix(".json")
-        if not (output.exists() or sidecar.exists() or taken(output) or taken(sidecar)):
-            return output, sidecar
+        name = stem if number == 1 else f"{stem}-{number}"
+        photo = output_dir / f"{name}.instafly.jpg"
+        sidecar = output_dir / f"{name}.instafly.json"
+        if not photo.exists() and not sidecar.exists():
+            return photo, sidecar
         number += 1
 
 
-def enhance_photo(
-    source: Path, output: Path, sidecar: Path, scorer: Scorer, config: Config
-) -> Enhanced:
+def write_sidecar(sidecar: Path, record: dict[str, Any]) -> None:
+    atomic_write_text(sidecar, json.dumps(record, indent=2) + "\n")
+
+
+def enhance_file(path: Path, output_dir: Path, scorer: Scorer, config: Config) -> EnhanceResult:
     from PIL import Image, UnidentifiedImageError
 
     started = time.monotonic()
     try:
-        with Image.open(source) as image:
+        with Image.open(path) as image:
             image.load()
             rgb = image.convert("RGB")
     except UnidentifiedImageError as exc:
-        raise InputRejected("not an image") from exc
-    with atomic_writer(output) as handle:
+        raise RejectedImage("not an image") from exc
+    photo, sidecar = output_paths(output_dir, path.stem)
+    with atomic_writer(photo) as handle:
         rgb.save(handle, "JPEG", quality=config.enhance.jpeg_quality)
-    atomic_write_text(
+    write_sidecar(
         sidecar,
-        json.dumps(
-            {
-                "status": "done",
-                "input": str(source),
-                "output": str(output),
-                "model_version": scorer.version,
-                "seconds": time.monotonic() - started,
-            }
-        ),
+        {
+            "status": "done",
+            "input": str(path),
+            "output": str(photo),
+            "model_version": scorer.version,
+            "seconds": time.monotonic() - started,
+        },
     )
-    return Enhanced(output, sidecar, None, None)
-
-
-def write_rejection(source: Path, sidecar: Path, reason: str) -> None:
-    atomic_write_text(
-        sidecar, json.dumps({"status": "rejected", "input": str(source), "reason": reason})
-    )
+    return EnhanceResult(photo, sidecar, None, None)

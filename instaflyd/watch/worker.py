@@ -31,7 +31,7 @@ from instaflyd.store.jobs import (
     finish_job,
     get_job,
     jobs_by_state,
-    output_reserved,
+    output_of_another_job,
     release_waiting_jobs,
     requeue_job,
     reserve_outputs,
@@ -39,11 +39,11 @@ from instaflyd.store.jobs import (
 )
 from instaflyd.store.versions import current_model_version
 from instaflyd.watch.enhancing import (
-    Enhanced,
-    InputRejected,
-    enhance_photo,
-    plan_outputs,
-    write_rejection,
+    EnhanceResult,
+    RejectedImage,
+    enhance_file,
+    output_paths,
+    write_sidecar,
 )
 from instaflyd.watch.model_slot import ModelSlot
 from instaflyd.watch.queue import file_sha256, live_workers, recover_abandoned_jobs
@@ -70,7 +70,7 @@ class Worker:
         self.wake = threading.Event()
         self.stopping = False
         self._enhancing = False
-        self._load_failed: tuple[int, float] | None = None  # (version, when)
+        self._load_failed: tuple[int, float, str] | None = None  # (version, when, why)
         self.db: Database
 
     # --- the loop ------------------------------------------------------------------------------
@@ -115,9 +115,10 @@ class Worker:
         current = current_model_version(self.db.conn)
         counts = jobs_by_state(self.db.conn)
         if counts["queued"] + counts["waiting_model"] == 0:
-            self.models.unload_if_idle()
+            if self.models.unload_if_idle():
+                self._event("info", "model_unloaded", "model freed: no work for a while")
             return False
-        scorer = self._scorer(current)
+        scorer = self._scorer(current, counts["queued"])
         if scorer is None:
             return False
         if counts["waiting_model"]:
@@ -128,7 +129,7 @@ class Worker:
                     "worker",
                     "info",
                     "model_ready",
-                    f"model version {scorer.version} loaded; {released} waiting photos queued",
+                    f"model version {scorer.version} ready; {released} waiting photos queued",
                 )
         with self.db.transaction() as conn:
             job = claim_next_job(conn, self.pid)
@@ -146,38 +147,36 @@ class Worker:
 
     # --- the model -----------------------------------------------------------------------------
 
-    def _scorer(self, current: sqlite3.Row | None) -> Scorer | None:
-        """The current model, loaded; None (and the queue parked) while there is none."""
+    def _scorer(self, current: sqlite3.Row | None, queued: int) -> Scorer | None:
+        """The current model, loaded; None while there is none (queued jobs then wait for it)."""
         if current is None:
-            self._wait_for_model("no model has been trained yet")
-            return None
+            return self._wait_for_model(queued, "no model has been trained yet")
         version = current["version"]
         failed = self._load_failed
         if failed and failed[0] == version and time.monotonic() < failed[1] + LOAD_RETRY_SECONDS:
-            return None
+            return self._wait_for_model(queued, failed[2])
+        loaded = self.models.version
         try:
             scorer = self.models.scorer(version)
-        except NoModelError as exc:
-            self._load_failed = (version, time.monotonic())
-            self._wait_for_model(str(exc))
-            return None
         except Exception as exc:
-            log.exception("cannot load model version %s", version)
-            self._load_failed = (version, time.monotonic())
-            self._wait_for_model(f"model version {version} cannot be loaded: {exc}")
-            return None
+            if not isinstance(exc, NoModelError):
+                log.exception("cannot load model version %s", version)
+            why = str(exc) if isinstance(exc, NoModelError) else f"{type(exc).__name__}: {exc}"
+            self._load_failed = (version, time.monotonic(), why)
+            return self._wait_for_model(queued, f"model version {version} cannot be loaded: {why}")
         self._load_failed = None
+        if scorer.version != loaded:
+            self._event("info", "model_loaded", f"model version {scorer.version} loaded")
         return scorer
 
-    def _wait_for_model(self, why: str) -> None:
+    def _wait_for_model(self, queued: int, why: str) -> None:
+        """Move the queued jobs to waiting_model, saying why."""
+        if not queued:
+            return
         with self.db.transaction() as conn:
             parked = wait_for_model(conn)
-            if parked:
-                log_event(
-                    conn, "worker", "warning", "waiting_model", f"{parked} photos wait: {why}"
-                )
-        if parked:
-            log.warning("%d photos wait: %s", parked, why)
+            log_event(conn, "worker", "warning", "waiting_model", f"{parked} photos wait: {why}")
+        log.warning("%d photos wait: %s", parked, why)
 
     # --- one job -------------------------------------------------------------------------------
 
@@ -196,16 +195,15 @@ class Worker:
         if problem:
             self._finish(job, "rejected", problem)
             return
+        output_dir = self._output_dir_for(source)
+        # Recorded before anything is written: a retry after a crash removes what is left.
+        output, sidecar = output_paths(output_dir, source.stem)
         with self.db.transaction() as conn:
-            output, sidecar = plan_outputs(
-                source, self._output_dir_for(source), lambda p: output_reserved(conn, str(p))
-            )
             reserve_outputs(conn, job["id"], str(output), str(sidecar))
-        started = time.monotonic()
         try:
             self._enhancing = True
             try:
-                result = enhance_photo(source, output, sidecar, scorer, self.config)
+                result = enhance_file(source, output_dir, scorer, self.config)
             finally:
                 self._enhancing = False
         except Stopping:
@@ -214,15 +212,14 @@ class Worker:
                 requeue_job(conn, job["id"], count_attempt=False)
                 log_event(conn, "worker", "info", "job_interrupted", f"{source.name}: queued again")
             raise
-        except InputRejected as exc:
-            write_rejection(source, sidecar, str(exc))
+        except RejectedImage as exc:
+            write_sidecar(sidecar, {"status": "rejected", "input": str(source), "reason": str(exc)})
             self._finish(job, "rejected", str(exc), sidecar=sidecar)
             return
         self._finish(
             job,
             "done",
-            f"score {result.score_before} -> {result.score_after}"
-            f" in {time.monotonic() - started:.1f} s",
+            f"score {result.score_before} -> {result.score_after}",
             result=result,
             model_version=scorer.version,
         )
@@ -233,8 +230,8 @@ class Worker:
             sha256 = file_sha256(Path(job["input_path"]))
         except FileNotFoundError:
             return "the file was removed from the drop folder before it could be enhanced"
-        except OSError as exc:
-            return f"the file cannot be read: {exc.strerror or exc}"
+        except OSError:
+            return None  # enhancement refuses it, with the reason, in a sidecar
         if job["sha256"] and sha256 != job["sha256"]:
             return "the file changed after it was queued; its new content is queued separately"
         return None
@@ -253,7 +250,7 @@ class Worker:
         message: str,
         *,
         sidecar: Path | None = None,
-        result: Enhanced | None = None,
+        result: EnhanceResult | None = None,
         model_version: int | None = None,
     ) -> None:
         name = Path(job["input_path"]).name
@@ -295,8 +292,9 @@ class Worker:
         if job is None or not job["output_path"]:
             return
         for name in (job["output_path"], job["sidecar_path"]):
-            with contextlib.suppress(FileNotFoundError):
-                Path(name).unlink()
+            if not output_of_another_job(self.db.conn, job["id"], name):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(name).unlink()
         # Temps of a live writer are young; with no other worker running, none are.
         others = live_workers(self.db) - {self.pid}
         remove_stale_temps(Path(job["output_path"]).parent, 3600 if others else 0)
