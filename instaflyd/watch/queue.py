@@ -83,17 +83,17 @@ def recover_abandoned_jobs(
                     " while enhancing this photo (crashed, ran out of memory or was killed)"
                 )
                 finish_job(conn, row["id"], "failed", reason=reason)
-                log_event(conn, "worker", "error", "job_failed", f"{name}: {reason}")
+                level, kind, message = "error", "job_failed", f"{name}: {reason}"
             else:
                 requeue_job(conn, row["id"], reason="the worker stopped during the last attempt")
-                log_event(
-                    conn,
-                    "worker",
+                level, kind, message = (
                     "warning",
                     "job_retried",
                     f"{name}: the worker (pid {row['worker_pid']}) stopped while enhancing it;"
                     f" queued again (attempt {row['attempts'] + 1} of {max_attempts})",
                 )
+            log_event(conn, "worker", level, kind, message)
+            log.warning("%s", message)
             recovered.append(row["id"])
     return recovered
 

@@ -203,6 +203,8 @@ class Worker:
         try:
             self._enhancing = True
             try:
+                if self.stopping:  # asked to stop between the claim and here
+                    raise Stopping
                 result = enhance_file(source, output_dir, scorer, self.config)
             finally:
                 self._enhancing = False
