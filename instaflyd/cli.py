@@ -12,6 +12,8 @@ import argparse
 import io
 import json
 import logging
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -112,11 +114,63 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("train")
+    from instaflyd.model.schedule import training_status
+    from instaflyd.store import Database
+
+    if args.scheduled:
+        os.nice(config.train.nice)
+    with Database(config.db_path) as db:
+        status = training_status(config, db.conn, allow_random_weights=args.allow_random_weights)
+    if args.scheduled and not status.due:
+        log.debug("not training: %s", status.reason)
+        return 0
+    if status.running:
+        raise CommandError(status.reason)
+    if not status.weights_ok and not args.allow_random_weights:
+        raise CommandError(f"{status.reason}; or train on random weights: --allow-random-weights")
+    if not status.due and not args.force:
+        raise CommandError(f"training is not due: {status.reason}; --force trains anyway")
+
+    from instaflyd.model.labels import NotEnoughData
+    from instaflyd.model.training import TrainingBusy, run_training
+
+    try:
+        result = run_training(config, weights=None if status.weights_ok else "none")
+    except (NotEnoughData, TrainingBusy) as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print_json(result.as_json())
+    else:
+        print(result.summary())
+    return 0
 
 
 def cmd_score(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("score")
+    import numpy as np
+
+    from instaflyd.model.inputs import ImageReadError, load_images
+    from instaflyd.model.scoring import NoModelError, load_scorer
+
+    try:
+        scorer = load_scorer(config)
+        pixels = load_images(args.images, scorer.input_size)
+    except (NoModelError, ImageReadError) as exc:
+        raise CommandError(str(exc)) from None
+    scores = np.concatenate(
+        [np.asarray(scorer(pixels[start : start + 16])) for start in range(0, len(pixels), 16)]
+    )
+    results = [
+        {"path": str(path), "score": float(score)}
+        for path, score in zip(args.images, scores, strict=True)
+    ]
+    if args.json:
+        print_json(results)
+        return 0
+    print(f"model v{scorer.version}: score = predicted log(likes / followers), higher is better")
+    for result in results:
+        rate = math.exp(result["score"])
+        print(f"{result['score']:8.3f}  ({rate:.2%} of followers)  {result['path']}")
+    return 0
 
 
 def cmd_enhance(args: argparse.Namespace, config: Config) -> int:
@@ -128,7 +182,24 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_weights(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet(f"weights {args.action}")
+    from instaflyd.model import weights
+
+    if (args.action == "import") != (args.file is not None):
+        raise CommandError("weights import needs FILE (and only import takes one)", code=2)
+    try:
+        if args.action == "fetch":
+            status = weights.fetch_weights(config)
+        elif args.action == "import":
+            status = weights.import_weights(config, args.file)
+        else:
+            status = weights.weights_status(config)
+    except weights.WeightsError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print_json(status.as_dict())
+    else:
+        print(status.message + (f": {status.path}" if status.ok and status.path else ""))
+    return 0
 
 
 def cmd_ca(args: argparse.Namespace, config: Config) -> int:

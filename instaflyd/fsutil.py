@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -69,3 +70,26 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """Build a folder under a hidden temp name; on success fsync it and rename it to `path`.
+
+    `path` must not exist yet. Readers (and a crash at any moment) see either no folder or the
+    complete one; a failure removes the temp folder, a crash leaves it hidden.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=path.parent))
+    try:
+        yield temp
+        for entry in temp.rglob("*"):
+            if entry.is_file():
+                with entry.open("rb") as handle:
+                    os.fsync(handle.fileno())
+        _fsync_dir(temp)
+        os.rename(temp, path)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    _fsync_dir(path.parent)

@@ -32,12 +32,15 @@ class TrainingStatus:
         return asdict(self)
 
 
-def training_status(config: Config, conn: sqlite3.Connection) -> TrainingStatus:
+def training_status(
+    config: Config, conn: sqlite3.Connection, *, allow_random_weights: bool = False
+) -> TrainingStatus:
+    """Whether training is due now; with `allow_random_weights`, missing weights do not block."""
     labelled = labelled_count(conn)
     owners = int(conn.execute("SELECT COUNT(DISTINCT owner_id) FROM labelled_posts").fetchone()[0])
     current = current_model_version(conn)
     run = latest_training_run(conn)
-    running = run is not None and run["state"] == "running" and _alive(run["pid"])
+    running = run is not None and run["state"] == "running" and pid_alive(run["pid"])
     weights = weights_status(config)
     if current is None:
         new = labelled
@@ -56,7 +59,7 @@ def training_status(config: Config, conn: sqlite3.Connection) -> TrainingStatus:
 
     if running:
         return status(False, f"training is running (pid {run['pid']})")
-    if not weights.ok:
+    if not weights.ok and not allow_random_weights:
         return status(False, weights.message)
     if needed:
         what = "labelled posts" if current is None else "new labelled posts"
@@ -70,7 +73,7 @@ def training_status(config: Config, conn: sqlite3.Connection) -> TrainingStatus:
     return status(True, f"training is due: {new} new labelled posts")
 
 
-def _alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
     """Whether a process with this pid still exists (a killed trainer leaves 'running' behind)."""
     if not pid:
         return False

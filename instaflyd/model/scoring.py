@@ -30,5 +30,21 @@ class Scorer(Protocol):
 
 
 def load_scorer(config: Config) -> Scorer:
-    """The current (newest promoted) model as a Scorer; NoModelError when there is none."""
-    raise NoModelError("no model yet: training is not implemented yet")
+    """The current (newest promoted) model as a Scorer; NoModelError when there is none.
+
+    The error's message says what training still waits for (how many labelled posts, ...);
+    TensorFlow is imported only when there is a model to load.
+    """
+    from instaflyd.model.schedule import training_status
+    from instaflyd.store import Database
+    from instaflyd.store.versions import current_model_version
+
+    with Database(config.db_path) as db:
+        current = current_model_version(db.conn)
+        if current is None:
+            status = training_status(config, db.conn)
+            hint = "; run 'instaflyd train'" if status.due else ""
+            raise NoModelError(f"no model yet: {status.reason}{hint}")
+    from instaflyd.model.registry import load_version
+
+    return load_version(config, current["version"])

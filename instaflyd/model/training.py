@@ -1,0 +1,377 @@
+"""The training job: labels, cached features, fit the tail, validate, write a version, promote.
+
+One job at a time: it claims the run in the database (a run left `running` by a dead process is
+marked failed first), writes its progress there after every epoch, and writes `models/vNNNN/`
+atomically. Training starts from the current version's tail when it was trained on the same
+frozen part (incremental fine-tuning), otherwise from VGG16's block5_conv3 and a fresh head.
+The new version is promoted only if its validation Spearman correlation is not worse than the
+current version's on the same validation posts. Killed at any moment, it leaves the current
+model and the store as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from instaflyd.config import Config, TrainConfig
+from instaflyd.model import registry
+from instaflyd.model.backbone import (
+    BACKBONE,
+    FEATURE_CHANNELS,
+    Backbone,
+    build_backbone,
+    build_tail,
+)
+from instaflyd.model.features import CachedImage, FeatureCache
+from instaflyd.model.inputs import load_images
+from instaflyd.model.labels import (
+    LabelledPost,
+    Split,
+    labelled_posts,
+    owner_ids,
+    split_by_owner,
+    targets,
+)
+from instaflyd.model.metrics import spearman, validation_metrics
+from instaflyd.model.schedule import pid_alive
+from instaflyd.store import Database, ImageFiles
+from instaflyd.store.events import log_event
+from instaflyd.store.stats import labelled_count
+from instaflyd.store.versions import (
+    add_model_version,
+    current_model_version,
+    finish_training_run,
+    next_model_version,
+    record_training_progress,
+    start_training_run,
+)
+
+log = logging.getLogger("instafly.model.training")
+
+PREDICT_BATCH = 256
+
+
+class TrainingBusy(Exception):
+    """Another trainer process is running."""
+
+
+class Features(Protocol):
+    """What `fit` reads features from: indexed by an array of row numbers."""
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+EpochCallback = Callable[[int, float, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    version: int
+    promoted: bool
+    samples: int
+    val_srcc: float | None
+    val_pairwise_accuracy: float | None
+    seconds: float
+    current_version: int | None  # the version it was compared with
+    current_val_srcc: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        """DESIGN.md's `train --json` document."""
+        keys = ("version", "promoted", "samples", "val_srcc", "val_pairwise_accuracy", "seconds")
+        values = asdict(self)
+        return {key: values[key] for key in keys}
+
+    def summary(self) -> str:
+        """One line for people, e.g. "v3 promoted: 1240 posts, validation Spearman 0.412, ..."."""
+        verdict = "promoted" if self.promoted else "not promoted"
+        line = (
+            f"v{self.version} {verdict}: {self.samples} posts, "
+            f"validation Spearman {_fmt(self.val_srcc)}, "
+            f"pairwise accuracy {_fmt(self.val_pairwise_accuracy, '.1%')}"
+        )
+        if self.current_version is not None:
+            line += (
+                f"; v{self.current_version} scores {_fmt(self.current_val_srcc)} on the same posts"
+            )
+        return f"{line} ({self.seconds:.1f} s)"
+
+
+def run_training(config: Config, weights: str | None = None) -> TrainResult:
+    """Train a new version now (the caller has decided it is due). `weights` overrides the
+    `model.weights` setting (`none` when the ImageNet file is missing and random was allowed)."""
+    started = time.monotonic()
+    with Database(config.db_path) as db:
+        run_id = claim_training_run(db, config.train.epochs)
+        try:
+            result = _train(config, db, run_id, weights or config.model.weights, started)
+        except BaseException as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            with db.transaction() as conn:
+                finish_training_run(conn, run_id, "failed", message=message)
+                log_event(conn, "trainer", "error", "training_failed", message)
+            raise
+    return result
+
+
+def claim_training_run(db: Database, epochs: int) -> int:
+    """Start a training run unless one is alive; runs left by dead processes become failed."""
+    with db.transaction() as conn:
+        for run in conn.execute("SELECT id, pid FROM training_runs WHERE state = 'running'"):
+            if pid_alive(run["pid"]) and run["pid"] != os.getpid():
+                raise TrainingBusy(f"training is already running (pid {run['pid']})")
+            message = f"the trainer (pid {run['pid']}) stopped before finishing"
+            finish_training_run(conn, run["id"], "failed", message=message)
+            log_event(conn, "trainer", "warning", "training_interrupted", message)
+        return start_training_run(conn, os.getpid(), epochs)
+
+
+def _train(config: Config, db: Database, run_id: int, weights: str, started: float) -> TrainResult:
+    registry.clean_models_dir(config, db.conn)
+    labelled_total = labelled_count(db.conn)
+    posts = labelled_posts(db.conn, ImageFiles(config.images_dir))
+    split = split_by_owner(posts, config.train.validation_fraction, config.train.seed)
+    log.info(
+        "training on %d posts (%d owners), validating on %d posts (%d owners)",
+        len(split.train), len({p.owner_id for p in split.train}),
+        len(split.validation), len({p.owner_id for p in split.validation}),
+    )  # fmt: skip
+
+    backbone = build_backbone(config, weights, config.model.input_size)
+    cache = FeatureCache(config.features_dir, backbone)
+    features, report = cache.features(
+        [CachedImage(post.image_sha256, post.image_path) for post in split.posts]
+    )
+    log.info("features: %d computed, %d from the cache", report.computed, report.reused)
+    if report.unreadable:
+        split = split.without(report.unreadable)
+        features = np.delete(features, report.unreadable, axis=0)
+
+    current = current_model_version(db.conn)
+    tail = _starting_tail(config, backbone, current, split)
+
+    def on_epoch(epoch: int, loss: float, metrics: dict[str, Any]) -> None:
+        log.info("epoch %d/%d: loss %.4f, %s", epoch, config.train.epochs, loss, metrics)
+        with db.transaction() as conn:
+            record_training_progress(conn, run_id, epoch, loss, metrics)
+
+    metrics = fit(tail, features, split, config.train, on_epoch)
+    current_srcc = None
+    if current is not None:
+        current_srcc = _current_val_srcc(config, current["version"], backbone, features, split)
+    promoted = _not_worse(metrics["val_srcc"], current_srcc, has_current=current is not None)
+
+    version = next_model_version(db.conn)
+    seconds = round(time.monotonic() - started, 3)
+    metrics |= {
+        "train_samples": len(split.train),
+        "features_computed": report.computed,
+        "features_reused": report.reused,
+        "current_version": current["version"] if current else None,
+        "current_val_srcc": current_srcc,
+        "seconds": seconds,
+    }
+    info = {
+        "version": version,
+        "backbone": BACKBONE,
+        "input_size": backbone.input_size,
+        "weights": backbone.weights,
+        "fingerprint": backbone.fingerprint,
+        "seed": config.train.seed,  # what rebuilds random weights
+        "objective": config.train.objective,
+        "keras": keras.__version__,
+        "created": time.time(),
+    }
+    folder = registry.write_version(config, version, tail, info, metrics)
+    result = TrainResult(
+        version=version,
+        promoted=promoted,
+        samples=split.samples,
+        val_srcc=metrics["val_srcc"],
+        val_pairwise_accuracy=metrics["val_pairwise_accuracy"],
+        seconds=seconds,
+        current_version=current["version"] if current else None,
+        current_val_srcc=current_srcc,
+    )
+    with db.transaction() as conn:
+        add_model_version(
+            conn,
+            version,
+            str(folder.relative_to(config.data_dir)),
+            split.samples,
+            labelled_total,
+            metrics,
+            promoted=promoted,
+        )
+        finish_training_run(conn, run_id, "done", version=version, message=result.summary())
+        log_event(conn, "trainer", "info", "model_trained", result.summary())
+    registry.prune_versions(config, db.conn)
+    log.info("%s", result.summary())
+    return result
+
+
+def fit(
+    tail: keras.Model,
+    features: Features,
+    split: Split,
+    settings: TrainConfig,
+    on_epoch: EpochCallback,
+) -> dict[str, Any]:
+    """Train `tail` for `settings.epochs`; returns the last epoch's validation metrics.
+
+    Row i of `features` belongs to `split.posts[i]` (training posts first).
+
+    `regression` fits log(like rate) by squared error; `pairwise` fits the order of pairs of
+    posts by the same owner with a logistic (RankNet) loss. Both report the same metrics.
+    """
+    y = targets(split.posts)
+    owners = owner_ids(split.posts)
+    train_rows, val_rows = split.train_rows, split.validation_rows
+    optimizer = keras.optimizers.Adam(settings.learning_rate)
+    rng = np.random.default_rng(settings.seed)
+    variables = tail.trainable_variables
+
+    features_spec = tf.TensorSpec((None, None, None, FEATURE_CHANNELS), tf.float32)
+    values_spec = tf.TensorSpec((None,), tf.float32)
+
+    @tf.function(input_signature=[features_spec, values_spec])
+    def regression_step(x: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(tail(x, training=True)[:, 0] - target))
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    @tf.function(input_signature=[features_spec, values_spec])
+    def pairwise_step(x: tf.Tensor, sign: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            first, second = tf.split(tail(x, training=True)[:, 0], 2)
+            loss = tf.reduce_mean(tf.math.softplus(-sign * (first - second)))
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    step = regression_step if settings.objective == "regression" else pairwise_step
+    metrics: dict[str, Any] = {}
+    for epoch in range(1, settings.epochs + 1):
+        losses = [
+            float(step(_float32(features[rows]), values))
+            for rows, values in _batches(settings, train_rows, y, owners, rng)
+        ]
+        predictions = predict(tail, features, val_rows)
+        metrics = validation_metrics(predictions, y[val_rows], owners[val_rows])
+        on_epoch(epoch, float(np.mean(losses)) if losses else float("nan"), metrics)
+    return metrics
+
+
+def _batches(
+    settings: TrainConfig,
+    rows: np.ndarray,
+    y: np.ndarray,
+    owners: np.ndarray,
+    rng: np.random.Generator,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One epoch of (feature rows, values): targets for regression; for pairwise, the rows of
+    the first posts then of their partners, and +1/-1 for which of each pair did better."""
+    size = settings.batch_size
+    if settings.objective == "regression":
+        order = rng.permutation(rows)
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
+            yield batch, y[batch]
+        return
+    first, second = same_owner_pairs(rows, y, owners, rng)
+    for start in range(0, len(first), size):
+        a, b = first[start : start + size], second[start : start + size]
+        yield np.concatenate([a, b]), np.sign(y[a] - y[b]).astype(np.float32)
+
+
+def same_owner_pairs(
+    rows: np.ndarray, y: np.ndarray, owners: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One random partner by the same owner (with a different target) for every row, shuffled."""
+    first, second = [], []
+    for owner in np.unique(owners[rows]):
+        mine = rows[owners[rows] == owner]
+        partners = mine[rng.integers(len(mine), size=len(mine))]
+        keep = y[mine] != y[partners]
+        first.append(mine[keep])
+        second.append(partners[keep])
+    first_rows, second_rows = np.concatenate(first), np.concatenate(second)
+    order = rng.permutation(len(first_rows))
+    return first_rows[order], second_rows[order]
+
+
+def predict(tail: keras.Model, features: Features, rows: np.ndarray) -> np.ndarray:
+    """The tail's scores for the given rows of `features`."""
+    out = [
+        np.asarray(tail(_float32(features[rows[start : start + PREDICT_BATCH]]), training=False))
+        for start in range(0, len(rows), PREDICT_BATCH)
+    ]
+    return np.concatenate(out)[:, 0] if out else np.empty(0, dtype=np.float32)
+
+
+def _starting_tail(config: Config, backbone: Backbone, current: Any, split: Split) -> keras.Model:
+    """The current version's tail when it fits this frozen part; else VGG16's conv + a new head."""
+    if current is not None:
+        try:
+            tail = registry.tail_on(config, current["version"], backbone)
+        except registry.ModelLoadError as exc:
+            log.warning("cannot start from v%d (%s); starting afresh", current["version"], exc)
+            tail = None
+        if tail is not None:
+            log.info("fine-tuning v%d", current["version"])
+            return tail
+    return fresh_tail(config, backbone, split)
+
+
+def fresh_tail(config: Config, backbone: Backbone, split: Split) -> keras.Model:
+    """VGG16's own block5_conv3 and a new head that starts at the mean training target."""
+    tail = build_tail(config.train.seed, backbone.tail_conv_weights)
+    tail.get_layer("score").bias.assign([float(np.mean(targets(split.train)))])
+    return tail
+
+
+def _current_val_srcc(
+    config: Config, version: int, backbone: Backbone, features: np.ndarray, split: Split
+) -> float | None:
+    """The current version's Spearman correlation on this run's validation posts."""
+    try:
+        tail = registry.tail_on(config, version, backbone)
+        if tail is not None:
+            predictions = predict(tail, features, split.validation_rows)
+        else:  # trained on another frozen part or input size: score the images in full
+            predictions = _score_images(registry.load_version(config, version), split.validation)
+    except registry.ModelLoadError as exc:
+        log.warning("cannot evaluate the current model v%d (%s); not comparing", version, exc)
+        return None
+    return spearman(predictions, targets(split.validation))
+
+
+def _score_images(scorer: registry.KerasScorer, posts: list[LabelledPost]) -> np.ndarray:
+    scores = []
+    for start in range(0, len(posts), 16):
+        paths = [post.image_path for post in posts[start : start + 16]]
+        scores.append(np.asarray(scorer(load_images(paths, scorer.input_size))))
+    return np.concatenate(scores)
+
+
+def _not_worse(new: float | None, current: float | None, *, has_current: bool) -> bool:
+    """Promote the first model; later ones only with a validation Spearman at least as good."""
+    if not has_current or current is None:
+        return True
+    return new is not None and new >= current
+
+
+def _float32(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
