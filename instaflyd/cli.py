@@ -55,7 +55,13 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_proxy(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("proxy")
+    from instaflyd.capture.proxy import ProxyStartupError, run_proxy
+
+    try:
+        run_proxy(config, verbose=args.verbose)
+    except ProxyStartupError as exc:
+        raise CommandError(f"proxy: cannot start: {exc}") from None
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
@@ -65,7 +71,19 @@ def cmd_worker(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("import")
+    from instaflyd.capture.dumps import import_flow_files
+
+    result = import_flow_files(config, args.flowfiles)
+    for problem in result.parse_errors:
+        print(f"instaflyd: import: warning: {problem}", file=sys.stderr)
+    for problem in result.file_errors:
+        print(f"instaflyd: import: {problem}", file=sys.stderr)
+    summary = result.summary.as_dict()
+    if args.json:
+        print_json(summary)
+    else:
+        print(", ".join(f"{name.replace('_', ' ')} {value}" for name, value in summary.items()))
+    return 1 if result.file_errors else 0
 
 
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
@@ -203,7 +221,15 @@ def cmd_weights(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_ca(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("ca")
+    from instaflyd.capture.ca import ensure_ca
+
+    ca = ensure_ca(config.mitmproxy_dir)
+    if args.json:
+        print_json(ca.as_dict())
+    else:
+        print(f"certificate  {ca.cert_path}")
+        print(f"sha256       {ca.sha256}")
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config | None) -> int:
@@ -321,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("file", nargs="?", type=Path, metavar="FILE", help="for import")
     sub.add_argument("--json", action="store_true", help="print JSON")
 
-    command("ca", cmd_ca, "the proxy's CA certificate: path and SHA-256 fingerprint")
+    sub = command("ca", cmd_ca, "the proxy's CA certificate: path and SHA-256 fingerprint")
+    sub.add_argument("--json", action="store_true", help="print JSON")
     command("check-config", cmd_check_config, "validate the config; exit 0 or 1", loads_config=True)
     return parser
 

@@ -64,6 +64,7 @@ class ProxyConfig(Section):
     pending_images_max: Annotated[int, Field(ge=0, le=100_000)]
     pending_images_max_age_seconds: Seconds
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_000_000_000)]
+    mitmproxy_options: dict[str, Any]
 
     @field_validator("auth")
     @classmethod

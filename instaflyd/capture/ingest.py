@@ -1,0 +1,130 @@
+"""One captured response -> the store: parse documents into posts and accounts, match images.
+
+The proxy's writer thread and `instaflyd import` both feed responses through an `Ingester`, so a
+dump file is read exactly as the live proxy would have read it. Each response is one write
+transaction. What happened is returned as a `Counter` (posts_new, images_stored, ...); the
+caller decides where those numbers go.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections import Counter
+
+from instaflyd.capture.bodies import (
+    BodyError,
+    decode_body,
+    html_documents,
+    is_html,
+    json_documents,
+    looks_like_json,
+)
+from instaflyd.capture.flows import CapturedResponse, path_without_query
+from instaflyd.capture.images import ImageRejected, VerifiedImage, verify_image
+from instaflyd.capture.matching import PendingImages
+from instaflyd.capture.parsers import parse_document
+from instaflyd.store import Database, ImageFiles
+from instaflyd.store.images import record_image
+from instaflyd.store.posts import (
+    attach_image,
+    post_for_image_name,
+    upsert_account,
+    upsert_post,
+)
+from instaflyd.store.records import image_file_name
+
+log = logging.getLogger("instafly.capture")
+
+
+class CaptureError(Exception):
+    """A response from an Instagram host that should have been readable but was not."""
+
+
+class Ingester:
+    def __init__(self, db: Database, images: ImageFiles, pending: PendingImages) -> None:
+        self.db = db
+        self.images = images
+        self.pending = pending
+
+    def ingest(self, response: CapturedResponse) -> Counter[str]:
+        """Store what the response says; raises CaptureError for an unreadable document."""
+        outcome: Counter[str] = Counter()
+        if response.kind == "image":
+            self._ingest_image(response, outcome)
+        else:
+            self._ingest_document(response, outcome)
+        return outcome
+
+    def expire_pending(self, now: float) -> int:
+        """Give up on images that waited too long for their JSON; returns how many."""
+        return self.pending.expire(now)
+
+    # --- documents ------------------------------------------------------------------------
+
+    def _ingest_document(self, response: CapturedResponse, outcome: Counter[str]) -> None:
+        if not 200 <= response.status < 300:
+            return
+        try:
+            body = decode_body(response.body, response.content_encoding)
+            if is_html(body, response.content_type):
+                documents = html_documents(body)
+            elif "javascript" in response.content_type.lower() and not looks_like_json(body):
+                return  # a script, not data
+            else:
+                documents = json_documents(body)
+            parsed = [parse_document(document, response.path) for document in documents]
+        except BodyError as exc:
+            raise CaptureError(str(exc)) from None
+        except Exception as exc:  # an Instagram shape the parsers did not expect
+            raise CaptureError(f"parser failed: {type(exc).__name__}: {exc}") from exc
+        with self.db.transaction() as conn:
+            for result in parsed:
+                if result is None:
+                    continue
+                outcome["instagram_json"] += 1
+                for account in result.accounts:
+                    upsert_account(conn, account, response.seen_at)
+                for post in result.posts:
+                    outcome[f"posts_{upsert_post(conn, post, response.seen_at)}"] += 1
+                    for name in {image_file_name(url) for url in post.image_urls}:
+                        image = self.pending.pop(name)
+                        if image is not None:
+                            self._attach(conn, post.id, image, outcome)
+
+    # --- images ---------------------------------------------------------------------------
+
+    def _ingest_image(self, response: CapturedResponse, outcome: Counter[str]) -> None:
+        if not 200 <= response.status < 300 or response.status == 206:
+            outcome["images_rejected"] += 1  # error pages, partial content
+            return
+        try:
+            image = verify_image(decode_body(response.body, response.content_encoding))
+        except (BodyError, ImageRejected) as exc:
+            where = response.host + path_without_query(response.path)
+            log.debug("not an image: %s: %s", where, exc)
+            outcome["images_rejected"] += 1
+            return
+        name = image_file_name(response.path)
+        with self.db.transaction() as conn:
+            post_id = post_for_image_name(conn, name)
+            if post_id is not None:
+                self._attach(conn, post_id, image, outcome)
+                return
+        outcome["images_unmatched"] += self.pending.add(name, image, response.seen_at)
+
+    def _attach(
+        self, conn: sqlite3.Connection, post_id: str, image: VerifiedImage, outcome: Counter[str]
+    ) -> None:
+        """Store the image as the post's cover unless the post has one at least as large."""
+        current = conn.execute(
+            "SELECT i.width * i.height FROM posts AS p JOIN images AS i"
+            " ON i.sha256 = p.image_sha256 WHERE p.id = ?",
+            (post_id,),
+        ).fetchone()
+        if current is not None and current[0] >= image.area:
+            return
+        stored = self.images.put(image.data, image.ext)
+        record_image(conn, stored, image.width, image.height, len(image.data))
+        if attach_image(conn, post_id, stored.sha256):
+            outcome["images_stored"] += 1

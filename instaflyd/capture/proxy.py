@@ -1,0 +1,166 @@
+"""`instaflyd proxy`: mitmproxy in-process, decrypting only Instagram, with the capture addon.
+
+The proxy listens on `proxy.listen_host:listen_port` in `proxy.mode` (regular, transparent or
+wireguard). `allow_hosts` limits TLS interception to Instagram's API and CDN hosts; every other
+connection passes through as raw TCP, undecrypted. The CA lives in data_dir/mitmproxy.
+
+mitmproxy exits when an error is logged during start-up (its `errorcheck` addon). Here that check
+raises `ProxyStartupError` with mitmproxy's message instead, so the command fails with one clear
+line; Instafly's own loggers do not propagate to the root logger, so they can never trigger it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+import re
+import signal
+import sys
+from typing import Any
+
+from mitmproxy import addons, exceptions, master, options
+from mitmproxy.addons import errorcheck
+
+from instaflyd.capture.addon import CaptureAddon
+from instaflyd.capture.ca import ensure_ca
+from instaflyd.capture.hosts import ALLOW_HOSTS
+from instaflyd.capture.writer import CaptureWriter
+from instaflyd.config import Config
+from instaflyd.store import Database
+
+log = logging.getLogger("instafly.proxy")
+
+GIL_SWITCH_SECONDS = 0.0005
+
+# mitmproxy options Instafly sets from its own config; proxy.mitmproxy_options may not override.
+MANAGED_OPTIONS = {
+    "mode": "set proxy.mode",
+    "listen_host": "set proxy.listen_host",
+    "listen_port": "set proxy.listen_port",
+    "allow_hosts": "Instafly decrypts Instagram's hosts only",
+    "ignore_hosts": "Instafly decrypts Instagram's hosts only",
+    "confdir": "the CA lives in data_dir/mitmproxy",
+    "proxyauth": "set proxy.auth",
+}
+# Options that would write whole flows, cookies and request bodies included, to disk.
+FORBIDDEN_OPTIONS = {
+    "save_stream_file": "it would store whole flows, cookies included",
+    "hardump": "it would store whole flows, cookies included",
+}
+
+
+class ProxyStartupError(Exception):
+    """The proxy cannot start; the message says why in one line."""
+
+
+def proxy_options(config: Config) -> dict[str, Any]:
+    """The mitmproxy options for this config (without the escape hatch's extras)."""
+    proxy = config.proxy
+    return {
+        "mode": [proxy.mode],
+        "listen_host": proxy.listen_host,
+        "listen_port": proxy.listen_port,
+        "allow_hosts": list(ALLOW_HOSTS),
+        "confdir": str(config.mitmproxy_dir),
+        "proxyauth": proxy.auth,
+        # Bodies capture will not read (videos) stream through instead of being buffered.
+        "stream_large_bodies": str(proxy.max_body_bytes),
+    }
+
+
+def extra_options(config: Config, known: options.Options) -> dict[str, Any]:
+    """proxy.mitmproxy_options, checked against mitmproxy's option names."""
+    extra = dict(config.proxy.mitmproxy_options)
+    for name in extra:
+        where = f"proxy -> mitmproxy_options -> {name}"
+        if name in MANAGED_OPTIONS:
+            raise ProxyStartupError(f"{where}: cannot be set here; {MANAGED_OPTIONS[name]}")
+        if name in FORBIDDEN_OPTIONS:
+            raise ProxyStartupError(f"{where}: not allowed: {FORBIDDEN_OPTIONS[name]}")
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known.keys()), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ProxyStartupError(f"{where}: not a mitmproxy option{hint}")
+    return extra
+
+
+class StartupCheck(errorcheck.ErrorCheck):
+    """mitmproxy's start-up error check, raising instead of exiting the process."""
+
+    name = "errorcheck"  # Master.run() looks the check up by this name
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starting = True
+
+    async def shutdown_if_errored(self) -> None:
+        await asyncio.sleep(0)  # let pending log records arrive, as ErrorCheck does
+        if self.logger.has_errored:
+            raise ProxyStartupError(_one_line(self.logger.has_errored[0].getMessage()))
+
+    def finish(self) -> None:
+        super().finish()
+        self.starting = False
+
+    def quiet_while_starting(self, record: logging.LogRecord) -> bool:
+        """Log filter: start-up errors become the ProxyStartupError's message instead."""
+        return not (self.starting and record.levelno >= logging.ERROR)
+
+
+def _one_line(message: str) -> str:
+    line = re.sub(r"^\[Errno \d+\]\s*", "", message.strip().splitlines()[0])
+    if "address already in use" in line:
+        line += " (another program uses this port: stop it or set proxy.listen_port)"
+    return line
+
+
+def run_proxy(config: Config, verbose: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT; raises ProxyStartupError if the proxy cannot start."""
+    ensure_ca(config.mitmproxy_dir)
+    with Database(config.db_path):
+        pass  # open and migrate now: a broken database is a start-up error, not a thread's
+    writer = CaptureWriter(config)
+    # The event loop takes the GIL back from the writer thread after 0.5 ms instead of 5 ms.
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    try:
+        asyncio.run(_serve(config, writer, logging.DEBUG if verbose else logging.WARNING))
+    finally:
+        writer.stop()
+
+
+async def _serve(config: Config, writer: CaptureWriter, log_level: int) -> None:
+    opts = options.Options()
+    proxy = master.Master(opts)
+    check = StartupCheck()
+    _route_mitmproxy_logs(log_level, check)
+    proxy.addons.add(*addons.default_addons())
+    proxy.addons.add(check, CaptureAddon(writer, config.proxy.max_body_bytes))
+    try:
+        opts.update(**proxy_options(config), **extra_options(config, opts))
+    except (exceptions.OptionsError, TypeError, ValueError) as exc:
+        raise ProxyStartupError(f"mitmproxy rejected an option: {exc}") from None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, proxy.shutdown)
+    writer.start()
+    await proxy.run()
+    # Connections still open are cancelled as the loop closes; that is not worth a traceback.
+    loop.set_exception_handler(_quiet_when_cancelled)
+    log.info("proxy stopped")
+
+
+def _quiet_when_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
+
+
+def _route_mitmproxy_logs(level: int, check: StartupCheck) -> None:
+    """mitmproxy's own messages go to stderr (journald) in Instafly's format."""
+    handler = logging.StreamHandler(sys.stderr)
+    for ours in logging.getLogger("instafly").handlers[:1]:
+        handler.setFormatter(ours.formatter)
+    handler.addFilter(check.quiet_while_starting)
+    mitmproxy_log = logging.getLogger("mitmproxy")
+    mitmproxy_log.setLevel(level)
+    mitmproxy_log.handlers[:] = [handler]

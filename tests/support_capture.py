@@ -1,0 +1,223 @@
+"""Capture test support: a local stand-in for Instagram, the proxy as a real process, clients.
+
+`InstagramStandIn` is a real HTTPS server on loopback that answers every request recorded in a
+mitmproxy dump (by default tests/fixtures/instagram/sample.flows) with the recorded response:
+status, content type, content encoding and body, byte for byte. Its certificate comes from its
+own small CA, so it can also play "some other HTTPS site" whose certificate a client checks.
+`mitmproxy_options()` is what `proxy.mitmproxy_options` needs to send the proxy's Instagram
+traffic there instead of the internet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from helpers import FIXTURES, REPO, cli_env
+from mitmproxy import certs, http, io
+
+SAMPLE_DUMP = FIXTURES / "instagram" / "sample.flows"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    url: str
+    body: bytes
+    cookie: str
+
+
+def recorded_requests(dump: Path = SAMPLE_DUMP) -> list[RecordedRequest]:
+    """The dump's requests, in order, as a client would send them."""
+    with dump.open("rb") as handle:
+        return [
+            RecordedRequest(
+                f.request.method,
+                f.request.pretty_url,
+                f.request.raw_content or b"",
+                f.request.headers.get("cookie", ""),
+            )
+            for f in io.FlowReader(handle).stream()
+            if isinstance(f, http.HTTPFlow)
+        ]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like a browser's connection to Instagram
+    disable_nagle_algorithm = True  # headers and body are separate writes
+    server: _StandInServer
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        recorded = self.server.responses.get(self.path)
+        if recorded is None:
+            recorded = Recorded(404, [("Content-Type", "text/plain")], b"not recorded\n")
+        self.send_response(recorded.status)
+        for name, value in recorded.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(recorded.body)))
+        self.end_headers()
+        self.wfile.write(recorded.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _StandInServer(ThreadingHTTPServer):
+    daemon_threads = True
+    responses: dict[str, Recorded]
+
+
+class InstagramStandIn:
+    """`with InstagramStandIn(tmp_path) as origin:` serves on https://127.0.0.1:<origin.port>."""
+
+    def __init__(self, directory: Path, dump: Path = SAMPLE_DUMP) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        key, ca = certs.create_ca(organization="Instafly tests", cn="Stand-in CA", key_size=2048)
+        sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        leaf = certs.dummy_cert(key, ca, "localhost", sans)
+        self.ca_path = directory / "standin-ca.pem"
+        self.ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        chain = directory / "standin-leaf.pem"
+        chain.write_bytes(
+            leaf.to_pem()
+            + key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+        self.leaf_der = ssl.PEM_cert_to_DER_cert(leaf.to_pem().decode())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(chain)
+        self._server = _StandInServer(("127.0.0.1", 0), _Handler)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._server.responses = _responses_of(dump)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> InstagramStandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def mitmproxy_options(self) -> dict[str, object]:
+        """Send every decrypted request here; verify this server's certificate."""
+        return {
+            "map_remote": [f"|^https://[^/]+/|https://127.0.0.1:{self.port}/"],
+            "ssl_verify_upstream_trusted_ca": str(self.ca_path),
+            "connection_strategy": "lazy",  # no connection to the real host on CONNECT
+        }
+
+
+def _responses_of(dump: Path) -> dict[str, Recorded]:
+    responses = {}
+    with dump.open("rb") as handle:
+        for f in io.FlowReader(handle).stream():
+            if isinstance(f, http.HTTPFlow) and f.response is not None:
+                headers = [
+                    (name, value)
+                    for name, value in f.response.headers.items()
+                    if name.lower() in ("content-type", "content-encoding")
+                ]
+                responses[f.request.path] = Recorded(
+                    f.response.status_code, headers, f.response.raw_content or b""
+                )
+    return responses
+
+
+# --- the proxy as a real process ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def running_proxy(
+    config: Path, port: int, log_path: Path, timeout: float = 60
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `instaflyd proxy`, wait until it accepts connections, SIGTERM it at the end."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "instaflyd", "--config", str(config), "proxy"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=cli_env(),
+            cwd=REPO,
+        )
+        try:
+            wait_for_port(port, process, log_path, timeout)
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log_path: Path, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"proxy exited with {process.returncode}: {log_path.read_text()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"proxy did not listen within {timeout} s: {log_path.read_text()}")
+
+
+def tls_through_proxy(proxy_port: int, host: str, port: int, cafile: Path | None) -> ssl.SSLSocket:
+    """CONNECT through the proxy, then a TLS handshake that checks the certificate against
+    `cafile` (None: the system's CAs). The caller closes the socket."""
+    sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
+    try:
+        sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        assert reply.split(b"\r\n", 1)[0].split(b" ")[1] == b"200", reply
+        context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+        return context.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).hostname or ""
