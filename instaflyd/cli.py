@@ -17,10 +17,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from instaflyd import __version__
 from instaflyd.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from instaflyd.model.scoring import Scorer
 
 log = logging.getLogger("instafly.cli")
 
@@ -191,12 +194,57 @@ def cmd_score(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _current_scorer(args: argparse.Namespace, config: Config) -> Scorer:
+    """The model for enhance/generate, or the one-line reason there is none (posts needed)."""
+    from instaflyd.model.scoring import NoModelError, load_scorer
+
+    if args.steps is not None and args.steps < 1:
+        raise CommandError("--steps must be at least 1", 2)
+    try:
+        return load_scorer(config)
+    except NoModelError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def cmd_enhance(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("enhance")
+    scorer = _current_scorer(args, config)
+    from instaflyd.enhance import RejectedImage, enhance_file
+    from instaflyd.enhance.progress import terminal_progress
+
+    done, failed = [], 0
+    for path in args.images:
+        try:
+            with terminal_progress(str(path)) as progress:
+                result = enhance_file(
+                    path, args.output_dir, scorer, config, args.mode, args.steps, progress
+                )
+        except (RejectedImage, OSError) as exc:
+            failed += 1
+            print(f"instaflyd: {path}: {exc}", file=sys.stderr)
+            continue
+        done.append(result.as_json())
+        if not args.json:
+            print(
+                f"{path} -> {result.output}: score {result.score_before:.4f}"
+                f" -> {result.score_after:.4f} in {result.seconds:.1f} s"
+            )
+    if args.json:
+        print_json(done)
+    return 1 if failed else 0
 
 
 def cmd_generate(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("generate")
+    scorer = _current_scorer(args, config)
+    from instaflyd.enhance.noise import generate_file
+    from instaflyd.enhance.progress import terminal_progress
+
+    with terminal_progress(str(args.output)) as progress:
+        made = generate_file(args.output, scorer, config, args.steps, args.seed, progress)
+    print(
+        f"{made.output}: {made.size}x{made.size}, score {made.score_start:.4f} (noise)"
+        f" -> {made.score:.4f}"
+    )
+    return 0
 
 
 def cmd_weights(args: argparse.Namespace, config: Config) -> int:

@@ -1,0 +1,163 @@
+"""Enhance one photo file, start to finish: the entry point of `instaflyd enhance` and the worker.
+
+    result = enhance_file(path, output_dir, scorer, config)
+
+reads the photo upright in RGB (`io`), shrinks a copy to the model's input size, finds edits
+(`edits`) or a pixel change (`pixels`) that raise the model's score of that copy, applies them to
+the full-resolution original, writes `<stem>.instafly.jpg` and its sidecar `<stem>.instafly.json`
+(`outputs`), and scores the written JPEG. An input that cannot be used raises `RejectedImage`.
+The compiled gradient steps are kept for the last scorer used, so a worker that enhances many
+photos with the same model compiles them once.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from instaflyd import __version__
+from instaflyd.config import Config
+from instaflyd.enhance import filters, outputs
+from instaflyd.enhance.edits import EditSearch, Progress
+from instaflyd.enhance.io import RejectedImage, encode_jpeg, open_image
+from instaflyd.enhance.pixels import PixelAscent, add_change, settings
+from instaflyd.model.scoring import Scorer
+
+Mode = Literal["edits", "pixels"]
+Method = TypeVar("Method", EditSearch, PixelAscent)
+
+__all__ = [
+    "EnhanceResult",
+    "RejectedImage",
+    "compiled_for",
+    "enhance_file",
+    "model_copy",
+    "score_pixels",
+]
+
+
+@dataclass(frozen=True)
+class EnhanceResult:
+    input: Path
+    output: Path
+    sidecar: Path
+    mode: Mode
+    score_before: float
+    score_after: float
+    params: dict[str, float]
+    model_version: int | None
+    steps: int  # gradient steps actually taken
+    seconds: float
+    width: int
+    height: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry `enhance --json` prints for this photo."""
+        return {
+            "input": str(self.input),
+            "output": str(self.output),
+            "score_before": self.score_before,
+            "score_after": self.score_after,
+            "params": self.params,
+            "seconds": self.seconds,
+        }
+
+    def sidecar_record(self) -> dict[str, Any]:
+        """What `<stem>.instafly.json` says about the photo."""
+        return {
+            "status": "done",
+            **self.as_json(),
+            "mode": self.mode,
+            "model_version": self.model_version,
+            "steps": self.steps,
+            "width": self.width,
+            "height": self.height,
+            "instafly_version": __version__,
+        }
+
+
+def enhance_file(
+    path: Path,
+    output_dir: Path | None,
+    scorer: Scorer,
+    config: Config,
+    mode: Mode | None = None,
+    steps: int | None = None,
+    progress: Progress | None = None,
+) -> EnhanceResult:
+    """Enhance `path` into `output_dir` (default: beside it); RejectedImage if it is unusable."""
+    started = time.monotonic()
+    mode = mode or config.enhance.mode
+    steps = steps or config.enhance.steps
+    if mode not in ("edits", "pixels"):
+        raise ValueError(f"unknown enhancement mode {mode!r}; use edits or pixels")
+    photo = open_image(
+        path, max_pixels=config.enhance.max_pixels, max_file_mb=config.enhance.max_file_mb
+    )
+    small = model_copy(photo.pixels, scorer.input_size)
+    if mode == "edits":
+        found = compiled_for(EditSearch, scorer).run(small, steps, progress)
+        enhanced = filters.apply_full(photo.pixels, found.raw)
+        params, taken = filters.describe(found.raw), found.steps
+    else:  # pixels
+        dreamed = compiled_for(PixelAscent, scorer).ascend(
+            small, steps, original=small, progress=progress
+        )
+        enhanced = add_change(photo.pixels, small[0].numpy(), dreamed[0].numpy())
+        params, taken = settings(), steps
+    jpeg = encode_jpeg(
+        enhanced,
+        quality=config.enhance.jpeg_quality,
+        exif=photo.exif,
+        icc_profile=photo.icc_profile,
+    )
+    written = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    photo_path, sidecar_path = outputs.output_paths(output_dir or path.parent, path.stem)
+    result = EnhanceResult(
+        input=path,
+        output=photo_path,
+        sidecar=sidecar_path,
+        mode=mode,
+        score_before=score_pixels(scorer, small),
+        score_after=score_pixels(scorer, model_copy(written, scorer.input_size)),
+        params=params,
+        model_version=scorer.version,
+        steps=taken,
+        seconds=round(time.monotonic() - started, 3),
+        width=photo.width,
+        height=photo.height,
+    )
+    outputs.write_outputs(photo_path, jpeg, sidecar_path, result.sidecar_record())
+    return result
+
+
+def model_copy(pixels: np.ndarray, size: int) -> tf.Tensor:
+    """(H, W, 3) uint8 -> (1, size, size, 3) float32 in 0..255: the whole frame, squeezed to a
+    square and resized the way the model's training images are (`instaflyd.model.inputs`)."""
+    small = Image.fromarray(pixels).resize(
+        (size, size), Image.Resampling.BILINEAR, reducing_gap=2.0
+    )
+    return tf.constant(np.asarray(small, dtype=np.float32)[None])
+
+
+def score_pixels(scorer: Scorer, small: tf.Tensor) -> float:
+    """The scorer's score of one (1, S, S, 3) copy."""
+    return float(scorer(small)[0])
+
+
+_cache: dict[type, tuple[Scorer, Any]] = {}
+
+
+def compiled_for(kind: type[Method], scorer: Scorer) -> Method:
+    """The `kind` (EditSearch or PixelAscent) for this scorer, built once per scorer."""
+    cached = _cache.get(kind)
+    if cached is None or cached[0] is not scorer:
+        cached = _cache[kind] = (scorer, kind(scorer))
+    return cached[1]
