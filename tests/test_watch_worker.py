@@ -338,7 +338,7 @@ def test_a_killed_worker_finishes_the_job_once_and_catches_up_on_what_arrived_me
     tmp_path: Path, trained_data_dir: Path, start_worker: Callable[[Path], WorkerProcess]
 ) -> None:
     data_dir = with_model(trained_data_dir, tmp_path / "data")
-    config = worker_config(tmp_path, data_dir)
+    config = worker_config(tmp_path, data_dir, enhance={"steps": 20})
     drop, enhanced = data_dir / "drop", data_dir / "enhanced"
     (drop / "big.jpg").write_bytes(jpeg_bytes(160, 120, seed=11))
 

@@ -21,6 +21,13 @@ from pathlib import Path
 from types import FrameType
 
 from instaflyd.config import Config
+from instaflyd.enhance import (
+    EnhanceResult,
+    RejectedImage,
+    enhance_file,
+    output_paths,
+    write_sidecar,
+)
 from instaflyd.fsutil import remove_stale_temps
 from instaflyd.model.scoring import NoModelError, Scorer, load_scorer
 from instaflyd.store import Database
@@ -38,13 +45,6 @@ from instaflyd.store.jobs import (
     wait_for_model,
 )
 from instaflyd.store.versions import current_model_version
-from instaflyd.watch.enhancing import (
-    EnhanceResult,
-    RejectedImage,
-    enhance_file,
-    output_paths,
-    write_sidecar,
-)
 from instaflyd.watch.model_slot import ModelSlot
 from instaflyd.watch.queue import file_sha256, live_workers, recover_abandoned_jobs
 from instaflyd.watch.watcher import DropWatcher
