@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -329,6 +330,30 @@ def test_odd_and_broken_inputs_end_done_or_rejected_with_the_reason(
             with Image.open(data_dir / "enhanced" / f"{stem}.instafly.jpg") as enhanced:
                 assert (enhanced.size, enhanced.mode) == (detail, "RGB"), name
     assert worker.running()
+
+
+def test_an_idle_model_is_freed_with_everything_that_held_it(
+    tmp_path: Path, trained_data_dir: Path
+) -> None:
+    from instaflyd.enhance import enhance_file
+    from instaflyd.model.scoring import load_scorer
+    from instaflyd.watch.model_slot import ModelSlot
+
+    data_dir = with_model(trained_data_dir, tmp_path / "data")
+    config = tiny_config(data_dir, watch={"idle_unload_seconds": 5}, enhance={"steps": 2})
+    now = [0.0]
+    slot = ModelSlot(config, load_scorer, clock=lambda: now[0])
+    scorer = slot.scorer(1)
+    assert slot.scorer(1) is scorer and slot.version == 1
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(64, 48))
+    enhance_file(tmp_path / "a.jpg", tmp_path / "out", scorer, config)  # compiles, holding it
+    held = weakref.ref(scorer)
+    del scorer
+    now[0] = 4.9
+    assert not slot.unload_if_idle() and held() is not None
+    now[0] = 5.0
+    assert slot.unload_if_idle() and slot.version is None
+    assert held() is None  # nothing keeps the model alive any more
 
 
 # --- crashes, restarts and the model ------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "RejectedImage",
     "compiled_for",
     "enhance_file",
+    "forget_compiled",
     "model_copy",
     "score_pixels",
 ]
@@ -161,3 +162,8 @@ def compiled_for(kind: type[Method], scorer: Scorer) -> Method:
     if cached is None or cached[0] is not scorer:
         cached = _cache[kind] = (scorer, kind(scorer))
     return cached[1]
+
+
+def forget_compiled() -> None:
+    """Drop the compiled steps and the scorer they hold, so that its memory can be freed."""
+    _cache.clear()
