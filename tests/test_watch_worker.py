@@ -429,7 +429,8 @@ def test_without_a_model_jobs_wait_and_run_once_one_is_promoted(
     assert done["model_version"] == 2 and sidecar(data_dir, "second")["model_version"] == 2
 
     # SIGTERM in the middle of a job: it goes back to the queue, its attempt given back.
-    (data_dir / "drop" / "third.jpg").write_bytes(jpeg_bytes(64, 64, seed=15))
+    # (8 megapixels: reading, editing and writing it at full size takes a while.)
+    (data_dir / "drop" / "third.jpg").write_bytes(jpeg_bytes(3264, 2448, seed=15))
     wait_for("the third job to run", job_in_state(data_dir, "third.jpg", "running"), worker)
     assert worker.terminate() == 0, worker.output()
     job = jobs(data_dir)["third.jpg"]

@@ -213,6 +213,7 @@ class Worker:
             with self.db.transaction() as conn:
                 requeue_job(conn, job["id"], count_attempt=False)
                 log_event(conn, "worker", "info", "job_interrupted", f"{source.name}: queued again")
+            log.info("%s: interrupted; queued again", source.name)
             raise
         except RejectedImage as exc:
             write_sidecar(sidecar, {"status": "rejected", "input": str(source), "reason": str(exc)})
