@@ -75,7 +75,9 @@ def cmd_proxy(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
-    raise NotImplementedYet("worker")
+    from instaflyd.watch.worker import run_worker
+
+    return run_worker(config)
 
 
 def cmd_import(args: argparse.Namespace, config: Config) -> int:

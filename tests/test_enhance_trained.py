@@ -71,6 +71,22 @@ def test_the_enhance_command_raises_the_score(tmp_path: Path, config_file: Path)
     assert sidecar["score_after"] == entry["score_after"]
 
 
+def test_score_and_enhance_agree_on_a_photo_and_its_result(
+    tmp_path: Path, config_file: Path
+) -> None:
+    """`score` and `enhance` see a photo the same way (one resize rule), so their numbers match."""
+    photo = dull_photo(tmp_path / "dull.jpg", height=900, width=1200)
+    [entry] = json.loads(
+        run_cli("enhance", photo, "-o", tmp_path, "--json", config=config_file).stdout
+    )
+    scored = json.loads(
+        run_cli("score", photo, entry["output"], "--json", config=config_file).stdout
+    )
+    assert [s["score"] for s in scored] == pytest.approx(
+        [entry["score_before"], entry["score_after"]], abs=1e-4
+    )
+
+
 @pytest.mark.parametrize("mode", ["edits", "pixels"])
 def test_both_modes_raise_the_score(tmp_path: Path, trained: Config, mode: str) -> None:
     scorer = load_scorer(trained)

@@ -8,6 +8,13 @@ to finish).
 
 from instaflyd.enhance.io import RejectedImage
 from instaflyd.enhance.outputs import output_paths, write_sidecar
-from instaflyd.enhance.pipeline import EnhanceResult, enhance_file
+from instaflyd.enhance.pipeline import EnhanceResult, enhance_file, forget_compiled
 
-__all__ = ["EnhanceResult", "RejectedImage", "enhance_file", "output_paths", "write_sidecar"]
+__all__ = [
+    "EnhanceResult",
+    "RejectedImage",
+    "enhance_file",
+    "forget_compiled",
+    "output_paths",
+    "write_sidecar",
+]

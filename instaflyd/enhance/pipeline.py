@@ -28,6 +28,7 @@ from instaflyd.enhance import filters, outputs
 from instaflyd.enhance.edits import EditSearch, Progress
 from instaflyd.enhance.io import RejectedImage, encode_jpeg, open_image
 from instaflyd.enhance.pixels import PixelAscent, add_change, settings
+from instaflyd.model.inputs import square_copy
 from instaflyd.model.scoring import Scorer
 
 Mode = Literal["edits", "pixels"]
@@ -38,6 +39,7 @@ __all__ = [
     "RejectedImage",
     "compiled_for",
     "enhance_file",
+    "forget_compiled",
     "model_copy",
     "score_pixels",
 ]
@@ -139,12 +141,9 @@ def enhance_file(
 
 
 def model_copy(pixels: np.ndarray, size: int) -> tf.Tensor:
-    """(H, W, 3) uint8 -> (1, size, size, 3) float32 in 0..255: the whole frame, squeezed to a
-    square and resized the way the model's training images are (`instaflyd.model.inputs`)."""
-    small = Image.fromarray(pixels).resize(
-        (size, size), Image.Resampling.BILINEAR, reducing_gap=2.0
-    )
-    return tf.constant(np.asarray(small, dtype=np.float32)[None])
+    """(H, W, 3) uint8 -> (1, size, size, 3) float32 in 0..255, resized exactly as the model's
+    training and `instaflyd score` inputs are."""
+    return tf.constant(square_copy(Image.fromarray(pixels), size).astype(np.float32)[None])
 
 
 def score_pixels(scorer: Scorer, small: tf.Tensor) -> float:
@@ -161,3 +160,8 @@ def compiled_for(kind: type[Method], scorer: Scorer) -> Method:
     if cached is None or cached[0] is not scorer:
         cached = _cache[kind] = (scorer, kind(scorer))
     return cached[1]
+
+
+def forget_compiled() -> None:
+    """Drop the compiled steps and the scorer they hold, so that its memory can be freed."""
+    _cache.clear()

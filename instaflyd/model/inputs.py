@@ -20,14 +20,18 @@ class ImageReadError(Exception):
     """An image file cannot be read; the message names the file and the reason."""
 
 
+def square_copy(rgb: Image.Image, size: int) -> np.ndarray:
+    """The whole frame squeezed to (size, size, 3) uint8: the one resize rule of training,
+    scoring and enhancement, so all three see a photo the same way."""
+    small = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(small, dtype=np.uint8)
+
+
 def load_image(path: Path, size: int) -> np.ndarray:
     """(size, size, 3) uint8 RGB."""
     try:
         with Image.open(path) as image:
-            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it can
-            rgb = ImageOps.exif_transpose(image).convert("RGB")
-            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            return np.asarray(rgb, dtype=np.uint8)
+            return square_copy(ImageOps.exif_transpose(image).convert("RGB"), size)
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: no such file") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:

@@ -104,3 +104,69 @@ def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     for row in conn.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
         counts[row["state"]] = row["n"]
     return counts
+
+
+def running_jobs(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return conn.execute("SELECT * FROM jobs WHERE state = 'running' ORDER BY id").fetchall()
+
+
+def requeue_job(
+    conn: sqlite3.Connection,
+    job_id: int,
+    *,
+    reason: str | None = None,
+    count_attempt: bool = True,
+    now: float | None = None,
+) -> None:
+    """Put a job back in the queue; `count_attempt=False` gives back the attempt it used."""
+    now = time.time() if now is None else now
+    conn.execute(
+        "UPDATE jobs SET state = 'queued', reason = ?, worker_pid = NULL, updated = ?,"
+        "   attempts = attempts - ? WHERE id = ?",
+        (reason, now, 0 if count_attempt else 1, job_id),
+    )
+
+
+def wait_for_model(conn: sqlite3.Connection, now: float | None = None) -> int:
+    """Queued jobs -> waiting_model (no model can be loaded); returns how many."""
+    now = time.time() if now is None else now
+    return conn.execute(
+        "UPDATE jobs SET state = 'waiting_model', updated = ? WHERE state = 'queued'", (now,)
+    ).rowcount
+
+
+def release_waiting_jobs(conn: sqlite3.Connection, now: float | None = None) -> int:
+    """Jobs waiting for a model -> queued (a model is loaded); returns how many."""
+    now = time.time() if now is None else now
+    return conn.execute(
+        "UPDATE jobs SET state = 'queued', updated = ? WHERE state = 'waiting_model'", (now,)
+    ).rowcount
+
+
+def reserve_outputs(
+    conn: sqlite3.Connection, job_id: int, output_path: str | None, sidecar_path: str | None
+) -> None:
+    """Record where a running job will write, so a retry can remove what a dead attempt left."""
+    conn.execute(
+        "UPDATE jobs SET output_path = ?, sidecar_path = ? WHERE id = ?",
+        (output_path, sidecar_path, job_id),
+    )
+
+
+def output_of_another_job(conn: sqlite3.Connection, job_id: int, path: str) -> bool:
+    """Whether a job other than `job_id` wrote (or is about to write) `path`."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM jobs WHERE id != ? AND ? IN (output_path, sidecar_path)",
+            (job_id, path),
+        ).fetchone()
+        is not None
+    )
+
+
+def last_queued_by_input(conn: sqlite3.Connection) -> dict[str, float]:
+    """For each input path, when its newest job was queued."""
+    return {
+        row["input_path"]: row["created"]
+        for row in conn.execute("SELECT input_path, MAX(created) AS created FROM jobs GROUP BY 1")
+    }

@@ -1,0 +1,148 @@
+"""The job queue: atomic claims across processes, dead workers' jobs retried a bounded number of
+times, and the visible wait for a model."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from instaflyd.store import Database
+from instaflyd.store.jobs import (
+    claim_next_job,
+    enqueue_job,
+    finish_job,
+    get_job,
+    jobs_by_state,
+    release_waiting_jobs,
+    requeue_job,
+    wait_for_model,
+)
+from instaflyd.watch.queue import (
+    claim_job,
+    live_workers,
+    process_start_time,
+    queue_file,
+    recover_abandoned_jobs,
+)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(tmp_path / "instafly.db")
+    yield database
+    database.close()
+
+
+def _claim_until_empty(path: str, start: threading.Barrier) -> None:
+    with Database(Path(path)) as db:
+        start.wait()
+        while (job := claim_job(db, os.getpid())) is not None:
+            with db.transaction() as conn:
+                finish_job(conn, job["id"], "done")
+            time.sleep(0.001)  # the work itself, outside the lock
+
+
+def test_concurrent_workers_never_take_the_same_job(db: Database) -> None:
+    with db.transaction() as conn:
+        for n in range(300):
+            enqueue_job(conn, f"/drop/{n}.jpg", f"sha{n}")
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(3)
+    workers = [
+        context.Process(target=_claim_until_empty, args=(str(db.path), start)) for _ in range(3)
+    ]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+    assert [p.exitcode for p in workers] == [0, 0, 0]
+    rows = db.all("SELECT state, attempts, worker_pid FROM jobs")
+    assert {(row["state"], row["attempts"]) for row in rows} == {("done", 1)}
+    claimed_by = {row["worker_pid"] for row in rows}
+    assert claimed_by <= {p.pid for p in workers} and len(claimed_by) > 1  # they did compete
+
+
+def test_a_file_is_queued_once_per_content_and_an_unreadable_one_without_a_hash(
+    db: Database, tmp_path: Path
+) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"photo")
+    (tmp_path / "copy.jpg").write_bytes(b"photo")
+    locked = tmp_path / "locked.jpg"
+    locked.write_bytes(b"secret")
+    locked.chmod(0)
+    assert queue_file(db, tmp_path / "a.jpg") == 1
+    assert queue_file(db, tmp_path / "copy.jpg") is None
+    assert queue_file(db, tmp_path / "gone.jpg") is None
+    expect_hash = os.geteuid() == 0  # root reads it anyway
+    assert queue_file(db, locked) == 2
+    assert (get_job(db.conn, 2)["sha256"] is not None) == expect_hash
+
+
+def sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_a_dead_workers_job_is_retried_then_failed_after_max_attempts(db: Database) -> None:
+    with db.transaction() as conn:
+        job_id = enqueue_job(conn, "/drop/crashy.jpg", "c")
+    for attempt in (1, 2):
+        worker = sleeper()
+        time.sleep(0.05)
+        with db.transaction() as conn:
+            claim_next_job(conn, worker.pid)
+        assert recover_abandoned_jobs(db, max_attempts=2) == []  # alive: hands off
+        assert live_workers(db) == {worker.pid}
+        worker.kill()
+        worker.wait()
+        assert recover_abandoned_jobs(db, max_attempts=2) == [job_id]
+        job = get_job(db.conn, job_id)
+        assert job["attempts"] == attempt
+        if attempt == 1:
+            assert (job["state"], job["reason"]) == (
+                "queued",
+                "the worker stopped during the last attempt",
+            )
+    assert (job["state"], job["reason"]) == (
+        "failed",
+        "gave up after 2 attempts: the worker stopped every time while enhancing this photo"
+        " (crashed, ran out of memory or was killed)",
+    )
+    assert db.scalar("SELECT COUNT(*) FROM events WHERE kind = 'job_failed'") == 1
+
+
+def test_a_pid_reused_by_a_newer_process_does_not_keep_a_job(db: Database) -> None:
+    assert process_start_time(os.getpid()) < time.time()
+    with db.transaction() as conn:
+        enqueue_job(conn, "/drop/a.jpg", "a")
+        enqueue_job(conn, "/drop/b.jpg", "b")
+        claim_next_job(conn, os.getpid(), now=1000.0)  # long before this process started
+        claim_next_job(conn, os.getpid())
+    assert recover_abandoned_jobs(db, max_attempts=3) == [1]
+    # Between jobs, a worker's own running job is abandoned too.
+    assert recover_abandoned_jobs(db, max_attempts=3, idle_pid=os.getpid()) == [2]
+    assert jobs_by_state(db.conn)["queued"] == 2
+
+
+def test_jobs_wait_for_a_model_visibly_and_an_interrupted_job_keeps_its_attempts(
+    db: Database,
+) -> None:
+    with db.transaction() as conn:
+        for name in "abc":
+            enqueue_job(conn, f"/drop/{name}.jpg", name)
+        assert wait_for_model(conn) == 3
+    assert jobs_by_state(db.conn)["waiting_model"] == 3
+    assert claim_job(db, os.getpid()) is None
+    with db.transaction() as conn:
+        assert release_waiting_jobs(conn) == 3
+    job = claim_job(db, os.getpid())
+    with db.transaction() as conn:
+        requeue_job(conn, job["id"], count_attempt=False)
+    again = claim_job(db, os.getpid())
+    assert (again["id"], again["attempts"]) == (job["id"], 1)
