@@ -20,7 +20,8 @@ Usage: ./install.sh [--system [--root DIR]] [--no-browser]
                          at any time: when nothing changed it finishes in seconds and changes
                          nothing. Then:  .venv/bin/instaflyd run
                          As root (or with passwordless sudo) it also installs Debian's Chromium
-                         for the browser tests, unless --no-browser is given.
+                         and nftables for the browser and transparent-mode tests, unless
+                         --no-browser is given.
 
   sudo ./install.sh --system
                          The appliance install: Instafly in /opt/instafly/venv (not in the
@@ -34,7 +35,7 @@ Usage: ./install.sh [--system [--root DIR]] [--no-browser]
                          the user is not created and services are not started).
   --no-venv              With --system: set up the user, folders, config and unit only, for when
                          Instafly is already installed in /opt/instafly/venv by other means.
-  --no-browser           Do not install Chromium.
+  --no-browser           Do not install Chromium and nftables.
   -h, --help             This text.
 
 Before installing it checks: Python >= 3.11, a 64-bit CPU, free disk space, and that the proxy
@@ -161,18 +162,21 @@ else
   install_venv "$VENV" "$(source_digest)" "$HERE"
 fi
 
-# --- Chromium for the browser tests (dev path) ---------------------------------------------
+# --- system packages the tests use (dev path): Chromium, nftables ---------------------------
 
 if [ "$MODE" = dev ] && [ "$WITH_BROWSER" = auto ]; then
-  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
-    say "Chromium is installed"
+  missing=()
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
+  command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "Chromium and nftables are installed"
   elif command -v apt-get >/dev/null 2>&1 && as_root true; then
-    say "Installing Debian's Chromium for the browser tests"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
-      || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-      || warn "could not install Chromium; the browser tests will be skipped (sudo apt install chromium)"
+    say "Installing Debian's ${missing[*]} for the browser and transparent-mode tests"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
+      || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
+      || warn "could not install ${missing[*]}; the tests that need them will be skipped (sudo apt install ${missing[*]})"
   else
-    warn "Chromium is missing and cannot be installed without root; the browser tests will be skipped (sudo apt install chromium)"
+    warn "${missing[*]} missing and cannot be installed without root; the tests that need them will be skipped (sudo apt install ${missing[*]})"
   fi
 fi
 

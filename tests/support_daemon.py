@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import json
 import os
@@ -20,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from helpers import REPO, cli_env, free_port, write_config
 from PIL import Image
 
@@ -93,19 +91,6 @@ def seed_extras(data_dir: Path, drop_dir: Path, output_dir: Path) -> dict[str, A
         waiting.write_bytes(jpeg_bytes(103, 150))
         enqueue_job(conn, str(waiting), "sha-waiting")
     return {"done": done, "rejected": failed}
-
-
-def implemented(command: str) -> bool:
-    """Whether the command's issue has landed (its handler no longer raises NotImplementedYet)."""
-    from instaflyd import cli
-
-    return "NotImplementedYet" not in inspect.getsource(getattr(cli, f"cmd_{command}"))
-
-
-def requires(command: str, issue: int) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(
-        not implemented(command), reason=f"instaflyd {command} has not landed yet (issue {issue})"
-    )
 
 
 def http_get(url: str, timeout: float = 5, **headers: str) -> tuple[int, bytes]:

@@ -18,30 +18,22 @@ from pathlib import Path
 
 import pytest
 import requests
+import support_capture
 from helpers import cli_env
 from PIL import Image
 from support_daemon import (
     daemon_config,
     http_get,
     jpeg_bytes,
-    requires,
     running_daemon,
     seed_store,
     wait_for,
-)
-
-support_capture = pytest.importorskip(
-    "support_capture", reason="the Instagram stand-in arrives with the capture proxy (issue 3)"
 )
 
 HARDENING = Path(__file__).resolve().parent / "support_hardening.py"
 
 pytestmark = [
     pytest.mark.slow,
-    requires("proxy", 3),
-    requires("train", 4),
-    requires("enhance", 5),
-    requires("worker", 6),
 ]
 
 

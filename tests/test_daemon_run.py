@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, cli_env, free_port, write_config
+from helpers import REPO, cli_env, free_port, missing_on_this_machine, write_config
 from support_daemon import (
     RunningDaemon,
     daemon_config,
     http_get,
-    requires,
     running_daemon,
     seed_extras,
     seed_store,
@@ -139,7 +138,6 @@ def proxy_accepts(port: int) -> bool:
         return False
 
 
-@requires("proxy", 3)
 def test_ready_after_proxy_and_page_listen_then_status_and_watchdog(
     daemon: RunningDaemon, notify: NotifyListener
 ) -> None:
@@ -163,7 +161,6 @@ def test_ready_after_proxy_and_page_listen_then_status_and_watchdog(
     assert max(b - a for a, b in zip(pings[-4:-1], pings[-3:], strict=True)) < 0.9
 
 
-@requires("proxy", 3)
 def test_the_supervisor_and_the_proxy_never_load_tensorflow(daemon: RunningDaemon) -> None:
     components = wait_for(
         lambda: (
@@ -179,7 +176,6 @@ def test_the_supervisor_and_the_proxy_never_load_tensorflow(daemon: RunningDaemo
         assert "tensorflow" not in maps, pid
 
 
-@requires("proxy", 3)
 def test_api_status_of_the_running_daemon(daemon: RunningDaemon) -> None:
     status = daemon.status()
     assert status["instafly"]["state"] == "running"
@@ -201,9 +197,7 @@ def test_api_status_of_the_running_daemon(daemon: RunningDaemon) -> None:
 
 def launch_chromium(playwright: Any) -> Any:
     if not CHROMIUM.exists():
-        if os.environ.get("INSTAFLY_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and INSTAFLY_REQUIRE_BROWSER=1")
-        pytest.skip(f"{CHROMIUM} is missing (sudo apt install chromium)")
+        missing_on_this_machine(f"{CHROMIUM} is missing (sudo apt install chromium)")
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
@@ -251,7 +245,6 @@ def check_page(browser: Any, daemon: RunningDaemon, name: str, **options: Any) -
     context.close()
 
 
-@requires("proxy", 3)
 @pytest.mark.browser
 def test_the_page_in_a_real_browser_desktop_and_phone(daemon: RunningDaemon) -> None:
     from playwright.sync_api import sync_playwright
@@ -269,7 +262,6 @@ def test_the_page_in_a_real_browser_desktop_and_phone(daemon: RunningDaemon) -> 
             browser.close()
 
 
-@requires("proxy", 3)
 def test_a_proxy_killed_with_sigkill_comes_back(daemon: RunningDaemon) -> None:
     before = wait_for(
         lambda: (
@@ -301,7 +293,6 @@ def test_a_proxy_killed_with_sigkill_comes_back(daemon: RunningDaemon) -> None:
     assert event["message"].endswith("; restarting in 1 s")
 
 
-@requires("proxy", 3)
 def test_sigterm_ends_every_child_within_10_seconds(
     daemon: RunningDaemon, notify: NotifyListener
 ) -> None:
