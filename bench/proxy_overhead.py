@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -174,10 +175,10 @@ def main() -> None:
                 latencies[name] += taken
                 seconds[name] += elapsed
 
-        import sqlite3
-
+        stack.close()  # stop both proxies: instaflyd's writer flushes its counters
         with sqlite3.connect(data / "instafly.db") as conn:
-            captured = conn.execute("SELECT value FROM counters WHERE name = 'flows'").fetchone()
+            counted = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+            posts = conn.execute("SELECT COUNT(*) FROM posts").fetchone()[0]
 
     print(f"proxy overhead: {per_round * args.rounds} HTTPS requests per scenario, keep-alive,")
     print(f"the sample dump's 12 requests (JSON and JPEGs) in turn; {machine()}")
@@ -192,7 +193,11 @@ def main() -> None:
     b, c, d = summary["b"], summary["c"], summary["d"]
     print(f"c/b: p50 {c[0] / b[0]:.2f}, p95 {c[1] / b[1]:.2f}, req/s {c[2] / b[2]:.2f}")
     print(f"d/b: p50 {d[0] / b[0]:.2f}, p95 {d[1] / b[1]:.2f}, req/s {d[2] / b[2]:.2f}")
-    print(f"(instaflyd saw {captured[0] if captured else 0} flows in (d) and the warm-up)")
+    print(
+        f"instaflyd in (d) and the warm-up: {counted.get('flows', 0)} flows,"
+        f" {counted.get('instagram_json', 0)} JSON documents parsed, {posts} posts,"
+        f" {counted.get('flows_dropped', 0)} flows dropped"
+    )
 
 
 if __name__ == "__main__":

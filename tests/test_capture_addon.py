@@ -1,13 +1,18 @@
 """The capture addon inside mitmproxy's own test harness (taddons, tflow), with a real writer
-thread, a real SQLite store and real image files."""
+process, a real SQLite store and real image files."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
+import os
+import queue
+import signal
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +25,9 @@ from mitmproxy.test import taddons, tflow
 from PIL import Image
 
 from instaflyd.capture.addon import CaptureAddon
-from instaflyd.capture.writer import CaptureWriter
+from instaflyd.capture.flows import captured_response
+from instaflyd.capture.parsers import parse_document
+from instaflyd.capture.writer import CaptureWriter, write_until_stopped
 from instaflyd.config import Config, build_config
 
 SAMPLES = FIXTURES / "instagram"
@@ -28,6 +35,9 @@ PROFILE_URL = "https://www.instagram.com/api/v1/users/web_profile_info/?username
 SIDECAR = "279923746_752618449450106_6016545400124263448_n.jpg"  # post CdLy2aepGaA
 SIDECAR_ID = "2831580432341165696"
 CDN = "https://scontent-cdt1-1.cdninstagram.com/v/t51.2885-15/"
+USERS_INFO_ID = "1518284433"
+USERS_INFO_URL = f"https://i.instagram.com/api/v1/users/{USERS_INFO_ID}/info/"
+USERS_INFO_ACCOUNT = ("robertdowneyjr", 50857062)
 COOKIE = "sessionid=addon-test-SECRET-cookie-7731"
 REQUEST_BODY = b"variables=addon-test-SECRET-body-5512"
 
@@ -66,7 +76,7 @@ def image_flow(width: int, height: int, status: int = 200, path: str = "") -> ht
 
 @pytest.fixture(autouse=True)
 def _instafly_logs_stay_out_of_mitmproxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As in the proxy (setup_logging): the writer thread's log records must not reach the
+    """As in the proxy (setup_logging): the writer's log records must not reach the
     root logger, where mitmproxy's handlers forward them to its event loop."""
     monkeypatch.setattr(logging.getLogger("instafly"), "propagate", False)
 
@@ -99,6 +109,16 @@ def run_flows(addon: CaptureAddon, *flows: http.HTTPFlow, map_remote: list[str] 
                     await context.master.addons.handle_lifecycle(hook(flow))
 
     asyncio.run(play())
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(sqlite3.Error):  # the writer may not have created it yet
+            if condition():
+                return
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def store(config: Config) -> sqlite3.Connection:
@@ -179,18 +199,24 @@ def test_error_pages_and_non_images_from_the_cdn_never_become_images(
     assert counters(config)["images_rejected"] == 3
 
 
-def test_a_parser_exception_never_escapes_the_hook(
-    config: Config, writer: CaptureWriter, monkeypatch: pytest.MonkeyPatch
+def test_a_parser_exception_is_an_event_and_the_writer_goes_on(
+    config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*args: object) -> None:
-        raise RuntimeError("an Instagram shape nobody expected")
+    """The writer's loop (here in this process, so the parser can be broken for it)."""
+    calls = []
 
-    monkeypatch.setattr("instaflyd.capture.ingest.parse_document", broken)
-    addon = CaptureAddon(writer, config.proxy.max_body_bytes)
-    flow = profile_flow()
-    run_flows(addon, flow)  # raises if the hook lets anything through
-    writer.stop()
-    assert flow.response is not None and flow.response.status_code == 200  # left alone
+    def broken_once(document: object, path: str) -> object:
+        calls.append(path)
+        if len(calls) == 1:
+            raise RuntimeError("an Instagram shape nobody expected")
+        return parse_document(document, path)
+
+    monkeypatch.setattr("instaflyd.capture.ingest.parse_document", broken_once)
+    inbox: queue.Queue[object] = queue.Queue()
+    for flow in (profile_flow(), profile_flow()):
+        inbox.put(captured_response(flow, config.proxy.max_body_bytes))
+    inbox.put(None)  # stop
+    write_until_stopped(config, inbox)  # returns only if the loop survived the exception
     events = store(config).execute("SELECT component, level, kind, message FROM events").fetchall()
     assert [tuple(e) for e in events] == [
         (
@@ -201,7 +227,7 @@ def test_a_parser_exception_never_escapes_the_hook(
             "RuntimeError: an Instagram shape nobody expected",
         )
     ]
-    assert counters(config) == {"flows": 1, "parse_errors": 1}
+    assert counters(config) == {"parse_errors": 1, "instagram_json": 1, "posts_new": 20}
 
 
 def test_a_failing_classification_never_escapes_the_hook(
@@ -255,14 +281,41 @@ def test_capture_classifies_by_the_host_the_client_asked_for_despite_map_remote(
     assert counters(config)["posts_new"] == 20
 
 
-def test_a_full_queue_drops_and_counts_instead_of_blocking(config: Config) -> None:
-    writer = CaptureWriter(config, queue_size=2)  # not started: nothing drains the queue
+def test_a_full_pipe_drops_and_counts_instead_of_blocking(config: Config) -> None:
+    """Nothing reads the pipe until the writer starts: once it is full, flows beyond the
+    backlog's bound are dropped and counted, and the hook never waits. None goes missing."""
+    writer = CaptureWriter(config, backlog_bytes=0)  # not started: nothing drains the pipe
     addon = CaptureAddon(writer, config.proxy.max_body_bytes)
-    flows = [image_flow(8, 8) for _ in range(5)]
+    flows = [profile_flow() for _ in range(40)]  # ~40 x 60 kB, more than a pipe holds
     run_flows(addon, *flows)  # would hang here if the hook blocked
     writer.start()
     writer.stop()
-    assert counters(config) == {"flows": 5, "flows_dropped": 3}
+    counted = counters(config)
+    assert counted["flows"] == 40
+    assert counted["flows_dropped"] >= 1
+    assert counted["instagram_json"] + counted["flows_dropped"] == 40
+
+
+def test_a_dead_writer_is_replaced_and_capture_goes_on(config: Config) -> None:
+    writer = CaptureWriter(config)
+    writer.start()
+    addon = CaptureAddon(writer, config.proxy.max_body_bytes)
+    run_flows(addon, profile_flow())
+    posts = "SELECT COUNT(*) FROM posts"
+    wait_until(lambda: store(config).execute(posts).fetchone()[0] == 20)
+    dead = writer._process
+    os.kill(dead.pid, signal.SIGKILL)  # an out-of-memory kill, say
+    dead.join(10)
+    users_info = (SAMPLES / "pgrimaud/users_info_v1_2021-09.json").read_bytes()
+    later = make_flow(USERS_INFO_URL, users_info, "application/json")
+    run_flows(addon, later)  # the write fails; a new writer takes this flow
+    writer.stop()
+    assert writer._process.pid != dead.pid and writer._process.exitcode == 0
+    account = store(config).execute(
+        "SELECT username, follower_count FROM accounts WHERE id = ?", (USERS_INFO_ID,)
+    )
+    assert tuple(account.fetchone()) == USERS_INFO_ACCOUNT
+    assert counters(config)["flows"] == 2  # counted by the proxy, not the writer
 
 
 def test_tls_failures_are_counted_per_host(config: Config, writer: CaptureWriter) -> None:

@@ -44,7 +44,7 @@ def rows(db: Path, sql: str) -> list[tuple]:
 
 
 def wait_for(db: Path, sql: str, expected: list[tuple], timeout: float = 20) -> None:
-    """The writer thread commits asynchronously: poll until the store says `expected`."""
+    """The writer process commits asynchronously: poll until the store says `expected`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if db.exists() and rows(db, sql) == expected:

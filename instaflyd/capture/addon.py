@@ -1,7 +1,7 @@
-"""The mitmproxy addon: classify Instagram responses and hand them to the writer thread.
+"""The mitmproxy addon: classify Instagram responses and hand them to the writer process.
 
 The hooks run on mitmproxy's event loop, so they only look at the flow's host, path, status and
-content type and pass the body on; parsing, Pillow and SQLite happen in the writer thread. No
+content type and pass the body on; parsing, Pillow and SQLite happen in the writer process. No
 hook ever raises into mitmproxy: a failure is logged and the flow goes on untouched.
 """
 

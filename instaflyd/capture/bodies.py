@@ -29,8 +29,8 @@ def decode_body(raw: bytes, content_encoding: str | None) -> bytes:
     codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
     body = raw
     for coding in reversed(codings):
-        # mitmproxy's own decoders, called directly: `encoding.decode` keeps a module-wide cache
-        # that is not safe to share between the proxy's event loop and the writer thread.
+        # mitmproxy's own decoders, called directly: `encoding.decode` also keeps a module-wide
+        # cache of the last body it decoded, which would hold a large body in memory.
         decoder = encoding.custom_decode.get(coding)
         if decoder is None:
             raise BodyError(f"cannot decode a body with Content-Encoding {coding!r}")

@@ -1,6 +1,6 @@
 """One captured response -> the store: parse documents into posts and accounts, match images.
 
-The proxy's writer thread and `instaflyd import` both feed responses through an `Ingester`, so a
+The proxy's writer process and `instaflyd import` both feed responses through an `Ingester`, so a
 dump file is read exactly as the live proxy would have read it. Each response is one write
 transaction. What happened is returned as a `Counter` (posts_new, images_stored, ...); the
 caller decides where those numbers go.

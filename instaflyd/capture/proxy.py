@@ -31,7 +31,6 @@ from instaflyd.store import Database
 
 log = logging.getLogger("instafly.proxy")
 
-GIL_SWITCH_SECONDS = 0.0005
 
 # mitmproxy options Instafly sets from its own config; proxy.mitmproxy_options may not override.
 MANAGED_OPTIONS = {
@@ -121,8 +120,6 @@ def run_proxy(config: Config, verbose: bool = False) -> None:
     with Database(config.db_path):
         pass  # open and migrate now: a broken database is a start-up error, not a thread's
     writer = CaptureWriter(config)
-    # The event loop takes the GIL back from the writer thread after 0.5 ms instead of 5 ms.
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
         asyncio.run(_serve(config, writer, logging.DEBUG if verbose else logging.WARNING))
     finally:

@@ -1,37 +1,58 @@
-"""The proxy's writer thread: the only place the proxy touches SQLite or the image folder.
+"""The proxy's writer: the only place the proxy parses bodies or touches SQLite and image files.
 
-mitmproxy's event loop hands work over with `submit()` (never blocks: when the bounded queue is
-full the item is dropped and counted) and `count()` (an in-memory counter). The thread owns
-its own `Database`, feeds captured responses through an `Ingester`, records TLS failures, and
-flushes the counters to the `counters` table. A failing item is logged and recorded as an
-event; the thread itself never dies of it.
+It runs in a process of its own, at idle priority. In a thread of the proxy it would share the
+interpreter lock with mitmproxy's event loop, and parsing a 300 kB JSON body is one C call that
+holds that lock for milliseconds; even a queue's feeder thread, waking for every flow, cost the
+event loop measurably (bench/proxy_overhead.py: median latency +29% with a writer thread, +15%
+with a multiprocessing.Queue, +0-5% like this).
+
+The event loop's side, `CaptureWriter`, turns each item into one length-prefixed pickle frame and
+writes it to a non-blocking pipe (`submit()`: never blocks). What the pipe cannot take at once
+waits in a backlog of at most BACKLOG_BYTES that the event loop drains when the pipe is writable;
+beyond it, items are dropped and counted. Counters (`count()`) are kept in memory and shipped as
+a frame once a second.
+
+The writer process (`write_until_stopped`) owns its own `Database`, feeds captured responses
+through an `Ingester`, records TLS failures and flushes counters to the `counters` table. A
+failing item is logged and recorded as an event; the loop never dies of it. It stops at the stop
+frame, after writing everything before it, or at the end of the pipe when the proxy is gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
+import pickle
 import queue
-import threading
+import select
+import signal
+import struct
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
+from typing import Any
 
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.ingest import CaptureError, Ingester
 from instaflyd.capture.matching import PendingImages
 from instaflyd.config import Config
+from instaflyd.logs import setup_logging
 from instaflyd.store import Database, ImageFiles
 from instaflyd.store.events import add_to_counter, log_event
 from instaflyd.store.tls import count_tls_failure
 
 log = logging.getLogger("instafly.capture")
 
-QUEUE_SIZE = 256  # responses waiting for the writer; each holds one body in memory
+BACKLOG_BYTES = 64 * 1024 * 1024  # responses waiting beyond the pipe's own buffer
+PIPE_BYTES = 1024 * 1024  # asked of the kernel (Linux caps it at /proc/sys/fs/pipe-max-size)
 FLUSH_SECONDS = 1.0  # counters and expired images are written at least this often
 COMPONENT = "proxy"
-WRITER_NICENESS = 10
+WRITER_NICENESS = 10  # where idle scheduling is not allowed
+_HEADER = struct.Struct("!I")
+_STOP = None  # the frame that ends the writer
 
 
 @dataclass(frozen=True)
@@ -40,115 +61,273 @@ class TlsFailure:
     error: str
 
 
-_STOP = object()
-
-
 class CaptureWriter:
-    def __init__(self, config: Config, queue_size: int = QUEUE_SIZE) -> None:
+    """The event loop's handle on the writer process."""
+
+    def __init__(self, config: Config, backlog_bytes: int = BACKLOG_BYTES) -> None:
         self.config = config
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self.backlog_bytes = backlog_bytes
+        self._backlog: deque[memoryview] = deque()
+        self._waiting = 0  # bytes in the backlog
+        self._head_cut = False  # the backlog's first frame is partly written
         self._counts: Counter[str] = Counter()
-        self._counts_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="instafly-writer", daemon=True)
+        self._draining_on: asyncio.AbstractEventLoop | None = None
+        self._shipping: asyncio.TimerHandle | None = None
+        self._started = self._stopped = False
+        self._connect()
+
+    def _connect(self) -> None:
+        context = multiprocessing.get_context("spawn")  # never fork a threaded event loop
+        self._reader, self._pipe = context.Pipe(duplex=False)
+        self._fd = self._pipe.fileno()
+        os.set_blocking(self._fd, False)
+        with contextlib.suppress(OSError, AttributeError):  # a larger pipe: fewer backlogs
+            import fcntl
+
+            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        self._process = context.Process(
+            target=write_until_stopped,
+            args=(self.config, self._reader, os.getpid(), log.getEffectiveLevel()),
+            name="instafly-writer",
+            daemon=True,
+        )
 
     # --- called from mitmproxy's event loop: never blocks -------------------------------------
 
     def submit(self, item: CapturedResponse | TlsFailure) -> bool:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
+        """Hand an item to the writer; False (and counted) when the backlog is full."""
+        frame = _frame(item)
+        if self._backlog and self._waiting + len(frame) > self.backlog_bytes:
             self.count("flows_dropped")
             return False
+        self._backlog.append(memoryview(frame))
+        self._waiting += len(frame)
+        self._drain()
         return True
 
     def count(self, name: str, amount: int = 1) -> None:
-        with self._counts_lock:
-            self._counts[name] += amount
+        self._counts[name] += amount
+        if self._shipping is None:
+            with contextlib.suppress(RuntimeError):  # no event loop: shipped at stop()
+                loop = asyncio.get_running_loop()
+                self._shipping = loop.call_later(FLUSH_SECONDS, self._ship_counts)
+
+    def _ship_counts(self) -> None:
+        self._shipping = None
+        counts, self._counts = +self._counts, Counter()
+        if counts:
+            self.submit(counts)  # type: ignore[arg-type]
+
+    def _drain(self) -> None:
+        """Write what the pipe takes now; wait for it to be writable for the rest."""
+        try:
+            while self._backlog:
+                head = self._backlog[0]
+                try:
+                    written = os.write(self._fd, head)
+                except BlockingIOError:
+                    written = 0
+                self._waiting -= written
+                if written < len(head):
+                    self._backlog[0] = head[written:]
+                    self._head_cut = self._head_cut or written > 0
+                    self._wait_until_writable()
+                    return
+                self._backlog.popleft()
+                self._head_cut = False
+        except BrokenPipeError:
+            self._writer_died()
+            return
+        self._stop_waiting()
+
+    def _wait_until_writable(self) -> None:
+        with contextlib.suppress(RuntimeError):  # no event loop: drained at stop()
+            loop = asyncio.get_running_loop()
+            if self._draining_on is not loop:
+                self._stop_waiting()
+                loop.add_writer(self._fd, self._drain)
+                self._draining_on = loop
+
+    def _stop_waiting(self) -> None:
+        if self._draining_on is not None:
+            with contextlib.suppress(Exception):  # its loop may be closed already
+                self._draining_on.remove_writer(self._fd)
+            self._draining_on = None
+
+    def _writer_died(self) -> None:
+        """The writer process is gone: start a new one and give it what is still waiting.
+
+        What the dead writer had read but not stored is lost, and so is a frame it got only
+        part of (counted as dropped); whole frames in the backlog go to the new writer.
+        """
+        log.error("capture: the writer process died (exit %s); starting a new one",
+                  self._process.exitcode)  # fmt: skip
+        if self._head_cut:
+            self._waiting -= len(self._backlog.popleft())
+            self._head_cut = False
+            self.count("flows_dropped")
+        self._stop_waiting()
+        self._pipe.close()
+        self._process.join(5)
+        self._connect()
+        self.start()
+        self._drain()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
+        self._process.start()
+        self._reader.close()  # the child has its copy; a dead child now means EPIPE here
+        self._started = True
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Write everything already queued, then end the thread."""
-        if not self._thread.is_alive():
+        """Write everything already handed over, then end the writer process."""
+        if not self._started or self._stopped:
             return
+        self._stopped = True
+        if self._shipping is not None:
+            self._shipping.cancel()
+            self._shipping = None
+        self._stop_waiting()
+        counts, self._counts = +self._counts, Counter()
+        for item in (counts, _STOP) if counts else (_STOP,):
+            self._backlog.append(memoryview(_frame(item)))
+        os.set_blocking(self._fd, True)
         try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            log.warning("the writer did not catch up in %.0f s; queued flows are lost", timeout)
-            return
-        self._thread.join(timeout)
+            while self._backlog:
+                head = self._backlog.popleft()
+                while head:
+                    head = head[os.write(self._fd, head) :]
+        except BrokenPipeError:
+            log.warning("capture: the writer process was gone at shutdown")
+        self._pipe.close()
+        self._process.join(timeout)
+        if self._process.is_alive():
+            log.warning("the writer did not finish in %.0f s; stopping it", timeout)
+            self._process.terminate()
+            self._process.join(5)
 
-    # --- the thread -----------------------------------------------------------------------
 
-    def _run(self) -> None:
-        _lower_this_threads_priority()
-        proxy = self.config.proxy
-        with Database(self.config.db_path) as db:
-            pending = PendingImages(proxy.pending_images_max, proxy.pending_images_max_age_seconds)
-            ingester = Ingester(db, ImageFiles(self.config.images_dir), pending)
-            last_flush = time.monotonic()
-            while True:
-                try:
-                    item = self._queue.get(timeout=FLUSH_SECONDS)
-                except queue.Empty:
-                    item = None
-                if item is not None and item is not _STOP:
-                    self._handle(db, ingester, item)
-                if item is None or item is _STOP or time.monotonic() - last_flush > FLUSH_SECONDS:
-                    self.count("images_unmatched", ingester.expire_pending(time.time()))
-                    self._flush_counts(db)
-                    last_flush = time.monotonic()
-                if item is _STOP:
-                    return
+def _frame(item: object) -> bytes:
+    payload = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(payload)) + payload
 
-    def _handle(self, db: Database, ingester: Ingester, item: object) -> None:
-        try:
-            if isinstance(item, TlsFailure):
-                with db.transaction() as conn:
-                    count_tls_failure(conn, item.host, item.error)
-            elif isinstance(item, CapturedResponse):
-                try:
-                    outcome = ingester.ingest(item)
-                except CaptureError as exc:
-                    where = item.host + path_without_query(item.path)
-                    self._failed(db, "parse_error", f"{where}: {exc}")
-                    return
-                for name, amount in outcome.items():
-                    self.count(name, amount)
-        except Exception as exc:
-            log.exception("capture: cannot store a response")
-            self._failed(db, "store_error", f"{type(exc).__name__}: {exc}")
 
-    def _failed(self, db: Database, kind: str, message: str) -> None:
-        log.warning("%s: %s", kind.replace("_", " "), message)
-        self.count(kind + "s")
-        try:
+class PipeInbox:
+    """The writer's end of the pipe: one frame at a time; the pipe's end reads as _STOP."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection  # keeps the descriptor open
+        self._file = os.fdopen(connection.fileno(), "rb", buffering=0, closefd=False)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if not select.select([self._file], [], [], timeout if block else 0)[0]:
+            raise queue.Empty
+        header = self._read_exactly(_HEADER.size)
+        if header is None:
+            return _STOP
+        payload = self._read_exactly(_HEADER.unpack(header)[0])
+        return _STOP if payload is None else pickle.loads(payload)
+
+    def _read_exactly(self, size: int) -> bytes | None:
+        buffer = bytearray(size)
+        view, got = memoryview(buffer), 0
+        while got < size:
+            read = self._file.readinto(view[got:])
+            if not read:
+                return None  # the proxy is gone
+            got += read
+        return bytes(buffer)
+
+
+# --- the writer process ------------------------------------------------------------------------
+
+
+def write_until_stopped(
+    config: Config, inbox: Any, parent_pid: int | None = None, log_level: int = logging.INFO
+) -> None:
+    """The writer's loop: store every item until _STOP arrives (or the pipe ends).
+
+    `inbox` is the pipe's Connection in the writer process; a test may run the loop in its own
+    process with any object that has `get(timeout=...)`, such as a queue.Queue.
+    """
+    if parent_pid is not None:  # in the writer process (not a test's thread)
+        inbox = PipeInbox(inbox)
+        setup_logging(logging.getLevelName(log_level).lower(), component="proxy-writer")
+        # The proxy says when to stop, after its last flow: signals for the whole process group
+        # (Ctrl-C, a supervisor's SIGTERM) must not cut the pipe short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _run_only_when_idle()
+    proxy = config.proxy
+    counts: Counter[str] = Counter()
+    with Database(config.db_path) as db:
+        pending = PendingImages(proxy.pending_images_max, proxy.pending_images_max_age_seconds)
+        ingester = Ingester(db, ImageFiles(config.images_dir), pending)
+        last_flush = time.monotonic()
+        while True:
+            try:
+                item = inbox.get(timeout=FLUSH_SECONDS)
+            except queue.Empty:
+                item = Counter()  # nothing came: a good moment to flush
+            if isinstance(item, Counter):
+                counts.update(item)
+            elif item is not _STOP:
+                _handle(db, ingester, item, counts)
+            if item is _STOP or time.monotonic() - last_flush > FLUSH_SECONDS:
+                counts["images_unmatched"] += ingester.expire_pending(time.time())
+                _flush_counts(db, counts)
+                last_flush = time.monotonic()
+            if item is _STOP:
+                return
+
+
+def _run_only_when_idle() -> None:
+    """Capture yields the CPU to the proxy, the worker and the trainer: idle scheduling where
+    the kernel allows it, a high nice value otherwise."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError):
+        with contextlib.suppress(OSError):
+            os.nice(WRITER_NICENESS)
+
+
+def _handle(db: Database, ingester: Ingester, item: object, counts: Counter[str]) -> None:
+    try:
+        if isinstance(item, TlsFailure):
             with db.transaction() as conn:
-                log_event(conn, COMPONENT, "warning", kind, message)
-        except Exception as exc:
-            log.error("cannot record the event either: %s", exc)
-
-    def _flush_counts(self, db: Database) -> None:
-        with self._counts_lock:
-            counts, self._counts = self._counts, Counter()
-        counts = +counts  # drop zeros
-        if not counts:
-            return
-        try:
-            with db.transaction() as conn:
-                for name, amount in counts.items():
-                    add_to_counter(conn, name, amount)
-        except Exception as exc:
-            log.error("cannot write counters: %s", exc)
-            with self._counts_lock:
-                self._counts.update(counts)
+                count_tls_failure(conn, item.host, item.error)
+        elif isinstance(item, CapturedResponse):
+            try:
+                counts.update(ingester.ingest(item))
+            except CaptureError as exc:
+                where = item.host + path_without_query(item.path)
+                _failed(db, "parse_error", f"{where}: {exc}", counts)
+    except Exception as exc:
+        log.exception("capture: cannot store a response")
+        _failed(db, "store_error", f"{type(exc).__name__}: {exc}", counts)
 
 
-def _lower_this_threads_priority() -> None:
-    """Linux gives each thread its own nice value: parsing yields the CPU to the proxy's event
-    loop whenever both want it (bench/proxy_overhead.py measures the difference)."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
+def _failed(db: Database, kind: str, message: str, counts: Counter[str]) -> None:
+    log.warning("%s: %s", kind.replace("_", " "), message)
+    counts[kind + "s"] += 1
+    try:
+        with db.transaction() as conn:
+            log_event(conn, COMPONENT, "warning", kind, message)
+    except Exception as exc:
+        log.error("cannot record the event either: %s", exc)
+
+
+def _flush_counts(db: Database, counts: Counter[str]) -> None:
+    """Write the counts and clear them; on failure they stay for the next flush."""
+    positive = +counts
+    if not positive:
+        return
+    try:
+        with db.transaction() as conn:
+            for name, amount in positive.items():
+                add_to_counter(conn, name, amount)
+    except Exception as exc:
+        log.error("cannot write counters: %s", exc)
+        return
+    counts.clear()
