@@ -36,11 +36,6 @@ class CommandError(Exception):
         self.code = code
 
 
-class NotImplementedYet(CommandError):
-    def __init__(self, command: str) -> None:
-        super().__init__(f"{command}: not implemented yet", code=2)
-
-
 Handler = Callable[[argparse.Namespace, Config], int]
 
 

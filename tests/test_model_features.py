@@ -28,9 +28,10 @@ def test_features_are_computed_once_and_equal_a_fresh_computation(
 ) -> None:
     config = tiny_config(data_dir)
     cache = FeatureCache(config.features_dir, build_backbone(config, "none", 64))
-    first, report = cache.features(images[:6])
+    lazy, report = cache.features(images[:6])
     assert (report.computed, report.reused) == (6, 0)
-    assert first.shape == (6, 4, 4, 512) and first.dtype == np.float16
+    first = np.asarray(lazy)
+    assert lazy.shape == first.shape == (6, 4, 4, 512) and first.dtype == np.float16
     files = sorted(cache.folder.rglob("*.npy"))
     assert len(files) == 6
     assert cache.path_for(images[0].sha256) in files
@@ -39,7 +40,8 @@ def test_features_are_computed_once_and_equal_a_fresh_computation(
     # another process later: a freshly built backbone finds the same key and the cached values
     again = FeatureCache(config.features_dir, build_backbone(config, "none", 64))
     assert again.folder == cache.folder
-    cached, report = again.features(images)
+    lazy, report = again.features(images)
+    cached = np.asarray(lazy)
     assert (report.computed, report.reused) == (4, 6)
     recomputed = again.compute([image.path for image in images])
     # float16 on both sides; a different batch size may round a last bit differently
@@ -61,7 +63,7 @@ def test_a_changed_input_size_invalidates_the_cache(
     assert larger.key != small.key
     features, report = larger.features(images)
     assert (report.computed, report.reused) == (10, 0)
-    assert features.shape == (10, 6, 6, 512)
+    assert np.asarray(features).shape == (10, 6, 6, 512)
     assert not small.folder.exists()  # stale features are deleted, not left to pile up
     assert [p.name for p in config.features_dir.iterdir()] == [larger.key]
 
@@ -76,11 +78,11 @@ def test_a_different_seed_for_random_weights_is_another_key(data_dir: Path) -> N
 def test_a_damaged_cache_file_is_computed_again(data_dir: Path, images: list[CachedImage]) -> None:
     config = tiny_config(data_dir)
     cache = FeatureCache(config.features_dir, build_backbone(config, "none", 64))
-    good, _ = cache.features(images[:2])
+    good = np.asarray(cache.features(images[:2])[0])
     cache.path_for(images[0].sha256).write_bytes(b"truncated")
     again, report = cache.features(images[:2])
     assert (report.computed, report.reused) == (1, 1)
-    np.testing.assert_array_equal(again, good)
+    np.testing.assert_array_equal(np.asarray(again), good)
 
 
 def test_an_unreadable_image_is_reported_and_not_cached(
@@ -94,4 +96,21 @@ def test_an_unreadable_image_is_reported_and_not_cached(
     features, report = cache.features(mixed)
     assert (report.computed, report.reused, report.unreadable) == (2, 0, [1])
     assert not features[1].any() and features[0].any() and features[2].any()
+    assert np.asarray(features.without(report.unreadable)).shape == (2, 4, 4, 512)
     assert not cache.path_for("ab" * 32).exists()
+
+
+def test_features_are_read_from_the_cache_a_batch_at_a_time(
+    data_dir: Path, images: list[CachedImage]
+) -> None:
+    """Training holds one batch, not every post's features: rows come from the files when
+    indexed (so a file removed after the call is noticed only when its row is asked for)."""
+    config = tiny_config(data_dir)
+    cache = FeatureCache(config.features_dir, build_backbone(config, "none", 64))
+    features, _ = cache.features(images)
+    batch = features[np.array([3, 0])]
+    np.testing.assert_array_equal(batch[1], np.load(cache.path_for(images[0].sha256)))
+    cache.path_for(images[5].sha256).unlink()
+    assert features[np.array([4])].shape == (1, 4, 4, 512)
+    with pytest.raises(FileNotFoundError, match="cached features vanished"):
+        features[np.array([4, 5])]

@@ -231,8 +231,8 @@ def test_a_live_trainer_blocks_another_and_a_dead_one_is_marked_failed(data_dir:
         with Database(config.db_path) as db:
             with db.transaction() as conn:
                 conn.execute(
-                    "INSERT INTO training_runs (started, state, pid) VALUES (0, 'running', ?)",
-                    (other.pid,),
+                    "INSERT INTO training_runs (started, state, pid) VALUES (?, 'running', ?)",
+                    (time.time(), other.pid),
                 )
             with pytest.raises(TrainingBusy, match=f"already running \\(pid {other.pid}\\)"):
                 claim_training_run(db, epochs=3)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from instaflyd.processes import process_start_time
 from instaflyd.store import Database
 from instaflyd.store.jobs import (
     claim_next_job,
@@ -27,7 +28,6 @@ from instaflyd.store.jobs import (
 from instaflyd.watch.queue import (
     claim_job,
     live_workers,
-    process_start_time,
     queue_file,
     recover_abandoned_jobs,
 )

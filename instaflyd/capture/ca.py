@@ -14,6 +14,7 @@ from mitmproxy import certs
 from mitmproxy.options import CONF_BASENAME, KEY_SIZE
 
 CERT_FILE = f"{CONF_BASENAME}-ca-cert.pem"
+CER_FILE = f"{CONF_BASENAME}-ca-cert.cer"  # the same certificate in DER, for some phones
 # Files that hold the CA's private key: readable by the owner only.
 PRIVATE_FILES = (f"{CONF_BASENAME}-ca.pem", f"{CONF_BASENAME}-ca.p12")
 
@@ -38,4 +39,16 @@ def ensure_ca(confdir: Path) -> CaInfo:
         path = confdir / name
         if path.exists() and path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)
-    return CaInfo(confdir / CERT_FILE, store.default_ca.fingerprint().hex(":").upper(), created)
+    return CaInfo(confdir / CERT_FILE, _as_phones_show_it(store.default_ca.fingerprint()), created)
+
+
+def ca_fingerprint(confdir: Path) -> str | None:
+    """The SHA-256 fingerprint of the CA certificate in `confdir`, if there is one yet."""
+    path = confdir / CERT_FILE
+    if not path.is_file():
+        return None
+    return _as_phones_show_it(certs.Cert.from_pem(path.read_bytes()).fingerprint())
+
+
+def _as_phones_show_it(fingerprint: bytes) -> str:
+    return fingerprint.hex(":").upper()

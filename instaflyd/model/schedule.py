@@ -5,13 +5,13 @@ Plain SQL and arithmetic, no TensorFlow: the supervisor and the status page call
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from instaflyd.config import Config
 from instaflyd.model.weights import weights_status
+from instaflyd.processes import claim_alive
 from instaflyd.store.stats import labelled_count
 from instaflyd.store.versions import current_model_version, latest_training_run
 
@@ -40,7 +40,9 @@ def training_status(
     owners = int(conn.execute("SELECT COUNT(DISTINCT owner_id) FROM labelled_posts").fetchone()[0])
     current = current_model_version(conn)
     run = latest_training_run(conn)
-    running = run is not None and run["state"] == "running" and pid_alive(run["pid"])
+    running = (
+        run is not None and run["state"] == "running" and claim_alive(run["pid"], run["started"])
+    )
     weights = weights_status(config)
     if current is None:
         new = labelled
@@ -71,16 +73,3 @@ def training_status(
             f"({owners} so far; validation needs owners never trained on)",
         )
     return status(True, f"training is due: {new} new labelled posts")
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this pid still exists (a killed trainer leaves 'running' behind)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

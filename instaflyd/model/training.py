@@ -42,7 +42,7 @@ from instaflyd.model.labels import (
     targets,
 )
 from instaflyd.model.metrics import spearman, validation_metrics
-from instaflyd.model.schedule import pid_alive
+from instaflyd.processes import claim_alive
 from instaflyd.store import Database, ImageFiles
 from instaflyd.store.events import log_event
 from instaflyd.store.stats import labelled_count
@@ -125,8 +125,10 @@ def run_training(config: Config, weights: str | None = None) -> TrainResult:
 def claim_training_run(db: Database, epochs: int) -> int:
     """Start a training run unless one is alive; runs left by dead processes become failed."""
     with db.transaction() as conn:
-        for run in conn.execute("SELECT id, pid FROM training_runs WHERE state = 'running'"):
-            if pid_alive(run["pid"]) and run["pid"] != os.getpid():
+        for run in conn.execute(
+            "SELECT id, pid, started FROM training_runs WHERE state = 'running'"
+        ):
+            if claim_alive(run["pid"], run["started"]) and run["pid"] != os.getpid():
                 raise TrainingBusy(f"training is already running (pid {run['pid']})")
             message = f"the trainer (pid {run['pid']}) stopped before finishing"
             finish_training_run(conn, run["id"], "failed", message=message)
@@ -153,7 +155,7 @@ def _train(config: Config, db: Database, run_id: int, weights: str, started: flo
     log.info("features: %d computed, %d from the cache", report.computed, report.reused)
     if report.unreadable:
         split = split.without(report.unreadable)
-        features = np.delete(features, report.unreadable, axis=0)
+        features = features.without(report.unreadable)
 
     current = current_model_version(db.conn)
     tail = _starting_tail(config, backbone, current, split)
@@ -339,7 +341,7 @@ def fresh_tail(config: Config, backbone: Backbone, split: Split) -> keras.Model:
 
 
 def _current_val_srcc(
-    config: Config, version: int, backbone: Backbone, features: np.ndarray, split: Split
+    config: Config, version: int, backbone: Backbone, features: Features, split: Split
 ) -> float | None:
     """The current version's Spearman correlation on this run's validation posts."""
     try:

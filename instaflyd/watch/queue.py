@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sqlite3
-import time
 from pathlib import Path
 
+from instaflyd.processes import claim_alive
 from instaflyd.store import Database
 from instaflyd.store.events import log_event
 from instaflyd.store.jobs import claim_next_job, enqueue_job, finish_job, requeue_job, running_jobs
 
 log = logging.getLogger("instafly.watch.queue")
-
-# Start times from /proc come in clock ticks since boot: a little slack for rounding.
-START_TIME_TOLERANCE = 2.0
 
 
 def file_sha256(path: Path) -> str:
@@ -105,27 +101,4 @@ def live_workers(db: Database) -> set[int]:
 
 def _worker_alive(job: sqlite3.Row) -> bool:
     """Whether the process that claimed `job` still runs (and is not a newer one with its pid)."""
-    pid, claimed_at = job["worker_pid"], job["started"]
-    if not pid:
-        return False
-    started = process_start_time(pid)
-    if started is None:
-        return False
-    return claimed_at is None or started <= claimed_at + START_TIME_TOLERANCE
-
-
-def process_start_time(pid: int) -> float | None:
-    """When process `pid` started (Unix time, from Linux's /proc); None when it is not running."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    if fields[0] in ("Z", "X"):  # a zombie has finished running
-        return None
-    return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-
-
-def _boot_time() -> float:
-    """The Unix time of boot (systemd's ProcSubset=pid hides /proc/stat, so not from there)."""
-    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    return claim_alive(job["worker_pid"], job["started"])

@@ -20,19 +20,20 @@ from flask import (
 )
 from markupsafe import Markup
 
+from instaflyd.capture.ca import CER_FILE, CERT_FILE
 from instaflyd.config import Config
 from instaflyd.store import ImageFiles
 from instaflyd.store.jobs import get_job, retry_job
 from instaflyd.web.database import get_db
-from instaflyd.web.status import CA_CER, CA_PEM, DaemonView, collect_status, setup_section
+from instaflyd.web.status import DaemonView, collect_status, setup_section
 from instaflyd.web.thumbnails import NotAllowed, allowed_file, thumbnail_jpeg
 
 bp = Blueprint("pages", __name__)
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 CA_FILES = {
-    "pem": (CA_PEM, "application/x-pem-file"),
-    "cer": (CA_CER, "application/x-x509-ca-cert"),
+    "pem": (CERT_FILE, "application/x-pem-file"),
+    "cer": (CER_FILE, "application/x-x509-ca-cert"),
 }
 THUMBNAIL_CACHE = "private, max-age=3600"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from instaflyd import __version__
+from instaflyd.capture.ca import ca_fingerprint
 from instaflyd.config import Config
 from instaflyd.model.schedule import training_status
 from instaflyd.model.weights import weights_status
@@ -22,8 +23,6 @@ from instaflyd.store.stats import collect_stats
 from instaflyd.store.tls import tls_failures
 from instaflyd.web.network import is_loopback, lan_address
 
-CA_PEM = "mitmproxy-ca-cert.pem"
-CA_CER = "mitmproxy-ca-cert.cer"
 TLS_NOTE = (
     "The Instagram app pins its certificates: it refuses any proxy, so its connections fail "
     "here and nothing is captured from it. Open instagram.com in the phone's browser instead; "
@@ -185,7 +184,7 @@ def setup_section(config: Config, request_host: str | None = None) -> dict[str, 
     web_host = request_host or f"{lan_address(config.web.host)}:{config.web.port}"
     if is_loopback(web_host.rsplit(":", 1)[0]):
         web_host = f"{lan_address()}:{config.web.port}"
-    pem = config.mitmproxy_dir / CA_PEM
+    fingerprint = ca_fingerprint(config.mitmproxy_dir)
     warnings = []
     if is_loopback(address):
         warnings.append(
@@ -198,24 +197,13 @@ def setup_section(config: Config, request_host: str | None = None) -> dict[str, 
         "proxy_mode": config.proxy.mode,
         "setup_url": f"http://{web_host}/setup",
         "ca": {
-            "available": pem.is_file(),
+            "available": fingerprint is not None,
             "pem": "/ca/instafly-ca.pem",
             "cer": "/ca/instafly-ca.cer",
-            "sha256": ca_fingerprint(pem),
+            "sha256": fingerprint,
         },
         "warnings": warnings,
     }
-
-
-def ca_fingerprint(pem: Path) -> str | None:
-    """SHA-256 fingerprint of the CA certificate, as phones show it (AB:CD:...)."""
-    if not pem.is_file():
-        return None
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
-    certificate = x509.load_pem_x509_certificate(pem.read_bytes())
-    return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def _thumbnail_url(job: sqlite3.Row, which: str, path: str | None) -> str | None:

@@ -1,0 +1,44 @@
+"""Is the process that claimed some work still running? (Linux's /proc, no signals sent.)
+
+A row in the store that says "pid 1234 is on it" (a training run, a drop-folder job) outlives
+its process when the process is killed. Checking only that pid 1234 exists is not enough: pids
+are reused, and a killed child stays a zombie until it is reaped. So a claim counts as alive
+only while its pid runs, is not a zombie, and started no later than the claim was made.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+# Start times from /proc come in clock ticks since boot: a little slack for rounding.
+START_TIME_TOLERANCE = 2.0
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process `pid` started (Unix time); None when it is not running (or a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    if fields[0] in ("Z", "X"):  # a zombie has finished running
+        return None
+    return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def claim_alive(pid: int | None, claimed_at: float | None = None) -> bool:
+    """Whether the process `pid` that claimed something at `claimed_at` still runs (and is not
+    a newer process that was given the same pid)."""
+    if not pid:
+        return False
+    started = process_start_time(pid)
+    if started is None:
+        return False
+    return claimed_at is None or started <= claimed_at + START_TIME_TOLERANCE
+
+
+def _boot_time() -> float:
+    """The Unix time of boot (systemd's ProcSubset=pid hides /proc/stat, so not from there)."""
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)

@@ -1,0 +1,48 @@
+"""Telling a live claim from one left behind by a killed process, a zombie or a reused pid."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from instaflyd.processes import claim_alive, process_start_time
+from instaflyd.store import Database
+from instaflyd.store.stats import collect_stats
+from instaflyd.store.versions import start_training_run
+
+
+def test_a_running_process_holds_its_claim() -> None:
+    started = process_start_time(os.getpid())
+    assert started is not None and started <= time.time()
+    assert claim_alive(os.getpid(), claimed_at=time.time())
+    assert claim_alive(os.getpid())
+
+
+def test_a_claim_older_than_the_process_belongs_to_an_earlier_owner_of_the_pid() -> None:
+    started = process_start_time(os.getpid())
+    assert not claim_alive(os.getpid(), claimed_at=started - 60)
+
+
+def test_exited_zombie_and_missing_processes_hold_nothing() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while process_start_time(child.pid) is not None:  # exited but not reaped yet: a zombie
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not claim_alive(child.pid, claimed_at=time.time())
+    child.wait()
+    assert not claim_alive(child.pid)
+    assert not claim_alive(None) and not claim_alive(0)
+
+
+def test_stats_do_not_call_a_killed_trainers_run_training(tmp_path: Path) -> None:
+    with Database(tmp_path / "instafly.db") as db:
+        with db.transaction() as conn:
+            start_training_run(conn, pid=os.getpid(), epochs=3)
+        assert collect_stats(db.conn)["model"]["training"] is True
+        with db.transaction() as conn:
+            start_training_run(conn, pid=2**22 + 4321, epochs=3)  # no such process
+        assert collect_stats(db.conn)["model"]["training"] is False
