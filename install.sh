@@ -72,19 +72,21 @@ as_root() {
 
 # --- preflight ----------------------------------------------------------------------------
 
-find_python() {
+new_enough() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; }
+
+find_python() {  # $PYTHON if set (it is what the user asked for), else the first good python3
   local candidate
-  for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11; do
-    [ -n "$candidate" ] || continue
-    command -v "$candidate" >/dev/null 2>&1 || continue
-    if "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
-      command -v "$candidate"; return 0
-    fi
+  if [ -n "${PYTHON:-}" ]; then
+    new_enough "$PYTHON" && command -v "$PYTHON"
+    return
+  fi
+  for candidate in python3 python3.13 python3.12 python3.11; do
+    command -v "$candidate" >/dev/null 2>&1 && new_enough "$candidate" && { command -v "$candidate"; return 0; }
   done
   return 1
 }
 
-PY="$(find_python)" || die "Python 3.11 or newer is needed (found: $(python3 --version 2>&1 || echo none)). On Debian/Ubuntu: sudo apt install python3 python3-venv"
+PY="$(find_python)" || die "Python 3.11 or newer is needed (found: $("${PYTHON:-python3}" --version 2>&1 || echo none)). On Debian/Ubuntu: sudo apt install python3 python3-venv"
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || die "$PY cannot create virtual environments. On Debian/Ubuntu: sudo apt install python3-venv"
 
 case "$(uname -m)" in

@@ -126,3 +126,52 @@ def test_system_install_without_root_is_refused() -> None:
         1,
         "install.sh: --system needs root: sudo ./install.sh --system",
     )
+
+
+def stand_in(folder: Path, name: str, script: str) -> Path:
+    """A command of that name that does what `script` says, found first on PATH."""
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("command", "script", "message"),
+    [
+        (
+            "python3.9",
+            'case "$1" in --version) echo "Python 3.9.18";; *) exit 1;; esac',
+            "install.sh: Python 3.11 or newer is needed (found: Python 3.9.18). "
+            "On Debian/Ubuntu: sudo apt install python3 python3-venv",
+        ),
+        (
+            "uname",
+            "echo armv7l",
+            "install.sh: a 64-bit CPU (x86_64 or aarch64) is needed: "
+            "TensorFlow has no build for armv7l",
+        ),
+        (
+            "df",
+            'echo "Filesystem 1M-blocks Used Available Capacity Mounted"; echo "/dev/x 9000 8900 100 99% /"',
+            "install.sh: at least 3000 MB of free disk space are needed in {root}/opt/instafly "
+            "for TensorFlow and mitmproxy (free: 100 MB)",
+        ),
+    ],
+)
+def test_preflight_refuses_with_a_clear_reason(
+    tmp_path: Path, command: str, script: str, message: str
+) -> None:
+    bin_dir = tmp_path / "bin"
+    stand_in(bin_dir, command, script)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    if command.startswith("python"):
+        env["PYTHON"] = str(bin_dir / command)
+    root = tmp_path / "root"
+    result = subprocess.run(
+        [str(INSTALL), "--system", "--root", str(root)],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=60,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr.strip()) == (1, message.format(root=root))
+    assert not (root / "opt/instafly/venv").exists()  # refused before installing anything
