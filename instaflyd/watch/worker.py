@@ -175,8 +175,8 @@ class Worker:
             return
         with self.db.transaction() as conn:
             parked = wait_for_model(conn)
-            log_event(conn, "worker", "warning", "waiting_model", f"{parked} photos wait: {why}")
-        log.warning("%d photos wait: %s", parked, why)
+            log_event(conn, "worker", "warning", "waiting_model", f"{_photos_wait(parked)}: {why}")
+        log.warning("%s: %s", _photos_wait(parked), why)
 
     # --- one job -------------------------------------------------------------------------------
 
@@ -313,3 +313,7 @@ class Worker:
 def run_worker(config: Config) -> int:
     """The body of `instaflyd worker`."""
     return Worker(config).run()
+
+
+def _photos_wait(count: int) -> str:
+    return "1 photo waits" if count == 1 else f"{count} photos wait"
