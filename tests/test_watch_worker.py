@@ -402,6 +402,45 @@ def test_a_killed_worker_finishes_the_job_once_and_catches_up_on_what_arrived_me
     assert worker.terminate() == 0
 
 
+def test_a_photo_that_kills_the_worker_every_time_fails_with_a_sidecar_and_can_be_retried(
+    tmp_path: Path, trained_data_dir: Path, start_worker: Callable[[Path], WorkerProcess]
+) -> None:
+    from instaflyd.store.jobs import retry_job
+
+    data_dir = with_model(trained_data_dir, tmp_path / "data")
+    config = worker_config(tmp_path, data_dir, watch={"max_attempts": 1}, enhance={"steps": 20})
+    drop, enhanced = data_dir / "drop", data_dir / "enhanced"
+    (drop / "big.jpg").write_bytes(jpeg_bytes(160, 120, seed=14))
+    worker = start_worker(config)
+    wait_for("the job to run", job_in_state(data_dir, "big.jpg", "running"), worker)
+    time.sleep(0.5)
+    worker.kill()
+
+    worker = start_worker(config)
+    failed = wait_for("the job to fail", job_in_state(data_dir, "big.jpg", "failed"), worker)
+    assert failed["reason"] == (
+        "gave up after 1 attempt: the worker stopped every time while enhancing this photo"
+        " (crashed, ran out of memory or was killed)"
+    )
+    assert output_files(data_dir) == ["big.instafly.json"]
+    assert failed["sidecar_path"] == str(enhanced / "big.instafly.json")
+    assert sidecar(data_dir, "big") == {
+        "status": "failed",
+        "input": str(drop / "big.jpg"),
+        "reason": failed["reason"],
+    }
+
+    # "Retry" on the page: the old report goes, the photo and its sidecar take the plain names.
+    conn = sqlite3.connect(data_dir / "instafly.db", timeout=30, isolation_level=None)
+    assert retry_job(conn, failed["id"])
+    conn.close()
+    done = wait_for("the retried job", job_in_state(data_dir, "big.jpg", "done"), worker)
+    assert done["attempts"] == 1
+    assert output_files(data_dir) == ["big.instafly.jpg", "big.instafly.json"]
+    assert sidecar(data_dir, "big")["status"] == "done"
+    assert worker.terminate() == 0
+
+
 def test_without_a_model_jobs_wait_and_run_once_one_is_promoted(
     tmp_path: Path, trained_data_dir: Path, start_worker: Callable[[Path], WorkerProcess]
 ) -> None:

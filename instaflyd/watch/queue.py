@@ -75,7 +75,7 @@ def recover_abandoned_jobs(
             name = Path(row["input_path"]).name
             if row["attempts"] >= max_attempts:
                 reason = (
-                    f"gave up after {row['attempts']} attempts: the worker stopped every time"
+                    f"gave up after {attempts(row['attempts'])}: the worker stopped every time"
                     " while enhancing this photo (crashed, ran out of memory or was killed)"
                 )
                 finish_job(conn, row["id"], "failed", reason=reason)
@@ -102,3 +102,7 @@ def live_workers(db: Database) -> set[int]:
 def _worker_alive(job: sqlite3.Row) -> bool:
     """Whether the process that claimed `job` still runs (and is not a newer one with its pid)."""
     return claim_alive(job["worker_pid"], job["started"])
+
+
+def attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"

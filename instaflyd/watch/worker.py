@@ -46,7 +46,7 @@ from instaflyd.store.jobs import (
 )
 from instaflyd.store.versions import current_model_version
 from instaflyd.watch.model_slot import ModelSlot
-from instaflyd.watch.queue import file_sha256, live_workers, recover_abandoned_jobs
+from instaflyd.watch.queue import attempts, file_sha256, live_workers, recover_abandoned_jobs
 from instaflyd.watch.watcher import DropWatcher
 
 log = logging.getLogger("instafly.worker")
@@ -195,6 +195,7 @@ class Worker:
         if problem:
             self._finish(job, "rejected", problem)
             return
+        self._remove_earlier_report(job)
         output_dir = self._output_dir_for(source)
         # Recorded before anything is written: a retry after a crash removes what is left.
         output, sidecar = output_paths(output_dir, source.stem)
@@ -276,7 +277,8 @@ class Worker:
 
     def _fail_or_retry(self, job: sqlite3.Row, reason: str) -> None:
         if job["attempts"] >= self.config.watch.max_attempts:
-            self._finish(job, "failed", f"gave up after {job['attempts']} attempts: {reason}")
+            reason = f"gave up after {attempts(job['attempts'])}: {reason}"
+            self._finish(job, "failed", reason, sidecar=self._failure_sidecar(job, reason))
             return
         with self.db.transaction() as conn:
             requeue_job(conn, job["id"], reason=reason)
@@ -289,6 +291,30 @@ class Worker:
         max_attempts = self.config.watch.max_attempts
         for job_id in recover_abandoned_jobs(self.db, max_attempts, idle_pid=self.pid):
             self._discard_outputs(get_job(self.db.conn, job_id))
+            job = get_job(self.db.conn, job_id)
+            if job is not None and job["state"] == "failed":
+                sidecar = self._failure_sidecar(job, job["reason"])
+                with self.db.transaction() as conn:
+                    reserve_outputs(conn, job_id, None, str(sidecar))
+
+    def _remove_earlier_report(self, job: sqlite3.Row) -> None:
+        """A failed or rejected job queued again from the page: its old sidecar said why it did
+        not come out; this attempt writes the new outcome under the same name."""
+        report = job["sidecar_path"]
+        if report and not job["output_path"]:
+            if not output_of_another_job(self.db.conn, job["id"], report):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(report).unlink()
+            with self.db.transaction() as conn:
+                reserve_outputs(conn, job["id"], None, None)
+
+    def _failure_sidecar(self, job: sqlite3.Row, reason: str) -> Path:
+        """A photo that could not be enhanced still gets a sidecar, in the output folder where
+        its result would have been, saying why."""
+        source = Path(job["input_path"])
+        _, sidecar = output_paths(self._output_dir_for(source), source.stem)
+        write_sidecar(sidecar, {"status": "failed", "input": str(source), "reason": reason})
+        return sidecar
 
     def _discard_outputs(self, job: sqlite3.Row | None) -> None:
         """Remove what an unfinished attempt wrote: its reserved outputs and its temp files."""
