@@ -191,11 +191,11 @@ class Worker:
 
     def _enhance(self, job: sqlite3.Row, scorer: Scorer) -> None:
         source = Path(job["input_path"])
+        self._remove_earlier_report(job)
         problem = self._input_problem(job)
         if problem:
             self._finish(job, "rejected", problem)
             return
-        self._remove_earlier_report(job)
         output_dir = self._output_dir_for(source)
         # Recorded before anything is written: a retry after a crash removes what is left.
         output, sidecar = output_paths(output_dir, source.stem)
@@ -295,7 +295,7 @@ class Worker:
             if job is not None and job["state"] == "failed":
                 sidecar = self._failure_sidecar(job, job["reason"])
                 with self.db.transaction() as conn:
-                    reserve_outputs(conn, job_id, None, str(sidecar))
+                    reserve_outputs(conn, job_id, None, str(sidecar) if sidecar else None)
 
     def _remove_earlier_report(self, job: sqlite3.Row) -> None:
         """A failed or rejected job queued again from the page: its old sidecar said why it did
@@ -308,12 +308,17 @@ class Worker:
             with self.db.transaction() as conn:
                 reserve_outputs(conn, job["id"], None, None)
 
-    def _failure_sidecar(self, job: sqlite3.Row, reason: str) -> Path:
+    def _failure_sidecar(self, job: sqlite3.Row, reason: str) -> Path | None:
         """A photo that could not be enhanced still gets a sidecar, in the output folder where
-        its result would have been, saying why."""
+        its result would have been, saying why (if that folder takes it: the job's reason is in
+        the store and on the page either way)."""
         source = Path(job["input_path"])
-        _, sidecar = output_paths(self._output_dir_for(source), source.stem)
-        write_sidecar(sidecar, {"status": "failed", "input": str(source), "reason": reason})
+        try:
+            _, sidecar = output_paths(self._output_dir_for(source), source.stem)
+            write_sidecar(sidecar, {"status": "failed", "input": str(source), "reason": reason})
+        except OSError as exc:
+            log.warning("%s: could not write its failed sidecar: %s", source.name, exc)
+            return None
         return sidecar
 
     def _discard_outputs(self, job: sqlite3.Row | None) -> None:
