@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
+import threading
 import zlib
 from pathlib import Path
 
@@ -219,6 +221,33 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
     assert reason(tmp_path, bytes(data)) == (
         "image is 1,600,000,000 pixels (40,000 x 40,000), over the limit of 100,000,000"
     )
+
+
+def test_pillows_own_limit_is_left_as_it_was_by_threads_opening_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit is lifted while a header is read; racing threads must not leave it lifted."""
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to provoke the race
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 12_345_678)
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(encode(Image.fromarray(marked(W, H)), "PNG"))
+    sizes: list[tuple[int, int]] = []
+
+    def open_many() -> None:
+        for _ in range(200):
+            sizes.append(open_image(photo, **LIMITS).pixels.shape[:2])
+
+    try:
+        threads = [threading.Thread(target=open_many) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert sizes == [(H, W)] * 800
+    assert Image.MAX_IMAGE_PIXELS == 12_345_678
 
 
 def test_pixel_and_file_size_limits_come_from_the_config(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,17 +129,24 @@ def _check_file(path: Path, max_file_mb: float) -> None:
 
 
 def _open(path: Path) -> Image.Image:
-    """Open lazily (header only); our own pixel limit replaces Pillow's bomb warning."""
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # checked against enhance.max_pixels right after, before decoding
-    try:
-        return Image.open(path)
-    except UnidentifiedImageError:
-        raise RejectedImage(_unidentified(path)) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise RejectedImage(_damaged(exc)) from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
+    """Open lazily (header only); our own pixel limit replaces Pillow's bomb warning.
+
+    Pillow's limit is a module global: it is lifted only while the header is read, under a lock,
+    so two threads opening photos never restore it in the wrong order."""
+    with _PILLOW_LIMIT_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # checked against enhance.max_pixels right after
+        try:
+            return Image.open(path)
+        except UnidentifiedImageError:
+            raise RejectedImage(_unidentified(path)) from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise RejectedImage(_damaged(exc)) from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 def _damaged(exc: BaseException) -> str:
