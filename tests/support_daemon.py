@@ -170,18 +170,22 @@ def running_daemon(
     proxy_port: int,
     env: dict[str, str] | None = None,
     wrapper: list[str] | None = None,
+    instaflyd: list[str] | None = None,
+    cwd: Path = REPO,
 ) -> Iterator[RunningDaemon]:
     """Start `instaflyd run` in its own process group; always stopped (and reaped) at the end.
 
-    `wrapper` is a command to run it under (such as support_hardening.py's sandbox).
+    `wrapper` is a command to run it under (such as support_hardening.py's sandbox);
+    `instaflyd` the command itself (default: this checkout's, with the tests' Python).
     """
+    command = instaflyd or [sys.executable, "-m", "instaflyd"]
     process = subprocess.Popen(
-        [*(wrapper or []), sys.executable, "-m", "instaflyd", "--config", str(config), "run"],
+        [*(wrapper or []), *command, "--config", str(config), "run"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env or cli_env(),
-        cwd=REPO,
+        cwd=cwd,
         start_new_session=True,
     )
     daemon = RunningDaemon(process, config, data_dir, web_port, proxy_port)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import REPO, run_cli
+from support_daemon import daemon_config, http_get, running_daemon, wait_for
 
 INSTALL = REPO / "install.sh"
 
@@ -89,6 +90,44 @@ def test_system_install_into_a_root_folder(tmp_path: Path) -> None:
     # the written config is valid
     check = run_cli("check-config", config=config, data_dir=tmp_path / "data")
     assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.slow
+def test_system_install_builds_a_venv_that_runs_the_appliance(tmp_path: Path) -> None:
+    """The real `--system` path, into a root folder: a venv with Instafly installed from a wheel
+    (not this checkout), whose `instaflyd run` serves the page with its templates and assets."""
+    root = tmp_path / "root"
+    result = install("--system", "--root", str(root))
+    assert result.returncode == 0, result.stderr
+    venv = root / "opt/instafly/venv"
+    assert f"Installing Instafly into {venv}" in result.stdout
+    imported = subprocess.run(
+        [venv / "bin/python", "-c", "import instaflyd; print(instaflyd.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    ).stdout.strip()
+    assert Path(imported).is_relative_to(venv / "lib") and "site-packages" in imported
+
+    data_dir = tmp_path / "data"
+    config, web_port, proxy_port = daemon_config(tmp_path, data_dir)
+    installed = [str(venv / "bin/instaflyd")]
+    with running_daemon(
+        config, data_dir, web_port, proxy_port, instaflyd=installed, cwd=tmp_path
+    ) as daemon:
+        wait_for(lambda: daemon.status()["components"]["proxy"]["state"] == "running", 60, "proxy")
+        code, page = http_get(daemon.url + "/")
+        assert code == 200 and b"Instafly" in page and b"instafly.css" in page
+        code, css = http_get(daemon.url + "/static/instafly.css")
+        assert (code, css) == (200, (REPO / "web/static/instafly.css").read_bytes())
+        assert daemon.stop() == 0
+
+    started = time.monotonic()
+    again = install("--system", "--root", str(root))
+    assert again.returncode == 0, again.stderr
+    assert f"{venv} is up to date" in again.stdout
+    assert time.monotonic() - started < 60
 
 
 def test_system_install_never_overwrites_an_existing_config(tmp_path: Path) -> None:
