@@ -90,34 +90,9 @@ def network() -> Iterator[dict[str, str]]:
             sh("ip", "netns", "add", name)
             sh("ip", "-n", name, "link", "set", "lo", "up")
         client, box, uplink = names["client"], names["box"], names["uplink"]
-        sh(
-            "ip",
-            "link",
-            "add",
-            "lan0",
-            "netns",
-            box,
-            "type",
-            "veth",
-            "peer",
-            "eth0",
-            "netns",
-            client,
-        )
-        sh(
-            "ip",
-            "link",
-            "add",
-            "wan0",
-            "netns",
-            box,
-            "type",
-            "veth",
-            "peer",
-            "eth0",
-            "netns",
-            uplink,
-        )
+        for box_side, other in (("lan0", client), ("wan0", uplink)):  # box <-> client, uplink
+            veth = ["type", "veth", "peer", "eth0", "netns", other]
+            sh("ip", "link", "add", box_side, "netns", box, *veth)
         for ns, dev, address in (
             (client, "eth0", "198.51.100.2/24"), (box, "lan0", "198.51.100.1/24"),
             (box, "wan0", "192.0.2.1/24"), (uplink, "eth0", "192.0.2.2/24"),
