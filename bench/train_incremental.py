@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -34,7 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import numpy as np  # noqa: E402
 from support_model import add_generated_posts  # noqa: E402
 
-from instaflyd.config import build_config  # noqa: E402
+from instaflyd.config import Config, build_config  # noqa: E402
 from instaflyd.model.backbone import Backbone, build_backbone  # noqa: E402
 from instaflyd.model.features import CachedImage, FeatureCache  # noqa: E402
 from instaflyd.model.inputs import load_image  # noqa: E402
@@ -106,27 +107,27 @@ def main() -> None:
         print(f"  set-up: store and first feature caching  {time.monotonic() - started:8.1f} s")
         add_generated_posts(config, args.new, start=args.posts, side=size)
 
-        reset_peak_memory()
-        started = time.monotonic()
-        result = run_training(config)
-        cached_seconds, cached_peak = time.monotonic() - started, peak_memory_gb()
-        print(
-            f"  with the feature cache                   {cached_seconds:8.1f} s   "
-            f"peak RSS {cached_peak:5.2f} GB   val Spearman {result.val_srcc:.3f}"
+        cached = timed(
+            "with the feature cache", lambda: run_training(config).val_srcc or float("nan")
         )
-
-        reset_peak_memory()
-        started = time.monotonic()
-        recompute_srcc = retrain_recomputing(config)
-        recompute_seconds, recompute_peak = time.monotonic() - started, peak_memory_gb()
-        print(
-            f"  recomputing the frozen part every epoch  {recompute_seconds:8.1f} s   "
-            f"peak RSS {recompute_peak:5.2f} GB   val Spearman {recompute_srcc:.3f}"
-        )
-        print(f"  speed-up with the cache: {recompute_seconds / cached_seconds:.1f}x")
+        recompute = timed("recomputing the frozen part every epoch", lambda: retrain(config))
+        print(f"  speed-up with the cache: {recompute / cached:.1f}x")
 
 
-def retrain_recomputing(config) -> float:
+def timed(label: str, train: Callable[[], float]) -> float:
+    """Run one side, print its time, peak memory and validation Spearman; return the seconds."""
+    reset_peak_memory()
+    started = time.monotonic()
+    srcc = train()
+    seconds = time.monotonic() - started
+    print(
+        f"  {label:<41}{seconds:8.1f} s   peak RSS {peak_memory_gb():5.2f} GB"
+        f"   val Spearman {srcc:.3f}"
+    )
+    return seconds
+
+
+def retrain(config: Config) -> float:
     """The job's retraining without the cache: same posts, split, starting tail and epochs."""
     with Database(config.db_path) as db:
         posts = labelled_posts(db.conn, ImageFiles(config.images_dir))
