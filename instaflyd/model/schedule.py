@@ -11,9 +11,8 @@ from typing import Any
 
 from instaflyd.config import Config
 from instaflyd.model.weights import weights_status
-from instaflyd.processes import claim_alive
 from instaflyd.store.stats import labelled_count
-from instaflyd.store.versions import current_model_version, latest_training_run
+from instaflyd.store.versions import current_model_version, in_progress, latest_training_run
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,7 @@ def training_status(
     owners = int(conn.execute("SELECT COUNT(DISTINCT owner_id) FROM labelled_posts").fetchone()[0])
     current = current_model_version(conn)
     run = latest_training_run(conn)
-    running = (
-        run is not None and run["state"] == "running" and claim_alive(run["pid"], run["started"])
-    )
+    running = in_progress(run)
     weights = weights_status(config)
     if current is None:
         new = labelled

@@ -6,9 +6,8 @@ import json
 import sqlite3
 from typing import Any
 
-from instaflyd.processes import claim_alive
 from instaflyd.store.jobs import jobs_by_state
-from instaflyd.store.versions import current_model_version, latest_training_run
+from instaflyd.store.versions import current_model_version, in_progress, latest_training_run
 
 
 def count(conn: sqlite3.Connection, table: str) -> int:
@@ -30,10 +29,7 @@ def model_summary(conn: sqlite3.Connection) -> dict[str, Any]:
         "val_srcc": current["val_srcc"] if current else None,
         "val_pairwise_accuracy": current["val_pairwise_accuracy"] if current else None,
         "metrics": json.loads(current["metrics"]) if current else {},
-        # a killed trainer leaves its run "running": only a live one counts
-        "training": run is not None
-        and run["state"] == "running"
-        and claim_alive(run["pid"], run["started"]),
+        "training": in_progress(run),
         "last_run": dict(run) if run else None,
     }
 

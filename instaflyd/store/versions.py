@@ -11,6 +11,8 @@ import sqlite3
 import time
 from typing import Any
 
+from instaflyd.processes import claim_alive
+
 
 def add_model_version(
     conn: sqlite3.Connection,
@@ -103,3 +105,9 @@ def finish_training_run(
 
 def latest_training_run(conn: sqlite3.Connection) -> sqlite3.Row | None:
     return conn.execute("SELECT * FROM training_runs ORDER BY id DESC LIMIT 1").fetchone()
+
+
+def in_progress(run: sqlite3.Row | None) -> bool:
+    """Whether `run` is being trained now: a killed trainer leaves its run "running", so only
+    one whose process is still alive counts."""
+    return run is not None and run["state"] == "running" and claim_alive(run["pid"], run["started"])
