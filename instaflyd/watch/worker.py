@@ -34,7 +34,6 @@ from instaflyd.store import Database
 from instaflyd.store.events import Level, log_event
 from instaflyd.store.jobs import (
     JobState,
-    claim_next_job,
     finish_job,
     get_job,
     jobs_by_state,
@@ -46,7 +45,13 @@ from instaflyd.store.jobs import (
 )
 from instaflyd.store.versions import current_model_version
 from instaflyd.watch.model_slot import ModelSlot
-from instaflyd.watch.queue import attempts, file_sha256, live_workers, recover_abandoned_jobs
+from instaflyd.watch.queue import (
+    attempts,
+    claim_job,
+    file_sha256,
+    live_workers,
+    recover_abandoned_jobs,
+)
 from instaflyd.watch.watcher import DropWatcher
 
 log = logging.getLogger("instafly.worker")
@@ -131,8 +136,7 @@ class Worker:
                     "model_ready",
                     f"model version {scorer.version} ready; {released} waiting photos queued",
                 )
-        with self.db.transaction() as conn:
-            job = claim_next_job(conn, self.pid)
+        job = claim_job(self.db, self.pid)
         if job is None:
             return False
         self.process(job, scorer)
@@ -186,12 +190,12 @@ class Worker:
             self._enhance(job, scorer)
         except Exception as exc:
             log.exception("job %d (%s) failed", job["id"], job["input_path"])
-            self._discard_outputs(get_job(self.db.conn, job["id"]))
+            self._release_outputs(get_job(self.db.conn, job["id"]))
             self._fail_or_retry(job, f"enhancement failed: {type(exc).__name__}: {exc}")
 
     def _enhance(self, job: sqlite3.Row, scorer: Scorer) -> None:
         source = Path(job["input_path"])
-        self._remove_earlier_report(job)
+        self._release_outputs(job)  # a report of an earlier outcome, when retried from the page
         problem = self._input_problem(job)
         if problem:
             self._finish(job, "rejected", problem)
@@ -210,7 +214,7 @@ class Worker:
             finally:
                 self._enhancing = False
         except Stopping:
-            self._discard_outputs(get_job(self.db.conn, job["id"]))
+            self._release_outputs(get_job(self.db.conn, job["id"]))
             with self.db.transaction() as conn:
                 requeue_job(conn, job["id"], count_attempt=False)
                 log_event(conn, "worker", "info", "job_interrupted", f"{source.name}: queued again")
@@ -290,23 +294,12 @@ class Worker:
         """Jobs a dead worker left running: queue them again (or fail them), remove its files."""
         max_attempts = self.config.watch.max_attempts
         for job_id in recover_abandoned_jobs(self.db, max_attempts, idle_pid=self.pid):
-            self._discard_outputs(get_job(self.db.conn, job_id))
             job = get_job(self.db.conn, job_id)
+            self._release_outputs(job)
             if job is not None and job["state"] == "failed":
                 sidecar = self._failure_sidecar(job, job["reason"])
                 with self.db.transaction() as conn:
                     reserve_outputs(conn, job_id, None, str(sidecar) if sidecar else None)
-
-    def _remove_earlier_report(self, job: sqlite3.Row) -> None:
-        """A failed or rejected job queued again from the page: its old sidecar said why it did
-        not come out; this attempt writes the new outcome under the same name."""
-        report = job["sidecar_path"]
-        if report and not job["output_path"]:
-            if not output_of_another_job(self.db.conn, job["id"], report):
-                with contextlib.suppress(FileNotFoundError):
-                    Path(report).unlink()
-            with self.db.transaction() as conn:
-                reserve_outputs(conn, job["id"], None, None)
 
     def _failure_sidecar(self, job: sqlite3.Row, reason: str) -> Path | None:
         """A photo that could not be enhanced still gets a sidecar, in the output folder where
@@ -321,17 +314,20 @@ class Worker:
             return None
         return sidecar
 
-    def _discard_outputs(self, job: sqlite3.Row | None) -> None:
-        """Remove what an unfinished attempt wrote: its reserved outputs and its temp files."""
-        if job is None or not job["output_path"]:
+    def _release_outputs(self, job: sqlite3.Row | None) -> None:
+        """Remove the files the job's row records, and forget them: what an unfinished attempt
+        reserved (and its temp files), or the sidecar of an earlier failed or rejected outcome,
+        so that the next attempt writes under the same names."""
+        if job is None or not (job["output_path"] or job["sidecar_path"]):
             return
-        for name in (job["output_path"], job["sidecar_path"]):
+        for name in filter(None, (job["output_path"], job["sidecar_path"])):
             if not output_of_another_job(self.db.conn, job["id"], name):
                 with contextlib.suppress(FileNotFoundError):
                     Path(name).unlink()
-        # Temps of a live writer are young; with no other worker running, none are.
-        others = live_workers(self.db) - {self.pid}
-        remove_stale_temps(Path(job["output_path"]).parent, 3600 if others else 0)
+        if job["output_path"]:
+            # Temps of a live writer are young; with no other worker running, none are.
+            others = live_workers(self.db) - {self.pid}
+            remove_stale_temps(Path(job["output_path"]).parent, 3600 if others else 0)
         with self.db.transaction() as conn:
             reserve_outputs(conn, job["id"], None, None)
 
