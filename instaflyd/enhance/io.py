@@ -61,7 +61,6 @@ class LoadedImage:
     pixels: np.ndarray
     exif: bytes | None  # orientation already reset to 1
     icc_profile: bytes | None  # describes `pixels` (sRGB after a CMYK/greyscale conversion)
-    format: str | None  # Pillow's name of the file format, e.g. "JPEG", "HEIF"
 
     @property
     def width(self) -> int:
@@ -91,7 +90,7 @@ def open_image(path: Path, *, max_pixels: int, max_file_mb: float) -> LoadedImag
         exif = _exif_upright(image)
         icc = image.info.get("icc_profile") or None
     rgb, icc = _to_rgb(upright, icc)
-    return LoadedImage(np.asarray(rgb, dtype=np.uint8), exif, icc, image.format)
+    return LoadedImage(np.asarray(rgb, dtype=np.uint8), exif, icc)
 
 
 def encode_jpeg(

@@ -169,7 +169,7 @@ def _train(config: Config, db: Database, run_id: int, weights: str, started: flo
     current_srcc = None
     if current is not None:
         current_srcc = _current_val_srcc(config, current["version"], backbone, features, split)
-    promoted = _not_worse(metrics["val_srcc"], current_srcc, has_current=current is not None)
+    promoted = _not_worse(metrics["val_srcc"], current_srcc)
 
     version = next_model_version(db.conn)
     seconds = round(time.monotonic() - started, 3)
@@ -364,9 +364,10 @@ def _score_images(scorer: registry.KerasScorer, posts: list[LabelledPost]) -> np
     return np.concatenate(scores)
 
 
-def _not_worse(new: float | None, current: float | None, *, has_current: bool) -> bool:
-    """Promote the first model; later ones only with a validation Spearman at least as good."""
-    if not has_current or current is None:
+def _not_worse(new: float | None, current: float | None) -> bool:
+    """Promote the first model (no current Spearman); later ones only with a validation Spearman
+    at least as good."""
+    if current is None:
         return True
     return new is not None and new >= current
 
