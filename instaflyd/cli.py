@@ -169,19 +169,14 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_score(args: argparse.Namespace, config: Config) -> int:
-    import numpy as np
-
-    from instaflyd.model.inputs import ImageReadError, load_images
-    from instaflyd.model.scoring import NoModelError, load_scorer
+    from instaflyd.model.inputs import ImageReadError
+    from instaflyd.model.scoring import NoModelError, load_scorer, score_files
 
     try:
         scorer = load_scorer(config)
-        pixels = load_images(args.images, scorer.input_size)
+        scores = score_files(scorer, args.images)
     except (NoModelError, ImageReadError) as exc:
         raise CommandError(str(exc)) from None
-    scores = np.concatenate(
-        [np.asarray(scorer(pixels[start : start + 16])) for start in range(0, len(pixels), 16)]
-    )
     results = [
         {"path": str(path), "score": float(score)}
         for path, score in zip(args.images, scores, strict=True)

@@ -8,9 +8,12 @@ log(likes / followers), higher is better. It is differentiable with respect to t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    import numpy as np
     import tensorflow as tf
 
     from instaflyd.config import Config
@@ -27,6 +30,21 @@ class Scorer(Protocol):
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
         """(N, input_size, input_size, 3) float32 RGB in [0, 255] -> (N,) float32 scores."""
         ...
+
+
+def score_files(scorer: Scorer, paths: Sequence[Path], batch: int = 16) -> np.ndarray:
+    """The scores of image files, (N,) float32, decoding `batch` of them at a time; raises
+    instaflyd.model.inputs.ImageReadError for a file that is not a readable image."""
+    import numpy as np
+
+    from instaflyd.model.inputs import load_images
+
+    return np.concatenate(
+        [
+            np.asarray(scorer(load_images(paths[start : start + batch], scorer.input_size)))
+            for start in range(0, len(paths), batch)
+        ]
+    )
 
 
 def load_scorer(config: Config) -> Scorer:

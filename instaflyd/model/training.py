@@ -32,9 +32,7 @@ from instaflyd.model.backbone import (
     build_tail,
 )
 from instaflyd.model.features import CachedImage, FeatureCache
-from instaflyd.model.inputs import load_images
 from instaflyd.model.labels import (
-    LabelledPost,
     Split,
     labelled_posts,
     owner_ids,
@@ -42,6 +40,7 @@ from instaflyd.model.labels import (
     targets,
 )
 from instaflyd.model.metrics import spearman, validation_metrics
+from instaflyd.model.scoring import score_files
 from instaflyd.processes import claim_alive
 from instaflyd.store import Database, ImageFiles
 from instaflyd.store.events import log_event
@@ -349,19 +348,12 @@ def _current_val_srcc(
         if tail is not None:
             predictions = predict(tail, features, split.validation_rows)
         else:  # trained on another frozen part or input size: score the images in full
-            predictions = _score_images(registry.load_version(config, version), split.validation)
+            scorer = registry.load_version(config, version)
+            predictions = score_files(scorer, [post.image_path for post in split.validation])
     except registry.ModelLoadError as exc:
         log.warning("cannot evaluate the current model v%d (%s); not comparing", version, exc)
         return None
     return spearman(predictions, targets(split.validation))
-
-
-def _score_images(scorer: registry.KerasScorer, posts: list[LabelledPost]) -> np.ndarray:
-    scores = []
-    for start in range(0, len(posts), 16):
-        paths = [post.image_path for post in posts[start : start + 16]]
-        scores.append(np.asarray(scorer(load_images(paths, scorer.input_size))))
-    return np.concatenate(scores)
 
 
 def _not_worse(new: float | None, current: float | None) -> bool:
