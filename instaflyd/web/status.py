@@ -18,7 +18,6 @@ from instaflyd.config import Config
 from instaflyd.model.schedule import training_status
 from instaflyd.model.weights import weights_status
 from instaflyd.store.events import counters, recent_events
-from instaflyd.store.jobs import jobs_by_state
 from instaflyd.store.stats import collect_stats
 from instaflyd.store.tls import tls_failures
 from instaflyd.web.network import is_loopback, lan_address
@@ -61,7 +60,7 @@ def collect_status(
         "components": daemon.components() if daemon else {},
         "capture": capture_section(config, conn, stats),
         "model": model_section(config, conn, stats),
-        "drop_folder": drop_folder_section(config, conn),
+        "drop_folder": drop_folder_section(config, conn, stats),
         "setup": setup_section(config, request_host),
     }
 
@@ -145,7 +144,9 @@ def model_section(
     return model
 
 
-def drop_folder_section(config: Config, conn: sqlite3.Connection) -> dict[str, Any]:
+def drop_folder_section(
+    config: Config, conn: sqlite3.Connection, stats: dict[str, Any]
+) -> dict[str, Any]:
     recent = []
     for row in conn.execute(
         "SELECT * FROM jobs ORDER BY COALESCE(finished, updated) DESC, id DESC LIMIT 8"
@@ -173,7 +174,7 @@ def drop_folder_section(config: Config, conn: sqlite3.Connection) -> dict[str, A
     return {
         "drop_dir": str(config.watch.drop_dir),
         "output_dir": str(config.watch.output_dir),
-        "jobs": jobs_by_state(conn),
+        "jobs": stats["jobs"],
         "recent": recent,
     }
 
