@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import IO
 
 from instaflyd.config import Config
@@ -52,7 +51,6 @@ class ChildProcess:
         argv: Sequence[str],
         *,
         nice: int = 0,
-        cwd: Path | None = None,
         relay_to: IO[str] | None = None,
     ) -> None:
         self.name = name
@@ -66,7 +64,6 @@ class ChildProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=child_environment(),
-            cwd=cwd,
             text=True,
             encoding="utf-8",
             errors="replace",

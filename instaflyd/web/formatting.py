@@ -36,17 +36,11 @@ def ago(timestamp: float | None, now: float | None = None) -> str:
     return "just now"
 
 
-def clock(timestamp: float | None) -> str:
-    """Unix time -> "2024-05-01 14:03" in the box's local time."""
-    return "–" if timestamp is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
-
-
 def install(app: Flask) -> None:
     for name, function in (
         ("number", number),
         ("percent", percent),
         ("signed", signed),
         ("ago", ago),
-        ("clock", clock),
     ):
         app.jinja_env.filters[name] = function

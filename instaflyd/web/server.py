@@ -19,11 +19,9 @@ class WebServerError(Exception):
 class WebServer:
     """waitress on host:port, run by a daemon thread; `stop()` closes it."""
 
-    def __init__(self, app: Flask, host: str, port: int, threads: int = 8) -> None:
+    def __init__(self, app: Flask, host: str, port: int) -> None:
         try:
-            self.server = create_server(
-                app, host=host, port=port, threads=threads, ident="instafly"
-            )
+            self.server = create_server(app, host=host, port=port, threads=8, ident="instafly")
         except OSError as exc:
             raise WebServerError(
                 f"the status page cannot listen on {host}:{port}: {exc.strerror}; "
@@ -31,10 +29,6 @@ class WebServer:
             ) from exc
         self.address = f"{host}:{self.server.effective_port}"
         self._thread = threading.Thread(target=self._serve, name="waitress", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.effective_port)
 
     def start(self) -> None:
         self._thread.start()
