@@ -41,7 +41,7 @@ from instaflyd.capture.matching import PendingImages
 from instaflyd.config import Config
 from instaflyd.logs import setup_logging
 from instaflyd.store import Database, ImageFiles
-from instaflyd.store.events import add_to_counter, log_event
+from instaflyd.store.events import add_to_counter, record_event
 from instaflyd.store.tls import count_tls_failure
 
 log = logging.getLogger("instafly.capture")
@@ -311,11 +311,7 @@ def _handle(db: Database, ingester: Ingester, item: object, counts: Counter[str]
 def _failed(db: Database, kind: str, message: str, counts: Counter[str]) -> None:
     log.warning("%s: %s", kind.replace("_", " "), message)
     counts[kind + "s"] += 1
-    try:
-        with db.transaction() as conn:
-            log_event(conn, COMPONENT, "warning", kind, message)
-    except Exception as exc:
-        log.error("cannot record the event either: %s", exc)
+    record_event(db, COMPONENT, "warning", kind, message)
 
 
 def _flush_counts(db: Database, counts: Counter[str]) -> None:

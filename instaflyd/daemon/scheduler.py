@@ -17,7 +17,7 @@ from instaflyd.config import Config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
 from instaflyd.model.schedule import training_status
 from instaflyd.store import Database
-from instaflyd.store.events import log_event
+from instaflyd.store.events import record_event
 
 log = logging.getLogger("instafly.daemon")
 
@@ -98,11 +98,7 @@ class TrainingScheduler:
             f"next try in {wait:.0f} s"
         )
         log.error("%s", message)
-        try:
-            with self.db.transaction() as conn:
-                log_event(conn, "trainer", "error", "training_failed", message)
-        except Exception as exc:  # the event log must never take the daemon down
-            log.warning("could not write the event log: %s", exc)
+        record_event(self.db, "trainer", "error", "training_failed", message)
 
     def stop(self) -> ChildProcess | None:
         """Start no more runs; returns the running trainer for the caller to stop with the rest."""

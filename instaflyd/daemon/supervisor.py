@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from instaflyd.daemon.children import ChildProcess, stop_all
 from instaflyd.store import Database
-from instaflyd.store.events import log_event
+from instaflyd.store.events import record_event
 
 log = logging.getLogger("instafly.daemon")
 
@@ -209,11 +209,7 @@ class Supervisor:
         return codes
 
     def _event(self, component: str, level: Literal["warning", "error"], message: str) -> None:
-        try:
-            with self.db.transaction() as conn:
-                log_event(conn, component, level, "exited", message)
-        except Exception as exc:  # the event log must never take the supervisor down
-            log.warning("could not write the event log: %s", exc)
+        record_event(self.db, component, level, "exited", message)
 
 
 def _exit_words(code: int | None) -> str:

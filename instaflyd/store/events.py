@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from instaflyd.store.database import Database
+
+log = logging.getLogger("instafly.store")
 
 Level = Literal["debug", "info", "warning", "error"]
 KEEP_EVENTS = 10_000
@@ -20,6 +26,17 @@ def log_event(
     )
     if cursor.lastrowid and cursor.lastrowid % 1000 == 0:
         conn.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - KEEP_EVENTS,))
+
+
+def record_event(db: Database, component: str, level: Level, kind: str, message: str) -> None:
+    """`log_event` in a transaction of its own, for the long-running loops (supervisor,
+    scheduler, capture writer) that the event log must never take down: a store error is
+    logged instead."""
+    try:
+        with db.transaction() as conn:
+            log_event(conn, component, level, kind, message)
+    except Exception as exc:
+        log.warning("could not write the event log: %s", exc)
 
 
 def recent_events(
