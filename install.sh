@@ -225,8 +225,8 @@ EOF
     warn "systemd is not running here: the service is enabled and starts at the next boot"
   else
     systemctl daemon-reload
-    systemctl enable --now instaflyd.service
-    systemctl restart instaflyd.service
+    systemctl enable instaflyd.service
+    systemctl restart instaflyd.service  # starts it, or restarts it on the new code
   fi
 fi
 
