@@ -120,7 +120,7 @@ class Daemon:
                     summary = self.summary()
                     self.notifier.ready(summary)
                     log.info("ready: %s", summary)
-                elif now >= next_status:
+                elif now >= next_status and self.notifier.enabled:  # for systemd only
                     self.notifier.status(self.summary())
                     next_status = now + STATUS_EVERY_SECONDS
             except Exception:  # a store problem must not take the proxy and the worker down
