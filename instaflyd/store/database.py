@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from instaflyd.store.migrations import SchemaTooNew, migrate
+from instaflyd.store.migrations import SchemaTooNew, migrate, write_transaction
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -26,18 +26,17 @@ class StoreError(Exception):
 class Database:
     """One connection to `instafly.db`, migrated to the current schema on open."""
 
-    def __init__(self, path: Path, *, migrate_schema: bool = True) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            # The timeout is SQLite's busy timeout: how long a writer waits for another's lock.
             self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute("PRAGMA foreign_keys = ON")
-            if migrate_schema:
-                migrate(self.conn)
+            migrate(self.conn)
         except (sqlite3.DatabaseError, SchemaTooNew) as exc:
             raise StoreError(f"{path}: cannot open the database: {exc}") from exc
 
@@ -50,19 +49,9 @@ class Database:
     def close(self) -> None:
         self.conn.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
-
-    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
-        return self.conn.execute(sql, params)
+        return write_transaction(self.conn)
 
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
         return self.conn.execute(sql, params).fetchone()

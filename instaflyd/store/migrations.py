@@ -7,7 +7,9 @@ processes opening an old database at once apply it exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 
 # v1: what capture needs: accounts, posts, content-addressed images, image file names, events.
 V1_CAPTURE = """
@@ -156,17 +158,25 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
             )
         if current >= target:
             return current
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             # Another process may have migrated while we waited for the lock.
             if conn.execute("PRAGMA user_version").fetchone()[0] == current:
                 for statement in _statements(MIGRATIONS[current]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {current + 1}")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE (waiting for other writers up to the busy timeout); committed when the
+    block ends, rolled back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _statements(script: str) -> list[str]:
