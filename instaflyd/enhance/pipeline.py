@@ -120,7 +120,7 @@ def enhance_file(
         exif=photo.exif,
         icc_profile=photo.icc_profile,
     )
-    written = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    written = Image.open(io.BytesIO(jpeg)).convert("RGB")  # scored as the file will be read
     photo_path, sidecar_path = outputs.output_paths(output_dir or path.parent, path.stem)
     result = EnhanceResult(
         input=path,
@@ -140,10 +140,11 @@ def enhance_file(
     return result
 
 
-def model_copy(pixels: np.ndarray, size: int) -> tf.Tensor:
-    """(H, W, 3) uint8 -> (1, size, size, 3) float32 in 0..255, resized exactly as the model's
-    training and `instaflyd score` inputs are."""
-    return tf.constant(square_copy(Image.fromarray(pixels), size).astype(np.float32)[None])
+def model_copy(pixels: np.ndarray | Image.Image, size: int) -> tf.Tensor:
+    """(H, W, 3) uint8 or an RGB image -> (1, size, size, 3) float32 in 0..255, resized exactly
+    as the model's training and `instaflyd score` inputs are."""
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
+    return tf.constant(square_copy(image, size).astype(np.float32)[None])
 
 
 def score_pixels(scorer: Scorer, small: tf.Tensor) -> float:
