@@ -177,7 +177,7 @@ class DropWatcher:
             db.close()
 
     def _queue(self, db: Database, paths: list[Path]) -> None:
-        queued_at = last_queued_by_input(db.conn)
+        queued_at: dict[str, float] | None = None  # read once, if a file is new to this watcher
         for path in paths:
             try:
                 info = path.stat()
@@ -186,6 +186,8 @@ class DropWatcher:
             identity = (info.st_size, info.st_mtime_ns, info.st_ctime_ns)
             if self._hashed.get(path) == identity:
                 continue
+            if queued_at is None:
+                queued_at = last_queued_by_input(db.conn)
             # A file unchanged since its job was queued (a scan after a restart): no need to
             # read it again. Any write or rename changes ctime, and no tool can set it back.
             if queued_at.get(str(path), float("-inf")) > info.st_ctime:
