@@ -56,10 +56,6 @@ class Ingester:
             self._ingest_document(response, outcome)
         return outcome
 
-    def expire_pending(self, now: float) -> int:
-        """Give up on images that waited too long for their JSON; returns how many."""
-        return self.pending.expire(now)
-
     # --- documents ------------------------------------------------------------------------
 
     def _ingest_document(self, response: CapturedResponse, outcome: Counter[str]) -> None:

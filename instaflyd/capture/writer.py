@@ -275,7 +275,7 @@ def write_until_stopped(
             elif item is not _STOP:
                 _handle(db, ingester, item, counts)
             if item is _STOP or time.monotonic() - last_flush > FLUSH_SECONDS:
-                counts["images_unmatched"] += ingester.expire_pending(time.time())
+                counts["images_unmatched"] += pending.expire(time.time())
                 _flush_counts(db, counts)
                 last_flush = time.monotonic()
             if item is _STOP:
