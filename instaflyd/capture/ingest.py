@@ -28,6 +28,7 @@ from instaflyd.store import Database, ImageFiles
 from instaflyd.store.images import record_image
 from instaflyd.store.posts import (
     attach_image,
+    cover_area,
     post_for_image_name,
     upsert_account,
     upsert_post,
@@ -113,13 +114,9 @@ class Ingester:
         self, conn: sqlite3.Connection, post_id: str, image: VerifiedImage, outcome: Counter[str]
     ) -> None:
         """Store the image as the post's cover unless the post has one at least as large."""
-        current = conn.execute(
-            "SELECT i.width * i.height FROM posts AS p JOIN images AS i"
-            " ON i.sha256 = p.image_sha256 WHERE p.id = ?",
-            (post_id,),
-        ).fetchone()
-        if current is not None and current[0] >= image.area:
-            return
+        current = cover_area(conn, post_id)
+        if current is not None and current >= image.area:
+            return  # checked before writing the file; attach_image applies the same rule
         stored = self.images.put(image.data, image.ext)
         record_image(conn, stored, image.width, image.height, len(image.data))
         if attach_image(conn, post_id, stored.sha256):

@@ -87,6 +87,16 @@ def post_for_image_name(conn: sqlite3.Connection, name: str) -> str | None:
     return None if row is None else row["post_id"]
 
 
+def cover_area(conn: sqlite3.Connection, post_id: str) -> int | None:
+    """The pixel count of the post's cover image; None when it has none."""
+    row = conn.execute(
+        "SELECT i.width * i.height FROM posts AS p JOIN images AS i"
+        " ON i.sha256 = p.image_sha256 WHERE p.id = ?",
+        (post_id,),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def attach_image(conn: sqlite3.Connection, post_id: str, sha256: str) -> bool:
     """Make the image the post's cover unless the post already has one at least as large.
 
