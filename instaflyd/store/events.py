@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     from instaflyd.store.database import Database
@@ -42,7 +42,7 @@ def record_event(db: Database, component: str, level: Level, kind: str, message:
 def recent_events(
     conn: sqlite3.Connection, limit: int = 20, min_level: Level = "debug"
 ) -> list[sqlite3.Row]:
-    levels = ("debug", "info", "warning", "error")
+    levels = get_args(Level)
     wanted = levels[levels.index(min_level) :]
     marks = ",".join("?" * len(wanted))
     return conn.execute(

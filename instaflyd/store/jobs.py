@@ -8,17 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Literal
+from typing import Literal, get_args
 
 JobState = Literal["queued", "waiting_model", "running", "done", "rejected", "failed"]
-JOB_STATES: tuple[JobState, ...] = (
-    "queued",
-    "waiting_model",
-    "running",
-    "done",
-    "rejected",
-    "failed",
-)
+JOB_STATES: tuple[JobState, ...] = get_args(JobState)
 FINAL_STATES: tuple[JobState, ...] = ("done", "rejected", "failed")
 
 
