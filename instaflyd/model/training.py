@@ -219,6 +219,18 @@ def _train(config: Config, db: Database, run_id: int, weights: str, started: flo
     return result
 
 
+def regression_loss(scores: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Squared error of the predicted log(like rate)."""
+    return tf.reduce_mean(tf.square(scores - target))
+
+
+def pairwise_loss(scores: tf.Tensor, sign: tf.Tensor) -> tf.Tensor:
+    """RankNet's logistic loss: the batch is pairs (first half, second half) by the same owner,
+    `sign` +1 where the first did better."""
+    first, second = tf.split(scores, 2)
+    return tf.reduce_mean(tf.math.softplus(-sign * (first - second)))
+
+
 def fit(
     tail: keras.Model,
     features: Features,
@@ -243,22 +255,15 @@ def fit(
     features_spec = tf.TensorSpec((None, None, None, FEATURE_CHANNELS), tf.float32)
     values_spec = tf.TensorSpec((None,), tf.float32)
 
+    loss_of = regression_loss if settings.objective == "regression" else pairwise_loss
+
     @tf.function(input_signature=[features_spec, values_spec])
-    def regression_step(x: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    def step(x: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(tail(x, training=True)[:, 0] - target))
+            loss = loss_of(tail(x, training=True)[:, 0], values)
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
-    @tf.function(input_signature=[features_spec, values_spec])
-    def pairwise_step(x: tf.Tensor, sign: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            first, second = tf.split(tail(x, training=True)[:, 0], 2)
-            loss = tf.reduce_mean(tf.math.softplus(-sign * (first - second)))
-        optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
-
-    step = regression_step if settings.objective == "regression" else pairwise_step
     metrics: dict[str, Any] = {}
     for epoch in range(1, settings.epochs + 1):
         losses = [
