@@ -54,11 +54,11 @@ class FrozenPartEveryTime:
         self.pixels = pixels  # (N, S, S, 3) uint8, decoded once
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        chunks = (
+            rows[start : start + FORWARD_BATCH] for start in range(0, len(rows), FORWARD_BATCH)
+        )
         return np.concatenate(
-            [
-                np.asarray(self.backbone.forward(self.pixels[chunk].astype(np.float32)))
-                for chunk in np.array_split(rows, max(1, -(-len(rows) // FORWARD_BATCH)))
-            ]
+            [np.asarray(self.backbone.forward(self.pixels[c].astype(np.float32))) for c in chunks]
         )
 
 
