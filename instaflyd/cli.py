@@ -70,6 +70,10 @@ def cmd_proxy(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
+    if args.enhancer:
+        from instaflyd.watch.enhancer import run_enhancer
+
+        return run_enhancer(config)
     from instaflyd.watch.worker import run_worker
 
     return run_worker(config)
@@ -205,7 +209,8 @@ def _current_scorer(args: argparse.Namespace, config: Config) -> Scorer:
 
 def cmd_enhance(args: argparse.Namespace, config: Config) -> int:
     scorer = _current_scorer(args, config)
-    from instaflyd.enhance import RejectedImage, enhance_file
+    from instaflyd.enhance.io import RejectedImage
+    from instaflyd.enhance.pipeline import enhance_file
     from instaflyd.enhance.progress import terminal_progress
 
     done, failed = [], 0
@@ -339,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
         loads_config=False,
     )
     command("proxy", cmd_proxy, "run only the capturing proxy")
-    command("worker", cmd_worker, "run only the drop-folder worker")
+    sub = command("worker", cmd_worker, "run only the drop-folder worker")
+    # The process the worker starts to hold the model while there is work (not for people).
+    sub.add_argument("--enhancer", action="store_true", help=argparse.SUPPRESS)
 
     sub = command("import", cmd_import, "read mitmproxy dump files into the store")
     sub.add_argument("flowfiles", nargs="+", type=Path, metavar="FLOWFILE")
