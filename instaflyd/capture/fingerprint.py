@@ -22,15 +22,14 @@ _DIGITS = re.compile(r"[0-9]+")
 
 
 def shape_fingerprint(document: Json, paths: list[tuple[list[str], list[str]]]) -> str:
-    """One line per distinct path (`a.b[].c: hint,hint`), sorted, at most MAX_LINES; `paths`
+    """One line per distinct path (`a.b[].c: hint,hint`), sorted, at most MAX_LINES (then
+    `...`); `paths`
     are (keys from the root, "[]" for a list item; the field names found there)."""
     values = _scalar_values(document)
-    lines = {
-        _line([_safe_key(key, values) for key in keys], hints) for keys, hints in paths
-    }
+    lines = {_line([_safe_key(key, values) for key in keys], hints) for keys, hints in paths}
     ordered = sorted(lines)
     if len(ordered) > MAX_LINES:
-        ordered = [*ordered[:MAX_LINES], f"... {len(ordered) - MAX_LINES} more"]
+        ordered = [*ordered[:MAX_LINES], "..."]
     return "\n".join(ordered)
 
 
@@ -44,7 +43,8 @@ def _safe_key(key: str, values: set[str]) -> str:
         return key
     if len(key) > MAX_KEY or not _FIELD_NAME.fullmatch(key) or key.lower() in values:
         return "*"
-    return _DIGITS.sub("#", key)
+    key = _DIGITS.sub("#", key)
+    return "*" if key.lower() in values else key
 
 
 def _scalar_values(document: Json) -> set[str]:

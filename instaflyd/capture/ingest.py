@@ -3,8 +3,8 @@
 The proxy's writer process and `instaflyd import` both feed responses through an `Ingester`, so a
 dump file is read exactly as the live proxy would have read it. Each response is one write
 transaction. A document that held post- or user-like objects the parsers could not read is
-counted in the store by path and shape (`formats not understood`). What happened is returned as a `Counter` (posts_new, images_stored, ...); the
-caller decides where those numbers go.
+counted in the store by path and shape (`formats not understood`). What happened is returned
+as a `Counter` (posts_new, images_stored, ...); the caller decides where those numbers go.
 """
 
 from __future__ import annotations

@@ -111,8 +111,9 @@ class _Walk:
         self.parsed = Parsed(family)
         self.posts: dict[str, PostRecord] = {}
         self.accounts: dict[str, AccountRecord] = {}
+        self.media_nodes = 0  # read as media nodes, posts or not (ads, stories, other types)
         self.unread_media = 0  # media-like objects that were not read as a media node
-        self.user_like = 0
+        self.user_like = 0  # user-like objects outside media nodes
 
     def run(self, document: Json) -> None:
         stack: list[tuple[Json, AccountRecord | None, bool]] = [(document, None, False)]
@@ -126,7 +127,7 @@ class _Walk:
         self.parsed.accounts = list(self.accounts.values())
 
     def understood(self) -> bool:
-        found = bool(self.posts or self.accounts)
+        found = bool(self.media_nodes or self.accounts)
         return self.unread_media == 0 and (found or self.user_like == 0)
 
     def _visit(
@@ -137,10 +138,11 @@ class _Walk:
             return []  # an ad, or the wrapper of one: nothing in it is a post
         kind = node_kind(node)
         if kind == "media":
+            self.media_nodes += 1
             self._add_post(read_media(node, self.parsed.family, page_owner=owner))
             return [(v, None, True) for k, v in _ordered(node) if k not in MEDIA_PARTS]
         if kind == "user":
-            self.user_like += 1
+            self.user_like += not in_media
             account = account_from(node)
             if account is not None and (account.follower_count is not None or not in_media):
                 account = self._add_account(account)
@@ -150,7 +152,7 @@ class _Walk:
         if kind == "media_like":
             self.unread_media += 1
         elif kind == "user_like":
-            self.user_like += 1
+            self.user_like += not in_media
         return [(v, owner, in_media) for _, v in _ordered(node)]
 
     def _add_post(self, post: PostRecord | None) -> None:
@@ -311,9 +313,7 @@ def _is_graph_media(node: dict[str, Json]) -> bool:
 V1_PHOTO, V1_VIDEO, V1_CAROUSEL = 1, 2, 8
 
 
-def v1_post(
-    media: Json, source: str, page_owner: AccountRecord | None = None
-) -> PostRecord | None:
+def v1_post(media: Json, source: str, page_owner: AccountRecord | None = None) -> PostRecord | None:
     """A v1 media object (app API, 2022 `?__a=1&__d=dis`, web `xdt_api__v1__` nodes)."""
     if not isinstance(media, dict) or is_ad(media) or _is_story(media):
         return None
