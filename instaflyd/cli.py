@@ -92,8 +92,8 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.model.schedule import training_status
-    from instaflyd.model.weights import weights_status
+    from instaflyd.status.training import training_status
+    from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
     from instaflyd.store.stats import collect_stats
 
@@ -138,7 +138,7 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.model.schedule import training_status
+    from instaflyd.status.training import training_status
     from instaflyd.store import Database
 
     if args.scheduled:
@@ -207,7 +207,8 @@ def _current_scorer(args: argparse.Namespace, config: Config) -> Scorer:
 
 def cmd_enhance(args: argparse.Namespace, config: Config) -> int:
     scorer = _current_scorer(args, config)
-    from instaflyd.enhance import RejectedImage, enhance_file
+    from instaflyd.enhance.io import RejectedImage
+    from instaflyd.enhance.pipeline import enhance_file
     from instaflyd.enhance.progress import terminal_progress
 
     done, failed = [], 0
@@ -248,6 +249,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_weights(args: argparse.Namespace, config: Config) -> int:
     from instaflyd.model import weights
+    from instaflyd.status.weights import weights_status
 
     if (args.action == "import") != (args.file is not None):
         raise CommandError("weights import needs FILE (and only import takes one)", code=2)
@@ -257,7 +259,7 @@ def cmd_weights(args: argparse.Namespace, config: Config) -> int:
         elif args.action == "import":
             status = weights.import_weights(config, args.file)
         else:
-            status = weights.weights_status(config)
+            status = weights_status(config)
     except weights.WeightsError as exc:
         raise CommandError(str(exc)) from None
     if args.json:
