@@ -34,6 +34,7 @@ from instaflyd.store import Database
 from instaflyd.store.events import log_event
 from instaflyd.store.jobs import release_waiting_jobs
 from instaflyd.store.versions import current_model_version
+from instaflyd.watch.enhancer_process import EXIT_NO_MODEL, WORKER_PID_ENV
 from instaflyd.watch.job_files import JobFiles
 from instaflyd.watch.queue import claim_job, wait_for_a_model
 
@@ -43,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("instafly.worker")
 
-EXIT_NO_MODEL = 3
-WORKER_PID_ENV = "INSTAFLY_WORKER_PID"  # the worker that started this process
 POLL_SECONDS = 0.5  # how often the queue and the model version are checked
 _PR_SET_PDEATHSIG = 1
 

@@ -17,9 +17,11 @@ import threading
 
 from instaflyd.config import Config
 from instaflyd.logs import is_native_noise
-from instaflyd.watch.enhancer import WORKER_PID_ENV
 
 log = logging.getLogger("instafly.worker")
+
+EXIT_NO_MODEL = 3  # the enhancer's exit status when the model cannot be loaded
+WORKER_PID_ENV = "INSTAFLY_WORKER_PID"  # tells the enhancer which worker started it
 
 
 class EnhancerProcess:

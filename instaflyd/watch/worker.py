@@ -24,8 +24,7 @@ from instaflyd.store import Database
 from instaflyd.store.events import Level, log_event
 from instaflyd.store.jobs import jobs_by_state
 from instaflyd.store.versions import current_model_version
-from instaflyd.watch.enhancer import EXIT_NO_MODEL
-from instaflyd.watch.enhancer_process import EnhancerProcess
+from instaflyd.watch.enhancer_process import EXIT_NO_MODEL, EnhancerProcess
 from instaflyd.watch.job_files import JobFiles
 from instaflyd.watch.queue import wait_for_a_model
 from instaflyd.watch.recovery import recover
