@@ -92,8 +92,8 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.model.schedule import training_status
-    from instaflyd.model.weights import weights_status
+    from instaflyd.status.training import training_status
+    from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
     from instaflyd.store.stats import collect_stats
 
@@ -128,16 +128,17 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
         if args.csv == "-":
             write_csv(db.conn, images, sys.stdout)
             return 0
-        buffer = io.StringIO()
-        written = write_csv(db.conn, images, buffer)
-    with atomic_writer(Path(args.csv)) as handle:
-        handle.write(buffer.getvalue().encode("utf-8"))
+        with atomic_writer(Path(args.csv)) as handle:  # streamed: memory stays flat
+            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+            written = write_csv(db.conn, images, text)
+            text.flush()
+            text.detach()  # atomic_writer closes (and fsyncs) the file itself
     print(f"{written} posts written to {args.csv}", file=sys.stderr)
     return 0
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.model.schedule import training_status
+    from instaflyd.status.training import training_status
     from instaflyd.store import Database
 
     if args.scheduled:
@@ -158,7 +159,8 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from instaflyd.model.training import TrainingBusy, run_training
 
     try:
-        result = run_training(config, weights=None if status.weights_ok else "none")
+        weights = None if status.weights_ok else "none"
+        result = run_training(config, weights=weights, full_pass=args.full)
     except (NotEnoughData, TrainingBusy) as exc:
         raise CommandError(str(exc)) from None
     if args.json:
@@ -205,7 +207,8 @@ def _current_scorer(args: argparse.Namespace, config: Config) -> Scorer:
 
 def cmd_enhance(args: argparse.Namespace, config: Config) -> int:
     scorer = _current_scorer(args, config)
-    from instaflyd.enhance import RejectedImage, enhance_file
+    from instaflyd.enhance.io import RejectedImage
+    from instaflyd.enhance.pipeline import enhance_file
     from instaflyd.enhance.progress import terminal_progress
 
     done, failed = [], 0
@@ -246,6 +249,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_weights(args: argparse.Namespace, config: Config) -> int:
     from instaflyd.model import weights
+    from instaflyd.status.weights import weights_status
 
     if (args.action == "import") != (args.file is not None):
         raise CommandError("weights import needs FILE (and only import takes one)", code=2)
@@ -255,7 +259,7 @@ def cmd_weights(args: argparse.Namespace, config: Config) -> int:
         elif args.action == "import":
             status = weights.import_weights(config, args.file)
         else:
-            status = weights.weights_status(config)
+            status = weights_status(config)
     except weights.WeightsError as exc:
         raise CommandError(str(exc)) from None
     if args.json:
@@ -398,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("train", cmd_train, "fine-tune the model now and print the run's metrics")
     sub.add_argument("--force", action="store_true", help="train even if not enough new posts")
+    sub.add_argument(
+        "--full", action="store_true", help="train on every post, not the new ones + a replay"
+    )
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub.add_argument(
         "--scheduled",

@@ -61,6 +61,7 @@ class Section(BaseModel):
 
 class LogConfig(Section):
     level: Literal["debug", "info", "warning", "error"]
+    events_retention_days: Annotated[float, Field(gt=0, le=36_500)]
 
 
 class ProxyConfig(Section):
@@ -123,6 +124,14 @@ class TrainConfig(Section):
     seed: int
     check_interval_seconds: Annotated[float, Field(ge=1, le=86400)]
     nice: Annotated[int, Field(ge=0, le=19)]
+    replay_posts: Annotated[int, Field(ge=0, le=1_000_000)]
+    full_pass_every: Annotated[int, Field(ge=1, le=1000)]
+    validation_max_posts: Annotated[int, Field(ge=1, le=1_000_000)]
+    feature_cache_max_gb: Annotated[float, Field(gt=0, le=100_000)]
+
+    @property
+    def feature_cache_max_bytes(self) -> int:
+        return int(self.feature_cache_max_gb * 1e9)
 
 
 class EnhanceConfig(Section):

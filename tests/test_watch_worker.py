@@ -335,7 +335,7 @@ def test_odd_and_broken_inputs_end_done_or_rejected_with_the_reason(
 def test_an_idle_model_is_freed_with_everything_that_held_it(
     tmp_path: Path, trained_data_dir: Path
 ) -> None:
-    from instaflyd.enhance import enhance_file
+    from instaflyd.enhance.pipeline import enhance_file
     from instaflyd.model.scoring import load_scorer
     from instaflyd.watch.model_slot import ModelSlot
 

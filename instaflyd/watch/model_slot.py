@@ -57,7 +57,7 @@ class ModelSlot:
         version, self._scorer = self._scorer.version, None
         import keras  # loaded already: a model was in memory
 
-        from instaflyd.enhance import forget_compiled
+        from instaflyd.enhance.pipeline import forget_compiled
 
         forget_compiled()  # the compiled gradient steps hold the model too
         keras.backend.clear_session()

@@ -21,13 +21,9 @@ from pathlib import Path
 from types import FrameType
 
 from instaflyd.config import Config
-from instaflyd.enhance import (
-    EnhanceResult,
-    RejectedImage,
-    enhance_file,
-    output_paths,
-    write_sidecar,
-)
+from instaflyd.enhance.io import RejectedImage
+from instaflyd.enhance.outputs import output_paths, write_sidecar
+from instaflyd.enhance.pipeline import EnhanceResult, enhance_file
 from instaflyd.fsutil import remove_stale_temps
 from instaflyd.model.scoring import NoModelError, Scorer, load_scorer
 from instaflyd.store import Database

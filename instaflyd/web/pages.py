@@ -19,7 +19,7 @@ from flask import (
 )
 from markupsafe import Markup
 
-from instaflyd.capture.ca import CER_FILE, CERT_FILE
+from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.config import Config
 from instaflyd.store import ImageFiles
 from instaflyd.store.jobs import get_job, retry_job
