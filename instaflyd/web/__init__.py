@@ -15,7 +15,7 @@ from flask import Flask, Response
 
 from instaflyd.config import Config
 from instaflyd.resources import asset_path
-from instaflyd.web import api, auth, database, formatting, pages, safe_mode
+from instaflyd.web import api, auth, database, formatting, pages, photos, safe_mode
 from instaflyd.web.status import DaemonView
 
 CONTENT_SECURITY_POLICY = (
@@ -38,6 +38,7 @@ def create_app(config: Config, daemon: DaemonView | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     database.install(app)
+    photos.install(app)  # its body limit applies before the CSRF check reads a form
     auth.install(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)

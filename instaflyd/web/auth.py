@@ -5,8 +5,10 @@ phone set-up page and its CA certificate, static files) needs either the session
 login form sets or HTTP basic authentication with that password (any user name), which is what
 scripts and Prometheus use. Without a password everything is open, as on a trusted home LAN.
 
-Every POST (login, logout, train now, retry a job) must carry the session's CSRF token, so another
-web site open in the same browser cannot make it act on the box.
+Every POST (login, logout, train now, retry a job, send photos) must carry the session's CSRF
+token, as the form field `csrf_token` or the header `X-CSRF-Token` (the page carries it in
+`<meta name="csrf-token">`), so another web site open in the same browser cannot make it act on
+the box.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def _require_password() -> Response | None:
 def _check_csrf() -> None:
     if request.method != "POST":
         return
-    sent = request.form.get("csrf_token", "")
+    # Scripts on the page send it as a header (X-CSRF-Token); forms as a field.
+    sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
     expected = session.get("csrf")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
         abort(400, "The form has expired or did not come from this page; reload and try again.")
