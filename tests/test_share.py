@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import REPO, cli_env, free_port, missing_on_this_machine, write_config
@@ -107,10 +108,12 @@ include = {tmp / "instafly.conf"}
 
 
 @contextlib.contextmanager
-def running(argv: list[str], **kwargs: object) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
-    )
+def running(argv: list[str], log: Path, **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
+    """`argv` running, its output in `log` (a pipe nobody reads would fill and stall it)."""
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            argv, stdout=output, stderr=subprocess.STDOUT, text=True, **kwargs
+        )
     try:
         yield process
     finally:
@@ -164,7 +167,11 @@ def test_a_photo_put_into_the_share_comes_back_enhanced(tmp_path: Path) -> None:
     good = ["-U", f"{user}%{PASSWORD}"]
     smbd = [str(SMBD), "--foreground", "--no-process-group", "--debug-stdout", "-s", str(conf)]
     worker = [sys.executable, "-m", "instaflyd", "--config", str(worker_config), "worker"]
-    with running(smbd), running(worker, env=cli_env(), cwd=REPO):
+    # smbd in a session of its own: stopping, it signals its whole process group, not ours.
+    with (
+        running(smbd, tmp_path / "smbd.log", start_new_session=True),
+        running(worker, tmp_path / "worker.log", env=cli_env(), cwd=REPO),
+    ):
         wait_for(lambda: smbclient(port, "-c", "ls", auth=good).returncode == 0, 30, "smbd")
         # Never a guest, never a wrong password.
         guest = smbclient(port, "-N", "-c", "ls", auth=[])
