@@ -35,3 +35,12 @@ def watch_for_problems(page: Any) -> list[str]:
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
     return problems
+
+
+def log_in(page: Any, url: str, password: str) -> None:
+    """Open `url`; the page asks for its password first: give it, and land on `url`."""
+    page.goto(url, wait_until="networkidle")
+    if "/login" in page.url:
+        page.fill("#password", password)
+        page.click("button[type=submit]")
+        page.wait_for_load_state("networkidle")

@@ -17,7 +17,7 @@ from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord, Sto
 from instaflyd.store.events import add_to_counter, counters, log_event, recent_events
 from instaflyd.store.images import forget_unused_images, prune_unused_images, record_image
 from instaflyd.store.jobs import claim_next_job, enqueue_job, finish_job, get_job, jobs_by_state
-from instaflyd.store.migrations import SCHEMA_VERSION, migrate
+from instaflyd.store.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from instaflyd.store.posts import (
     attach_image,
     get_account,
@@ -68,7 +68,7 @@ def test_opening_sets_wal_busy_timeout_foreign_keys_and_current_schema(db: Datab
     assert db.scalar("PRAGMA journal_mode") == "wal"
     assert db.scalar("PRAGMA busy_timeout") == 30000
     assert db.scalar("PRAGMA foreign_keys") == 1
-    assert db.schema_version() == SCHEMA_VERSION == 3
+    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 4
 
 
 def test_accounts_and_posts_round_trip_with_first_and_last_seen(db: Database) -> None:
@@ -345,7 +345,8 @@ def test_a_v1_database_migrates_with_its_rows_intact(tmp_path: Path) -> None:
 def test_a_database_from_a_newer_instafly_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     sqlite3.connect(path).execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(StoreError, match=r"schema version 4, newer than this Instafly \(3\)"):
+    newer = rf"schema version {SCHEMA_VERSION + 1}, newer than this Instafly \({SCHEMA_VERSION}\)"
+    with pytest.raises(StoreError, match=newer):
         Database(path)
 
 

@@ -21,10 +21,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from support_daemon import jpeg_bytes, seed_extras, seed_store
+from support_daemon import TEST_PASSWORD, give_password, jpeg_bytes, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
-from instaflyd.model.weights import WEIGHTS_FILE
+from instaflyd.status.weights import WEIGHTS_FILE
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.images import record_image
 from instaflyd.store.jobs import get_job
@@ -59,12 +59,22 @@ def seeded(tmp_path: Path) -> tuple[Config, dict[str, Any]]:
     config = make_config(tmp_path / "data")
     seed_store(config.data_dir, posts=12, owners=4)
     jobs = seed_extras(config.data_dir, config.watch.drop_dir, config.watch.output_dir)
+    give_password(config.data_dir)  # kept the way the first start or `instaflyd password` does
     return config, jobs
+
+
+def logged_in(app: Flask) -> FlaskClient:
+    """A browser that logged in through the form with the kept password."""
+    client = app.test_client()
+    token = csrf_of(client, "/login")
+    response = client.post("/login", data={"password": TEST_PASSWORD, "csrf_token": token})
+    assert response.status_code == 302, response.data
+    return client
 
 
 @pytest.fixture
 def client(seeded: tuple[Config, dict[str, Any]]) -> FlaskClient:
-    return create_app(seeded[0]).test_client()
+    return logged_in(create_app(seeded[0]))
 
 
 def protected_app(config: Config) -> Flask:
@@ -395,9 +405,8 @@ def test_train_now_needs_the_token_and_the_daemon(client: FlaskClient) -> None:
 def test_csrf_token_of_one_session_does_not_work_in_another(seeded: tuple[Config, Any]) -> None:
     config, jobs = seeded
     app = create_app(config)
-    token = csrf_of(app.test_client())
-    other = app.test_client()
-    other.get("/")
+    token = csrf_of(logged_in(app))
+    other = logged_in(app)
     assert (
         other.post(f"/actions/retry/{jobs['rejected']}", data={"csrf_token": token}).status_code
         == 400
@@ -483,9 +492,11 @@ def test_ca_downloads_fingerprint_and_qr_code(seeded: tuple[Config, Any]) -> Non
     cer = client.get("/ca/instafly-ca.cer")
     assert cer.content_type == "application/x-x509-ca-cert"
     assert client.get("/ca/instafly-ca.key").status_code == 404
-    html = client.get("/setup", base_url="http://192.168.7.9:8081").get_data(as_text=True)
+    html = client.get("/setup", base_url="http://localhost:8081").get_data(as_text=True)
     assert fingerprint.hex(":").upper() in html
-    assert "http://192.168.7.9:8081/setup" in html  # what the QR code encodes
+    # What the QR code encodes: the box's own LAN address, never the name the request used.
+    assert f"http://{lan_address()}:8081/setup" in html
+    assert "http://localhost" not in html
     assert html.count("<svg") == 1
 
 
@@ -502,7 +513,7 @@ def test_safe_mode_app_shows_the_problems_and_hides_password_values(tmp_path: Pa
     html = page.get_data(as_text=True)
     assert page.status_code == 503
     assert "did you mean &#39;listen_port&#39;?" in html
-    assert "web -&gt; password: must be text (value hidden)" in html
+    assert "web -&gt; password: must be text (value hidden: a secret)" in html
     assert "12345678" not in html
     health = client.get("/healthz")
     assert health.status_code == 503
@@ -514,7 +525,7 @@ def test_healthz_of_the_real_daemon_object_while_starting_and_stopping(tmp_path:
     from instaflyd.daemon.run import Daemon
     from instaflyd.daemon.sdnotify import Notifier
 
-    daemon = Daemon(make_config(tmp_path / "data"), Notifier({}))
+    daemon = Daemon(make_config(tmp_path / "data", PASSWORD), Notifier({}))
     client = create_app(daemon.config, daemon).test_client()
     try:
         assert client.get("/healthz").get_json()["state"] == "starting"
@@ -524,16 +535,17 @@ def test_healthz_of_the_real_daemon_object_while_starting_and_stopping(tmp_path:
         assert (response.get_json()["status"], response.get_json()["state"]) == (
             "stopping", "stopping",
         )  # fmt: skip
-        assert client.get("/api/status").get_json()["instafly"]["state"] == "stopping"
+        status = client.get("/api/status", headers=basic(PASSWORD)).get_json()
+        assert status["instafly"]["state"] == "stopping"
     finally:
         daemon.db.close()
 
 
 def test_the_setup_link_warns_when_the_page_listens_only_on_loopback(tmp_path: Path) -> None:
     everywhere = create_app(make_config(tmp_path / "a")).test_client()
-    section = everywhere.get("/api/status", base_url="http://127.0.0.1:8081").get_json()["setup"]
-    assert section["setup_url"] == f"http://{lan_address()}:8081/setup"  # the LAN address
-    assert section["warnings"] == []
+    html = everywhere.get("/setup", base_url="http://127.0.0.1:8081").get_data(as_text=True)
+    assert f"http://{lan_address()}:8081/setup" in html  # the LAN address, not loopback
+    assert "This page listens only on" not in html
     local = build_config({"web": {"host": "127.0.0.1"}}, data_dir=tmp_path / "b")
     html = create_app(local).test_client().get("/setup").get_data(as_text=True)
     assert (
@@ -546,7 +558,8 @@ def test_the_weights_upload_is_the_way_in_without_internet(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = build_config({"model": {"weights_url": "http://127.0.0.1:9/x.h5"}}, data_dir=tmp_path)
-    client = create_app(config).test_client()
+    give_password(tmp_path)
+    client = logged_in(create_app(config))
     (config.weights_dir).mkdir(parents=True)
     fetch_state = config.weights_dir / "fetch.json"
     fetch_state.write_text(json.dumps({
@@ -568,13 +581,13 @@ def test_the_weights_upload_is_the_way_in_without_internet(
         return client.get("/").get_data(as_text=True)
 
     fake = b"weights " * 1000
-    monkeypatch.setattr("instaflyd.model.weights.WEIGHTS_BYTES", len(fake))
+    monkeypatch.setattr("instaflyd.status.weights.WEIGHTS_BYTES", len(fake))
     html = upload(fake[:-1])
     assert "Not taken: vgg16.h5 is not the ImageNet VGG16 notop file" in html
     assert "it has 7,999 bytes, not 8,000." in html
     assert not (config.weights_dir / WEIGHTS_FILE).exists()
     monkeypatch.setattr(
-        "instaflyd.model.weights.WEIGHTS_MD5", hashlib.md5(fake, usedforsecurity=False).hexdigest()
+        "instaflyd.status.weights.WEIGHTS_MD5", hashlib.md5(fake, usedforsecurity=False).hexdigest()
     )
     html = upload(fake)
     assert "ImageNet VGG16 weights present: training can start." in html

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from helpers import cli_env
 from PIL import Image
-from support_browser import ARTIFACTS, PHONE, launch_chromium, watch_for_problems
-from support_daemon import RunningDaemon, daemon_config, running_daemon
+from support_browser import ARTIFACTS, PHONE, launch_chromium, log_in, watch_for_problems
+from support_daemon import TEST_PASSWORD, RunningDaemon, daemon_config, running_daemon
 from support_model import OWNERS, TINY_MODEL, tiny_config, train_tiny_model
 
 from instaflyd.store import AccountRecord, Database
@@ -88,7 +88,7 @@ def test_at_phone_width_usernames_stay_apart_and_the_qr_code_is_centred(
     context = browser.new_context(**PHONE)
     page = context.new_page()
     problems = watch_for_problems(page)
-    page.goto(daemon.url + "/", wait_until="networkidle")
+    log_in(page, daemon.url + "/", TEST_PASSWORD)
     names = boxes(page, ".thumbs .who")
     cells = boxes(page, ".thumbs li")
     assert len(names) == 6
@@ -141,7 +141,7 @@ def test_three_photos_sent_from_the_phone_come_back_enhanced_with_exif(
     context.add_init_script(RECORD_PROGRESS)
     page = context.new_page()
     problems = watch_for_problems(page)
-    page.goto(daemon.url + "/", wait_until="networkidle")
+    log_in(page, daemon.url + "/", TEST_PASSWORD)
     picker = page.locator("#photo-input")
     assert picker.get_attribute("multiple") is not None
     assert "image/*" in picker.get_attribute("accept")
@@ -213,7 +213,7 @@ def test_train_now_shows_the_outcome_when_it_is_done(daemon: RunningDaemon, brow
     context = browser.new_context(**PHONE)
     page = context.new_page()
     problems = watch_for_problems(page)
-    page.goto(daemon.url + "/#model", wait_until="networkidle")
+    log_in(page, daemon.url + "/#model", TEST_PASSWORD)
     assert "v1 promoted" in page.locator("#last-training").inner_text()  # the fixture's run
     goal = page.locator("#training-goal").inner_text()
     assert goal == "0 of 1,000 new labelled posts"

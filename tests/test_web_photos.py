@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from support_daemon import jpeg_bytes, seed_extras, seed_store
+from support_daemon import TEST_PASSWORD, give_password, jpeg_bytes, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
 from instaflyd.store import Database
 from instaflyd.store.jobs import get_job
-from instaflyd.watch.uploads import safe_name
 from instaflyd.web import create_app
+from instaflyd.web.uploads import safe_name
 
 
 def make_config(data_dir: Path, **enhance: Any) -> Config:
@@ -43,11 +43,17 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 def client(config: Config) -> FlaskClient:
-    return create_app(config).test_client()
+    """A browser logged in to the page with the box's password."""
+    give_password(config.data_dir)
+    client = create_app(config).test_client()
+    login = token_of(client, "/login")
+    response = client.post("/login", data={"password": TEST_PASSWORD, "csrf_token": login})
+    assert response.status_code == 302
+    return client
 
 
-def token_of(client: FlaskClient) -> str:
-    html = client.get("/").get_data(as_text=True)
+def token_of(client: FlaskClient, page: str = "/") -> str:
+    html = client.get(page).get_data(as_text=True)
     return re.search(r'<meta name="csrf-token" content="([^"]+)">', html).group(1)
 
 
@@ -179,10 +185,9 @@ def test_the_enhanced_download_is_the_output_file_only(client: FlaskClient, conf
     assert client.get(beach["urls"]["enhanced"]).status_code == 404
 
 
-def test_with_a_password_photos_are_neither_listed_nor_taken(tmp_path: Path) -> None:
-    config = build_config(
-        {"web": {"password": "secret"}, "watch": {"drop_dir": "drop"}}, data_dir=tmp_path
-    )
+def test_without_the_password_photos_are_neither_listed_nor_taken(tmp_path: Path) -> None:
+    config = build_config({"watch": {"drop_dir": "drop"}}, data_dir=tmp_path)
+    give_password(tmp_path)
     client = create_app(config).test_client()
     assert client.get("/api/photos").status_code == 401
     response = send(client, (jpeg_bytes(1), "a.jpg"))

@@ -1,14 +1,15 @@
-"""The ImageNet VGG16 notop weights file: where it lives and whether it is the right one.
+"""Fetching and importing the ImageNet VGG16 notop weights file (`instaflyd weights fetch|import`).
 
-Only the standard library here: the supervisor, the status page and `stats` ask for the status
-without loading TensorFlow. Fetching (urllib, resumable with HTTP Range) and importing the file
-are `instaflyd weights fetch|import`, the daemon's background fetch and the page's upload; each
-verifies size and md5 before the file takes its final name.
+Fetching is plain urllib, resumable: the bytes collect in `<file>.partial`, and a later try asks
+the server only for the rest (HTTP Range; a server without ranges sends it all again). Size and
+md5 (the constants in `instaflyd.status.weights`) are checked before the file takes its final
+name. While it runs, and after it failed, `weights/fetch.json` says how far it got or why it
+stopped: the status page reads it through `instaflyd.status.weights`. The daemon runs this
+command by itself while the file is missing (`instaflyd.daemon.weights_fetch`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -17,136 +18,30 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any
 
 from instaflyd import __version__
 from instaflyd.config import Config
-from instaflyd.fsutil import atomic_write_text, atomic_writer
+from instaflyd.fsutil import atomic_write_text
+from instaflyd.status import weights as published
+from instaflyd.status.weights import (
+    DownloadProgress,
+    WeightsError,
+    WeightsStatus,
+    fetch_state_path,
+    file_md5,
+    imagenet_file_is_genuine,
+    imagenet_status,
+    imagenet_weights_path,
+    partial_path,
+    receive_weights,
+)
 
-WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-WEIGHTS_BYTES = 58_889_256
-WEIGHTS_MD5 = "6d6bbae143d832006294945121d1f1fc"
-PARTIAL_SUFFIX = ".partial"
-FETCH_STATE_FILE = "fetch.json"
 FETCH_TIMEOUT_SECONDS = 30.0
 
-
-@dataclass(frozen=True)
-class DownloadProgress:
-    """How the download of the weights goes: `weights/fetch.json`, read by the status page."""
-
-    state: Literal["downloading", "failed"]
-    bytes: int
-    total: int
-    error: str | None
-    offline: bool  # failed because the box could not reach the server
-    updated: float
-
-
-@dataclass(frozen=True)
-class WeightsStatus:
-    setting: str  # model.weights: imagenet | none | a path
-    path: str | None  # the file that setting reads, if any
-    present: bool
-    ok: bool  # usable for training: present and verified, or random init asked for
-    message: str  # one sentence for people, including how to fix it
-    download: DownloadProgress | None = None  # a download running or failed (imagenet only)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def imagenet_weights_path(config: Config) -> Path:
-    return config.weights_dir / WEIGHTS_FILE
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-_verified: dict[tuple[str, int, int], bool] = {}
-
-
-def imagenet_file_is_genuine(path: Path) -> bool:
-    """Size and md5 match the published file (the md5 is remembered per path, size and mtime)."""
-    stat = path.stat()
-    if stat.st_size != WEIGHTS_BYTES:
-        return False
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _verified:
-        _verified[key] = file_md5(path) == WEIGHTS_MD5
-    return _verified[key]
-
-
-def imagenet_status(config: Config) -> WeightsStatus:
-    """Whether the ImageNet notop file is in data_dir/weights/ and genuine, whatever the setting."""
-    path = imagenet_weights_path(config)
-    if not path.is_file():
-        download = download_progress(config)
-        return WeightsStatus(
-            "imagenet", str(path), False, False, _missing_message(path, download), download
-        )
-    if not imagenet_file_is_genuine(path):
-        return WeightsStatus(
-            "imagenet", str(path), True, False,
-            f"{path} is not the published ImageNet VGG16 notop file (size or md5 differ); "
-            "fetch or import it again",
-        )  # fmt: skip
-    return WeightsStatus("imagenet", str(path), True, True, "ImageNet VGG16 weights present")
-
-
-def _missing_message(path: Path, download: DownloadProgress | None) -> str:
-    how = (
-        f"upload {WEIGHTS_FILE} on the status page, or run 'instaflyd weights import FILE' "
-        "with a copy of it"
-    )
-    if download is None:
-        return (
-            f"the ImageNet VGG16 weights are missing ({path}); run 'instaflyd weights fetch' "
-            f"where the box has internet, or {how}"
-        )
-    done = f"{download.bytes / 1e6:.1f} of {download.total / 1e6:.1f} MB"
-    if download.state == "downloading":
-        return f"downloading the ImageNet VGG16 weights: {done}"
-    if download.offline:
-        return (
-            f"this box cannot reach the internet to download the ImageNet VGG16 weights "
-            f"({done} so far; it tries again by itself): {how}"
-        )
-    return f"the download of the ImageNet VGG16 weights failed: {download.error}; {how}"
-
-
-def weights_status(config: Config) -> WeightsStatus:
-    setting = config.model.weights
-    if setting == "none":
-        return WeightsStatus(
-            setting, None, False, True,
-            "random initial weights (model.weights: none): for tests and demos only; "
-            "predictions mean little",
-        )  # fmt: skip
-    if setting == "imagenet":
-        return imagenet_status(config)
-    path = Path(setting)
-    if not path.is_file():
-        return WeightsStatus(
-            setting, str(path), False, False,
-            f"the weights file {path} set in model.weights does not exist",
-        )  # fmt: skip
-    return WeightsStatus(setting, str(path), True, True, f"weights from {path}")
-
-
-class WeightsError(Exception):
-    """The weights file could not be fetched or imported; the message says why."""
-
-    def __init__(self, message: str, offline: bool = False) -> None:
-        super().__init__(message)
-        self.offline = offline  # the box could not reach the server (or lost it midway)
+__all__ = ["WeightsError", "fetch_weights", "import_weights"]
 
 
 def fetch_weights(
@@ -175,18 +70,14 @@ def fetch_weights(
     return imagenet_status(config)
 
 
-def partial_path(config: Config) -> Path:
-    return config.weights_dir / f"{WEIGHTS_FILE}{PARTIAL_SUFFIX}"
-
-
 def _download(
     url: str, partial: Path, state: FetchState, progress: Callable[[int, int], None] | None
 ) -> None:
     have = partial.stat().st_size if partial.is_file() else 0
-    if have > WEIGHTS_BYTES:
+    if have > published.WEIGHTS_BYTES:
         partial.unlink()
         have = 0
-    if have == WEIGHTS_BYTES:
+    if have == published.WEIGHTS_BYTES:
         return  # complete already; verified next
     request = urllib.request.Request(url, headers={"User-Agent": f"instafly/{__version__}"})
     if have:
@@ -207,10 +98,10 @@ def _download(
         if not resumed:
             have = 0  # the server sends the whole file: start over
         expected = _expected_total(response, have)
-        if expected is not None and expected != WEIGHTS_BYTES:
+        if expected is not None and expected != published.WEIGHTS_BYTES:
             raise WeightsError(
                 f"the file at {url} has {expected:,} bytes, "
-                f"not the {WEIGHTS_BYTES:,} of the ImageNet VGG16 notop file"
+                f"not the {published.WEIGHTS_BYTES:,} of the ImageNet VGG16 notop file"
             )
         with partial.open("ab" if resumed else "wb") as out:
             state.downloading(have, resumed)
@@ -220,24 +111,24 @@ def _download(
                 except (OSError, http.client.HTTPException) as exc:
                     raise WeightsError(
                         f"the download from {url} was cut after {have:,} of "
-                        f"{WEIGHTS_BYTES:,} bytes ({type(exc).__name__}); it resumes from there"
-                        " next time",
+                        f"{published.WEIGHTS_BYTES:,} bytes ({type(exc).__name__}); "
+                        "it resumes from there next time",
                         offline=True,
                     ) from exc
                 if not block:
                     break
                 have += len(block)
-                if have > WEIGHTS_BYTES:
+                if have > published.WEIGHTS_BYTES:
                     raise WeightsError(f"the file at {url} is larger than the ImageNet file")
                 out.write(block)
                 state.downloading(have, resumed)
                 if progress is not None:
-                    progress(have, WEIGHTS_BYTES)
+                    progress(have, published.WEIGHTS_BYTES)
             out.flush()
             os.fsync(out.fileno())
-    if have < WEIGHTS_BYTES:
+    if have < published.WEIGHTS_BYTES:
         raise WeightsError(
-            f"the download from {url} was cut after {have:,} of {WEIGHTS_BYTES:,} bytes; "
+            f"the download from {url} was cut after {have:,} of {published.WEIGHTS_BYTES:,} bytes; "
             "it resumes from there next time",
             offline=True,
         )
@@ -255,11 +146,11 @@ def _expected_total(response: Any, have: int) -> int | None:
 
 def _verify_download(url: str, partial: Path) -> None:
     md5 = file_md5(partial)
-    if md5 != WEIGHTS_MD5:
+    if md5 != published.WEIGHTS_MD5:
         partial.unlink(missing_ok=True)  # a wrong file is never resumed
         raise WeightsError(
             f"the file at {url} is not the ImageNet VGG16 notop file "
-            f"(md5 mismatch: {md5}, expected {WEIGHTS_MD5})"
+            f"(md5 mismatch: {md5}, expected {published.WEIGHTS_MD5})"
         )
 
 
@@ -269,41 +160,30 @@ class FetchState:
     EVERY_SECONDS = 1.0
 
     def __init__(self, config: Config) -> None:
-        self.path = config.weights_dir / FETCH_STATE_FILE
+        self.path = fetch_state_path(config)
+        self.partial = partial_path(config)
         self.url = config.model.weights_url
         self._written = 0.0
 
     def downloading(self, have: int, resumed: bool) -> None:
         now = time.time()
-        if now - self._written >= self.EVERY_SECONDS or have in (0, WEIGHTS_BYTES):
-            self._write(DownloadProgress("downloading", have, WEIGHTS_BYTES, None, False, now))
+        if now - self._written >= self.EVERY_SECONDS or have in (0, published.WEIGHTS_BYTES):
+            self._write(
+                DownloadProgress("downloading", have, published.WEIGHTS_BYTES, None, False, now)
+            )
             self._written = now
 
     def failed(self, error: str, offline: bool) -> None:
-        have = partial_path_size(self.path.parent)
-        self._write(DownloadProgress("failed", have, WEIGHTS_BYTES, error, offline, time.time()))
+        have = self.partial.stat().st_size if self.partial.is_file() else 0
+        self._write(
+            DownloadProgress("failed", have, published.WEIGHTS_BYTES, error, offline, time.time())
+        )
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
 
     def _write(self, progress: DownloadProgress) -> None:
         atomic_write_text(self.path, json.dumps(asdict(progress)))
-
-
-def partial_path_size(weights_dir: Path) -> int:
-    try:
-        return (weights_dir / f"{WEIGHTS_FILE}{PARTIAL_SUFFIX}").stat().st_size
-    except OSError:
-        return 0
-
-
-def download_progress(config: Config) -> DownloadProgress | None:
-    """The last word of a download that is running or failed; None when none has started."""
-    try:
-        record = json.loads((config.weights_dir / FETCH_STATE_FILE).read_text(encoding="utf-8"))
-        return DownloadProgress(**record)
-    except (OSError, ValueError, TypeError):
-        return None
 
 
 def import_weights(config: Config, source: Path) -> WeightsStatus:
@@ -315,41 +195,3 @@ def import_weights(config: Config, source: Path) -> WeightsStatus:
         raise WeightsError(f"cannot read {source}: {exc.strerror}") from exc
     with reader:
         return receive_weights(config, reader, str(source), size)
-
-
-def receive_weights(
-    config: Config, reader: BinaryIO, name: str, size: int | None = None
-) -> WeightsStatus:
-    """Write the weights read from `reader` into place once their size and md5 check out.
-
-    `size`, when known beforehand, is checked first; the bytes are counted either way, so a
-    stream that says one size and sends another (an upload) is refused as well.
-    """
-    if size is not None and size != WEIGHTS_BYTES:
-        raise WeightsError(
-            f"{name} has {size:,} bytes; the ImageNet VGG16 notop file ({WEIGHTS_FILE}) "
-            f"has {WEIGHTS_BYTES:,}"
-        )
-    digest = hashlib.md5(usedforsecurity=False)
-    have = 0
-    with atomic_writer(imagenet_weights_path(config)) as writer:
-        for block in iter(lambda: reader.read(1 << 20), b""):
-            have += len(block)
-            if have > WEIGHTS_BYTES:
-                break
-            digest.update(block)
-            writer.write(block)
-        if have != WEIGHTS_BYTES:
-            more = "more than " if have > WEIGHTS_BYTES else ""
-            raise WeightsError(
-                f"{name} is not the ImageNet VGG16 notop file ({WEIGHTS_FILE}): it has "
-                f"{more}{have:,} bytes, not {WEIGHTS_BYTES:,}"
-            )
-        if digest.hexdigest() != WEIGHTS_MD5:
-            raise WeightsError(
-                f"{name} is not the ImageNet VGG16 notop file: md5 {digest.hexdigest()}, "
-                f"expected {WEIGHTS_MD5}"
-            )
-    (config.weights_dir / FETCH_STATE_FILE).unlink(missing_ok=True)
-    partial_path(config).unlink(missing_ok=True)
-    return imagenet_status(config)

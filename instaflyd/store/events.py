@@ -61,3 +61,22 @@ def add_to_counter(conn: sqlite3.Connection, name: str, amount: int = 1) -> None
 
 def counters(conn: sqlite3.Connection) -> dict[str, int]:
     return {row["name"]: row["value"] for row in conn.execute("SELECT name, value FROM counters")}
+
+
+PRUNE_BATCH = 5_000
+
+
+def prune_events(db: Database, older_than: float) -> int:
+    """Delete the events older than `older_than` (unix seconds); returns how many. In batches,
+    each its own transaction, so that a long backlog never holds the store's write lock long."""
+    deleted = 0
+    while True:
+        with db.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM events WHERE id IN"
+                " (SELECT id FROM events WHERE ts < ? ORDER BY ts LIMIT ?)",
+                (older_than, PRUNE_BATCH),
+            )
+        deleted += cursor.rowcount
+        if cursor.rowcount < PRUNE_BATCH:
+            return deleted

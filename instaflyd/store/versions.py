@@ -153,3 +153,16 @@ def last_training_outcome(conn: sqlite3.Connection) -> TrainingOutcome | None:
         current_val_srcc=metrics.get("current_val_srcc"),
         message=row["message"],
     )
+
+
+def runs_since_full_pass(conn: sqlite3.Connection) -> int | None:
+    """How many versions were trained since the newest one trained on every post (a full
+    pass); None before the first version. Versions from before incremental runs count as full."""
+    count = 0
+    for row in conn.execute(
+        "SELECT json_extract(metrics, '$.pass') AS pass FROM model_versions ORDER BY version DESC"
+    ):
+        if row["pass"] in (None, "full"):
+            return count
+        count += 1
+    return count if count else None

@@ -20,15 +20,15 @@ from flask import (
 )
 from markupsafe import Markup
 
-from instaflyd.capture.ca import CER_FILE, CERT_FILE
+from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.config import Config
-from instaflyd.model.weights import WeightsError, receive_weights
+from instaflyd.status.weights import WeightsError, receive_weights
 from instaflyd.store import ImageFiles
 from instaflyd.store.jobs import get_job, retry_job
-from instaflyd.watch.uploads import safe_name
 from instaflyd.web.database import get_db
 from instaflyd.web.status import DaemonView, collect_status, setup_section
 from instaflyd.web.thumbnails import NotAllowed, allowed_file, thumbnail_jpeg
+from instaflyd.web.uploads import safe_name
 
 bp = Blueprint("pages", __name__)
 
@@ -56,14 +56,14 @@ def qr_svg(text: str) -> Markup:
 
 @bp.get("/")
 def index() -> str:
-    status = collect_status(_config(), get_db().conn, _daemon(), request.host)
+    status = collect_status(_config(), get_db().conn, _daemon())
     return render_template("index.html", status=status, qr=qr_svg(status["setup"]["setup_url"]))
 
 
 @bp.get("/setup")
 def setup() -> str:
     """What a phone needs, without any captured data: public even with a password."""
-    section = setup_section(_config(), request.host)
+    section = setup_section(_config())  # the box's own address, never the Host header
     return render_template("setup.html", setup=section, qr=qr_svg(section["setup_url"]))
 
 

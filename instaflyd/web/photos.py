@@ -18,11 +18,11 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
 
 from instaflyd.config import Config
-from instaflyd.model.weights import WEIGHTS_BYTES
+from instaflyd.status.weights import WEIGHTS_BYTES
 from instaflyd.store.jobs import get_job, recent_jobs
-from instaflyd.watch.uploads import UploadRefused, receive_upload
 from instaflyd.web.database import get_db
 from instaflyd.web.thumbnails import NotAllowed, allowed_file
+from instaflyd.web.uploads import UploadRefused, receive_upload
 
 bp = Blueprint("photos", __name__)
 

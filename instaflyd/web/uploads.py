@@ -2,9 +2,12 @@
 
 An upload becomes exactly what a photo copied into the drop folder becomes: a file there and a
 job in the same queue, so the same content is enhanced once, the worker applies the same limits
-and writes the same sidecars. Nothing the client sends is believed: the file name is reduced to
-a short plain name (never a path, never hidden, never one of Instafly's own output names), and
-the size is counted while the bytes are copied, so a lying Content-Length does not matter.
+and writes the same sidecars. The job is queued here, in the same transaction that gives the
+file its name, so the folder's watcher (which may skip odd names) finds it queued already.
+
+Nothing the client sends is believed: the file name is reduced to a short plain name (never a
+path, never hidden, never one of Instafly's own output names), and the size is counted while
+the bytes are copied, so a lying Content-Length does not matter.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from instaflyd.fsutil import atomic_writer
 from instaflyd.store import Database
 from instaflyd.store.events import log_event
 from instaflyd.store.jobs import enqueue_job, job_for_content
-from instaflyd.watch.rules import DropRules
 
 MAX_NAME_CHARS = 80
 CHUNK = 1 << 20
@@ -63,9 +65,6 @@ def receive_upload(
     watch = config.watch
     limit = int(config.enhance.max_file_mb * 1_000_000)
     name = safe_name(given_name)
-    rules = DropRules(watch.drop_dir, watch.output_dir, watch.recursive)
-    if rules.ignore_reason(watch.drop_dir / name):  # a temp or desktop name the watcher skips
-        name = f"photo-{name}"
     watch.drop_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
