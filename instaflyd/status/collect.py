@@ -35,16 +35,23 @@ from instaflyd.status.document import (
     TlsFailureLine,
     Totals,
     TrainerStatus,
+    TrainingGoal,
     TrainingProgress,
 )
 from instaflyd.status.network import is_loopback, lan_address
-from instaflyd.status.training import training_status
+from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.status.weights import weights_status
 from instaflyd.store.events import counters, recent_events
-from instaflyd.store.jobs import jobs_by_state, recent_jobs
+from instaflyd.store.jobs import jobs_by_state, recently_changed_jobs
+from instaflyd.store.posts import accounts_to_visit
 from instaflyd.store.stats import count, labelled_count, last_capture_time, recent_labelled_posts
 from instaflyd.store.tls import tls_failures
-from instaflyd.store.versions import current_model_version, in_progress, latest_training_run
+from instaflyd.store.versions import (
+    current_model_version,
+    in_progress,
+    last_training_outcome,
+    latest_training_run,
+)
 
 TLS_NOTE = (
     "The Instagram app pins its certificates: it refuses any proxy, so its connections fail "
@@ -56,6 +63,7 @@ RECENT_POSTS = 6
 RECENT_JOBS = 8
 RECENT_ERRORS = 10
 TLS_HOSTS = 20
+ACCOUNTS_TO_VISIT = 5
 
 
 class DaemonView(Protocol):
@@ -130,6 +138,7 @@ def capture_section(config: Config, conn: sqlite3.Connection) -> CaptureSection:
             for row in tls_failures(conn, limit=TLS_HOSTS)
         ],
         tls_note=TLS_NOTE,
+        accounts_to_visit=accounts_to_visit(conn, ACCOUNTS_TO_VISIT),
         recent_errors=[
             EventLine(row["ts"], row["component"], row["level"], row["kind"], row["message"])
             for row in recent_events(conn, limit=RECENT_ERRORS, min_level="warning")
@@ -152,6 +161,7 @@ def model_section(config: Config, conn: sqlite3.Connection) -> ModelSection:
     current = current_model_version(conn)
     run = latest_training_run(conn)
     running = in_progress(run)
+    upcoming = training_status(config, conn)
     return ModelSection(
         version=current["version"] if current else None,
         trained_at=current["created"] if current else None,
@@ -176,15 +186,34 @@ def model_section(config: Config, conn: sqlite3.Connection) -> ModelSection:
         )
         if run
         else None,
-        next_training=training_status(config, conn),
+        next_training=upcoming,
+        goal=training_goal(config, upcoming),
+        last_outcome=last_training_outcome(conn),
         weights=weights_status(config),
         input_size=config.model.input_size,
     )
 
 
+def training_goal(config: Config, upcoming: TrainingStatus) -> TrainingGoal:
+    train = config.train
+    first = upcoming.current_version is None
+    goal = train.min_labelled_posts if first else train.min_new_posts
+    posts = upcoming.labelled if first else upcoming.new_since_current
+    what = "labelled posts" if first else "new labelled posts"
+    text = f"{posts:,} of {goal:,} {what}" if posts < goal else f"{posts:,} {what}"
+    if first:
+        owners = upcoming.owners
+        text += (
+            f", from {owners:,} of {train.min_owners:,} accounts"
+            if owners < train.min_owners
+            else f", from {owners:,} accounts"
+        )
+    return TrainingGoal(first, posts, goal, upcoming.owners, train.min_owners, text)
+
+
 def drop_folder_section(config: Config, conn: sqlite3.Connection) -> DropFolderSection:
     recent = []
-    for row in recent_jobs(conn, RECENT_JOBS):
+    for row in recently_changed_jobs(conn, RECENT_JOBS):
         before, after = row["score_before"], row["score_after"]
         recent.append(
             RecentJob(
@@ -226,6 +255,11 @@ def setup_section(config: Config) -> SetupSection:
         warnings.append(
             f"The proxy listens only on {address}, which phones cannot reach; set "
             "proxy.listen_host: 0.0.0.0 in the config."
+        )
+    if is_loopback(config.web.host):
+        warnings.append(
+            f"This page listens only on {config.web.host}, which phones cannot reach, so the QR "
+            "code and link below will not open on a phone; set web.host: 0.0.0.0 in the config."
         )
     return SetupSection(
         lan_address=address,

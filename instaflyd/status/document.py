@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from instaflyd.status.training import TrainingStatus
 from instaflyd.status.weights import WeightsStatus
+from instaflyd.store.posts import WaitingAccount
+from instaflyd.store.versions import TrainingOutcome
 
 DaemonState = Literal["starting", "running", "stopping", "standalone"]
 
@@ -106,6 +108,7 @@ class CaptureSection:
     last_capture: float | None
     tls_failures: list[TlsFailureLine]
     tls_note: str
+    accounts_to_visit: list[WaitingAccount]  # profiles whose posts wait for a follower count
     recent_errors: list[EventLine]
     recent_posts: list[RecentPost]
 
@@ -130,6 +133,19 @@ class LastRun:
 
 
 @dataclass(frozen=True)
+class TrainingGoal:
+    """How far the store is from the next training: "43 of 50 labelled posts, from 3 of 4
+    accounts" before the first model; new labelled posts after it."""
+
+    first_model: bool
+    posts: int
+    posts_goal: int
+    owners: int
+    owners_goal: int
+    text: str
+
+
+@dataclass(frozen=True)
 class ModelSection:
     version: int | None  # the current model; None before the first
     trained_at: float | None
@@ -140,6 +156,8 @@ class ModelSection:
     training: TrainingProgress
     last_run: LastRun | None
     next_training: TrainingStatus
+    goal: TrainingGoal
+    last_outcome: TrainingOutcome | None  # the last finished run, promoted or not
     weights: WeightsStatus
     input_size: int
 
