@@ -1,20 +1,28 @@
-"""Helpers shared by the tests: run the real `instaflyd` command, write configs, find ports."""
+"""Helpers shared by the tests: run the real `instaflyd` command, write configs, find ports,
+wait for something to happen."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+T = TypeVar("T")
+# What a condition may raise while the thing it reads is not there yet (a file, a table, a key,
+# a port that does not answer yet): it counts as "not yet", and the last one is reported.
+NOT_YET = (OSError, ValueError, KeyError, sqlite3.Error)
 
 
 def free_port() -> int:
@@ -22,6 +30,45 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until(
+    condition: Callable[[], T],
+    timeout: float,
+    what: str,
+    *,
+    process: subprocess.Popen[Any] | None = None,
+    output: Callable[[], str] | None = None,
+    interval: float = 0.05,
+) -> T:
+    """Poll `condition` until it returns something true, and return that.
+
+    The one way the tests wait for another process or thread: a timeout says what was awaited
+    (and the last error the condition raised); if `process` exits first it fails at once.
+    `output` (a process's log, say) is added to either message.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = condition()
+        except NOT_YET as exc:
+            last_error = exc
+        else:
+            if value:
+                return value
+        if process is not None and process.poll() is not None:
+            problem = f"the process exited with {process.returncode} while waiting for {what}"
+            break
+        if time.monotonic() >= deadline:
+            problem = f"timed out after {timeout:g} s waiting for {what}"
+            if last_error is not None:
+                problem += f" (last error: {last_error!r})"
+            break
+        time.sleep(interval)
+    if output is not None:
+        problem += ":\n" + output()[-5000:]
+    raise AssertionError(problem)
 
 
 def write_config(path: Path, values: dict[str, Any]) -> Path:

@@ -11,15 +11,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers import REPO, cli_env, free_port, write_config
+from helpers import REPO, cli_env, free_port, wait_until, write_config
 from PIL import Image
 
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
@@ -100,17 +99,6 @@ def http_get(url: str, timeout: float = 5, **headers: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            value = condition()
-            if value:
-                return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @dataclass
@@ -197,7 +185,9 @@ def running_daemon(
     reader.start()
     try:
         # 200 from the daemon, 503 from the safe-mode page: either way, it answers.
-        wait_for(lambda: http_get(daemon.url + "/healthz")[0] in (200, 503), 30, "the status page")
+        wait_until(
+            lambda: http_get(daemon.url + "/healthz")[0] in (200, 503), 30, "the status page"
+        )
         yield daemon
     finally:
         daemon.stop()

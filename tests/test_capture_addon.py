@@ -4,19 +4,17 @@ process, a real SQLite store and real image files."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import os
 import queue
 import signal
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES
+from helpers import FIXTURES, wait_until
 from mitmproxy import connection, http, tls
 from mitmproxy.addons.mapremote import MapRemote
 from mitmproxy.proxy.context import Context
@@ -109,16 +107,6 @@ def run_flows(addon: CaptureAddon, *flows: http.HTTPFlow, map_remote: list[str] 
                     await context.master.addons.handle_lifecycle(hook(flow))
 
     asyncio.run(play())
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(sqlite3.Error):  # the writer may not have created it yet
-            if condition():
-                return
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def store(config: Config) -> sqlite3.Connection:
@@ -302,7 +290,7 @@ def test_a_dead_writer_is_replaced_and_capture_goes_on(config: Config) -> None:
     addon = CaptureAddon(writer, config.proxy.max_body_bytes)
     run_flows(addon, profile_flow())
     posts = "SELECT COUNT(*) FROM posts"
-    wait_until(lambda: store(config).execute(posts).fetchone()[0] == 20)
+    wait_until(lambda: store(config).execute(posts).fetchone()[0] == 20, 10, "20 stored posts")
     dead = writer._process
     os.kill(dead.pid, signal.SIGKILL)  # an out-of-memory kill, say
     dead.join(10)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, run_cli
-from support_daemon import daemon_config, http_get, running_daemon, wait_for
+from helpers import REPO, run_cli, wait_until
+from support_daemon import daemon_config, http_get, running_daemon
 
 INSTALL = REPO / "install.sh"
 
@@ -116,7 +116,9 @@ def test_system_install_builds_a_venv_that_runs_the_appliance(tmp_path: Path) ->
     with running_daemon(
         config, data_dir, web_port, proxy_port, instaflyd=installed, cwd=tmp_path
     ) as daemon:
-        wait_for(lambda: daemon.status()["components"]["proxy"]["state"] == "running", 60, "proxy")
+        wait_until(
+            lambda: daemon.status()["components"]["proxy"]["state"] == "running", 60, "proxy"
+        )
         code, page = http_get(daemon.url + "/")
         assert code == 200 and b"Instafly" in page and b"instafly.css" in page
         code, css = http_get(daemon.url + "/static/instafly.css")

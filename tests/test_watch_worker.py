@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from helpers import REPO, cli_env, run_cli_json, write_config
+from helpers import REPO, cli_env, run_cli_json, wait_until, write_config
 from PIL import Image
-from support_model import TINY_MODEL, tiny_config, train_tiny_model
+from support_model import TINY_MODEL, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +32,7 @@ SETTLE = 0.5
 T = TypeVar("T")
 
 
-# --- a trained model, once per session --------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def trained_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir holding one promoted tiny model (version 1)."""
-    data_dir = tmp_path_factory.mktemp("trained")
-    result = train_tiny_model(tiny_config(data_dir))
-    assert result.promoted and result.version == 1
-    return data_dir
+# --- the session's trained model (conftest.trained_data_dir) -------------------------------
 
 
 def with_model(trained: Path, data_dir: Path) -> Path:
@@ -152,14 +143,8 @@ def jobs(data_dir: Path) -> dict[str, dict[str, Any]]:
 def wait_for(
     what: str, check: Callable[[], T | None], worker: WorkerProcess, timeout: float = 90
 ) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        assert worker.running(), f"the worker exited while waiting for {what}:\n{worker.output()}"
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}:\n{worker.output()[-5000:]}")
+    """Wait for `check` while the worker runs; its log is in the message if either ends first."""
+    return wait_until(check, timeout, what, process=worker.process, output=worker.output)
 
 
 def jobs_ended(data_dir: Path, names: list[str]) -> Callable[[], dict[str, dict[str, Any]]]:
