@@ -3,16 +3,19 @@ wait for something to happen."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import random
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import pytest
 import yaml
@@ -26,10 +29,43 @@ NOT_YET = (OSError, ValueError, KeyError, sqlite3.Error)
 
 
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port, TCP and UDP, that nothing uses and no other test process will take.
+
+    A port the kernel picks (bind to port 0) comes from its ephemeral range, from which it also
+    picks the source port of every outgoing connection: closing it and handing the number to a
+    server started later races with every socket on the machine, and with the other xdist
+    worker. These ports come from just below that range, where the kernel never picks, and each
+    is claimed with a lock file that this process holds until it exits.
+    """
+    low = _ephemeral_low()
+    candidates = list(range(max(1024, low - 10_000), low))
+    start = random.randrange(len(candidates))
+    _PORT_LOCKS.mkdir(exist_ok=True)
+    for port in candidates[start:] + candidates[:start]:
+        lock = (_PORT_LOCKS / str(port)).open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:  # claimed by another test process, or in use
+            lock.close()
+            continue
+        _HELD_PORTS.append(lock)
+        return port
+    raise AssertionError(f"no free port below {low}")
+
+
+_PORT_LOCKS = Path(tempfile.gettempdir()) / "instafly-test-ports"
+_HELD_PORTS: list[IO[str]] = []  # open until the process exits: the claims
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 unless configured otherwise)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def wait_until(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -104,6 +105,12 @@ def add_broken_post(config: Config) -> None:
         owner = AccountRecord(OWNERS[0][0], follower_count=OWNERS[0][1])
         upsert_post(conn, PostRecord("4999999", "photo", owner=owner, like_count=5))
         attach_image(conn, "4999999", stored.sha256)
+
+
+def trainer_pid_file(data_dir: Path) -> Path:
+    """Beside a shared trained data dir: the pid of the process that trained its model, written
+    once the model is ready (see conftest.trained_data_dir)."""
+    return data_dir.with_name(data_dir.name + ".trainer-pid")
 
 
 def tiny_config(data_dir, **overrides: Any) -> Config:
