@@ -1,9 +1,10 @@
 """Helpers shared by the tests: run the real `instaflyd` command, write configs, find ports,
-wait for something to happen."""
+wait for something to happen, make test photos."""
 
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import random
@@ -17,8 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -105,6 +108,24 @@ def wait_until(
     if output is not None:
         problem += ":\n" + output()[-5000:]
     raise AssertionError(problem)
+
+
+def photo(width: int, height: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
+    """A photo-like test picture: colour gradients with sensor-like noise that differs per seed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack(
+        [xx * 200 // width, yy * 200 // height, (xx + yy) * 100 // (width + height)], -1
+    )
+    pixels = np.clip(base + rng.normal(0, 8, base.shape) + 30, 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels).convert(mode)
+
+
+def jpeg_bytes(width: int, height: int, seed: int = 0, **options: Any) -> bytes:
+    """`photo(width, height, seed)` as a real JPEG file's bytes (Pillow save `options`)."""
+    out = io.BytesIO()
+    photo(width, height, seed).save(out, "JPEG", **{"quality": 90, **options})
+    return out.getvalue()
 
 
 def write_config(path: Path, values: dict[str, Any]) -> Path:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -18,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers import REPO, cli_env, free_port, wait_until, write_config
-from PIL import Image
+from helpers import REPO, cli_env, free_port, jpeg_bytes, wait_until, write_config
 
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.events import add_to_counter, log_event
@@ -27,23 +24,6 @@ from instaflyd.store.images import record_image
 from instaflyd.store.jobs import enqueue_job, finish_job
 from instaflyd.store.posts import attach_image, upsert_post
 from instaflyd.store.tls import count_tls_failure
-
-
-def jpeg_bytes(seed: int, size: int = 96) -> bytes:
-    """A small real JPEG: a colour gradient that differs per seed."""
-    rng = random.Random(seed)
-    base = [rng.randrange(256) for _ in range(3)]
-    image = Image.new("RGB", (size, size))
-    image.putdata(
-        [
-            ((base[0] + x * 2) % 256, (base[1] + y * 2) % 256, (base[2] + x + y) % 256)
-            for y in range(size)
-            for x in range(size)
-        ]
-    )
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=85)
-    return out.getvalue()
 
 
 def seed_store(data_dir: Path, posts: int = 12, owners: int = 4, start: int = 0) -> None:
@@ -57,8 +37,8 @@ def seed_store(data_dir: Path, posts: int = 12, owners: int = 4, start: int = 0)
                 [f"https://scontent.cdninstagram.com/v/{5000 + n}_1_n.jpg"], "test",
             )  # fmt: skip
             upsert_post(conn, post, now=1_700_000_000 + n)
-            stored = images.put(jpeg_bytes(n), "jpg")
-            record_image(conn, stored, 96, 96, len(jpeg_bytes(n)))
+            stored = images.put(jpeg_bytes(96, 96, n), "jpg")
+            record_image(conn, stored, 96, 96, len(jpeg_bytes(96, 96, n)))
             attach_image(conn, post.id, stored.sha256)
 
 
@@ -75,10 +55,10 @@ def seed_extras(data_dir: Path, drop_dir: Path, output_dir: Path) -> dict[str, A
         count_tls_failure(conn, "graph.instagram.com", "certificate pinned")
         log_event(conn, "proxy", "error", "test", "upstream certificate verify failed for x.test")
         photo = drop_dir / "beach.jpg"
-        photo.write_bytes(jpeg_bytes(101, 200))
+        photo.write_bytes(jpeg_bytes(200, 200, 101))
         done = enqueue_job(conn, str(photo), "sha-beach")
         enhanced = output_dir / "beach.instafly.jpg"
-        enhanced.write_bytes(jpeg_bytes(102, 200))
+        enhanced.write_bytes(jpeg_bytes(200, 200, 102))
         finish_job(
             conn, done, "done", output_path=str(enhanced), score_before=-2.5, score_after=-2.1
         )
@@ -87,7 +67,7 @@ def seed_extras(data_dir: Path, drop_dir: Path, output_dir: Path) -> dict[str, A
         failed = enqueue_job(conn, str(broken), "sha-broken")
         finish_job(conn, failed, "rejected", reason="not an image Pillow can read")
         waiting = drop_dir / "waiting.jpg"
-        waiting.write_bytes(jpeg_bytes(103, 150))
+        waiting.write_bytes(jpeg_bytes(150, 150, 103))
         enqueue_job(conn, str(waiting), "sha-waiting")
     return {"done": done, "rejected": failed}
 

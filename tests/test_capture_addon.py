@@ -4,7 +4,6 @@ process, a real SQLite store and real image files."""
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import os
 import queue
@@ -14,13 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, wait_until
+from helpers import FIXTURES, jpeg_bytes, wait_until
 from mitmproxy import connection, http, tls
 from mitmproxy.addons.mapremote import MapRemote
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.test import taddons, tflow
-from PIL import Image
 
 from instaflyd.capture.addon import CaptureAddon
 from instaflyd.capture.flows import captured_response
@@ -38,12 +36,6 @@ USERS_INFO_URL = f"https://i.instagram.com/api/v1/users/{USERS_INFO_ID}/info/"
 USERS_INFO_ACCOUNT = ("robertdowneyjr", 50857062)
 COOKIE = "sessionid=addon-test-SECRET-cookie-7731"
 REQUEST_BODY = b"variables=addon-test-SECRET-body-5512"
-
-
-def jpeg(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 120, 40)).save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 def make_flow(
@@ -68,7 +60,7 @@ def profile_flow() -> http.HTTPFlow:
 
 def image_flow(width: int, height: int, status: int = 200, path: str = "") -> http.HTTPFlow:
     return make_flow(
-        CDN + path + SIDECAR + "?stp=dst-jpg", jpeg(width, height), "image/jpeg", status
+        CDN + path + SIDECAR + "?stp=dst-jpg", jpeg_bytes(width, height), "image/jpeg", status
     )
 
 
@@ -177,8 +169,8 @@ def test_error_pages_and_non_images_from_the_cdn_never_become_images(
         profile_flow(),
         make_flow(CDN + SIDECAR, html, "text/html"),  # not even handed to the writer
         make_flow(CDN + SIDECAR, html, "image/jpeg"),  # says JPEG, is not
-        make_flow(CDN + SIDECAR, jpeg(64, 80), "image/jpeg", status=404),
-        make_flow(CDN + SIDECAR, jpeg(64, 80)[:200], "image/jpeg", status=206),
+        make_flow(CDN + SIDECAR, jpeg_bytes(64, 80), "image/jpeg", status=404),
+        make_flow(CDN + SIDECAR, jpeg_bytes(64, 80)[:200], "image/jpeg", status=206),
     )
     writer.stop()
     assert cover_size(config, SIDECAR_ID) is None

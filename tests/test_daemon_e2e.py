@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 import requests
 import support_capture
-from helpers import cli_env, wait_until
+from helpers import cli_env, jpeg_bytes, wait_until
 from PIL import Image
 from support_daemon import (
     daemon_config,
     http_get,
-    jpeg_bytes,
     running_daemon,
     seed_store,
 )
@@ -104,7 +103,7 @@ def test_capture_train_and_enhance_through_the_running_daemon(tmp_path: Path) ->
             # A photo dropped in the drop folder comes out enhanced.
             drop = data / "drop"
             drop.mkdir(exist_ok=True)
-            (drop / ".holiday.jpg.part").write_bytes(jpeg_bytes(7, 320))
+            (drop / ".holiday.jpg.part").write_bytes(jpeg_bytes(320, 320, 7))
             os.rename(drop / ".holiday.jpg.part", drop / "holiday.jpg")
             job = wait_until(
                 lambda: next(

@@ -5,7 +5,6 @@ comes out for each, whatever the input, across kills and restarts, with or witho
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import signal
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from helpers import REPO, cli_env, run_cli_json, wait_until, write_config
+from helpers import REPO, cli_env, jpeg_bytes, photo, run_cli_json, wait_until, write_config
 from PIL import Image
 from support_model import TINY_MODEL, tiny_config
 
@@ -165,22 +164,6 @@ def job_in_state(data_dir: Path, name: str, state: str) -> Callable[[], dict[str
 
 
 # --- test images --------------------------------------------------------------------------------
-
-
-def photo(width: int, height: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack(
-        [xx * 200 // width, yy * 200 // height, (xx + yy) * 100 // (width + height)], -1
-    )
-    pixels = np.clip(base + rng.normal(0, 8, base.shape) + 30, 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels).convert(mode)
-
-
-def jpeg_bytes(width: int, height: int, seed: int = 0, **options: Any) -> bytes:
-    out = io.BytesIO()
-    photo(width, height, seed).save(out, "JPEG", quality=90, **options)
-    return out.getvalue()
 
 
 def png_header_only(width: int, height: int) -> bytes:
