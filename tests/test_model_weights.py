@@ -89,6 +89,7 @@ def test_status_says_the_weights_are_missing_and_how_to_get_them(config: Path) -
     assert "instaflyd weights import FILE" in status["message"]
 
 
+@pytest.mark.slow
 def test_fetch_refuses_a_download_whose_md5_does_not_match(
     config: Path, data_dir: Path, server: Server
 ) -> None:

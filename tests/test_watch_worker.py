@@ -234,8 +234,11 @@ def test_every_dropped_photo_gives_exactly_one_output_of_its_size(
 
     names = ["plain.jpg", "screenshot.png", "download.jpg", "slow.jpg"]
     found = wait_for("four enhanced photos", jobs_ended(data_dir, names), worker)
-    time.sleep(3 * SETTLE)  # the twin would have been queued by now
-    assert sorted(jobs(data_dir)) == sorted(names)
+    # A photo dropped now is queued after the twin would have been: once it is, the twin was not.
+    (drop / "later.jpg").write_bytes(jpeg_bytes(40, 30, seed=16))
+    before["later.jpg"] = sha256(drop / "later.jpg")
+    wait_for("the later photo's job", lambda: "later.jpg" in jobs(data_dir), worker)
+    assert sorted(jobs(data_dir)) == sorted([*names, "later.jpg"])
     assert {name: found[name]["state"] for name in names} == dict.fromkeys(names, "done")
     sizes = {"plain": (120, 80), "screenshot": (90, 70), "download": (64, 96), "slow": (100, 60)}
     for stem, size in sizes.items():
