@@ -98,6 +98,15 @@ def daemon(
     )
     env = cli_env(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="1000000")
     with running_daemon(config, data, web_port, proxy_port, env) as running:
+        # Without a model the worker parks the queued photo once it has started: wait for that,
+        # so that the jobs the tests count do not change under them.
+        wait_until(
+            lambda: store_numbers(data)["drop_folder.jobs.waiting_model"] == 1,
+            60,
+            "the worker to park the queued photo",
+            process=running.process,
+            output=running.output,
+        )
         yield running
 
 

@@ -93,6 +93,7 @@ def test_system_install_into_a_root_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # pip installs TensorFlow into a new venv: minutes beside other tests
 def test_system_install_builds_a_venv_that_runs_the_appliance(tmp_path: Path) -> None:
     """The real `--system` path, into a root folder: a venv with Instafly installed from a wheel
     (not this checkout), whose `instaflyd run` serves the page with its templates and assets."""
