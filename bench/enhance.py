@@ -38,9 +38,8 @@ import tensorflow as tf
 from PIL import Image
 
 from instaflyd.config import Config, build_config
-from instaflyd.enhance import enhance_file
 from instaflyd.enhance.io import encode_jpeg, open_image
-from instaflyd.enhance.pipeline import model_copy, score_pixels
+from instaflyd.enhance.pipeline import enhance_file, model_copy, score_pixels
 from instaflyd.model.backbone import build_backbone, build_scorer_model, build_tail
 from instaflyd.model.registry import KerasScorer
 

@@ -1,143 +1,167 @@
-"""Incremental training: the feature cache against recomputing the frozen part every epoch.
+"""Scheduled retraining: its cost follows the new posts, not the store's size, and it validates
+as well as a full retrain.
 
-A store of `--posts` labelled posts (3,231 by default: the size of the 2017 project's data set)
-with generated images, whose frozen-part features are already cached (as after the first
-training); then `--new` posts (200) arrive and the model is retrained on all of them:
+Timing (synthetic cached features): for a store of 5,000 and one of 100,000 labelled posts
+(owners: one per 33 posts, 3,000 at 100,000), whose features are already cached (random sparse
+activations in the cache's compact form) and whose current model was trained on all of them,
+200 new posts with real generated images arrive and the scheduled retrain runs (`run_training`,
+as `instaflyd train --scheduled` does): it computes the new posts' features, reads them plus
+`train.replay_posts` older ones, validates on at most `train.validation_max_posts` posts. An
+untimed retrain on a small store warms TensorFlow up first.
 
-  cached     the real job (`run_training`): computes the new posts' features once, reads the
-             others from the cache, trains block5_conv3 + the head for `train.epochs` epochs
-  recompute  the same retraining (same split, same starting tail, same epochs and batches) with
-             the frozen part run again on the decoded images every epoch, as without a cache
+Quality (real training): `--quality-posts` generated posts (tests/support_model: the like rate
+follows brightness), a first model by a full pass, 200 new posts; then from the same state the
+scheduled (incremental) retrain and a full retrain (`train --full`), judged on the same
+validation posts.
 
-Both run in this one process, one after the other; each phase's peak resident memory is measured
-separately (Linux: /proc/self/clear_refs resets the high-water mark).
-
-    .venv/bin/python bench/train_incremental.py                       # the full run
-    .venv/bin/python bench/train_incremental.py --posts 400 --input-size 128   # a quick one
+    .venv/bin/python bench/train_incremental.py                    # the goal: 5,000 vs 100,000
+    .venv/bin/python bench/train_incremental.py --sizes 2000 10000 --quality-posts 1500  # quick
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from big_store import add_posts  # noqa: E402
 from support_model import add_generated_posts  # noqa: E402
 
 from instaflyd.config import Config, build_config  # noqa: E402
-from instaflyd.model.backbone import Backbone, build_backbone  # noqa: E402
-from instaflyd.model.features import CachedImage, FeatureCache  # noqa: E402
-from instaflyd.model.inputs import load_image  # noqa: E402
-from instaflyd.model.labels import labelled_posts, split_by_owner  # noqa: E402
-from instaflyd.model.training import fit, fresh_tail, run_training  # noqa: E402
-from instaflyd.store import Database, ImageFiles  # noqa: E402
+from instaflyd.model import feature_codec, registry  # noqa: E402
+from instaflyd.model.backbone import BACKBONE, build_backbone, build_tail  # noqa: E402
+from instaflyd.model.features import FeatureCache  # noqa: E402
+from instaflyd.model.training import TrainResult, run_training  # noqa: E402
+from instaflyd.store import Database  # noqa: E402
+from instaflyd.store.versions import add_model_version  # noqa: E402
 
-FORWARD_BATCH = 32
-
-
-class FrozenPartEveryTime:
-    """Features as `fit` reads them, but computed from the pixels each time they are asked for."""
-
-    def __init__(self, backbone: Backbone, pixels: np.ndarray) -> None:
-        self.backbone = backbone
-        self.pixels = pixels  # (N, S, S, 3) uint8, decoded once
-
-    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
-        chunks = (
-            rows[start : start + FORWARD_BATCH] for start in range(0, len(rows), FORWARD_BATCH)
-        )
-        return np.concatenate(
-            [np.asarray(self.backbone.forward(self.pixels[c].astype(np.float32))) for c in chunks]
-        )
+NEW_POSTS = 200
+POSTS_PER_OWNER = 33
 
 
-def reset_peak_memory() -> None:
-    """Reset the peak RSS (where not allowed, the peak is the process's peak so far)."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
+def bench_config(data_dir: Path, input_size: int, epochs: int | None) -> Config:
+    train: dict = {"min_labelled_posts": 2, "min_owners": 2}
+    if epochs:
+        train["epochs"] = epochs
+    return build_config(
+        {"model": {"input_size": input_size, "weights": "none"}, "train": train},
+        data_dir=data_dir,
+    )
 
 
-def peak_memory_gb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
+def cached_store(config: Config, posts: int) -> None:
+    """`posts` labelled posts with synthetic cached features, and a model v1 trained on them."""
+    shas = add_posts(config, posts, max(2, posts // POSTS_PER_OWNER))
+    backbone = build_backbone(config, "none", config.model.input_size)
+    cache = FeatureCache(config.features_dir, backbone)
+    cache.claim_folder()
+    rng = np.random.default_rng(0)
+    for sha256 in shas:
+        activations = np.maximum(rng.normal(-1.0, 1.0, backbone.feature_shape), 0)
+        path = cache.path_for(sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(feature_codec.encode(activations))
+    tail = build_tail(config.train.seed, backbone.tail_conv_weights)
+    info = {
+        "version": 1, "backbone": BACKBONE, "input_size": backbone.input_size,
+        "weights": backbone.weights, "fingerprint": backbone.fingerprint,
+        "seed": config.train.seed, "objective": config.train.objective,
+        "keras": keras.__version__, "created": time.time(),
+    }  # fmt: skip
+    metrics = {"pass": "full", "val_srcc": None}
+    folder = registry.write_version(config, 1, tail, info, metrics)
+    time.sleep(0.05)  # the features predate the model, as after a real run
+    with Database(config.db_path) as db, db.transaction() as conn:
+        path = str(folder.relative_to(config.data_dir))
+        add_model_version(conn, 1, path, posts, posts, metrics, promoted=True)
+
+
+def timed_retrain(config: Config, full: bool = False) -> tuple[float, TrainResult]:
+    started = time.monotonic()
+    result = run_training(config, full_pass=full)
+    return time.monotonic() - started, result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--posts", type=int, default=3231, help="labelled posts already cached")
-    parser.add_argument("--new", type=int, default=200, help="new posts that trigger retraining")
-    parser.add_argument("--input-size", type=int, default=320)
+    parser.add_argument("--sizes", type=int, nargs=2, default=[5000, 100_000])
+    parser.add_argument("--input-size", type=int, default=64, help="timing stores (default 64)")
+    parser.add_argument("--quality-posts", type=int, default=3000)
+    parser.add_argument("--quality-input-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=None, help="default: train.epochs (10)")
-    parser.add_argument("--data-dir", type=Path, help="default: a temporary folder")
+    parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     with tempfile.TemporaryDirectory(prefix="instafly-bench-") as temp:
-        data_dir = args.data_dir or Path(temp)
-        train = {"min_labelled_posts": 2, "min_owners": 2}
-        if args.epochs:
-            train["epochs"] = args.epochs
-        config = build_config(
-            {"model": {"input_size": args.input_size, "weights": "none"}, "train": train},
-            data_dir=data_dir,
+        root = Path(temp)
+        defaults = bench_config(root / "x", args.input_size, args.epochs).train
+        print(
+            f"scheduled retrain after {NEW_POSTS} new posts: replay {defaults.replay_posts}, "
+            f"validation <= {defaults.validation_max_posts}, {defaults.epochs} epochs, "
+            f"random weights, {os.cpu_count()} CPUs"
         )
-        size, epochs = args.input_size, config.train.epochs
-        print(f"{args.posts} labelled posts + {args.new} new, input {size}x{size}, ", end="")
-        print(f"{epochs} epochs, random weights, {os.cpu_count()} CPUs")
 
-        started = time.monotonic()
-        add_generated_posts(config, args.posts, side=size)
-        with Database(config.db_path) as db:
-            posts = labelled_posts(db.conn, ImageFiles(config.images_dir))
-        cache = FeatureCache(config.features_dir, build_backbone(config, "none", size))
-        cache.features([CachedImage(post.image_sha256, post.image_path) for post in posts])
-        print(f"  set-up: store and first feature caching  {time.monotonic() - started:8.1f} s")
-        add_generated_posts(config, args.new, start=args.posts, side=size)
-
-        cached = timed(
-            "with the feature cache", lambda: run_training(config).val_srcc or float("nan")
+        print(f"timing, input {args.input_size}x{args.input_size}, synthetic cached features:")
+        seconds = {}
+        for label, posts in (("warm-up", 600), *((f"{n:,} posts", n) for n in args.sizes)):
+            config = bench_config(root / label, args.input_size, args.epochs)
+            started = time.monotonic()
+            cached_store(config, posts)
+            built = time.monotonic() - started
+            add_generated_posts(config, NEW_POSTS, start=posts, side=args.input_size)
+            elapsed, result = timed_retrain(config)
+            seconds[posts] = elapsed
+            print(
+                f"  {label:<14} store built in {built:6.1f} s; retrain {elapsed:6.1f} s "
+                f"({result.samples} posts read)"
+            )
+        small, large = args.sizes
+        print(
+            f"  ratio {large:,} / {small:,} posts: {seconds[large] / seconds[small]:.2f}x "
+            f"(goal <= 2x)"
         )
-        recompute = timed("recomputing the frozen part every epoch", lambda: retrain(config))
-        print(f"  speed-up with the cache: {recompute / cached:.1f}x")
 
-
-def timed(label: str, train: Callable[[], float]) -> float:
-    """Run one side, print its time, peak memory and validation Spearman; return the seconds."""
-    reset_peak_memory()
-    started = time.monotonic()
-    srcc = train()
-    seconds = time.monotonic() - started
-    print(
-        f"  {label:<41}{seconds:8.1f} s   peak RSS {peak_memory_gb():5.2f} GB"
-        f"   val Spearman {srcc:.3f}"
-    )
-    return seconds
-
-
-def retrain(config: Config) -> float:
-    """The job's retraining without the cache: same posts, split, starting tail and epochs."""
-    with Database(config.db_path) as db:
-        posts = labelled_posts(db.conn, ImageFiles(config.images_dir))
-    split = split_by_owner(posts, config.train.validation_fraction, config.train.seed)
-    size = config.model.input_size
-    backbone = build_backbone(config, "none", size)
-    pixels = np.stack([load_image(post.image_path, size) for post in split.posts])
-    tail = fresh_tail(config, backbone, split)
-    metrics = fit(tail, FrozenPartEveryTime(backbone, pixels), split, config.train, lambda *_: None)
-    return metrics["val_srcc"] or float("nan")
+        if args.skip_quality:
+            return
+        size = args.quality_input_size
+        print(
+            f"quality, {args.quality_posts:,} generated posts + {NEW_POSTS} new, "
+            f"input {size}x{size}, real features:"
+        )
+        config = bench_config(root / "quality", size, args.epochs)
+        add_generated_posts(config, args.quality_posts, side=size)
+        elapsed, first = timed_retrain(config)
+        print(f"  v1, full pass: {elapsed:.1f} s, val Spearman {first.val_srcc:.4f}")
+        add_generated_posts(config, NEW_POSTS, start=args.quality_posts, side=size)
+        twin = bench_config(root / "quality-full", size, args.epochs)
+        shutil.copytree(config.data_dir, twin.data_dir)
+        inc_seconds, incremental = timed_retrain(config)
+        full_seconds, full = timed_retrain(twin, full=True)
+        for name, took, result in (
+            ("scheduled (incremental)", inc_seconds, incremental),
+            ("full retrain", full_seconds, full),
+        ):
+            print(
+                f"  {name:<24} {took:7.1f} s  {result.samples:>6} posts  "
+                f"val Spearman {result.val_srcc:.4f}"
+            )
+        difference = (incremental.val_srcc or 0) - (full.val_srcc or 0)
+        print(
+            f"  Spearman difference (scheduled - full): {difference:+.4f} (goal within 0.01); "
+            f"time {inc_seconds / full_seconds:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -70,6 +70,10 @@ def cmd_proxy(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
+    if args.enhancer:
+        from instaflyd.watch.enhancer import run_enhancer
+
+        return run_enhancer(config)
     from instaflyd.watch.worker import run_worker
 
     return run_worker(config)
@@ -92,8 +96,8 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.model.schedule import training_status
-    from instaflyd.model.weights import weights_status
+    from instaflyd.status.training import training_status
+    from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
     from instaflyd.store.stats import collect_stats
 
@@ -128,16 +132,17 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
         if args.csv == "-":
             write_csv(db.conn, images, sys.stdout)
             return 0
-        buffer = io.StringIO()
-        written = write_csv(db.conn, images, buffer)
-    with atomic_writer(Path(args.csv)) as handle:
-        handle.write(buffer.getvalue().encode("utf-8"))
+        with atomic_writer(Path(args.csv)) as handle:  # streamed: memory stays flat
+            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+            written = write_csv(db.conn, images, text)
+            text.flush()
+            text.detach()  # atomic_writer closes (and fsyncs) the file itself
     print(f"{written} posts written to {args.csv}", file=sys.stderr)
     return 0
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.model.schedule import training_status
+    from instaflyd.status.training import training_status
     from instaflyd.store import Database
 
     if args.scheduled:
@@ -158,7 +163,8 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from instaflyd.model.training import TrainingBusy, run_training
 
     try:
-        result = run_training(config, weights=None if status.weights_ok else "none")
+        weights = None if status.weights_ok else "none"
+        result = run_training(config, weights=weights, full_pass=args.full)
     except (NotEnoughData, TrainingBusy) as exc:
         raise CommandError(str(exc)) from None
     if args.json:
@@ -205,7 +211,8 @@ def _current_scorer(args: argparse.Namespace, config: Config) -> Scorer:
 
 def cmd_enhance(args: argparse.Namespace, config: Config) -> int:
     scorer = _current_scorer(args, config)
-    from instaflyd.enhance import RejectedImage, enhance_file
+    from instaflyd.enhance.io import RejectedImage
+    from instaflyd.enhance.pipeline import enhance_file
     from instaflyd.enhance.progress import terminal_progress
 
     done, failed = [], 0
@@ -246,6 +253,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_weights(args: argparse.Namespace, config: Config) -> int:
     from instaflyd.model import weights
+    from instaflyd.status.weights import weights_status
 
     if (args.action == "import") != (args.file is not None):
         raise CommandError("weights import needs FILE (and only import takes one)", code=2)
@@ -255,7 +263,7 @@ def cmd_weights(args: argparse.Namespace, config: Config) -> int:
         elif args.action == "import":
             status = weights.import_weights(config, args.file)
         else:
-            status = weights.weights_status(config)
+            status = weights_status(config)
     except weights.WeightsError as exc:
         raise CommandError(str(exc)) from None
     if args.json:
@@ -274,6 +282,51 @@ def cmd_ca(args: argparse.Namespace, config: Config) -> int:
     else:
         print(f"certificate  {ca.cert_path}")
         print(f"sha256       {ca.sha256}")
+    return 0
+
+
+def cmd_password(args: argparse.Namespace, config: Config) -> int:
+    """Set the status page's password: typed twice at a prompt, one line on stdin, or random."""
+    from instaflyd.web.password import (
+        PasswordError,
+        check_new_password,
+        ensure_password,
+        generate_password,
+        set_password,
+    )
+
+    if config.web.password is not None:
+        if args.init:
+            return 0  # the config's password is the one set
+        raise CommandError(
+            f"web.password is set in {config.source}, and it takes precedence: remove it there "
+            "first, then run instaflyd password again"
+        )
+    if args.init:
+        created = ensure_password(config.data_dir)
+        if created is not None:
+            print(created)
+        return 0
+    try:
+        if args.generate:
+            password = generate_password()
+        elif sys.stdin.isatty():
+            import getpass
+
+            password = check_new_password(getpass.getpass("New password for the status page: "))
+            if getpass.getpass("The same again: ") != password:
+                raise CommandError("the two passwords differ; nothing changed")
+        else:
+            password = sys.stdin.readline()
+        set_password(config.data_dir, password)
+    except PasswordError as exc:
+        raise CommandError(f"{exc}; nothing changed") from None
+    if args.generate:
+        print(password)
+    print(
+        "password changed: every log-in made with the old one has ended",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -339,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
         loads_config=False,
     )
     command("proxy", cmd_proxy, "run only the capturing proxy")
-    command("worker", cmd_worker, "run only the drop-folder worker")
+    sub = command("worker", cmd_worker, "run only the drop-folder worker")
+    # The process the worker starts to hold the model while there is work (not for people).
+    sub.add_argument("--enhancer", action="store_true", help=argparse.SUPPRESS)
 
     sub = command("import", cmd_import, "read mitmproxy dump files into the store")
     sub.add_argument("flowfiles", nargs="+", type=Path, metavar="FLOWFILE")
@@ -353,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("train", cmd_train, "fine-tune the model now and print the run's metrics")
     sub.add_argument("--force", action="store_true", help="train even if not enough new posts")
+    sub.add_argument(
+        "--full", action="store_true", help="train on every post, not the new ones + a replay"
+    )
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub.add_argument(
         "--scheduled",
@@ -394,6 +452,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("ca", cmd_ca, "the proxy's CA certificate: path and SHA-256 fingerprint")
     sub.add_argument("--json", action="store_true", help="print JSON")
+    sub = command(
+        "password",
+        cmd_password,
+        "set the status page's password (typed at a prompt, or one line on stdin)",
+    )
+    way = sub.add_mutually_exclusive_group()
+    way.add_argument("--generate", action="store_true", help="a random one, printed once")
+    way.add_argument(
+        "--init",
+        action="store_true",
+        help="a random one only if none is set yet (printed then; nothing printed otherwise)",
+    )
     command("check-config", cmd_check_config, "validate the config; exit 0 or 1", loads_config=True)
     return parser
 

@@ -4,6 +4,8 @@
 mitmproxy dump (by default tests/fixtures/instagram/sample.flows) with the recorded response:
 status, content type, content encoding and body, byte for byte. Its certificate comes from its
 own small CA, so it can also play "some other HTTPS site" whose certificate a client checks.
+Its certificate names Instagram's hosts too (`INSTAGRAM_NAMES`), as Instagram's own does: capture
+believes a host only when the verified upstream certificate names it.
 `mitmproxy_options()` is what `proxy.mitmproxy_options` needs to send the proxy's Instagram
 traffic there instead of the internet.
 """
@@ -11,6 +13,7 @@ traffic there instead of the internet.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import signal
 import socket
@@ -30,6 +33,27 @@ from helpers import FIXTURES, REPO, cli_env, wait_until
 from mitmproxy import certs, http, io
 
 SAMPLE_DUMP = FIXTURES / "instagram" / "sample.flows"
+# The names Instagram's certificates carry (and the stand-in's, beside localhost and 127.0.0.1).
+INSTAGRAM_NAMES = ("instagram.com", "*.instagram.com", "*.cdninstagram.com", "*.fbcdn.net",
+                   "*.fna.fbcdn.net", "*.fplm3-1.fna.fbcdn.net", "*.fxyz1-1.fna.fbcdn.net")  # fmt: skip
+
+
+@functools.cache
+def instagram_certificate() -> certs.Cert:
+    """A certificate naming Instagram's hosts, issued by a test CA (for tflow flows)."""
+    key, ca = certs.create_ca(organization="Instafly tests", cn="Flow CA", key_size=2048)
+    return certs.dummy_cert(
+        key, ca, "www.instagram.com", [x509.DNSName(n) for n in INSTAGRAM_NAMES]
+    )
+
+
+def as_verified_tls(flow: http.HTTPFlow) -> http.HTTPFlow:
+    """The flow as the proxy sees one from Instagram: TLS on both sides, the client's SNI the
+    request's host, the upstream certificate naming it."""
+    flow.client_conn.sni = flow.request.pretty_host
+    flow.client_conn.timestamp_tls_setup = flow.server_conn.timestamp_tls_setup = 1.0
+    flow.server_conn.certificate_list = [instagram_certificate()]
+    return flow
 
 
 @dataclass(frozen=True)
@@ -101,7 +125,11 @@ class InstagramStandIn:
     def __init__(self, directory: Path, dump: Path = SAMPLE_DUMP) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         key, ca = certs.create_ca(organization="Instafly tests", cn="Stand-in CA", key_size=2048)
-        sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        sans = [
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            *(x509.DNSName(name) for name in INSTAGRAM_NAMES),
+        ]
         leaf = certs.dummy_cert(key, ca, "localhost", sans)
         self.ca_path = directory / "standin-ca.pem"
         self.ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))

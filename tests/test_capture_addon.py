@@ -19,6 +19,7 @@ from mitmproxy.addons.mapremote import MapRemote
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.test import taddons, tflow
+from support_capture import as_verified_tls
 
 from instaflyd.capture.addon import CaptureAddon
 from instaflyd.capture.flows import captured_response
@@ -50,7 +51,7 @@ def make_flow(
     response = http.Response.make(status, body, {"Content-Type": content_type})
     if encoding:
         response.encode(encoding)
-    return tflow.tflow(req=request, resp=response)
+    return as_verified_tls(tflow.tflow(req=request, resp=response))
 
 
 def profile_flow() -> http.HTTPFlow:
@@ -326,3 +327,53 @@ def test_no_cookie_or_request_body_reaches_the_disk(config: Config, writer: Capt
         for secret in secrets:
             assert secret not in content, path
     assert counters(config)["posts_new"] == 20  # the flows were captured
+
+
+def _unverified_variants() -> list[tuple[str, http.HTTPFlow]]:
+    """The profile response as a LAN client could make it look, none of it proven by Instagram."""
+    plain = profile_flow()
+    plain.request.scheme, plain.request.port = "http", 80
+    plain.client_conn.timestamp_tls_setup = plain.server_conn.timestamp_tls_setup = None
+    other_sni = profile_flow()
+    other_sni.client_conn.sni = "evil.example"
+    no_sni = profile_flow()
+    no_sni.client_conn.sni = None
+    plain_upstream = profile_flow()  # TLS to the proxy, plain HTTP to the origin
+    plain_upstream.server_conn.timestamp_tls_setup = None
+    plain_upstream.server_conn.certificate_list = []
+    not_named = profile_flow()  # the Host header names an Instagram host the certificate does not
+    not_named.request.host = not_named.client_conn.sni = "www.instagram.com.evil.example"
+    not_named.request.headers["Host"] = "www.instagram.com"
+    return [
+        ("plain HTTP", plain),
+        ("SNI of another host", other_sni),
+        ("no SNI", no_sni),
+        ("plain HTTP upstream", plain_upstream),
+        ("certificate does not name the host", not_named),
+    ]
+
+
+@pytest.mark.parametrize("name", [name for name, _ in _unverified_variants()])
+def test_a_response_not_proven_by_instagram_over_tls_is_counted_and_never_stored(
+    config: Config, writer: CaptureWriter, name: str
+) -> None:
+    flow = dict(_unverified_variants())[name]
+    assert flow.request.pretty_host == "www.instagram.com"  # what the client wrote
+    addon = CaptureAddon(writer, config.proxy.max_body_bytes)
+    run_flows(addon, flow)
+    writer.stop()
+    assert counters(config) == {"flows": 1, "flows_unverified": 1}
+    assert store(config).execute("SELECT COUNT(*) FROM posts").fetchone()[0] == 0
+
+
+def test_with_ssl_insecure_nothing_is_believed(config: Config, writer: CaptureWriter) -> None:
+    addon = CaptureAddon(writer, config.proxy.max_body_bytes)
+
+    async def play() -> None:
+        with taddons.context(addon) as context:
+            context.options.update(ssl_insecure=True)
+            addon.response(profile_flow())
+
+    asyncio.run(play())
+    writer.stop()
+    assert counters(config) == {"flows": 1, "flows_unverified": 1}

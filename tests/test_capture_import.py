@@ -160,6 +160,24 @@ def test_ca_creates_the_authority_once_with_a_private_key_only_the_owner_reads(
     assert stat.S_IMODE((data / "mitmproxy" / "mitmproxy-ca.pem").stat().st_mode) == 0o600
 
 
+def test_the_fingerprint_read_without_mitmproxy_is_mitmproxys(tmp_path: Path) -> None:
+    """`ca_files` (the page's and `stats`' reader) agrees with mitmproxy on names and fingerprint."""
+    from mitmproxy.options import CONF_BASENAME
+
+    from instaflyd.capture.ca import ensure_ca
+    from instaflyd.capture.ca_files import CONF_BASENAME as OURS
+    from instaflyd.capture.ca_files import ca_fingerprint
+
+    assert OURS == CONF_BASENAME
+    confdir = tmp_path / "mitmproxy"
+    assert ca_fingerprint(confdir) is None  # no CA yet
+    created = ensure_ca(confdir)
+    assert ca_fingerprint(confdir) == created.sha256
+    assert len(created.sha256) == 95
+    (confdir / "mitmproxy-ca-cert.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\n%%%\n")
+    assert ca_fingerprint(confdir) is None  # not a certificate: no fingerprint, no exception
+
+
 # --- the pending set, on its own ----------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from support_capture import (
     tls_through_proxy,
 )
 
-from instaflyd.capture.hosts import ALLOW_HOSTS, is_api_host, is_cdn_host
+from instaflyd.capture.hosts import ALLOW_HOSTS, certificate_covers, is_api_host, is_cdn_host
 from instaflyd.capture.proxy import (
     ProxyStartupError,
     StartupCheck,
@@ -274,6 +274,26 @@ def test_allow_hosts_decrypts_only_instagram(hostport: str, decrypted: bool) -> 
     assert any(re.search(p, hostport, re.IGNORECASE) for p in ALLOW_HOSTS) is decrypted
 
 
+@pytest.mark.parametrize(
+    ("names", "host", "covered"),
+    [
+        (["www.instagram.com"], "www.instagram.com", True),
+        (["www.instagram.com"], "WWW.Instagram.com.", True),
+        (["*.instagram.com"], "i.instagram.com", True),
+        (["*.instagram.com"], "instagram.com", False),  # a wildcard is one whole label
+        (["*.instagram.com"], "a.b.instagram.com", False),
+        (["*.fplm3-1.fna.fbcdn.net"], "instagram.fplm3-1.fna.fbcdn.net", True),
+        (["*.fna.fbcdn.net"], "instagram.fplm3-1.fna.fbcdn.net", False),
+        (["*.instagram.com"], "www.instagram.com.evil.example", False),
+        (["evil.example", "*.example"], "www.instagram.com", False),
+        (["*"], "localhost", False),
+        ([], "www.instagram.com", False),
+    ],
+)
+def test_certificate_covers(names: list[str], host: str, covered: bool) -> None:
+    assert certificate_covers(names, host) is covered
+
+
 def test_host_classes() -> None:
     assert is_api_host("WWW.Instagram.com") and is_api_host("i.instagram.com.")
     assert not is_api_host("scontent.cdninstagram.com") and not is_api_host("xinstagram.com")
@@ -292,6 +312,8 @@ def test_host_classes() -> None:
          " allowed: it would store whole flows, cookies included"),
         ({"listen_port": 1}, "proxy -> mitmproxy_options -> listen_port: cannot be set here;"
          " set proxy.listen_port"),
+        ({"ssl_insecure": True}, "proxy -> mitmproxy_options -> ssl_insecure: cannot be set"
+         " here; capture believes only upstream certificates that mitmproxy verified"),
     ],
 )  # fmt: skip
 def test_mitmproxy_options_are_checked(tmp_path: Path, extra: dict, message: str) -> None:
@@ -302,7 +324,7 @@ def test_mitmproxy_options_are_checked(tmp_path: Path, extra: dict, message: str
 
 
 def test_known_mitmproxy_options_pass(tmp_path: Path) -> None:
-    extra = {"map_remote": ["|a|b"], "connection_strategy": "lazy", "ssl_insecure": True}
+    extra = {"map_remote": ["|a|b"], "connection_strategy": "lazy", "anticache": True}
     config = build_config({"proxy": {"mitmproxy_options": extra}}, tmp_path)
     assert extra_options(config, every_mitmproxy_option()) == extra
 

@@ -19,7 +19,7 @@ from support_model import TINY_MODEL, tiny_config
 
 from instaflyd import cli
 from instaflyd.config import Config
-from instaflyd.enhance import enhance_file
+from instaflyd.enhance.pipeline import enhance_file
 from instaflyd.model.scoring import load_scorer
 
 JSON_KEYS = ["input", "output", "score_before", "score_after", "params", "seconds"]

@@ -20,7 +20,7 @@ import pytest
 from helpers import run_cli, run_cli_json, write_config
 
 from instaflyd.cli import main
-from instaflyd.model.weights import WEIGHTS_BYTES, WEIGHTS_FILE
+from instaflyd.status.weights import WEIGHTS_BYTES, WEIGHTS_FILE
 
 FAKE = b"not really VGG16, just bytes to download " * 500
 
@@ -64,9 +64,9 @@ def config(tmp_path: Path, data_dir: Path, server: Server) -> Path:
 @pytest.fixture
 def fake_is_genuine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the fake file the expected one (in this process only)."""
-    monkeypatch.setattr("instaflyd.model.weights.WEIGHTS_BYTES", len(FAKE))
+    monkeypatch.setattr("instaflyd.status.weights.WEIGHTS_BYTES", len(FAKE))
     monkeypatch.setattr(
-        "instaflyd.model.weights.WEIGHTS_MD5", hashlib.md5(FAKE, usedforsecurity=False).hexdigest()
+        "instaflyd.status.weights.WEIGHTS_MD5", hashlib.md5(FAKE, usedforsecurity=False).hexdigest()
     )
 
 
@@ -172,7 +172,7 @@ def test_import_refuses_a_file_of_the_wrong_size(
 def test_import_refuses_a_file_of_the_right_size_but_another_md5(
     config: Path, data_dir: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    monkeypatch.setattr("instaflyd.model.weights.WEIGHTS_BYTES", len(FAKE))
+    monkeypatch.setattr("instaflyd.status.weights.WEIGHTS_BYTES", len(FAKE))
     source = tmp_path / "imposter.h5"
     source.write_bytes(FAKE)
     code, _, err = run_in_process(capsys, "--config", str(config), "weights", "import", str(source))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import sqlite3
 import subprocess
@@ -14,10 +15,16 @@ import pytest
 
 from instaflyd.fsutil import TEMP_PREFIX, remove_stale_temps
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord, StoreError
-from instaflyd.store.events import add_to_counter, counters, log_event, recent_events
+from instaflyd.store.events import (
+    add_to_counter,
+    counters,
+    log_event,
+    recent_events,
+    record_event,
+)
 from instaflyd.store.images import record_image
 from instaflyd.store.jobs import claim_next_job, enqueue_job, finish_job, get_job, jobs_by_state
-from instaflyd.store.migrations import SCHEMA_VERSION, migrate
+from instaflyd.store.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from instaflyd.store.posts import (
     attach_image,
     get_account,
@@ -68,7 +75,7 @@ def test_opening_sets_wal_busy_timeout_foreign_keys_and_current_schema(db: Datab
     assert db.scalar("PRAGMA journal_mode") == "wal"
     assert db.scalar("PRAGMA busy_timeout") == 30000
     assert db.scalar("PRAGMA foreign_keys") == 1
-    assert db.schema_version() == SCHEMA_VERSION == 3
+    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 4
 
 
 def test_accounts_and_posts_round_trip_with_first_and_last_seen(db: Database) -> None:
@@ -194,6 +201,28 @@ def test_events_counters_and_tls_failures_round_trip(db: Database) -> None:
     }
 
 
+def test_record_event_commits_on_its_own_echoes_and_never_raises(
+    db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `instaflyd` commands run in this process may have set up logging, which stops propagation.
+    monkeypatch.setattr(logging.getLogger("instafly"), "propagate", True)
+    with caplog.at_level("INFO", logger="instafly"):
+        record_event(
+            db, "worker", "error", "enhancer_crashed", "the enhancer exited; again", echo=True
+        )
+        record_event(db, "worker", "info", "quiet", "not echoed")
+    [event] = recent_events(db.conn, min_level="error")
+    assert (event["component"], event["kind"]) == ("worker", "enhancer_crashed")
+    echoed = [(r.name, r.levelname, r.message) for r in caplog.records]
+    assert echoed == [("instafly.worker", "ERROR", "the enhancer exited; again")]
+
+    db.close()  # a store that fails: the event is lost, the caller goes on, the log says why
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="instafly"):
+        record_event(db, "supervisor", "warning", "exited", "proxy exited")
+    assert [r.message.startswith("could not write the event log") for r in caplog.records] == [True]
+
+
 def test_model_versions_and_training_runs_round_trip(db: Database) -> None:
     assert current_model_version(db.conn) is None
     assert next_model_version(db.conn) == 1
@@ -317,7 +346,8 @@ def test_a_v1_database_migrates_with_its_rows_intact(tmp_path: Path) -> None:
 def test_a_database_from_a_newer_instafly_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     sqlite3.connect(path).execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(StoreError, match=r"schema version 4, newer than this Instafly \(3\)"):
+    newer = rf"schema version {SCHEMA_VERSION + 1}, newer than this Instafly \({SCHEMA_VERSION}\)"
+    with pytest.raises(StoreError, match=newer):
         Database(path)
 
 

@@ -3,6 +3,10 @@
 The hooks run on mitmproxy's event loop, so they only look at the flow's host, path, status and
 content type and pass the body on; parsing, Pillow and SQLite happen in the writer process. No
 hook ever raises into mitmproxy: a failure is logged and the flow goes on untouched.
+
+Only a response that verifiably came from Instagram over TLS is captured (`verified_host`); one
+that merely names an Instagram host (plain HTTP, a forged Host header, a non-Instagram SNI) is
+counted as `flows_unverified` and never reaches the writer.
 """
 
 from __future__ import annotations
@@ -11,7 +15,14 @@ import logging
 
 from mitmproxy import ctx, http, tls
 
-from instaflyd.capture.flows import ORIGINAL_HOST, captured_response
+from instaflyd.capture.flows import (
+    ORIGINAL_HOST,
+    captured_response,
+    original_host,
+    path_without_query,
+    verified_host,
+)
+from instaflyd.capture.hosts import is_instagram_host
 from instaflyd.capture.writer import CaptureWriter, TlsFailure
 
 log = logging.getLogger("instafly.capture")
@@ -32,7 +43,17 @@ class CaptureAddon:
     def response(self, flow: http.HTTPFlow) -> None:
         try:
             self.writer.count("flows")
-            captured = captured_response(flow, self.max_body_bytes)
+            host = original_host(flow)
+            if not is_instagram_host(host):
+                return
+            # ssl_insecure (refused in the config, checked again here) means nothing is verified.
+            trusted = None if ctx.options.ssl_insecure else verified_host(flow)
+            if trusted is None:
+                self.writer.count("flows_unverified")
+                where = host + path_without_query(flow.request.path)
+                log.debug("capture: ignored %s: not proven (%s)", where, _connection(flow))
+                return
+            captured = captured_response(flow, self.max_body_bytes, trusted)
             if captured is not None:
                 self.writer.submit(captured)
         except Exception:
@@ -57,6 +78,13 @@ class CaptureAddon:
 
     def done(self) -> None:
         self.writer.stop()
+
+
+def _connection(flow: http.HTTPFlow) -> str:
+    """For the log: how the flow arrived (what a client chose, so never believed)."""
+    if not flow.client_conn.tls_established:
+        return "plain HTTP"
+    return f"TLS, SNI {flow.client_conn.sni!r}, server {flow.server_conn.sni!r}"
 
 
 def _server_host(data: tls.TlsData) -> str | None:

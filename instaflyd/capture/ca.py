@@ -2,6 +2,7 @@
 
 mitmproxy's own `CertStore` creates and loads it, so `instaflyd ca` and the proxy always agree.
 Phones install `mitmproxy-ca-cert.pem` (or fetch it from http://mitm.it through the proxy).
+Its file names and fingerprint, without mitmproxy, are in `ca_files`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mitmproxy import certs
-from mitmproxy.options import CONF_BASENAME, KEY_SIZE
+from mitmproxy.options import KEY_SIZE
 
-CERT_FILE = f"{CONF_BASENAME}-ca-cert.pem"
-CER_FILE = f"{CONF_BASENAME}-ca-cert.cer"  # the same certificate in DER, for some phones
-# Files that hold the CA's private key: readable by the owner only.
-PRIVATE_FILES = (f"{CONF_BASENAME}-ca.pem", f"{CONF_BASENAME}-ca.p12")
+from instaflyd.capture.ca_files import CERT_FILE, CONF_BASENAME, PRIVATE_FILES, as_phones_show_it
 
 
 @dataclass(frozen=True)
@@ -39,16 +37,4 @@ def ensure_ca(confdir: Path) -> CaInfo:
         path = confdir / name
         if path.exists() and path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)
-    return CaInfo(confdir / CERT_FILE, _as_phones_show_it(store.default_ca.fingerprint()), created)
-
-
-def ca_fingerprint(confdir: Path) -> str | None:
-    """The SHA-256 fingerprint of the CA certificate in `confdir`, if there is one yet."""
-    path = confdir / CERT_FILE
-    if not path.is_file():
-        return None
-    return _as_phones_show_it(certs.Cert.from_pem(path.read_bytes()).fingerprint())
-
-
-def _as_phones_show_it(fingerprint: bytes) -> str:
-    return fingerprint.hex(":").upper()
+    return CaInfo(confdir / CERT_FILE, as_phones_show_it(store.default_ca.fingerprint()), created)

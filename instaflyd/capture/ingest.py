@@ -2,8 +2,9 @@
 
 The proxy's writer process and `instaflyd import` both feed responses through an `Ingester`, so a
 dump file is read exactly as the live proxy would have read it. Each response is one write
-transaction. What happened is returned as a `Counter` (posts_new, images_stored, ...); the
-caller decides where those numbers go.
+transaction. A document that held post- or user-like objects the parsers could not read is
+counted in the store by path and shape (`formats not understood`). What happened is returned
+as a `Counter` (posts_new, images_stored, ...); the caller decides where those numbers go.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from instaflyd.capture.images import ImageRejected, VerifiedImage, verify_image
 from instaflyd.capture.matching import PendingImages
 from instaflyd.capture.parsers import parse_document
 from instaflyd.store import Database, ImageFiles
+from instaflyd.store.formats import count_unread_format
 from instaflyd.store.images import record_image
 from instaflyd.store.posts import (
     attach_image,
@@ -80,6 +82,9 @@ class Ingester:
                 if result is None:
                     continue
                 outcome["instagram_json"] += 1
+                if result.fingerprint is not None:
+                    count_unread_format(conn, response.path, result.fingerprint, response.seen_at)
+                    outcome["formats_not_understood"] += 1
                 for account in result.accounts:
                     upsert_account(conn, account, response.seen_at)
                 for post in result.posts:

@@ -1,19 +1,28 @@
-"""Instagram JSON documents -> `PostRecord`s and `AccountRecord`s, one function per endpoint family.
+"""Instagram JSON documents -> `PostRecord`s and `AccountRecord`s, recognised by their own shape.
 
-The families of DESIGN.md, oldest first:
+One walk visits every object of a document once (iteratively, so depth costs no stack) and
+recognises what each object *is* by its own fields, wherever it sits:
 
-- `parse_legacy_a1`: the 2017 `?__a=1` pages (`user.media.nodes`, `tag.media.nodes`);
-- `parse_graphql_page`: `?__a=1` and `window._sharedData` pages of 2018-22 (`graphql.user`,
-  `graphql.hashtag`, `graphql.shortcode_media`, `entry_data.ProfilePage[0]`, ...);
-- `parse_web_profile_info`: `/api/v1/users/web_profile_info/` (`data.user`);
-- `parse_graphql_query`: `/graphql/query` and `/api/graphql` (`data.user`, `data.hashtag`, and
-  the v1-shaped `data.xdt_api__v1__...` connections);
-- `parse_app_v1`: the app's v1 API (`items[]`, `feed_items[].media_or_ad`, `user`).
+- a *media node* in the GraphQL dialect (2017-22: `id` with `shortcode`/`code`/`display_url`/
+  `display_src`; `edge_liked_by`, `edge_media_preview_like` or 2017's `likes`) or in the v1 dialect
+  (app API, 2022 `?__a=1&__d=dis`, web `xdt_api__v1__` nodes: `pk`/`id` with `media_type`;
+  `like_count`, `image_versions2`);
+- a *user* (`id`/`pk` with `username` or a follower count: `follower_count`, `edge_followed_by`,
+  2017's `followed_by`).
 
-Two node shapes carry the posts: GraphQL nodes (`shortcode`, `display_url`, `edge_liked_by`) and
-v1 media (`pk`, `code`, `like_count`, `image_versions2`). Every value may be missing; a field
-that is absent becomes None (never 0), so a later, fuller response fills it in. Hidden likes
-(`like_and_view_counts_disabled`, a count of -1) are None. Ads are skipped.
+A media node's owner is its own `owner`/`user`, or else the user whose own-media connection
+(`edge_owner_to_timeline_media`, `edge_felix_video_timeline`, 2017's `media`) encloses it: the only
+places where a path carries meaning, with "top" sections read first so ranked posts come first.
+Every value may be missing; a field that is absent becomes None (never 0), so a later, fuller
+response fills it in. Hidden likes (`like_and_view_counts_disabled`, a count of -1) are None. A
+carousel is one post with its first child as the cover. Ads and stories are skipped in whatever
+wrapper they come.
+
+What is not understood is said, not dropped: a *media-like* object (one with `display_url`,
+`display_src`, `image_versions2` or `shortcode`) that is neither a media node nor part of one makes
+the document "not understood", and so does a document with user-like objects that yields nothing;
+`Parsed.fingerprint` then holds the key paths that led to them, without any value
+(see `instaflyd.capture.fingerprint`).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from instaflyd.capture.fingerprint import shape_fingerprint
 from instaflyd.store.records import AccountRecord, MediaType, PostRecord
 
 Json = Any
@@ -29,158 +39,217 @@ Json = Any
 
 @dataclass
 class Parsed:
-    """What one response said: its family, the posts and the accounts it described."""
+    """What one response said: a label for its family, the posts and accounts it described, and
+    the shape fingerprint of what it held but was not understood (None when all was)."""
 
     family: str
     posts: list[PostRecord] = field(default_factory=list)
     accounts: list[AccountRecord] = field(default_factory=list)
-
-    def add_post(self, post: PostRecord | None) -> None:
-        if post is not None and all(post.id != known.id for known in self.posts):
-            self.posts.append(post)
-
-    def add_account(self, account: AccountRecord | None) -> None:
-        if account is None:
-            return
-        for known in self.accounts:
-            if known.id == account.id:
-                for name in (f.name for f in fields(AccountRecord)):
-                    if getattr(known, name) is None:
-                        setattr(known, name, getattr(account, name))
-                return
-        self.accounts.append(account)
+    fingerprint: str | None = None
 
 
 def parse_document(document: Json, path: str = "") -> Parsed | None:
-    """Pick the family by the document's shape (the same path answered differently over the
-    years); None when it describes no posts or accounts we know of."""
+    """Every post and account in the document; None when it holds nothing post- or user-like
+    and is of no family we know."""
+    walk = _Walk(document_family(document, path) or SHAPE_FAMILY)
+    walk.run(document)
+    if not walk.understood():
+        walk.parsed.fingerprint = shape_fingerprint(document, _unread_paths(document, walk))
+    parsed = walk.parsed
+    nothing = not (parsed.posts or parsed.accounts or parsed.fingerprint)
+    if nothing and parsed.family == SHAPE_FAMILY:
+        return None
+    return parsed
+
+
+# Documents of no known family that held posts anyway are labelled by the shape that found them.
+SHAPE_FAMILY = "shape"
+
+
+def document_family(document: Json, path: str = "") -> str | None:
+    """A label for the endpoint family, oldest first (stored as a post's `source`); the walk
+    does not depend on it.
+
+    - `legacy_a1`: the 2017 `?__a=1` pages (`user.media.nodes`, `tag.media.nodes`);
+    - `graphql_page`: `?__a=1` and `window._sharedData` pages of 2018-22 (`graphql`, `entry_data`);
+    - `web_profile_info`: `/api/v1/users/web_profile_info/` (`data.user`);
+    - `graphql_query`: `/graphql/query` and `/api/graphql` (`data`);
+    - `app_v1`: the app's v1 API (`items[]`, `feed_items[]`, `user`, sectioned grids).
+    """
     if not isinstance(document, dict):
         return None
     if "graphql" in document or "entry_data" in document:
-        return parse_graphql_page(document)
+        return "graphql_page"
     if isinstance(document.get("data"), dict):
-        if "web_profile_info" in path:
-            return parse_web_profile_info(document)
-        return parse_graphql_query(document)
+        return "web_profile_info" if "web_profile_info" in path else "graphql_query"
     user = document.get("user")
     if "tag" in document or (isinstance(user, dict) and "media" in user):
-        return parse_legacy_a1(document)
-    if "items" in document or "feed_items" in document or isinstance(user, dict):
-        return parse_app_v1(document)
+        return "legacy_a1"
+    if any(key in document for key in V1_DOCUMENT_KEYS) or isinstance(user, dict):
+        return "app_v1"
     return None
 
 
-# --- the families ---------------------------------------------------------------------------
+V1_DOCUMENT_KEYS = ("items", "feed_items", "sectional_items", "sections", "native_location_data")
 
 
-def parse_legacy_a1(document: Json) -> Parsed:
-    """2017 `?__a=1`: `user` with `followed_by.count` and `media.nodes`, or `tag.media.nodes`."""
-    parsed = Parsed("legacy_a1")
-    user = _dict(document.get("user"))
-    owner = account_from(user)
-    parsed.add_account(owner)
-    for node in _list(_dict(user.get("media")).get("nodes")):
-        parsed.add_post(graph_post(node, parsed.family, page_owner=owner))
-    tag = _dict(document.get("tag"))
-    for key in ("top_posts", "media"):
-        for node in _list(_dict(tag.get(key)).get("nodes")):
-            parsed.add_post(graph_post(node, parsed.family))
-    return parsed
-
-
-def parse_graphql_page(document: Json) -> Parsed:
-    """`?__a=1` and `_sharedData` pages: `graphql.user|hashtag|shortcode_media`; in a
-    `_sharedData` object the same page objects sit under `entry_data.<Page>[]`."""
-    parsed = Parsed("graphql_page")
-    pages = [document]
-    for page_list in _dict(document.get("entry_data")).values():
-        pages.extend(page for page in _list(page_list) if isinstance(page, dict))
-    for page in pages:
-        graphql = _dict(page.get("graphql"))
-        _graph_user(parsed, _dict(graphql.get("user")))
-        _graph_hashtag(parsed, _dict(graphql.get("hashtag")))
-        _graph_single_media(parsed, _dict(graphql.get("shortcode_media")))
-        if page is not document and "user" in page:  # a 2017 page inside _sharedData
-            legacy = parse_legacy_a1(page)
-            for post in legacy.posts:
-                parsed.add_post(post)
-            for account in legacy.accounts:
-                parsed.add_account(account)
-    return parsed
-
-
-def parse_web_profile_info(document: Json) -> Parsed:
-    """`/api/v1/users/web_profile_info/?username=`: `data.user`, a GraphQL user object."""
-    parsed = Parsed("web_profile_info")
-    _graph_user(parsed, _dict(_dict(document.get("data")).get("user")))
-    return parsed
-
-
-def parse_graphql_query(document: Json) -> Parsed:
-    """`/graphql/query`, `/api/graphql`: GraphQL objects and v1-shaped `xdt_api__v1__` parts."""
-    parsed = Parsed("graphql_query")
-    for key, value in _dict(document.get("data")).items():
-        if key == "user":
-            _graph_user(parsed, _dict(value))
-        elif key == "hashtag":
-            _graph_hashtag(parsed, _dict(value))
-        elif key in ("shortcode_media", "xdt_shortcode_media"):
-            _graph_single_media(parsed, _dict(value))
-        elif key.startswith("xdt_"):
-            for media in _v1_media_in(value):
-                parsed.add_post(v1_post(media, parsed.family))
-    return parsed
-
-
-def parse_app_v1(document: Json) -> Parsed:
-    """The v1 API: `feed/timeline`, `feed/user/<pk>`, `media/<pk>/info`, `clips/user`
-    (`items[]`, `feed_items[].media_or_ad`) and `users/<pk>/info` (`user.follower_count`)."""
-    parsed = Parsed("app_v1")
-    parsed.add_account(account_from(_dict(document.get("user"))))
-    for media in _v1_media_in(document):
-        parsed.add_post(v1_post(media, parsed.family))
-    return parsed
-
-
-# --- GraphQL objects ------------------------------------------------------------------------
+# --- the walk -------------------------------------------------------------------------------
 
 # Connections of a user object whose nodes are the user's own posts (owner may be left out).
-OWN_MEDIA_EDGES = ("edge_owner_to_timeline_media", "edge_felix_video_timeline")
+OWN_MEDIA_KEYS = frozenset(("edge_owner_to_timeline_media", "edge_felix_video_timeline", "media"))
+# A media node's parts that are read with it: its carousel children.
+MEDIA_PARTS = frozenset(("edge_sidecar_to_children", "carousel_media"))
+# Fields by which an object looks like a post even when it is not recognised as one.
+MEDIA_HINTS = ("display_url", "display_src", "image_versions2", "shortcode")
+USER_HINTS = ("username", "follower_count", "edge_followed_by", "followed_by")
 
 
-def _graph_user(parsed: Parsed, user: dict[str, Json]) -> None:
-    owner = account_from(user)
-    parsed.add_account(owner)
-    reel = _dict(user.get("reel"))  # the "profile by id" query: user -> reel -> user
-    parsed.add_account(account_from(_dict(reel.get("user")) or _dict(reel.get("owner"))))
-    for key, value in user.items():
-        if key.startswith("edge_") and isinstance(value, dict):
-            page_owner = owner if key in OWN_MEDIA_EDGES else None
-            for node in _edge_nodes(value):
-                if _is_graph_media(node):
-                    parsed.add_post(graph_post(node, parsed.family, page_owner=page_owner))
+class _Walk:
+    """One pass over a document: a stack of (value, enclosing owner, inside a media node)."""
+
+    def __init__(self, family: str) -> None:
+        self.parsed = Parsed(family)
+        self.posts: dict[str, PostRecord] = {}
+        self.accounts: dict[str, AccountRecord] = {}
+        self.media_nodes = 0  # read as media nodes, posts or not (ads, stories, other types)
+        self.unread_media = 0  # media-like objects that were not read as a media node
+        self.user_like = 0  # user-like objects outside media nodes
+
+    def run(self, document: Json) -> None:
+        stack: list[tuple[Json, AccountRecord | None, bool]] = [(document, None, False)]
+        while stack:
+            value, owner, in_media = stack.pop()
+            if isinstance(value, list):
+                stack.extend((item, owner, in_media) for item in reversed(value))
+            elif isinstance(value, dict):
+                stack.extend(reversed(self._visit(value, owner, in_media)))
+        self.parsed.posts = list(self.posts.values())
+        self.parsed.accounts = list(self.accounts.values())
+
+    def understood(self) -> bool:
+        found = bool(self.media_nodes or self.accounts)
+        return self.unread_media == 0 and (found or self.user_like == 0)
+
+    def _visit(
+        self, node: dict[str, Json], owner: AccountRecord | None, in_media: bool
+    ) -> list[tuple[Json, AccountRecord | None, bool]]:
+        """Read the object; return its children to visit, in reading order."""
+        if is_ad(node):
+            return []  # an ad, or the wrapper of one: nothing in it is a post
+        kind = node_kind(node)
+        if kind == "media":
+            self.media_nodes += 1
+            self._add_post(read_media(node, self.parsed.family, page_owner=owner))
+            return [(v, None, True) for k, v in _ordered(node) if k not in MEDIA_PARTS]
+        if kind == "user":
+            self.user_like += not in_media
+            account = account_from(node)
+            if account is not None and (account.follower_count is not None or not in_media):
+                account = self._add_account(account)
+            return [
+                (v, account if k in OWN_MEDIA_KEYS else None, in_media) for k, v in _ordered(node)
+            ]
+        if kind == "media_like":
+            self.unread_media += 1
+        elif kind == "user_like":
+            self.user_like += not in_media
+        return [(v, owner, in_media) for _, v in _ordered(node)]
+
+    def _add_post(self, post: PostRecord | None) -> None:
+        if post is None or post.id in self.posts:
+            return
+        self.posts[post.id] = post
+        if post.owner is not None and post.owner.follower_count is not None:
+            self._add_account(post.owner)
+
+    def _add_account(self, account: AccountRecord) -> AccountRecord:
+        """Merge into what the document said earlier about the same account."""
+        known = self.accounts.setdefault(account.id, account)
+        if known is not account:
+            for name in (f.name for f in fields(AccountRecord)):
+                if getattr(known, name) is None:
+                    setattr(known, name, getattr(account, name))
+        return known
 
 
-def _graph_hashtag(parsed: Parsed, hashtag: dict[str, Json]) -> None:
-    for key in ("edge_hashtag_to_top_posts", "edge_hashtag_to_media"):
-        for node in _edge_nodes(_dict(hashtag.get(key))):
-            parsed.add_post(graph_post(node, parsed.family))
+def node_kind(node: dict[str, Json]) -> str:
+    """What an object is by its own fields: media, user, media_like, user_like or other."""
+    if is_v1_media(node) or is_graph_media(node):
+        return "media"
+    if any(key in node for key in USER_HINTS):
+        if any(key in node for key in ("pk", "pk_id", "id")) and account_from(node) is not None:
+            return "user"
+        return "user_like"
+    if any(key in node for key in MEDIA_HINTS):
+        return "media_like"
+    return "other"
 
 
-def _graph_single_media(parsed: Parsed, media: dict[str, Json]) -> None:
-    if not media:
-        return
-    post = graph_post(media, parsed.family)
-    parsed.add_post(post)
-    if post is not None and post.owner is not None and post.owner.follower_count is not None:
-        parsed.add_account(post.owner)
+def _ordered(node: dict[str, Json]) -> Iterator[tuple[str, Json]]:
+    """Containers only, "top" sections (ranked posts) first, then in document order."""
+    containers = [(k, v) for k, v in node.items() if isinstance(v, (dict, list))]
+    if any("top" in key for key, _ in containers):
+        containers.sort(key=lambda pair: "top" not in pair[0])
+    return iter(containers)
+
+
+def _unread_paths(document: Json, walk: _Walk) -> list[tuple[list[str], list[str]]]:
+    """Second pass, only over a document not understood: the key path of each unread media-like
+    object (or of each user-like object when nothing was found) and the hint fields it held."""
+    wanted = {"media_like"} if walk.unread_media else {"user_like", "user"}
+    found: list[tuple[list[str], list[str]]] = []
+    stack: list[tuple[Json, list[str]]] = [(document, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, list):
+            stack.extend((item, [*path, "[]"]) for item in reversed(value))
+            continue
+        if not isinstance(value, dict) or is_ad(value):
+            continue
+        kind = node_kind(value)
+        if kind in wanted:
+            hints = [key for key in (*MEDIA_HINTS, *USER_HINTS) if key in value]
+            found.append((path, hints))
+        stack.extend(
+            (child, [*path, key])
+            for key, child in reversed(list(_ordered(value)))
+            if not (kind == "media" and key in MEDIA_PARTS)
+        )
+    return found
+
+
+# --- media nodes ----------------------------------------------------------------------------
+
+
+def is_graph_media(node: dict[str, Json]) -> bool:
+    """`id` with a shortcode or a display image: `GraphImage`, `GraphSidecar`, `GraphVideo`."""
+    return media_id(node.get("id")) is not None and any(key in node for key in GRAPH_MEDIA_KEYS)
+
+
+GRAPH_MEDIA_KEYS = ("shortcode", "code", "display_url", "display_src")
+
+
+def is_v1_media(node: dict[str, Json]) -> bool:
+    """`pk` (or `id`) with a `media_type`."""
+    if "media_type" not in node:
+        return False
+    return media_id(node.get("pk") if node.get("pk") is not None else node.get("id")) is not None
+
+
+def read_media(
+    node: dict[str, Json], source: str, page_owner: AccountRecord | None = None
+) -> PostRecord | None:
+    """The post a media node describes; None for ads, stories and what is not a post."""
+    if is_v1_media(node):
+        return v1_post(node, source, page_owner)
+    return graph_post(node, source, page_owner)
 
 
 def graph_post(
     node: Json, source: str, page_owner: AccountRecord | None = None
 ) -> PostRecord | None:
     """A GraphQL media node (`GraphImage`, `GraphSidecar`, `GraphVideo`; 2017-2022)."""
-    if not isinstance(node, dict) or node.get("is_ad"):
+    if not isinstance(node, dict) or is_ad(node) or _is_story(node):
         return None
     post_id = media_id(node.get("id"))
     if post_id is None:
@@ -194,10 +263,7 @@ def graph_post(
         media_type = "reel" if node.get("product_type") == "clips" else "video"
     else:
         media_type = "photo"
-    owner_node = _dict(node.get("owner"))
-    owner = account_from(owner_node)
-    if page_owner is not None and (owner is None or owner.id == page_owner.id):
-        owner = page_owner
+    owner = _owner(node, page_owner, ("owner", "user"))
     likes = None
     if not node.get("like_and_view_counts_disabled"):
         likes = _first_count(node, "edge_liked_by", "edge_media_preview_like", "likes")
@@ -247,9 +313,9 @@ def _is_graph_media(node: dict[str, Json]) -> bool:
 V1_PHOTO, V1_VIDEO, V1_CAROUSEL = 1, 2, 8
 
 
-def v1_post(media: Json, source: str) -> PostRecord | None:
+def v1_post(media: Json, source: str, page_owner: AccountRecord | None = None) -> PostRecord | None:
     """A v1 media object (app API, 2022 `?__a=1&__d=dis`, web `xdt_api__v1__` nodes)."""
-    if not isinstance(media, dict) or _is_ad(media):
+    if not isinstance(media, dict) or is_ad(media) or _is_story(media):
         return None
     post_id = media_id(media.get("pk") if media.get("pk") is not None else media.get("id"))
     if post_id is None:
@@ -273,7 +339,7 @@ def v1_post(media: Json, source: str) -> PostRecord | None:
         id=post_id,
         media_type=media_type,
         shortcode=_text(media.get("code")),
-        owner=account_from(_dict(media.get("user")) or _dict(media.get("owner"))),
+        owner=_owner(media, page_owner, ("user", "owner")),
         like_count=likes,
         comment_count=_count(media.get("comment_count")),
         taken_at=_int(media.get("taken_at")),
@@ -292,19 +358,28 @@ def v1_image_urls(media: dict[str, Json]) -> list[str]:
     return _largest_first(sized)
 
 
-def _v1_media_in(container: Json) -> Iterator[Json]:
-    """The media objects of a v1 response or an `xdt_api__v1__` part: `items[]` (or their
-    `media`), `feed_items[].media_or_ad`, `edges[].node` (or its `media`)."""
-    container = _dict(container)
-    for item in _list(container.get("items")):
-        yield _dict(item).get("media", item)
-    for item in _list(container.get("feed_items")):
-        yield _dict(item).get("media_or_ad")
-    for node in _edge_nodes(container):
-        yield node.get("media", node) if isinstance(node.get("media"), dict) else node
+def _owner(
+    node: dict[str, Json], page_owner: AccountRecord | None, own: tuple[str, str]
+) -> AccountRecord | None:
+    """The node's own owner (`own`: the dialect's key, then the other's), or the user whose own
+    media encloses it (the fuller record of the two when they are the same account)."""
+    owner = account_from(_dict(node.get(own[0])) or _dict(node.get(own[1])))
+    if page_owner is not None and (owner is None or owner.id == page_owner.id):
+        return page_owner
+    return owner
 
 
-def _is_ad(media: dict[str, Json]) -> bool:
+def _is_story(node: dict[str, Json]) -> bool:
+    """Stories expire and are not posts: `GraphStory*`, v1 items with `expiring_at`."""
+    return (
+        str(node.get("__typename") or "").startswith("GraphStory")
+        or "expiring_at" in node
+        or "expiring_at_timestamp" in node
+        or node.get("product_type") == "story"
+    )
+
+
+def is_ad(media: dict[str, Json]) -> bool:
     return bool(
         media.get("is_ad")
         or media.get("ad_id")

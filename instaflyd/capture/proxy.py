@@ -41,6 +41,7 @@ MANAGED_OPTIONS = {
     "ignore_hosts": "Instafly decrypts Instagram's hosts only",
     "confdir": "the CA lives in data_dir/mitmproxy",
     "proxyauth": "set proxy.auth",
+    "ssl_insecure": "capture believes only upstream certificates that mitmproxy verified",
 }
 # Options that would write whole flows, cookies and request bodies included, to disk.
 FORBIDDEN_OPTIONS = {

@@ -21,6 +21,7 @@ from typing import Any
 
 from instaflyd.config import Config, ConfigError, load_config
 from instaflyd.daemon.children import instaflyd_argv
+from instaflyd.daemon.housekeeping import Housekeeping
 from instaflyd.daemon.safe_mode import wait_for_valid_config
 from instaflyd.daemon.scheduler import TrainingScheduler
 from instaflyd.daemon.sdnotify import Notifier
@@ -28,6 +29,7 @@ from instaflyd.daemon.supervisor import ComponentSpec, Supervisor, tcp_listening
 from instaflyd.store import Database
 from instaflyd.store.stats import collect_stats
 from instaflyd.web import create_app
+from instaflyd.web.password import announce_password
 from instaflyd.web.server import WebServer
 
 log = logging.getLogger("instafly.daemon")
@@ -82,6 +84,7 @@ class Daemon:
         self.db = Database(config.db_path)
         self.supervisor = Supervisor(component_specs(config), self.db)
         self.scheduler = TrainingScheduler(config, self.db)
+        self.housekeeping = Housekeeping(config, self.db)
         self._state = "starting"
         self._heartbeat = time.monotonic()
 
@@ -104,6 +107,7 @@ class Daemon:
 
     def run(self, stop: threading.Event) -> int:
         web = self.config.web
+        announce_password(self.config.data_dir, web.password, self.config.source)
         server = WebServer(create_app(self.config, self), web.host, web.port)
         server.start()
         self.supervisor.start()
@@ -114,6 +118,7 @@ class Daemon:
             self.supervisor.tick()
             try:
                 self.scheduler.tick(now)
+                self.housekeeping.tick()
                 proxy_up = self.supervisor.is_up("proxy") or now - started > READY_TIMEOUT
                 if self._state == "starting" and server.alive() and proxy_up:
                     self._state = "running"
@@ -124,7 +129,7 @@ class Daemon:
                     self.notifier.status(self.summary())
                     next_status = now + STATUS_EVERY_SECONDS
             except Exception:  # a store problem must not take the proxy and the worker down
-                log.exception("the training check or the status summary failed; going on")
+                log.exception("the training check, housekeeping or the status summary failed")
                 next_status = now + STATUS_EVERY_SECONDS
             if server.alive():
                 self.notifier.watchdog(now)

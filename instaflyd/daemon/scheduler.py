@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from instaflyd.config import Config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
-from instaflyd.model.schedule import training_status
+from instaflyd.status.training import training_status
 from instaflyd.store import Database
 from instaflyd.store.events import record_event
 

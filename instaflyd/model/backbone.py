@@ -19,7 +19,7 @@ import tensorflow as tf
 from keras.applications import vgg16
 
 from instaflyd.config import Config
-from instaflyd.model.weights import imagenet_weights_path
+from instaflyd.status.weights import imagenet_weights_path
 
 BACKBONE = "vgg16"
 LAST_FROZEN_LAYER = "block5_conv2"

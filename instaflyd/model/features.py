@@ -1,27 +1,34 @@
 """The feature cache: the frozen part's output for each image, computed once, reused by every run.
 
-Features live in `features/<key>/<sha[:2]>/<sha256>.npy` as float16, where the key names the
-backbone, the input size and the frozen weights' fingerprint. Change any of them and the key
-changes: the old folder is deleted and the features are computed again. Each file is written
-atomically, so a killed trainer leaves only complete files (and hidden temps, cleaned later).
+Features live in `features/<key>/<sha[:2]>/<sha256>.npz` in the compact form of
+`feature_codec`, where the key names the backbone, the input size, the frozen weights'
+fingerprint and the file format. Change any of them and the key changes: the old folder is
+deleted and the features are computed again. Each file is written atomically, so a killed
+trainer leaves only complete files (and hidden temps, cleaned later).
+
+The folder has a size budget (`train.feature_cache_max_gb`): a write that would take it over the
+budget is refused (the post is left out of that run, and the report counts it), so the cache
+never exceeds it; `feature_budget` decides which posts' features are kept when it is full.
 
 Training reads them back a batch at a time (`CachedFeatures`): at 320 px each post's features
-take 400 kB, so a box that has captured for a year could not hold them all in memory at once.
+take about 400 kB decoded, so a box that has captured for a year could not hold them all in
+memory at once.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
+import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from instaflyd.fsutil import TEMP_PREFIX, atomic_write_bytes, atomic_write_text, remove_stale_temps
+from instaflyd.model import feature_codec
 from instaflyd.model.backbone import BACKBONE, Backbone
 from instaflyd.model.inputs import ImageReadError, load_image, load_images
 
@@ -88,27 +95,85 @@ class CacheReport:
     computed: int
     reused: int
     unreadable: list[int]  # rows whose image could not be decoded (their features are zeros)
+    over_budget: list[int]  # rows not cached: the cache was full (their features are zeros)
+
+    @property
+    def left_out(self) -> list[int]:
+        """Rows training must leave out."""
+        return sorted(self.unreadable + self.over_budget)
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    bytes: int
+    mtime: float  # when its features were computed
 
 
 class FeatureCache:
     """Cached frozen-part features of one backbone at one input size."""
 
-    def __init__(self, root: Path, backbone: Backbone) -> None:
+    def __init__(self, root: Path, backbone: Backbone, max_bytes: int | None = None) -> None:
         self.backbone = backbone
-        self.key = f"{BACKBONE}-{backbone.input_size}-{backbone.fingerprint[:16]}"
+        self.key = f"{BACKBONE}-{backbone.input_size}-{backbone.fingerprint[:16]}-q8"
         self.folder = root / self.key
+        self.max_bytes = max_bytes  # None: no budget
+        self._used: int | None = None  # bytes in the folder, counted on first need
 
     def path_for(self, sha256: str) -> Path:
-        return self.folder / sha256[:2] / f"{sha256}.npy"
+        return self.folder / sha256[:2] / f"{sha256}{feature_codec.SUFFIX}"
+
+    def inventory(self) -> dict[str, CachedFile]:
+        """Every cached file by image sha256, with its size and time (one directory scan)."""
+        files: dict[str, CachedFile] = {}
+        if not self.folder.is_dir():
+            return files
+        for sub in os.scandir(self.folder):
+            if not sub.is_dir():
+                continue
+            for entry in os.scandir(sub.path):
+                name = entry.name
+                if name.endswith(feature_codec.SUFFIX) and not name.startswith(TEMP_PREFIX):
+                    try:
+                        stat = entry.stat()
+                    except FileNotFoundError:
+                        continue
+                    files[name[: -len(feature_codec.SUFFIX)]] = CachedFile(
+                        stat.st_size, stat.st_mtime
+                    )
+        self._used = sum(file.bytes for file in files.values())
+        return files
+
+    def used_bytes(self) -> int:
+        """Bytes the cached files take (counted once, then kept up to date by this object)."""
+        if self._used is None:
+            self.inventory()
+        return self._used or 0
+
+    def remove(self, shas: Collection[str]) -> int:
+        """Delete these images' cached features; returns the bytes freed."""
+        freed = 0
+        for sha256 in shas:
+            path = self.path_for(sha256)
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            freed += size
+        if self._used is not None:
+            self._used -= freed
+        return freed
 
     def features(self, images: Sequence[CachedImage]) -> tuple[CachedFeatures, CacheReport]:
         """(N, S/16, S/16, 512) float16 for `images`, computing only those not cached yet.
 
-        An image that cannot be decoded gets zeros; the report lists its row as unreadable.
+        An image that cannot be decoded gets zeros; the report lists its row as unreadable. So
+        does an image whose features would take the cache over its budget (`over_budget`).
         """
-        self._claim_folder()
+        self.claim_folder()
         missing = [i for i, image in enumerate(images) if not self._is_cached(image.sha256)]
-        unreadable = []
+        unreadable: list[int] = []
+        over_budget: list[int] = []
         for start in range(0, len(missing), BATCH):
             rows, pixels = [], []
             for i in missing[start : start + BATCH]:
@@ -120,10 +185,17 @@ class FeatureCache:
                     unreadable.append(i)
             if rows:
                 for i, value in zip(rows, self._frozen(np.stack(pixels)), strict=True):
-                    self._write(images[i].sha256, value)
-        computed = len(missing) - len(unreadable)
-        shas = [None if i in unreadable else image.sha256 for i, image in enumerate(images)]
-        report = CacheReport(computed, len(images) - len(missing), unreadable)
+                    if not self._write(images[i].sha256, value):
+                        over_budget.append(i)
+        if over_budget:
+            log.warning(
+                "the feature cache is full (%.2f GB): %d posts left out of this run",
+                (self.max_bytes or 0) / 1e9, len(over_budget),
+            )  # fmt: skip
+        left_out = set(unreadable) | set(over_budget)
+        computed = len(missing) - len(left_out)
+        shas = [None if i in left_out else image.sha256 for i, image in enumerate(images)]
+        report = CacheReport(computed, len(images) - len(missing), unreadable, over_budget)
         return CachedFeatures(self, shas), report
 
     def compute(self, paths: Sequence[Path]) -> np.ndarray:
@@ -134,28 +206,34 @@ class FeatureCache:
         return np.asarray(self.backbone.forward(pixels.astype(np.float32)), dtype=np.float16)
 
     def _is_cached(self, sha256: str) -> bool:
-        """A complete file of the right shape (a damaged one is computed again); mapping the
-        file checks its header and length without reading the values."""
-        try:
-            value = np.load(self.path_for(sha256), mmap_mode="r", allow_pickle=False)
-        except (FileNotFoundError, ValueError, OSError):
-            return False
-        return value.shape == self.backbone.feature_shape and value.dtype == np.float16
+        """A complete file (a damaged one is computed again); its zip directory says so without
+        decoding the values."""
+        return feature_codec.is_complete(self.path_for(sha256))
 
     def _read(self, sha256: str) -> np.ndarray | None:
         path = self.path_for(sha256)
         try:
-            value = np.load(path, allow_pickle=False)
-        except (FileNotFoundError, ValueError, OSError):
+            value = feature_codec.decode(path)
+        except feature_codec.DECODE_ERRORS:
             return None  # absent, or unreadable: computed again and rewritten
         return value if value.shape == self.backbone.feature_shape else None
 
-    def _write(self, sha256: str, value: np.ndarray) -> None:
-        buffer = io.BytesIO()
-        np.save(buffer, value, allow_pickle=False)
-        atomic_write_bytes(self.path_for(sha256), buffer.getvalue())
+    def _write(self, sha256: str, value: np.ndarray) -> bool:
+        """Cache one image's features unless that would take the folder over its budget."""
+        data = feature_codec.encode(value)
+        path = self.path_for(sha256)
+        try:
+            replaced = path.stat().st_size
+        except FileNotFoundError:
+            replaced = 0
+        used = self.used_bytes() - replaced
+        if self.max_bytes is not None and used + len(data) > self.max_bytes:
+            return False
+        atomic_write_bytes(path, data)
+        self._used = used + len(data)
+        return True
 
-    def _claim_folder(self) -> None:
+    def claim_folder(self) -> None:
         """Make this key's folder, and delete other keys' folders: their features are stale."""
         root = self.folder.parent
         if root.is_dir():
@@ -175,7 +253,7 @@ class FeatureCache:
             "input_size": self.backbone.input_size,
             "weights": self.backbone.weights,
             "fingerprint": self.backbone.fingerprint,
-            "dtype": "float16",
+            "format": feature_codec.FORMAT,
             "shape": list(self.backbone.feature_shape),
         }
         atomic_write_text(self.folder / KEY_FILE, json.dumps(key, indent=2) + "\n")

@@ -42,6 +42,7 @@ class LabelledPost:
     follower_count: int
     image_sha256: str
     image_path: Path
+    seen: float = 0.0  # when it was taken (unix seconds), or first captured if not known
 
     @property
     def target(self) -> float:
@@ -88,8 +89,8 @@ def labelled_posts(conn: sqlite3.Connection, images: ImageFiles) -> list[Labelle
     """Every labelled post whose image file is on disk, in a stable order."""
     posts, missing = [], 0
     for row in conn.execute(
-        "SELECT id, owner_id, like_count, follower_count, image_sha256, image_ext"
-        " FROM labelled_posts ORDER BY id"
+        "SELECT id, owner_id, like_count, follower_count, image_sha256, image_ext,"
+        " COALESCE(taken_at, first_seen) AS seen FROM labelled_posts ORDER BY id"
     ):
         path = images.path_for(row["image_sha256"], row["image_ext"])
         if not path.is_file():
@@ -103,6 +104,7 @@ def labelled_posts(conn: sqlite3.Connection, images: ImageFiles) -> list[Labelle
                 follower_count=row["follower_count"],
                 image_sha256=row["image_sha256"],
                 image_path=path,
+                seen=float(row["seen"]),
             )
         )
     if missing:

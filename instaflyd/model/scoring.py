@@ -53,7 +53,7 @@ def load_scorer(config: Config) -> Scorer:
     The error's message says what training still waits for (how many labelled posts, ...);
     TensorFlow is imported only when there is a model to load.
     """
-    from instaflyd.model.schedule import training_status
+    from instaflyd.status.training import training_status
     from instaflyd.store import Database
     from instaflyd.store.versions import current_model_version
 

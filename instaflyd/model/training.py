@@ -4,6 +4,8 @@ One job at a time: it claims the run in the database (a run left `running` by a 
 marked failed first), writes its progress there after every epoch, and writes `models/vNNNN/`
 atomically. Training starts from the current version's tail when it was trained on the same
 frozen part (incremental fine-tuning), otherwise from VGG16's block5_conv3 and a fresh head.
+The posts it reads are those the feature cache's budget keeps (`feature_budget`), and of those
+the new ones plus a replay sample, or all of them now and then (`replay`).
 The new version is promoted only if its validation Spearman correlation is not worse than the
 current version's on the same validation posts. Killed at any moment, it leaves the current
 model and the store as they were.
@@ -31,6 +33,7 @@ from instaflyd.model.backbone import (
     build_backbone,
     build_tail,
 )
+from instaflyd.model.feature_budget import admit
 from instaflyd.model.features import CachedImage, FeatureCache
 from instaflyd.model.labels import (
     Split,
@@ -40,6 +43,7 @@ from instaflyd.model.labels import (
     targets,
 )
 from instaflyd.model.metrics import spearman, validation_metrics
+from instaflyd.model.replay import plan_run
 from instaflyd.model.scoring import score_files
 from instaflyd.processes import claim_alive
 from instaflyd.store import Database, ImageFiles
@@ -51,6 +55,7 @@ from instaflyd.store.versions import (
     finish_training_run,
     next_model_version,
     record_training_progress,
+    runs_since_full_pass,
     start_training_run,
 )
 
@@ -104,14 +109,18 @@ class TrainResult:
         return f"{line} ({self.seconds:.1f} s)"
 
 
-def run_training(config: Config, weights: str | None = None) -> TrainResult:
+def run_training(
+    config: Config, weights: str | None = None, *, full_pass: bool = False
+) -> TrainResult:
     """Train a new version now (the caller has decided it is due). `weights` overrides the
-    `model.weights` setting (`none` when the ImageNet file is missing and random was allowed)."""
+    `model.weights` setting (`none` when the ImageNet file is missing and random was allowed);
+    `full_pass` trains on every post even when an incremental run is due."""
     started = time.monotonic()
     with Database(config.db_path) as db:
         run_id = claim_training_run(db, config.train.epochs)
         try:
-            result = _train(config, db, run_id, weights or config.model.weights, started)
+            weights = weights or config.model.weights
+            result = _train(config, db, run_id, weights, started, full_pass)
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}"
             with db.transaction() as conn:
@@ -135,29 +144,43 @@ def claim_training_run(db: Database, epochs: int) -> int:
         return start_training_run(conn, os.getpid(), epochs)
 
 
-def _train(config: Config, db: Database, run_id: int, weights: str, started: float) -> TrainResult:
+def _train(
+    config: Config, db: Database, run_id: int, weights: str, started: float, full_pass: bool
+) -> TrainResult:
     registry.clean_models_dir(config, db.conn)
     labelled_total = labelled_count(db.conn)
-    posts = labelled_posts(db.conn, ImageFiles(config.images_dir))
-    split = split_by_owner(posts, config.train.validation_fraction, config.train.seed)
+    backbone = build_backbone(config, weights, config.model.input_size)
+    cache = FeatureCache(config.features_dir, backbone, config.train.feature_cache_max_bytes)
+    cache.claim_folder()
+    admission = admit(labelled_posts(db.conn, ImageFiles(config.images_dir)), cache)
+    split = split_by_owner(admission.kept, config.train.validation_fraction, config.train.seed)
+
+    current = current_model_version(db.conn)
+    tail, from_current = _starting_tail(config, backbone, current, split)
+    plan = plan_run(
+        split,
+        config.train,
+        cached=cache.inventory(),
+        current_trained_at=current["created"] if from_current else None,
+        runs_since_full=runs_since_full_pass(db.conn),
+        version=next_model_version(db.conn),
+        full=full_pass,
+    )
+    split = plan.split
     log.info(
-        "training on %d posts (%d owners), validating on %d posts (%d owners)",
+        "%s; training on %d posts (%d owners), validating on %d posts (%d owners)",
+        plan.describe(),
         len(split.train), len({p.owner_id for p in split.train}),
         len(split.validation), len({p.owner_id for p in split.validation}),
     )  # fmt: skip
 
-    backbone = build_backbone(config, weights, config.model.input_size)
-    cache = FeatureCache(config.features_dir, backbone)
     features, report = cache.features(
         [CachedImage(post.image_sha256, post.image_path) for post in split.posts]
     )
     log.info("features: %d computed, %d from the cache", report.computed, report.reused)
-    if report.unreadable:
-        split = split.without(report.unreadable)
-        features = features.without(report.unreadable)
-
-    current = current_model_version(db.conn)
-    tail = _starting_tail(config, backbone, current, split)
+    if report.left_out:
+        split = split.without(report.left_out)
+        features = features.without(report.left_out)
 
     def on_epoch(epoch: int, loss: float, metrics: dict[str, Any]) -> None:
         log.info("epoch %d/%d: loss %.4f, %s", epoch, config.train.epochs, loss, metrics)
@@ -173,6 +196,10 @@ def _train(config: Config, db: Database, run_id: int, weights: str, started: flo
     version = next_model_version(db.conn)
     seconds = round(time.monotonic() - started, 3)
     metrics |= {
+        "pass": plan.kind,
+        "new_posts": plan.new,
+        "replayed_posts": plan.replayed,
+        "posts_over_budget": admission.left_out + len(report.over_budget),
         "train_samples": len(split.train),
         "features_computed": report.computed,
         "features_reused": report.reused,
@@ -323,8 +350,11 @@ def predict(tail: keras.Model, features: Features, rows: np.ndarray) -> np.ndarr
     return np.concatenate(out)[:, 0] if out else np.empty(0, dtype=np.float32)
 
 
-def _starting_tail(config: Config, backbone: Backbone, current: Any, split: Split) -> keras.Model:
-    """The current version's tail when it fits this frozen part; else VGG16's conv + a new head."""
+def _starting_tail(
+    config: Config, backbone: Backbone, current: Any, split: Split
+) -> tuple[keras.Model, bool]:
+    """The current version's tail when it fits this frozen part (and True); else VGG16's conv +
+    a new head (and False)."""
     if current is not None:
         try:
             tail = registry.tail_on(config, current["version"], backbone)
@@ -333,8 +363,8 @@ def _starting_tail(config: Config, backbone: Backbone, current: Any, split: Spli
             tail = None
         if tail is not None:
             log.info("fine-tuning v%d", current["version"])
-            return tail
-    return fresh_tail(config, backbone, split)
+            return tail, True
+    return fresh_tail(config, backbone, split), False
 
 
 def fresh_tail(config: Config, backbone: Backbone, split: Split) -> keras.Model:

@@ -139,7 +139,21 @@ CREATE TABLE counters (
 );
 """
 
-MIGRATIONS: list[str] = [V1_CAPTURE, V2_MODEL, V3_QUEUE_AND_COUNTERS]
+# v4: Instagram documents that held post- or user-like objects the parsers could not read, by URL
+# path and shape fingerprint (key paths, no values); bounded by instaflyd.store.formats.
+V4_UNREAD_FORMATS = """
+CREATE TABLE unread_formats (
+    path         TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    count        INTEGER NOT NULL,
+    first_seen   REAL NOT NULL,
+    last_seen    REAL NOT NULL,
+    PRIMARY KEY (path, fingerprint)
+);
+CREATE INDEX unread_formats_last_seen ON unread_formats(last_seen);
+"""
+
+MIGRATIONS: list[str] = [V1_CAPTURE, V2_MODEL, V3_QUEUE_AND_COUNTERS, V4_UNREAD_FORMATS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -111,3 +111,16 @@ def in_progress(run: sqlite3.Row | None) -> bool:
     """Whether `run` is being trained now: a killed trainer leaves its run "running", so only
     one whose process is still alive counts."""
     return run is not None and run["state"] == "running" and claim_alive(run["pid"], run["started"])
+
+
+def runs_since_full_pass(conn: sqlite3.Connection) -> int | None:
+    """How many versions were trained since the newest one trained on every post (a full
+    pass); None before the first version. Versions from before incremental runs count as full."""
+    count = 0
+    for row in conn.execute(
+        "SELECT json_extract(metrics, '$.pass') AS pass FROM model_versions ORDER BY version DESC"
+    ):
+        if row["pass"] in (None, "full"):
+            return count
+        count += 1
+    return count if count else None

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from instaflyd import __version__
-from instaflyd.capture.ca import ca_fingerprint
+from instaflyd.capture.ca_files import ca_fingerprint
 from instaflyd.config import Config
-from instaflyd.model.schedule import training_status
-from instaflyd.model.weights import weights_status
+from instaflyd.status.training import training_status
+from instaflyd.status.weights import weights_status
 from instaflyd.store.events import counters, recent_events
 from instaflyd.store.stats import collect_stats
 from instaflyd.store.tls import tls_failures

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from instaflyd.config import Config, build_config
-from instaflyd.model.schedule import training_status
-from instaflyd.model.weights import WEIGHTS_FILE, weights_status
+from instaflyd.status.training import training_status
+from instaflyd.status.weights import WEIGHTS_FILE, weights_status
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.images import record_image
 from instaflyd.store.posts import attach_image, upsert_post

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from instaflyd.config import Config
-from instaflyd.model.weights import weights_status
+from instaflyd.status.weights import weights_status
 from instaflyd.store.stats import labelled_count
 from instaflyd.store.versions import current_model_version, in_progress, latest_training_run
 

@@ -1,0 +1,40 @@
+"""What the daemon tidies on a schedule, so that the store stays small over years: events older
+than `log.events_retention_days` are deleted once an hour (and at the first tick)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from instaflyd.config import Config
+from instaflyd.store import Database
+from instaflyd.store.events import prune_events
+
+log = logging.getLogger("instafly.daemon")
+
+PRUNE_EVERY_SECONDS = 3600.0
+DAY = 86_400.0
+
+
+class Housekeeping:
+    """Called from the daemon's loop; does its work when it is due."""
+
+    def __init__(self, config: Config, db: Database) -> None:
+        self.retention_seconds = config.log.events_retention_days * DAY
+        self.db = db
+        self.next_prune = 0.0  # wall clock; 0 = at the first tick
+        self.pruned = 0  # events deleted since the daemon started
+
+    def tick(self, now: float | None = None) -> int:
+        """Prune the event log if it is due; returns the events deleted now."""
+        now = time.time() if now is None else now
+        if now < self.next_prune:
+            return 0
+        self.next_prune = now + PRUNE_EVERY_SECONDS
+        deleted = prune_events(self.db, now - self.retention_seconds)
+        if deleted:
+            self.pruned += deleted
+            log.info(
+                "deleted %d events older than %.0f days", deleted, self.retention_seconds / DAY
+            )
+        return deleted
