@@ -10,6 +10,7 @@ WITH_VENV=yes
 PROXY_PORT=8080
 WEB_PORT=8081
 MIN_FREE_MB=3000
+FIRST_PASSWORD=""
 
 usage() {
   cat <<'EOF'
@@ -199,6 +200,9 @@ if [ "$MODE" = system ]; then
   if [ -z "$ROOT" ]; then chown instafly:instafly "$DATA" "$SRV/drop" "$SRV/enhanced"; fi
   if [ -e "$ETC/instafly.yaml" ]; then
     say "Keeping the existing $ETC/instafly.yaml"
+    # It may hold passwords: readable by the service's group, never by every user of the box.
+    chmod o-rwx "$ETC/instafly.yaml"
+    if [ -z "$ROOT" ]; then chgrp instafly "$ETC/instafly.yaml"; fi
   else
     say "Writing $ETC/instafly.yaml"
     cat > "$ETC/instafly.yaml" <<'EOF'
@@ -210,7 +214,17 @@ watch:
   drop_dir: /srv/instafly/drop
   output_dir: /srv/instafly/enhanced
 EOF
-    chmod 0644 "$ETC/instafly.yaml"
+    chmod 0640 "$ETC/instafly.yaml"
+    if [ -z "$ROOT" ]; then chown root:instafly "$ETC/instafly.yaml"; fi
+  fi
+  # The status page's first password: made here so that the closing message can show it once
+  # (only its hash is kept). Without the venv (--no-venv) the service's first start makes it.
+  if [ -x "$VENV/bin/instaflyd" ]; then
+    if FIRST_PASSWORD="$("$VENV/bin/instaflyd" --config "$ETC/instafly.yaml" --data-dir "$DATA" password --init)"; then
+      if [ -n "$FIRST_PASSWORD" ] && [ -z "$ROOT" ]; then chown instafly:instafly "$DATA/web-password"; fi
+    else
+      warn "could not make the status page's password; the service makes one at its first start (journalctl -u instaflyd)"
+    fi
   fi
   install -m 0644 "$HERE/systemd/instaflyd.service" "$UNIT_DIR/instaflyd.service"
   if [ -f "$HERE/systemd/instafly-transparent.service" ]; then
@@ -246,5 +260,14 @@ else
   echo "    Drop photos in:  $SRV/drop    (results in $SRV/enhanced)"
 fi
 echo "    Status page:     http://$lan_ip:$WEB_PORT/"
+if [ -n "$FIRST_PASSWORD" ]; then
+  echo "    Password:        $FIRST_PASSWORD    (shown only this once; write it down)"
+  echo "                     change it with: sudo -u instafly /opt/instafly/venv/bin/instaflyd password"
+elif [ "$MODE" = dev ]; then
+  echo "    Password:        printed once by the first 'instaflyd run'; change it with $VENV/bin/instaflyd password"
+else
+  echo "    Password:        set already, or printed once by the service's first start (journalctl -u instaflyd);"
+  echo "                     change it with: sudo -u instafly /opt/instafly/venv/bin/instaflyd password"
+fi
 echo "    Phone proxy:     Wi-Fi settings -> HTTP proxy -> manual, server $lan_ip, port $PROXY_PORT"
 echo "                     then open http://$lan_ip:$WEB_PORT/ on the phone to install the certificate"

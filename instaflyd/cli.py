@@ -70,6 +70,10 @@ def cmd_proxy(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
+    if args.enhancer:
+        from instaflyd.watch.enhancer import run_enhancer
+
+        return run_enhancer(config)
     from instaflyd.watch.worker import run_worker
 
     return run_worker(config)
@@ -281,6 +285,51 @@ def cmd_ca(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_password(args: argparse.Namespace, config: Config) -> int:
+    """Set the status page's password: typed twice at a prompt, one line on stdin, or random."""
+    from instaflyd.web.password import (
+        PasswordError,
+        check_new_password,
+        ensure_password,
+        generate_password,
+        set_password,
+    )
+
+    if config.web.password is not None:
+        if args.init:
+            return 0  # the config's password is the one set
+        raise CommandError(
+            f"web.password is set in {config.source}, and it takes precedence: remove it there "
+            "first, then run instaflyd password again"
+        )
+    if args.init:
+        created = ensure_password(config.data_dir)
+        if created is not None:
+            print(created)
+        return 0
+    try:
+        if args.generate:
+            password = generate_password()
+        elif sys.stdin.isatty():
+            import getpass
+
+            password = check_new_password(getpass.getpass("New password for the status page: "))
+            if getpass.getpass("The same again: ") != password:
+                raise CommandError("the two passwords differ; nothing changed")
+        else:
+            password = sys.stdin.readline()
+        set_password(config.data_dir, password)
+    except PasswordError as exc:
+        raise CommandError(f"{exc}; nothing changed") from None
+    if args.generate:
+        print(password)
+    print(
+        "password changed: every log-in made with the old one has ended",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace, config: Config | None) -> int:
     """Validate; `main` has already loaded the config, so reaching here means it is valid."""
     assert config is not None
@@ -343,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
         loads_config=False,
     )
     command("proxy", cmd_proxy, "run only the capturing proxy")
-    command("worker", cmd_worker, "run only the drop-folder worker")
+    sub = command("worker", cmd_worker, "run only the drop-folder worker")
+    # The process the worker starts to hold the model while there is work (not for people).
+    sub.add_argument("--enhancer", action="store_true", help=argparse.SUPPRESS)
 
     sub = command("import", cmd_import, "read mitmproxy dump files into the store")
     sub.add_argument("flowfiles", nargs="+", type=Path, metavar="FLOWFILE")
@@ -401,6 +452,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("ca", cmd_ca, "the proxy's CA certificate: path and SHA-256 fingerprint")
     sub.add_argument("--json", action="store_true", help="print JSON")
+    sub = command(
+        "password",
+        cmd_password,
+        "set the status page's password (typed at a prompt, or one line on stdin)",
+    )
+    way = sub.add_mutually_exclusive_group()
+    way.add_argument("--generate", action="store_true", help="a random one, printed once")
+    way.add_argument(
+        "--init",
+        action="store_true",
+        help="a random one only if none is set yet (printed then; nothing printed otherwise)",
+    )
     command("check-config", cmd_check_config, "validate the config; exit 0 or 1", loads_config=True)
     return parser
 

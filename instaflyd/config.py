@@ -27,6 +27,13 @@ ENV_CONFIG = "INSTAFLY_CONFIG"
 SYSTEM_CONFIG = Path("/etc/instafly/instafly.yaml")
 USER_CONFIG = Path("~/.config/instafly/instafly.yaml")
 
+# Keys whose values are secrets: never shown in a message, however wrong the value is (whole
+# sections are hidden too when a problem is reported on the section that holds them).
+SECRET_KEYS: frozenset[tuple[str, ...]] = frozenset(
+    {("web", "password"), ("proxy", "auth"), ("proxy", "mitmproxy_options")}
+)
+HIDDEN = "value hidden: a secret"
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(ge=0, le=86400)]
 
@@ -79,6 +86,7 @@ class WebConfig(Section):
     host: str
     port: Port
     password: str | None
+    allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]]
 
 
 class WatchConfig(Section):
@@ -333,7 +341,15 @@ def _describe(error: Any, origins: dict[tuple[str, ...], _Origin], fallback: Pat
     loc = tuple(str(part) for part in error["loc"])
     origin = _origin_of(loc, origins)
     where = f"{origin.file} line {origin.line}" if origin else str(fallback)
-    return f"{where}: {_dotted(loc)}: {_explain(error, loc)}"
+    explanation = _explain(error, loc)
+    if is_secret(loc) and "(got " in explanation:
+        explanation = explanation[: explanation.rindex("(got ")].rstrip() + f" ({HIDDEN})"
+    return f"{where}: {_dotted(loc)}: {explanation}"
+
+
+def is_secret(loc: tuple[str, ...]) -> bool:
+    """Is `loc` a secret key, inside one, or a section that holds one (whose value shows it)?"""
+    return any(loc[: len(key)] == key or key[: len(loc)] == loc for key in SECRET_KEYS)
 
 
 def _origin_of(loc: tuple[str, ...], origins: dict[tuple[str, ...], _Origin]) -> _Origin | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -28,6 +29,20 @@ from instaflyd.store.images import record_image
 from instaflyd.store.jobs import enqueue_job, finish_job
 from instaflyd.store.posts import attach_image, upsert_post
 from instaflyd.store.tls import count_tls_failure
+from instaflyd.web.password import set_password
+
+# The status page always has a password: the daemons the tests start get this one, kept the way
+# `instaflyd password` keeps it (a scrypt hash in the data dir).
+TEST_PASSWORD = "test-password-4821"
+
+
+def give_password(data_dir: Path, password: str = TEST_PASSWORD) -> None:
+    set_password(data_dir, password)
+
+
+def basic_auth(password: str = TEST_PASSWORD, user: str = "instafly") -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 def jpeg_bytes(seed: int, size: int = 96) -> bytes:
@@ -93,7 +108,12 @@ def seed_extras(data_dir: Path, drop_dir: Path, output_dir: Path) -> dict[str, A
     return {"done": done, "rejected": failed}
 
 
-def http_get(url: str, timeout: float = 5, **headers: str) -> tuple[int, bytes]:
+def http_get(
+    url: str, timeout: float = 5, password: str | None = None, **headers: str
+) -> tuple[int, bytes]:
+    """GET `url`; with `password`, as a script would: HTTP basic auth."""
+    if password is not None:
+        headers = {**headers, **basic_auth(password)}
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -129,9 +149,13 @@ class RunningDaemon:
         return f"http://127.0.0.1:{self.web_port}"
 
     def status(self) -> dict[str, Any]:
-        code, body = http_get(self.url + "/api/status")
+        code, body = self.get("/api/status")
         assert code == 200, body
         return json.loads(body)
+
+    def get(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
+        """GET a page that needs the password, with TEST_PASSWORD as HTTP basic auth."""
+        return http_get(self.url + path, timeout, password=TEST_PASSWORD)
 
     def output(self) -> str:
         return "\n".join(self.lines)
@@ -159,6 +183,7 @@ def daemon_config(tmp: Path, data_dir: Path, **sections: dict[str, Any]) -> tupl
     }
     for name, overrides in sections.items():
         values[name] = {**values.get(name, {}), **overrides}
+    give_password(data_dir)
     return write_config(tmp / "instafly.yaml", values), web_port, proxy_port
 
 

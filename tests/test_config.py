@@ -57,7 +57,7 @@ def test_typo_in_a_key_names_file_line_path_and_suggestion(tmp_path: Path) -> No
 def test_unknown_key_without_a_close_match_lists_the_keys(tmp_path: Path) -> None:
     path = write(tmp_path, "web:\n  colour: red\n")
     assert problems_of(path) == [
-        f"{path} line 2: web -> colour: unknown key; the keys here are host, password, port"
+        f"{path} line 2: web -> colour: unknown key; the keys here are allowed_hosts, host, password, port"
     ]
 
 
@@ -71,7 +71,7 @@ def test_wrong_types_are_named(tmp_path: Path) -> None:
     assert problems_of(path) == [
         f"{path} line 2: watch -> recursive: must be true or false (got 'maybe')",
         f"{path} line 4: train -> epochs: must be a whole number (got 'many')",
-        f"{path} line 5: proxy: must be a mapping of keys (got 5)",
+        f"{path} line 5: proxy: must be a mapping of keys (value hidden: a secret)",
     ]
 
 

@@ -23,7 +23,6 @@ from helpers import cli_env
 from PIL import Image
 from support_daemon import (
     daemon_config,
-    http_get,
     jpeg_bytes,
     running_daemon,
     seed_store,
@@ -124,7 +123,7 @@ def test_capture_train_and_enhance_through_the_running_daemon(tmp_path: Path) ->
             assert json.loads(sidecar.read_text())["score_after"] == pytest.approx(
                 job["score_after"]
             )
-            assert http_get(daemon.url + job["after"])[0] == 200
+            assert daemon.get(job["after"])[0] == 200
 
             components = daemon.status()["components"]
             assert components["trainer"]["runs"] == 1

@@ -23,8 +23,10 @@ from typing import Any
 import pytest
 from helpers import REPO, cli_env, free_port, missing_on_this_machine, write_config
 from support_daemon import (
+    TEST_PASSWORD,
     RunningDaemon,
     daemon_config,
+    give_password,
     http_get,
     running_daemon,
     seed_extras,
@@ -190,7 +192,7 @@ def test_api_status_of_the_running_daemon(daemon: RunningDaemon) -> None:
     }
     assert status["capture"]["proxy"]["address"] == f"127.0.0.1:{daemon.proxy_port}"
     assert http_get(daemon.url + "/healthz")[0] == 200
-    code, metrics = http_get(daemon.url + "/metrics")
+    code, metrics = daemon.get("/metrics")
     assert code == 200
     assert 'instafly_component_up{component="proxy"} 1.0' in metrics.decode()
 
@@ -219,6 +221,10 @@ def check_page(browser: Any, daemon: RunningDaemon, name: str, **options: Any) -
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
     page.goto(daemon.url + "/", wait_until="networkidle")
+    assert page.url.startswith(daemon.url + "/login")  # the page asks for its password first
+    page.fill("#password", TEST_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
     assert page.title() == "Instafly"
     shown = shown_numbers(page)
     expected = store_numbers(daemon.data_dir)
@@ -368,6 +374,7 @@ def test_an_invalid_config_serves_the_safe_mode_page_until_fixed(
             assert daemon.process.poll() is None  # no crash loop: it waits
 
             # Fixed: the daemon starts for real, without a restart.
+            give_password(data)
             write_config(
                 config,
                 {
@@ -378,7 +385,7 @@ def test_an_invalid_config_serves_the_safe_mode_page_until_fixed(
                 },
             )
             status = wait_for(
-                lambda: http_get(daemon.url + "/api/status")[0] == 200 and daemon.status(),
+                lambda: daemon.get("/api/status")[0] == 200 and daemon.status(),
                 20,
                 "the real status page",
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -12,6 +13,8 @@ import pytest
 import yaml
 from helpers import REPO, run_cli
 from support_daemon import daemon_config, http_get, running_daemon, wait_for
+
+from instaflyd.web.password import PASSWORD_FILE, PasswordHash
 
 INSTALL = REPO / "install.sh"
 
@@ -87,6 +90,12 @@ def test_system_install_into_a_root_folder(tmp_path: Path) -> None:
     assert os.readlink(enabled) in ("/etc/systemd/system/instaflyd.service", "../instaflyd.service")
     assert "Status page:     http://" in result.stdout and ":8081/" in result.stdout
     assert "server " in result.stdout and "port 8080" in result.stdout
+    # The config may hold passwords: the service's group reads it, other users do not.
+    assert config.stat().st_mode & 0o777 == 0o640
+    # Without the venv (--no-venv) the service's first start makes the password and logs it.
+    assert "Password:        set already, or printed once by the service's first start" in (
+        result.stdout
+    )
     # the written config is valid
     check = run_cli("check-config", config=config, data_dir=tmp_path / "data")
     assert check.returncode == 0, check.stderr
@@ -101,6 +110,12 @@ def test_system_install_builds_a_venv_that_runs_the_appliance(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     venv = root / "opt/instafly/venv"
     assert f"Installing Instafly into {venv}" in result.stdout
+    # The status page's first password, shown once in the closing message, kept only hashed.
+    password = re.search(r"Password: +(\S+) +\(shown only this once", result.stdout).group(1)
+    kept = root / "var/lib/instafly" / PASSWORD_FILE
+    assert kept.stat().st_mode & 0o777 == 0o600 and password not in kept.read_text()
+    assert PasswordHash.decode(kept.read_text()).matches(password)
+    assert (root / "etc/instafly/instafly.yaml").stat().st_mode & 0o777 == 0o640
     imported = subprocess.run(
         [venv / "bin/python", "-c", "import instaflyd; print(instaflyd.__file__)"],
         capture_output=True,
@@ -117,7 +132,7 @@ def test_system_install_builds_a_venv_that_runs_the_appliance(tmp_path: Path) ->
         config, data_dir, web_port, proxy_port, instaflyd=installed, cwd=tmp_path
     ) as daemon:
         wait_for(lambda: daemon.status()["components"]["proxy"]["state"] == "running", 60, "proxy")
-        code, page = http_get(daemon.url + "/")
+        code, page = daemon.get("/")
         assert code == 200 and b"Instafly" in page and b"instafly.css" in page
         code, css = http_get(daemon.url + "/static/instafly.css")
         assert (code, css) == (200, (REPO / "web/static/instafly.css").read_bytes())
@@ -126,6 +141,7 @@ def test_system_install_builds_a_venv_that_runs_the_appliance(tmp_path: Path) ->
     started = time.monotonic()
     again = install("--system", "--root", str(root))
     assert again.returncode == 0, again.stderr
+    assert password not in again.stdout and "Password:        set already" in again.stdout
     assert f"{venv} is up to date" in again.stdout
     assert time.monotonic() - started < 60
 

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from support_daemon import seed_extras, seed_store
+from support_daemon import TEST_PASSWORD, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
 from instaflyd.store import Database
@@ -26,6 +26,7 @@ from instaflyd.store.jobs import get_job
 from instaflyd.store.versions import add_model_version, record_training_progress, start_training_run
 from instaflyd.web import create_app, create_safe_mode_app
 from instaflyd.web.auth import SECRET_FILE
+from instaflyd.web.network import lan_address
 
 PASSWORD = "correct horse"
 
@@ -47,12 +48,22 @@ def seeded(tmp_path: Path) -> tuple[Config, dict[str, Any]]:
     config = make_config(tmp_path / "data")
     seed_store(config.data_dir, posts=12, owners=4)
     jobs = seed_extras(config.data_dir, config.watch.drop_dir, config.watch.output_dir)
+    give_password(config.data_dir)  # kept the way the first start or `instaflyd password` does
     return config, jobs
+
+
+def logged_in(app: Flask) -> FlaskClient:
+    """A browser that logged in through the form with the kept password."""
+    client = app.test_client()
+    token = csrf_of(client, "/login")
+    response = client.post("/login", data={"password": TEST_PASSWORD, "csrf_token": token})
+    assert response.status_code == 302, response.data
+    return client
 
 
 @pytest.fixture
 def client(seeded: tuple[Config, dict[str, Any]]) -> FlaskClient:
-    return create_app(seeded[0]).test_client()
+    return logged_in(create_app(seeded[0]))
 
 
 def protected_app(config: Config) -> Flask:
@@ -319,9 +330,8 @@ def test_train_now_needs_the_token_and_the_daemon(client: FlaskClient) -> None:
 def test_csrf_token_of_one_session_does_not_work_in_another(seeded: tuple[Config, Any]) -> None:
     config, jobs = seeded
     app = create_app(config)
-    token = csrf_of(app.test_client())
-    other = app.test_client()
-    other.get("/")
+    token = csrf_of(logged_in(app))
+    other = logged_in(app)
     assert (
         other.post(f"/actions/retry/{jobs['rejected']}", data={"csrf_token": token}).status_code
         == 400
@@ -407,9 +417,11 @@ def test_ca_downloads_fingerprint_and_qr_code(seeded: tuple[Config, Any]) -> Non
     cer = client.get("/ca/instafly-ca.cer")
     assert cer.content_type == "application/x-x509-ca-cert"
     assert client.get("/ca/instafly-ca.key").status_code == 404
-    html = client.get("/setup", base_url="http://192.168.7.9:8081").get_data(as_text=True)
+    html = client.get("/setup", base_url="http://localhost:8081").get_data(as_text=True)
     assert fingerprint.hex(":").upper() in html
-    assert "http://192.168.7.9:8081/setup" in html  # what the QR code encodes
+    # What the QR code encodes: the box's own LAN address, never the name the request used.
+    assert f"http://{lan_address()}:8081/setup" in html
+    assert "http://localhost" not in html
     assert html.count("<svg") == 1
 
 
@@ -426,7 +438,7 @@ def test_safe_mode_app_shows_the_problems_and_hides_password_values(tmp_path: Pa
     html = page.get_data(as_text=True)
     assert page.status_code == 503
     assert "did you mean &#39;listen_port&#39;?" in html
-    assert "web -&gt; password: must be text (value hidden)" in html
+    assert "web -&gt; password: must be text (value hidden: a secret)" in html
     assert "12345678" not in html
     health = client.get("/healthz")
     assert health.status_code == 503
@@ -438,7 +450,7 @@ def test_healthz_of_the_real_daemon_object_while_starting_and_stopping(tmp_path:
     from instaflyd.daemon.run import Daemon
     from instaflyd.daemon.sdnotify import Notifier
 
-    daemon = Daemon(make_config(tmp_path / "data"), Notifier({}))
+    daemon = Daemon(make_config(tmp_path / "data", PASSWORD), Notifier({}))
     client = create_app(daemon.config, daemon).test_client()
     try:
         assert client.get("/healthz").get_json()["state"] == "starting"
@@ -448,6 +460,7 @@ def test_healthz_of_the_real_daemon_object_while_starting_and_stopping(tmp_path:
         assert (response.get_json()["status"], response.get_json()["state"]) == (
             "stopping", "stopping",
         )  # fmt: skip
-        assert client.get("/api/status").get_json()["instafly"]["state"] == "stopping"
+        status = client.get("/api/status", headers=basic(PASSWORD)).get_json()
+        assert status["instafly"]["state"] == "stopping"
     finally:
         daemon.db.close()

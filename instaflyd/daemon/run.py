@@ -29,6 +29,7 @@ from instaflyd.daemon.supervisor import ComponentSpec, Supervisor, tcp_listening
 from instaflyd.store import Database
 from instaflyd.store.stats import collect_stats
 from instaflyd.web import create_app
+from instaflyd.web.password import announce_password
 from instaflyd.web.server import WebServer
 
 log = logging.getLogger("instafly.daemon")
@@ -106,6 +107,7 @@ class Daemon:
 
     def run(self, stop: threading.Event) -> int:
         web = self.config.web
+        announce_password(self.config.data_dir, web.password, self.config.source)
         server = WebServer(create_app(self.config, self), web.host, web.port)
         server.start()
         self.supervisor.start()

@@ -9,6 +9,7 @@ moment leaves every committed transaction intact and no uncommitted one visible.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 from instaflyd.store.migrations import SchemaTooNew, migrate, write_transaction
 
 BUSY_TIMEOUT_MS = 30_000
+DATA_DIR_MODE = 0o750  # the household's captured data: not for other users of the box
+DATABASE_MODE = 0o600  # SQLite gives its -wal and -shm files the database file's mode
 
 
 class StoreError(Exception):
@@ -28,7 +31,8 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+        _create_private(path)
         try:
             # The timeout is SQLite's busy timeout: how long a writer waits for another's lock.
             self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -65,3 +69,14 @@ class Database:
 
     def schema_version(self) -> int:
         return int(self.scalar("PRAGMA user_version"))
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644), or tighten it."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, DATABASE_MODE))
+        return
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):  # not ours to change (another user's file): leave it
+            if name.stat().st_mode & 0o077:
+                os.chmod(name, DATABASE_MODE)

@@ -15,9 +15,13 @@ from flask import Flask, Response
 
 from instaflyd.config import Config
 from instaflyd.resources import asset_path
-from instaflyd.web import api, auth, database, formatting, pages, safe_mode
+from instaflyd.web import api, auth, database, formatting, hostcheck, pages, safe_mode
+from instaflyd.web.password import PagePassword
+from instaflyd.web.sessions import SessionRegistry
 from instaflyd.web.status import DaemonView
+from instaflyd.web.throttle import LoginThrottle
 
+SESSION_LIFETIME = timedelta(days=30)
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -25,18 +29,22 @@ CONTENT_SECURITY_POLICY = (
 
 
 def create_app(config: Config, daemon: DaemonView | None = None) -> Flask:
+    """The page; it lets in only the password kept in the data dir (or `web.password`)."""
     app = _flask()
     app.config.update(
         INSTAFLY=config,
         INSTAFLY_DAEMON=daemon,
-        INSTAFLY_PASSWORD=config.web.password,
+        INSTAFLY_PASSWORD=PagePassword(config.data_dir, config.web.password),
+        INSTAFLY_SESSIONS=SessionRegistry(config.data_dir, SESSION_LIFETIME.total_seconds()),
+        INSTAFLY_THROTTLE=LoginThrottle(),
         SECRET_KEY=auth.load_secret_key(config.data_dir),
         SESSION_COOKIE_NAME="instafly_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=timedelta(days=30),
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
+    hostcheck.install(app, hostcheck.OwnNames(config.web.allowed_hosts, config.web.host))
     database.install(app)
     auth.install(app)
     app.register_blueprint(auth.bp)
@@ -48,6 +56,7 @@ def create_app(config: Config, daemon: DaemonView | None = None) -> Flask:
 def create_safe_mode_app(problems: list[str], source: Path | None) -> Flask:
     app = _flask()
     app.config.update(INSTAFLY_PROBLEMS=problems, INSTAFLY_SOURCE=source)
+    hostcheck.install(app, hostcheck.OwnNames())
     app.register_blueprint(safe_mode.bp)
     return app
 

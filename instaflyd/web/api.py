@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
 from instaflyd.web.database import get_db
 from instaflyd.web.metrics import render_metrics
@@ -16,7 +16,7 @@ CONTENT_TYPE_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 def _status() -> dict:
     daemon = current_app.config["INSTAFLY_DAEMON"]
-    return collect_status(current_app.config["INSTAFLY"], get_db().conn, daemon, request.host)
+    return collect_status(current_app.config["INSTAFLY"], get_db().conn, daemon)
 
 
 @bp.get("/api/status")

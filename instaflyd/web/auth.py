@@ -1,19 +1,23 @@
-"""The optional password (`web.password`) and CSRF protection of the page's actions.
+"""The status page's password, its log-in sessions and the CSRF protection of its actions.
 
-With a password set, every route except the public ones (/healthz, the login form, the
-phone set-up page and its CA certificate, static files) needs either the session cookie the
-login form sets or HTTP basic authentication with that password (any user name), which is what
-scripts and Prometheus use. Without a password everything is open, as on a trusted home LAN.
+There is always a password (see `password`): every route except the public ones (/healthz, the
+log-in form, the phone set-up page and its CA certificate, static files) needs either a session
+cookie from the log-in form or HTTP basic authentication with the password (any user name),
+which is what scripts and Prometheus use.
 
-Every POST (login, logout, train now, retry a job) must carry the session's CSRF token, so another
-web site open in the same browser cannot make it act on the box.
+A session counts only while the box still keeps its id and the password is the one it was made
+under (see `sessions`): logging out, or changing the password, ends it even for a copied cookie.
+Wrong passwords are throttled per client on both paths (see `throttle`).
+
+Every POST (log in, log out, train now, retry a job) must carry the session's CSRF token, so
+another web site open in the same browser cannot make it act on the box.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,11 +36,15 @@ from flask import (
 )
 
 from instaflyd.fsutil import atomic_write_bytes
+from instaflyd.web.password import PagePassword
+from instaflyd.web.sessions import SessionRegistry
+from instaflyd.web.throttle import LoginThrottle, retry_after
+
+log = logging.getLogger("instafly.web")
 
 bp = Blueprint("auth", __name__)
 
 SECRET_FILE = "web-secret.key"
-WRONG_PASSWORD_DELAY = 0.5
 PUBLIC_ENDPOINTS = frozenset(
     {"static", "api.healthz", "auth.login", "pages.setup", "pages.ca_certificate"}
 )
@@ -57,16 +65,20 @@ def load_secret_key(data_dir: Path) -> bytes:
     return key
 
 
-def password_matches(given: str | None) -> bool:
-    expected = current_app.config["INSTAFLY_PASSWORD"]
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+def _password() -> PagePassword:
+    return current_app.config["INSTAFLY_PASSWORD"]
 
 
-def is_authenticated() -> bool:
-    if current_app.config["INSTAFLY_PASSWORD"] is None or session.get("authenticated"):
-        return True
-    basic = request.authorization
-    return basic is not None and basic.type == "basic" and password_matches(basic.password)
+def _sessions() -> SessionRegistry:
+    return current_app.config["INSTAFLY_SESSIONS"]
+
+
+def _throttle() -> LoginThrottle:
+    return current_app.config["INSTAFLY_THROTTLE"]
+
+
+def has_session() -> bool:
+    return _sessions().is_open(session.get("sid"), _password().tag())
 
 
 def csrf_token() -> str:
@@ -84,16 +96,34 @@ def install(app: Flask) -> None:
 
 
 def _require_password() -> Response | None:
-    if request.endpoint in PUBLIC_ENDPOINTS or is_authenticated():
+    if request.endpoint in PUBLIC_ENDPOINTS or has_session():
         return None
-    if request.path.startswith(NOT_PAGES):
+    basic = request.authorization
+    if basic is not None and basic.type == "basic":
+        wait = _throttle().attempt(request.remote_addr)
+        if wait > 0:
+            return _too_many(wait)
+        if _password().matches(basic.password):
+            _throttle().succeeded(request.remote_addr)
+            return None
+        log.warning("wrong password (HTTP basic auth) from %s", request.remote_addr)
+    if request.path.startswith(NOT_PAGES) or basic is not None:
         return Response(
-            "authentication required: HTTP basic with the web.password\n",
+            "authentication required: HTTP basic with the status page's password\n",
             401,
             {"WWW-Authenticate": 'Basic realm="Instafly", charset="UTF-8"'},
             mimetype="text/plain",
         )
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def _too_many(wait: float) -> Response:
+    return Response(
+        "too many wrong passwords from this address: try again later\n",
+        429,
+        {"Retry-After": retry_after(wait)},
+        mimetype="text/plain",
+    )
 
 
 def _check_csrf() -> None:
@@ -106,23 +136,31 @@ def _check_csrf() -> None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str:
+def login() -> Response | str | tuple[str, int, dict[str, str]]:
     target = _safe_next(request.values.get("next"))
-    if current_app.config["INSTAFLY_PASSWORD"] is None:
+    if has_session():
         return redirect(target)
     if request.method == "POST":
-        if password_matches(request.form.get("password")):
+        wait = _throttle().attempt(request.remote_addr)
+        if wait > 0:
+            flash(f"Too many wrong passwords: try again in {retry_after(wait)} seconds.", "error")
+            page = render_template("login.html", next=target)
+            return page, 429, {"Retry-After": retry_after(wait)}
+        if _password().matches(request.form.get("password")):
+            _throttle().succeeded(request.remote_addr)
+            _sessions().close(session.get("sid"))
             session.clear()
-            session["authenticated"] = True
+            session["sid"] = _sessions().open(_password().tag())
             session.permanent = True
             return redirect(target)
-        time.sleep(WRONG_PASSWORD_DELAY)  # slows down guessing; the other threads keep serving
+        log.warning("wrong password (log-in form) from %s", request.remote_addr)
         flash("Wrong password.", "error")
     return render_template("login.html", next=target)
 
 
 @bp.post("/logout")
 def logout() -> Response:
+    _sessions().close(session.get("sid"))
     session.clear()
     return redirect(url_for("auth.login"))
 

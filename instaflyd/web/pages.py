@@ -14,7 +14,6 @@ from flask import (
     flash,
     redirect,
     render_template,
-    request,
     send_file,
     url_for,
 )
@@ -54,14 +53,14 @@ def qr_svg(text: str) -> Markup:
 
 @bp.get("/")
 def index() -> str:
-    status = collect_status(_config(), get_db().conn, _daemon(), request.host)
+    status = collect_status(_config(), get_db().conn, _daemon())
     return render_template("index.html", status=status, qr=qr_svg(status["setup"]["setup_url"]))
 
 
 @bp.get("/setup")
 def setup() -> str:
     """What a phone needs, without any captured data: public even with a password."""
-    section = setup_section(_config(), request.host)
+    section = setup_section(_config())  # the box's own address, never the Host header
     return render_template("setup.html", setup=section, qr=qr_svg(section["setup_url"]))
 
 

@@ -6,15 +6,25 @@ Every path shows the config's problems (file, line, key, fix) and how to fix the
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
+
+from instaflyd.config import HIDDEN, is_secret
 
 bp = Blueprint("safe_mode", __name__)
 
+KEY_PATH = re.compile(r": ((?:[\w.-]+ -> )*[\w.-]+): ")
+
 
 def redact(problem: str) -> str:
-    """Never show a password's value on the page, even a wrongly typed one."""
-    if "password" in problem and "(got " in problem:
-        return problem[: problem.index("(got ")].rstrip() + " (value hidden)"
+    """Never show a secret key's value (`config.SECRET_KEYS`), even a wrongly typed one.
+
+    `load_config` already hides them; this is the second lock, for problems from anywhere.
+    """
+    match = KEY_PATH.search(problem)
+    if match and is_secret(tuple(match.group(1).split(" -> "))) and "(got " in problem:
+        return problem[: problem.rindex("(got ")].rstrip() + f" ({HIDDEN})"
     return problem
 
 
