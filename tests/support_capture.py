@@ -18,16 +18,20 @@ import ipaddress
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import brotli
+import zstandard
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from helpers import FIXTURES, REPO, cli_env
@@ -249,3 +253,40 @@ def tls_through_proxy(proxy_port: int, host: str, port: int, cafile: Path | None
 
 def host_of(url: str) -> str:
     return urlsplit(url).hostname or ""
+
+
+# --- decompression bombs -------------------------------------------------------------------------
+
+MiB = 1024 * 1024
+_ZEROS = bytes(16 * MiB)
+
+
+@functools.cache
+def bomb(coding: str, decoded_mib: int) -> bytes:
+    """A body that decodes to `decoded_mib` MiB of zeros in one stream (one gzip member, one
+    brotli stream, one zstd frame). Deflate and gzip repeat one fully flushed block, so a 1 GiB
+    bomb takes a second to make instead of fifteen."""
+    repeats = decoded_mib // 16
+    if coding in ("gzip", "deflate"):
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        block = deflater.compress(_ZEROS) + deflater.flush(zlib.Z_FULL_FLUSH)
+        stream = block * repeats + deflater.flush()
+        if coding == "deflate":
+            return stream  # raw deflate, as some servers send it
+        crc = 0
+        for _ in range(repeats):
+            crc = zlib.crc32(_ZEROS, crc)
+        size = (repeats * len(_ZEROS)) & 0xFFFFFFFF
+        header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+        return header + stream + struct.pack("<II", crc, size)
+    if coding == "br":
+        compressor = brotli.Compressor(quality=4, lgwin=24)
+        return b"".join(
+            [compressor.process(_ZEROS) for _ in range(repeats)] + [compressor.finish()]
+        )
+    if coding == "zstd":
+        compressor = zstandard.ZstdCompressor(level=19, write_content_size=False).compressobj()
+        return b"".join(
+            [compressor.compress(_ZEROS) for _ in range(repeats)] + [compressor.flush()]
+        )
+    raise ValueError(coding)

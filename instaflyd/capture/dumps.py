@@ -59,7 +59,7 @@ def import_flow_files(config: Config, paths: Iterable[Path]) -> ImportResult:
         accounts_before = count(db.conn, "accounts")
         # Images wait for their JSON as in the proxy, but through the whole import.
         pending = PendingImages(proxy.pending_images_max, float("inf"))
-        ingester = Ingester(db, ImageFiles(config.images_dir), pending)
+        ingester = Ingester(db, ImageFiles(config.images_dir), pending, proxy.max_body_bytes)
         for path in paths:
             for flow in _http_flows(path, file_errors):
                 summary.flows += 1
