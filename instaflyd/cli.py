@@ -70,6 +70,10 @@ def cmd_proxy(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
+    if args.enhancer:
+        from instaflyd.watch.enhancer import run_enhancer
+
+        return run_enhancer(config)
     from instaflyd.watch.worker import run_worker
 
     return run_worker(config)
@@ -388,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
         loads_config=False,
     )
     command("proxy", cmd_proxy, "run only the capturing proxy")
-    command("worker", cmd_worker, "run only the drop-folder worker")
+    sub = command("worker", cmd_worker, "run only the drop-folder worker")
+    # The process the worker starts to hold the model while there is work (not for people).
+    sub.add_argument("--enhancer", action="store_true", help=argparse.SUPPRESS)
 
     sub = command("import", cmd_import, "read mitmproxy dump files into the store")
     sub.add_argument("flowfiles", nargs="+", type=Path, metavar="FLOWFILE")

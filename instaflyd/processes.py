@@ -42,3 +42,42 @@ def claim_alive(pid: int | None, claimed_at: float | None = None) -> bool:
 def _boot_time() -> float:
     """The Unix time of boot (systemd's ProcSubset=pid hides /proc/stat, so not from there)."""
     return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it that is running now (parents first)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop(0)
+        tree.append(current)
+        todo.extend(sorted(children.get(current, [])))
+    return tree
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The process's resident memory (VmRSS); None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return 0  # a zombie: nothing resident
+
+
+def maps_library(pid: int, name: str) -> bool:
+    """Whether a file whose path contains `name` is mapped into the process (e.g. tensorflow)."""
+    try:
+        return name in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import sqlite3
 import subprocess
@@ -14,7 +15,13 @@ import pytest
 
 from instaflyd.fsutil import TEMP_PREFIX, remove_stale_temps
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord, StoreError
-from instaflyd.store.events import add_to_counter, counters, log_event, recent_events
+from instaflyd.store.events import (
+    add_to_counter,
+    counters,
+    log_event,
+    recent_events,
+    record_event,
+)
 from instaflyd.store.images import record_image
 from instaflyd.store.jobs import claim_next_job, enqueue_job, finish_job, get_job, jobs_by_state
 from instaflyd.store.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
@@ -193,6 +200,28 @@ def test_events_counters_and_tls_failures_round_trip(db: Database) -> None:
         "last_error": "handshake failure",
     }
 
+
+
+def test_record_event_commits_on_its_own_echoes_and_never_raises(
+    db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `instaflyd` commands run in this process may have set up logging, which stops propagation.
+    monkeypatch.setattr(logging.getLogger("instafly"), "propagate", True)
+    with caplog.at_level("INFO", logger="instafly"):
+        record_event(
+            db, "worker", "error", "enhancer_crashed", "the enhancer exited; again", echo=True
+        )
+        record_event(db, "worker", "info", "quiet", "not echoed")
+    [event] = recent_events(db.conn, min_level="error")
+    assert (event["component"], event["kind"]) == ("worker", "enhancer_crashed")
+    echoed = [(r.name, r.levelname, r.message) for r in caplog.records]
+    assert echoed == [("instafly.worker", "ERROR", "the enhancer exited; again")]
+
+    db.close()  # a store that fails: the event is lost, the caller goes on, the log says why
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="instafly"):
+        record_event(db, "supervisor", "warning", "exited", "proxy exited")
+    assert [r.message.startswith("could not write the event log") for r in caplog.records] == [True]
 
 def test_model_versions_and_training_runs_round_trip(db: Database) -> None:
     assert current_model_version(db.conn) is None

@@ -26,10 +26,12 @@ from instaflyd.store.jobs import (
     wait_for_model,
 )
 from instaflyd.watch.queue import (
+    abandoned_jobs,
     claim_job,
+    end_attempt,
     live_workers,
     queue_file,
-    recover_abandoned_jobs,
+    stopped_while_enhancing,
 )
 
 
@@ -89,6 +91,16 @@ def sleeper() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 
 
+def recover_abandoned_jobs(db: Database, max_attempts: int) -> list[int]:
+    """What the worker's loop does with the jobs of dead processes (files aside)."""
+    ended = []
+    for job in abandoned_jobs(db):
+        with db.transaction() as conn:
+            if end_attempt(conn, job, stopped_while_enhancing(job), max_attempts):
+                ended.append(job["id"])
+    return ended
+
+
 def test_a_dead_workers_job_is_retried_then_failed_after_max_attempts(db: Database) -> None:
     with db.transaction() as conn:
         job_id = enqueue_job(conn, "/drop/crashy.jpg", "c")
@@ -104,17 +116,28 @@ def test_a_dead_workers_job_is_retried_then_failed_after_max_attempts(db: Databa
         assert recover_abandoned_jobs(db, max_attempts=2) == [job_id]
         job = get_job(db.conn, job_id)
         assert job["attempts"] == attempt
+        stopped = (
+            f"the worker (pid {worker.pid}) stopped while enhancing this photo"
+            " (crashed, ran out of memory or was killed)"
+        )
         if attempt == 1:
-            assert (job["state"], job["reason"]) == (
-                "queued",
-                "the worker stopped during the last attempt",
-            )
-    assert (job["state"], job["reason"]) == (
-        "failed",
-        "gave up after 2 attempts: the worker stopped every time while enhancing this photo"
-        " (crashed, ran out of memory or was killed)",
-    )
+            assert (job["state"], job["reason"]) == ("queued", stopped)
+    assert (job["state"], job["reason"]) == ("failed", f"gave up after 2 attempts: {stopped}")
     assert db.scalar("SELECT COUNT(*) FROM events WHERE kind = 'job_failed'") == 1
+    assert db.scalar("SELECT COUNT(*) FROM events WHERE kind = 'job_retried'") == 1
+
+
+def test_an_attempt_is_ended_once_whoever_notices_first(db: Database) -> None:
+    with db.transaction() as conn:
+        enqueue_job(conn, "/drop/a.jpg", "a")
+        job = claim_next_job(conn, 999_999_999)
+    with db.transaction() as conn:
+        assert end_attempt(conn, job, "an error", max_attempts=3) == "queued"
+        assert end_attempt(conn, job, "an error", max_attempts=3) is None  # already ended
+        again = claim_next_job(conn, os.getpid(), now=job["started"] + 10)
+        assert end_attempt(conn, job, "an error", max_attempts=3) is None  # not that attempt
+        assert end_attempt(conn, again, "an error", max_attempts=2) == "failed"
+    assert get_job(db.conn, job["id"])["reason"] == "gave up after 2 attempts: an error"
 
 
 def test_a_pid_reused_by_a_newer_process_does_not_keep_a_job(db: Database) -> None:
@@ -125,9 +148,8 @@ def test_a_pid_reused_by_a_newer_process_does_not_keep_a_job(db: Database) -> No
         claim_next_job(conn, os.getpid(), now=1000.0)  # long before this process started
         claim_next_job(conn, os.getpid())
     assert recover_abandoned_jobs(db, max_attempts=3) == [1]
-    # Between jobs, a worker's own running job is abandoned too.
-    assert recover_abandoned_jobs(db, max_attempts=3, idle_pid=os.getpid()) == [2]
-    assert jobs_by_state(db.conn)["queued"] == 2
+    counts = jobs_by_state(db.conn)
+    assert (counts["queued"], counts["running"]) == (1, 1)  # this process still runs job 2
 
 
 def test_jobs_wait_for_a_model_visibly_and_an_interrupted_job_keeps_its_attempts(

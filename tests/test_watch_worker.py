@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import signal
 import sqlite3
@@ -14,7 +15,6 @@ import struct
 import subprocess
 import sys
 import time
-import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -332,28 +332,48 @@ def test_odd_and_broken_inputs_end_done_or_rejected_with_the_reason(
     assert worker.running()
 
 
-def test_an_idle_model_is_freed_with_everything_that_held_it(
+def test_after_the_idle_timeout_no_process_of_the_run_tree_holds_tensorflow(
     tmp_path: Path, trained_data_dir: Path
 ) -> None:
-    from instaflyd.enhance.pipeline import enhance_file
-    from instaflyd.model.scoring import load_scorer
-    from instaflyd.watch.model_slot import ModelSlot
+    """TensorFlow lives only in the enhancer process, which ends when idle: its memory goes back
+    to the system (a process that keeps running never returns it), and the next photo starts a
+    new one."""
+    from support_daemon import daemon_config, running_daemon
+
+    from instaflyd.processes import maps_library, process_tree
 
     data_dir = with_model(trained_data_dir, tmp_path / "data")
-    config = tiny_config(data_dir, watch={"idle_unload_seconds": 5}, enhance={"steps": 2})
-    now = [0.0]
-    slot = ModelSlot(config, load_scorer, clock=lambda: now[0])
-    scorer = slot.scorer(1)
-    assert slot.scorer(1) is scorer and slot.version == 1
-    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(64, 48))
-    enhance_file(tmp_path / "a.jpg", tmp_path / "out", scorer, config)  # compiles, holding it
-    held = weakref.ref(scorer)
-    del scorer
-    now[0] = 4.9
-    assert not slot.unload_if_idle() and held() is not None
-    now[0] = 5.0
-    assert slot.unload_if_idle() and slot.version is None
-    assert held() is None  # nothing keeps the model alive any more
+    config, web_port, proxy_port = daemon_config(
+        tmp_path, data_dir, watch={"idle_unload_seconds": 2}, enhance={"steps": 2}
+    )
+    (data_dir / "drop").mkdir()
+    with running_daemon(config, data_dir, web_port, proxy_port) as daemon:
+
+        def holding_tensorflow() -> list[int]:
+            return [p for p in process_tree(daemon.process.pid) if maps_library(p, "tensorflow")]
+
+        for name, seed in (("first.jpg", 21), ("after-idle.jpg", 22)):
+            (data_dir / "drop" / name).write_bytes(jpeg_bytes(96, 64, seed=seed))
+            done = wait_for_daemon(daemon, job_in_state(data_dir, name, "done"))
+            assert done["model_version"] == 1
+            assert len(holding_tensorflow()) == 1  # the enhancer, still loaded
+            wait_for_daemon(daemon, lambda: "unloaded model version 1: idle for" in daemon.output())
+            wait_for_daemon(daemon, lambda: not holding_tensorflow())
+            assert len(process_tree(daemon.process.pid)) >= 3  # the daemon, proxy, worker...
+            daemon.lines.clear()
+        assert daemon.stop() == 0
+    assert "cuInit" not in daemon.output() and "oneDNN" not in daemon.output()
+
+
+def wait_for_daemon(daemon: Any, check: Callable[[], T | None], timeout: float = 90) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        assert daemon.process.poll() is None, daemon.output()
+        time.sleep(0.1)
+    raise AssertionError(f"timed out:\n{daemon.output()[-5000:]}")
 
 
 # --- crashes, restarts and the model ------------------------------------------------------------
@@ -418,9 +438,10 @@ def test_a_photo_that_kills_the_worker_every_time_fails_with_a_sidecar_and_can_b
 
     worker = start_worker(config)
     failed = wait_for("the job to fail", job_in_state(data_dir, "big.jpg", "failed"), worker)
-    assert failed["reason"] == (
-        "gave up after 1 attempt: the worker stopped every time while enhancing this photo"
-        " (crashed, ran out of memory or was killed)"
+    assert re.fullmatch(
+        r"gave up after 1 attempt: the worker \(pid \d+\) stopped while enhancing this photo"
+        r" \(crashed, ran out of memory or was killed\)",
+        failed["reason"],
     )
     assert output_files(data_dir) == ["big.instafly.json"]
     assert failed["sidecar_path"] == str(enhanced / "big.instafly.json")

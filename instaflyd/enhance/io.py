@@ -54,6 +54,9 @@ class RejectedImage(Exception):
     """The input cannot be enhanced; the message says why, in words a person understands."""
 
 
+UNREADABLE = "cannot read the file (permission denied)"
+
+
 @dataclass(frozen=True)
 class LoadedImage:
     """An upright photo as (height, width, 3) uint8 RGB, with the metadata to write back."""
@@ -137,6 +140,8 @@ def _open(path: Path) -> Image.Image:
         Image.MAX_IMAGE_PIXELS = None  # checked against enhance.max_pixels right after
         try:
             return Image.open(path)
+        except PermissionError:
+            raise RejectedImage(UNREADABLE) from None
         except UnidentifiedImageError:
             raise RejectedImage(_unidentified(path)) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:

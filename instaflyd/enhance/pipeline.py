@@ -93,8 +93,13 @@ def enhance_file(
     mode: Mode | None = None,
     steps: int | None = None,
     progress: Progress | None = None,
+    *,
+    names: tuple[Path, Path] | None = None,
 ) -> EnhanceResult:
-    """Enhance `path` into `output_dir` (default: beside it); RejectedImage if it is unusable."""
+    """Enhance `path` into `output_dir` (default: beside it); RejectedImage if it is unusable.
+
+    `names` is the (photo, sidecar) pair the caller reserved (the worker records it before
+    anything is written); without it, the first free pair in `output_dir`."""
     started = time.monotonic()
     mode = mode or config.enhance.mode
     steps = steps or config.enhance.steps
@@ -121,7 +126,7 @@ def enhance_file(
         icc_profile=photo.icc_profile,
     )
     written = Image.open(io.BytesIO(jpeg)).convert("RGB")  # scored as the file will be read
-    photo_path, sidecar_path = outputs.output_paths(output_dir or path.parent, path.stem)
+    photo_path, sidecar_path = names or outputs.output_paths(output_dir or path.parent, path.stem)
     result = EnhanceResult(
         input=path,
         output=photo_path,

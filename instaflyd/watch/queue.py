@@ -1,8 +1,9 @@
 """The drop folder's job queue: one job per content, claimed atomically, recovered after a crash.
 
 The rows and their SQL live in `instaflyd.store.jobs`; this module adds what needs the file
-system or the process table: hashing a dropped file, and telling a job whose worker died (killed,
-out of memory, power cut) from one that is still being worked on.
+system or the process table: hashing a dropped file, telling a job whose worker died (killed,
+out of memory, power cut) from one that is still being worked on, and `end_attempt`, the one
+place that decides whether an attempt that ended without a result is retried or failed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from pathlib import Path
 from instaflyd.processes import claim_alive
 from instaflyd.store import Database
 from instaflyd.store.events import log_event
-from instaflyd.store.jobs import claim_next_job, enqueue_job, finish_job, requeue_job, running_jobs
+from instaflyd.store.jobs import (
+    JobState,
+    claim_next_job,
+    enqueue_job,
+    finish_job,
+    get_job,
+    requeue_job,
+    running_jobs,
+    wait_for_model,
+)
 
 log = logging.getLogger("instafly.watch.queue")
 
@@ -53,45 +63,43 @@ def claim_job(db: Database, worker_pid: int) -> sqlite3.Row | None:
         return claim_next_job(conn, worker_pid)
 
 
-def recover_abandoned_jobs(
-    db: Database, max_attempts: int, idle_pid: int | None = None
-) -> list[int]:
-    """Jobs left running by a worker that died: queued again, or failed after `max_attempts`.
+def abandoned_jobs(db: Database) -> list[sqlite3.Row]:
+    """Jobs left running by a process that is gone (killed, out of memory, power cut)."""
+    return [row for row in running_jobs(db.conn) if not _worker_alive(row)]
 
-    `idle_pid` is the caller's own pid, between jobs: any job still running under it was
-    abandoned too (an error cut its attempt short, or a dead worker had the same pid).
-    """
 
-    def abandoned(row: sqlite3.Row) -> bool:
-        return row["worker_pid"] == idle_pid or not _worker_alive(row)
+def end_attempt(
+    conn: sqlite3.Connection, job: sqlite3.Row, reason: str, max_attempts: int
+) -> JobState | None:
+    """An attempt at `job` ended without a result (an error, or its process died): the one
+    decision of what happens next. The job is queued again, or, once it has used
+    `max_attempts`, failed with a reason that says it gave up. Returns the new state; None when
+    the attempt was ended already (by another process that noticed first). Call in a
+    transaction; the outcome goes to the event log."""
+    current = get_job(conn, job["id"])
+    if current is None or current["state"] != "running" or current["started"] != job["started"]:
+        return None
+    name = Path(job["input_path"]).name
+    used = current["attempts"]
+    if used >= max_attempts:
+        reason = f"gave up after {attempts(used)}: {reason}"
+        finish_job(conn, job["id"], "failed", reason=reason)
+        log_event(conn, "worker", "error", "job_failed", f"{name}: {reason}")
+        log.error("%s: %s", name, reason)
+        return "failed"
+    requeue_job(conn, job["id"], reason=reason)
+    message = f"{name}: {reason}; queued again (attempt {used + 1} of {max_attempts})"
+    log_event(conn, "worker", "warning", "job_retried", message)
+    log.warning("%s", message)
+    return "queued"
 
-    if not any(abandoned(row) for row in running_jobs(db.conn)):
-        return []
-    recovered = []
-    with db.transaction() as conn:
-        for row in running_jobs(conn):
-            if not abandoned(row):
-                continue
-            name = Path(row["input_path"]).name
-            if row["attempts"] >= max_attempts:
-                reason = (
-                    f"gave up after {attempts(row['attempts'])}: the worker stopped every time"
-                    " while enhancing this photo (crashed, ran out of memory or was killed)"
-                )
-                finish_job(conn, row["id"], "failed", reason=reason)
-                level, kind, message = "error", "job_failed", f"{name}: {reason}"
-            else:
-                requeue_job(conn, row["id"], reason="the worker stopped during the last attempt")
-                level, kind, message = (
-                    "warning",
-                    "job_retried",
-                    f"{name}: the worker (pid {row['worker_pid']}) stopped while enhancing it;"
-                    f" queued again (attempt {row['attempts'] + 1} of {max_attempts})",
-                )
-            log_event(conn, "worker", level, kind, message)
-            log.warning("%s", message)
-            recovered.append(row["id"])
-    return recovered
+
+def stopped_while_enhancing(job: sqlite3.Row) -> str:
+    """Why a job whose process died has no result."""
+    return (
+        f"the worker (pid {job['worker_pid']}) stopped while enhancing this photo"
+        " (crashed, ran out of memory or was killed)"
+    )
 
 
 def live_workers(db: Database) -> set[int]:
@@ -106,3 +114,14 @@ def _worker_alive(job: sqlite3.Row) -> bool:
 
 def attempts(count: int) -> str:
     return "1 attempt" if count == 1 else f"{count} attempts"
+
+
+def wait_for_a_model(db: Database, why: str) -> int:
+    """Move the queued jobs to waiting_model, saying why; returns how many."""
+    with db.transaction() as conn:
+        parked = wait_for_model(conn)
+        if parked:
+            message = f"{'1 photo waits' if parked == 1 else f'{parked} photos wait'}: {why}"
+            log_event(conn, "worker", "warning", "waiting_model", message)
+            log.warning("%s", message)
+    return parked

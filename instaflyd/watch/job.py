@@ -1,0 +1,130 @@
+"""Running one claimed drop-folder job, in the enhancer process: enhance it, record how it ended.
+
+The outcome is one of: done (the photo and its sidecar written under the names reserved when the
+attempt started), rejected (the input cannot be used: a sidecar says why), queued again or
+failed (an error: `recovery.settle_attempt` decides), or, when the process is asked to stop in the
+middle, queued again with its attempt given back and nothing left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+from instaflyd.config import Config
+from instaflyd.enhance.io import UNREADABLE, RejectedImage
+from instaflyd.enhance.outputs import write_sidecar
+from instaflyd.enhance.pipeline import EnhanceResult, enhance_file
+from instaflyd.model.scoring import Scorer
+from instaflyd.store import Database
+from instaflyd.store.events import log_event
+from instaflyd.store.jobs import JobState, finish_job, get_job, requeue_job
+from instaflyd.watch.job_files import JobFiles
+from instaflyd.watch.queue import file_sha256
+from instaflyd.watch.recovery import settle_attempt
+
+log = logging.getLogger("instafly.worker")
+
+
+class Stopping(BaseException):
+    """SIGTERM or SIGINT arrived while a photo was being enhanced."""
+
+
+class JobRunner:
+    """Enhances claimed jobs with one scorer. `enhancing` is True while a stop must interrupt."""
+
+    def __init__(self, config: Config, db: Database, files: JobFiles, scorer: Scorer) -> None:
+        self.config = config
+        self.db = db
+        self.files = files
+        self.scorer = scorer
+        self.enhancing = False
+        self.stopping = False
+
+    def process(self, job: sqlite3.Row) -> None:
+        """Enhance the photo of a claimed job and record how it ended, whatever happens."""
+        try:
+            self._enhance(job)
+        except Exception as exc:
+            log.exception("job %d (%s) failed", job["id"], job["input_path"])
+            reason = f"enhancement failed: {type(exc).__name__}: {exc}"
+            settle_attempt(self.db, self.files, job, reason, self.config.watch.max_attempts)
+
+    def _enhance(self, job: sqlite3.Row) -> None:
+        source = Path(job["input_path"])
+        self.files.release(job)  # a report of an earlier outcome, when retried from the page
+        problem = input_problem(job)
+        if problem == UNREADABLE:  # still there: its sidecar says why there is no result
+            _, sidecar = self.files.reserve(job)
+            write_sidecar(sidecar, {"status": "rejected", "input": str(source), "reason": problem})
+            self._finish(job, "rejected", problem, sidecar=sidecar)
+            return
+        if problem:
+            self._finish(job, "rejected", problem)
+            return
+        photo, sidecar = self.files.reserve(job)  # before anything is written
+        try:
+            self.enhancing = True
+            try:
+                if self.stopping:  # asked to stop between the claim and here
+                    raise Stopping
+                result = enhance_file(
+                    source, photo.parent, self.scorer, self.config, names=(photo, sidecar)
+                )
+            finally:
+                self.enhancing = False
+        except Stopping:
+            self.files.release(get_job(self.db.conn, job["id"]))
+            with self.db.transaction() as conn:
+                requeue_job(conn, job["id"], count_attempt=False)
+                log_event(conn, "worker", "info", "job_interrupted", f"{source.name}: queued again")
+            log.info("%s: interrupted; queued again", source.name)
+            raise
+        except RejectedImage as exc:
+            write_sidecar(sidecar, {"status": "rejected", "input": str(source), "reason": str(exc)})
+            self._finish(job, "rejected", str(exc), sidecar=sidecar)
+            return
+        self._finish(job, "done", f"score {result.score_before} -> {result.score_after}", result)
+
+    def _finish(
+        self,
+        job: sqlite3.Row,
+        state: JobState,
+        message: str,
+        result: EnhanceResult | None = None,
+        *,
+        sidecar: Path | None = None,
+    ) -> None:
+        name = Path(job["input_path"]).name
+        if result is not None:
+            sidecar = result.sidecar
+        with self.db.transaction() as conn:
+            finish_job(
+                conn,
+                job["id"],
+                state,
+                reason=None if state == "done" else message,
+                output_path=str(result.output) if result else None,
+                sidecar_path=str(sidecar) if sidecar else None,
+                score_before=result.score_before if result else None,
+                score_after=result.score_after if result else None,
+                model_version=self.scorer.version if result else None,
+            )
+            log_event(conn, "worker", "info", f"job_{state}", f"{name}: {state}: {message}")
+        log.info("%s: %s: %s", name, state, message)
+
+
+def input_problem(job: sqlite3.Row) -> str | None:
+    """Why the queued file cannot be enhanced (gone, unreadable, or changed since queued)."""
+    try:
+        sha256 = file_sha256(Path(job["input_path"]))
+    except FileNotFoundError:
+        return "the file was removed from the drop folder before it could be enhanced"
+    except PermissionError:
+        return UNREADABLE
+    except OSError:
+        return None  # enhancement refuses it, with the reason, in a sidecar
+    if job["sha256"] and sha256 != job["sha256"]:
+        return "the file changed after it was queued; its new content is queued separately"
+    return None
