@@ -71,6 +71,7 @@ class ProxyConfig(Section):
     auth: str | None
     pending_images_max: Annotated[int, Field(ge=0, le=100_000)]
     pending_images_max_age_seconds: Seconds
+    pending_images_max_bytes: Annotated[int, Field(ge=0, le=4_000_000_000)]
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_000_000_000)]
     mitmproxy_options: dict[str, Any]
 

@@ -29,10 +29,11 @@ from mitmproxy import http
 from mitmproxy import io as mitmproxy_io
 from mitmproxy.test import tflow
 from PIL import Image
-from support_capture import InstagramStandIn, bomb, running_proxy
+from support_capture import InstagramStandIn, Recorded, bomb, huge_png, running_proxy
 
 PROFILE_PATH = "/api/v1/users/web_profile_info/?username=robertdowneyjr"
 PROFILE_JSON = (FIXTURES / "instagram/pgrimaud/web_profile_info_2022-06_full.json").read_bytes()
+MiB = 1024 * 1024
 IMAGE_PATH = "/v/t51.2885-15/279923746_752618449450106_6016545400124263448_n.jpg"
 
 
@@ -117,7 +118,7 @@ def proxy_config(tmp_path: Path, port: int, origin: InstagramStandIn, **proxy: o
 
 def https_with_sni(proxy_port: int, connect_to: str, sni: str, ca: Path, request: bytes) -> bytes:
     """CONNECT `connect_to`, a TLS handshake naming `sni`, one request; the whole answer."""
-    with socket.create_connection(("127.0.0.1", proxy_port), timeout=20) as sock:
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=90) as sock:
         sock.sendall(f"CONNECT {connect_to} HTTP/1.1\r\nHost: {connect_to}\r\n\r\n".encode())
         reply = b""
         while b"\r\n\r\n" not in reply:
@@ -291,3 +292,47 @@ def test_bombs_through_import_are_skipped_counted_and_import_stays_small(
             f"the {coding} body decodes to more than the limit of 25,000,000 bytes" in line
             for line in lines
         ), lines
+
+
+# --- images: bytes after the image, and pictures far larger than Instagram's -----------------
+
+# The attack sent 24 MB after each image; 12 MB shows the same (40 held whole would be 480 MB)
+# in half the time.
+JUNK = b"\0junk after the image" * (12 * MiB // 22)
+
+
+def image_with_junk(path: str) -> Recorded | None:
+    """/junk/<i>_n.jpg: a valid 64 x 64 JPEG followed by 12 MB of junk; /huge.png: 9,400^2."""
+    if path.startswith("/junk/"):
+        return Recorded(200, [("Content-Type", "image/jpeg")], small_jpeg() + JUNK)
+    if path == "/huge_n.png":
+        return Recorded(200, [("Content-Type", "image/png")], huge_png())
+    return None
+
+
+@pytest.mark.slow
+def test_images_with_junk_and_huge_pictures_keep_the_writer_small(tmp_path: Path) -> None:
+    port = free_port()
+    db = tmp_path / "data" / "instafly.db"
+    with InstagramStandIn(tmp_path / "standin", answer=image_with_junk) as standin:
+        config = proxy_config(tmp_path, port, standin)
+        with running_proxy(config, port, tmp_path / "proxy.log") as proxy:
+            ca = tmp_path / "data" / "mitmproxy" / "mitmproxy-ca-cert.pem"
+            writer = writer_pid(proxy.pid)
+            host = "scontent.cdninstagram.com"
+            for path in [*(f"/junk/{i}_{i}_{i}_n.jpg" for i in range(40)), "/huge_n.png"]:
+                request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                answer = https_with_sni(port, f"{host}:443", host, ca, request.encode())
+                assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+            # The writer handles responses in order: once this post is in, all 41 went before.
+            request = f"GET {PROFILE_PATH} HTTP/1.1\r\nHost: www.instagram.com\r\n\r\n"
+            https_with_sni(
+                port, "www.instagram.com:443", "www.instagram.com", ca,
+                request.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n").encode(),
+            )  # fmt: skip
+            wait_for_counter(db, "posts_new", 20)
+            wait_for_counter(db, "images_rejected", 1)  # the 9,400 x 9,400 PNG
+            peak = peak_rss_mib(writer)
+    print(f"writer peak memory with 40 waiting images of 12 MB each: {peak:.0f} MiB")
+    assert peak < PEAK_MIB  # holding them whole would take 480 MB
+    assert rows(db, "SELECT COUNT(*) FROM images") == [(0,)]

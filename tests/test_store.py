@@ -201,7 +201,6 @@ def test_events_counters_and_tls_failures_round_trip(db: Database) -> None:
     }
 
 
-
 def test_record_event_commits_on_its_own_echoes_and_never_raises(
     db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,6 +221,7 @@ def test_record_event_commits_on_its_own_echoes_and_never_raises(
     with caplog.at_level("WARNING", logger="instafly"):
         record_event(db, "supervisor", "warning", "exited", "proxy exited")
     assert [r.message.startswith("could not write the event log") for r in caplog.records] == [True]
+
 
 def test_model_versions_and_training_runs_round_trip(db: Database) -> None:
     assert current_model_version(db.conn) is None

@@ -262,7 +262,11 @@ def write_until_stopped(
     proxy = config.proxy
     counts: Counter[str] = Counter()
     with Database(config.db_path) as db:
-        pending = PendingImages(proxy.pending_images_max, proxy.pending_images_max_age_seconds)
+        pending = PendingImages(
+            proxy.pending_images_max,
+            proxy.pending_images_max_age_seconds,
+            proxy.pending_images_max_bytes,
+        )
         ingester = Ingester(db, ImageFiles(config.images_dir), pending, proxy.max_body_bytes)
         last_flush = time.monotonic()
         while True:
