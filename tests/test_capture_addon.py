@@ -176,8 +176,10 @@ def test_the_largest_variant_is_kept_whatever_the_order(
     writer.stop()
     assert cover_size(config, SIDECAR_ID) == (96, 120)
     assert counters(config)["images_stored"] == 2  # 64x80, then 96x120; 32x40 never stored
-    stored = sorted(p.name for p in config.images_dir.rglob("*.jpg"))
-    assert len(stored) == 2
+    # The replaced 64x80 variant is gone from the table and the folder: only what posts use stays.
+    [(sha256, width)] = store(config).execute("SELECT sha256, width FROM images").fetchall()
+    assert width == 96
+    assert [p.name for p in config.images_dir.rglob("*.jpg")] == [f"{sha256}.jpg"]
 
 
 def test_error_pages_and_non_images_from_the_cdn_never_become_images(

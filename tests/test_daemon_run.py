@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, cli_env, free_port, missing_on_this_machine, write_config
+from helpers import REPO, cli_env, free_port, write_config
+from support_browser import ARTIFACTS, launch_chromium
 from support_daemon import (
     TEST_PASSWORD,
     RunningDaemon,
@@ -36,13 +37,6 @@ from support_daemon import (
 
 from instaflyd.store import Database
 from instaflyd.store.events import add_to_counter
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-ARTIFACTS = REPO / "test-artifacts"
 
 pytestmark = pytest.mark.slow
 
@@ -195,12 +189,6 @@ def test_api_status_of_the_running_daemon(daemon: RunningDaemon) -> None:
     code, metrics = daemon.get("/metrics")
     assert code == 200
     assert 'instafly_component_up{component="proxy"} 1.0' in metrics.decode()
-
-
-def launch_chromium(playwright: Any) -> Any:
-    if not CHROMIUM.exists():
-        missing_on_this_machine(f"{CHROMIUM} is missing (sudo apt install chromium)")
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
 def shown_numbers(page: Any) -> dict[str, int]:
@@ -382,6 +370,7 @@ def test_an_invalid_config_serves_the_safe_mode_page_until_fixed(
                     "web": {"host": "127.0.0.1", "port": web_port},
                     "proxy": {"listen_host": "127.0.0.1", "listen_port": free_port()},
                     "train": {"min_labelled_posts": 1000},
+                    "model": {"weights": "none"},  # never a download from the internet
                 },
             )
             status = wait_for(

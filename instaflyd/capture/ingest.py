@@ -29,10 +29,11 @@ from instaflyd.capture.matching import PendingImages
 from instaflyd.capture.parsers import parse_document
 from instaflyd.store import Database, ImageFiles
 from instaflyd.store.formats import count_unread_format
-from instaflyd.store.images import record_image
+from instaflyd.store.images import forget_unused_images, record_image
 from instaflyd.store.posts import (
     attach_image,
     cover_area,
+    get_post,
     post_for_image_name,
     upsert_account,
     upsert_post,
@@ -62,6 +63,7 @@ class Ingester:
         self.images = images
         self.pending = pending
         self.max_body_bytes = max_body_bytes  # before and after decoding
+        self._replaced: list[tuple[str, str]] = []  # files to remove once the transaction commits
 
     def ingest(self, response: CapturedResponse) -> Counter[str]:
         """Store what the response says; raises CaptureError for an unreadable document and
@@ -74,6 +76,9 @@ class Ingester:
                 self._ingest_document(response, outcome)
         except BodyTooLarge as exc:
             raise ResponseTooLarge(str(exc)) from None
+        finally:
+            replaced, self._replaced = self._replaced, []
+        self.images.remove(replaced)  # committed: the replaced variants' files can go
         return outcome
 
     def _decode(self, response: CapturedResponse) -> bytes:
@@ -148,5 +153,8 @@ class Ingester:
             return  # checked before writing the file; attach_image applies the same rule
         stored = self.images.put(image.data, image.ext)
         record_image(conn, stored, image.width, image.height, len(image.data))
+        previous = get_post(conn, post_id)["image_sha256"]
         if attach_image(conn, post_id, stored.sha256):
             outcome["images_stored"] += 1
+            if previous is not None:  # a smaller variant: its row and file go
+                self._replaced += forget_unused_images(conn, [previous])
