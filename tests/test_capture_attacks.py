@@ -336,3 +336,53 @@ def test_images_with_junk_and_huge_pictures_keep_the_writer_small(tmp_path: Path
     print(f"writer peak memory with 40 waiting images of 12 MB each: {peak:.0f} MiB")
     assert peak < PEAK_MIB  # holding them whole would take 480 MB
     assert rows(db, "SELECT COUNT(*) FROM images") == [(0,)]
+
+
+# --- connections: many from one device, and idle ones ---------------------------------------
+
+
+def closed_by_peer(sock: socket.socket, within: float) -> bool:
+    """Did the other end close the connection within `within` seconds (with nothing sent)?"""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_device_cannot_hold_more_connections_than_its_limit_nor_keep_idle_ones(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    db = tmp_path / "data" / "instafly.db"
+    with InstagramStandIn(tmp_path / "standin") as standin:
+        config = proxy_config(
+            tmp_path, port, standin, max_connections_per_client=5, idle_timeout_seconds=4
+        )
+        with running_proxy(config, port, tmp_path / "proxy.log"):
+            time.sleep(5)  # running_proxy's own probe connection is gone by the idle timeout
+            # Like the attack's half-sent requests: connect, send part of a request, wait.
+            sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
+            for sock in sockets:
+                sock.sendall(b"GET http://mitm.it/ HTTP/1.1\r\nHost: mi")
+            try:
+                time.sleep(1.5)  # the refused ones are closed at once; the idle timeout is 4 s
+                refused = [closed_by_peer(sock, 0.01) for sock in sockets]
+                assert refused.count(False) == 5 and refused.count(True) == 7, refused
+                wait_for_counter(db, "connections_refused", 7)
+                # Nothing more comes on the five kept ones: the proxy closes them.
+                kept = [sock for sock, closed in zip(sockets, refused, strict=True) if not closed]
+                assert all(closed_by_peer(sock, 15) for sock in kept)
+            finally:
+                for sock in sockets:
+                    sock.close()
+            # The places are free again, and the proxy answers.
+            session = requests.Session()
+            session.trust_env = False
+            proxies = {"http": f"http://127.0.0.1:{port}"}
+            answer = session.get("http://mitm.it/cert/pem", proxies=proxies, timeout=30)
+            assert answer.status_code == 200
+            assert answer.content.startswith(b"-----BEGIN CERTIFICATE-----")
