@@ -101,6 +101,7 @@ def test_status_says_the_weights_are_missing_and_how_to_get_them(config: Path) -
     assert "instaflyd weights import FILE" in status["message"]
 
 
+@pytest.mark.slow
 def test_fetch_refuses_a_download_of_the_wrong_size_before_reading_it(
     config: Path, data_dir: Path, server: Server
 ) -> None:

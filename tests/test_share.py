@@ -19,10 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, cli_env, free_port, missing_on_this_machine, write_config
+from helpers import (
+    REPO,
+    cli_env,
+    free_port,
+    jpeg_bytes,
+    missing_on_this_machine,
+    wait_until,
+    write_config,
+)
 from PIL import Image
-from support_daemon import jpeg_bytes, wait_for
-from support_model import TINY_MODEL, tiny_config, train_tiny_model
+from support_model import TINY_MODEL
 from test_install import install
 
 SHARE_SCRIPT = REPO / "systemd" / "instafly-share.sh"
@@ -133,7 +140,9 @@ def smbclient(port: int, *args: str, auth: list[str]) -> subprocess.CompletedPro
 
 
 @pytest.mark.slow
-def test_a_photo_put_into_the_share_comes_back_enhanced(tmp_path: Path) -> None:
+def test_a_photo_put_into_the_share_comes_back_enhanced(
+    tmp_path: Path, copy_of_trained: Path
+) -> None:
     if not SMBD.exists() or shutil.which("smbclient") is None:
         missing_on_this_machine("Samba is missing (sudo apt install samba smbclient)")
     if os.geteuid() != 0:
@@ -149,8 +158,7 @@ def test_a_photo_put_into_the_share_comes_back_enhanced(tmp_path: Path) -> None:
         input=f"{PASSWORD}\n{PASSWORD}\n", text=True, check=True, capture_output=True,
     )  # fmt: skip
 
-    data = tmp_path / "data"
-    assert train_tiny_model(tiny_config(data)).promoted
+    data = copy_of_trained  # a promoted tiny model
     worker_config = write_config(
         tmp_path / "instafly.yaml",
         {
@@ -163,7 +171,7 @@ def test_a_photo_put_into_the_share_comes_back_enhanced(tmp_path: Path) -> None:
     )  # fmt: skip
     photo = tmp_path / "laptop" / "holiday.jpg"
     photo.parent.mkdir()
-    photo.write_bytes(jpeg_bytes(5, 480))
+    photo.write_bytes(jpeg_bytes(480, 480, 5))
     good = ["-U", f"{user}%{PASSWORD}"]
     smbd = [str(SMBD), "--foreground", "--no-process-group", "--debug-stdout", "-s", str(conf)]
     worker = [sys.executable, "-m", "instaflyd", "--config", str(worker_config), "worker"]
@@ -172,7 +180,7 @@ def test_a_photo_put_into_the_share_comes_back_enhanced(tmp_path: Path) -> None:
         running(smbd, tmp_path / "smbd.log", start_new_session=True),
         running(worker, tmp_path / "worker.log", env=cli_env(), cwd=REPO),
     ):
-        wait_for(lambda: smbclient(port, "-c", "ls", auth=good).returncode == 0, 30, "smbd")
+        wait_until(lambda: smbclient(port, "-c", "ls", auth=good).returncode == 0, 30, "smbd")
         # Never a guest, never a wrong password.
         guest = smbclient(port, "-N", "-c", "ls", auth=[])
         assert guest.returncode != 0
@@ -196,7 +204,7 @@ def test_a_photo_put_into_the_share_comes_back_enhanced(tmp_path: Path) -> None:
             out = smbclient(port, "-c", "cd enhanced; ls", auth=good).stdout
             return "holiday.instafly.jpg" in out and "holiday.instafly.json" in out
 
-        wait_for(enhanced_listed, 180, "the enhanced photo in the share", interval=1)
+        wait_until(enhanced_listed, 180, "the enhanced photo in the share", interval=1)
         back = tmp_path / "back"
         back.mkdir()
         got = smbclient(port, "-c", f"cd enhanced; lcd {back}; get holiday.instafly.jpg", auth=good)

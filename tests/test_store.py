@@ -234,6 +234,7 @@ def test_record_event_commits_on_its_own_echoes_and_never_raises(
 ) -> None:
     # `instaflyd` commands run in this process may have set up logging, which stops propagation.
     monkeypatch.setattr(logging.getLogger("instafly"), "propagate", True)
+    monkeypatch.setattr(logging.getLogger("instafly"), "handlers", [])  # theirs may be closed
     with caplog.at_level("INFO", logger="instafly"):
         record_event(
             db, "worker", "error", "enhancer_crashed", "the enhancer exited; again", echo=True

@@ -19,9 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers import jpeg_bytes
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from support_daemon import TEST_PASSWORD, give_password, jpeg_bytes, seed_extras, seed_store
+from support_daemon import TEST_PASSWORD, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
 from instaflyd.status.weights import WEIGHTS_FILE
@@ -213,7 +214,7 @@ def test_the_profiles_that_would_label_the_most_posts(
             post = PostRecord(f"90{n}", "photo", owner=AccountRecord(owner, f"nofollowers{owner}"),
                               like_count=5)  # fmt: skip
             upsert_post(conn, post)
-            stored = files.put(jpeg_bytes(300 + n), "jpg")
+            stored = files.put(jpeg_bytes(96, 96, 300 + n), "jpg")
             record_image(conn, stored, 96, 96, 100)
             attach_image(conn, post.id, stored.sha256)
         upsert_post(conn, PostRecord("999", "video", owner=AccountRecord("80"), like_count=5))

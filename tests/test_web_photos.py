@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from support_daemon import TEST_PASSWORD, give_password, jpeg_bytes, seed_extras, seed_store
+from helpers import jpeg_bytes
+from support_daemon import TEST_PASSWORD, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
 from instaflyd.store import Database
@@ -91,10 +92,10 @@ def test_a_sent_file_name_is_never_believed(given: str, safe: str) -> None:
 
 def test_photos_need_the_csrf_token_from_the_page(client: FlaskClient, config: Config) -> None:
     before = drop_files(config)
-    assert send(client, (jpeg_bytes(1), "a.jpg")).status_code == 400
-    assert send(client, (jpeg_bytes(1), "a.jpg"), token="forged").status_code == 400
+    assert send(client, (jpeg_bytes(96, 96, 1), "a.jpg")).status_code == 400
+    assert send(client, (jpeg_bytes(96, 96, 1), "a.jpg"), token="forged").status_code == 400
     assert drop_files(config) == before  # nothing written
-    response = send(client, (jpeg_bytes(1), "a.jpg"), token=token_of(client))
+    response = send(client, (jpeg_bytes(96, 96, 1), "a.jpg"), token=token_of(client))
     assert response.status_code == 202
 
 
@@ -102,7 +103,7 @@ def test_sent_photos_go_into_the_drop_folder_and_the_queue_once(
     client: FlaskClient, config: Config
 ) -> None:
     token = token_of(client)
-    first, second = jpeg_bytes(11, 120), jpeg_bytes(12, 120)
+    first, second = jpeg_bytes(120, 120, 11), jpeg_bytes(120, 120, 12)
     response = send(client, (first, "../IMG_1.JPG"), (second, "beach.jpg"), token=token)
     assert response.status_code == 202
     photos = response.get_json()["photos"]
@@ -135,7 +136,7 @@ def test_limits_empty_too_large_and_missing_files(client: FlaskClient, config: C
     none = client.post("/api/photos", data={}, headers={"X-CSRF-Token": token})
     assert none.status_code == 400
     assert none.get_json()["error"].startswith("no photo: send the files as multipart")
-    too_many = send(client, *[(jpeg_bytes(n), f"{n}.jpg") for n in range(21)], token=token)
+    too_many = send(client, *[(jpeg_bytes(96, 96, n), f"{n}.jpg") for n in range(21)], token=token)
     assert too_many.get_json() == {"error": "at most 20 photos in one request"}
     # A body far beyond the limit is refused before it is read.
     huge = send(client, (b"\xff" * 600_000, "huge.jpg"), token=token)
@@ -150,7 +151,7 @@ def test_the_photo_list_newest_first_with_scores_edits_and_urls(
     done.write_text('{"status": "done", "params": {"exposure": 0.18, "contrast": 0.0}}')
     with Database(config.db_path) as db, db.transaction() as conn:
         conn.execute("UPDATE jobs SET sidecar_path = ? WHERE state = 'done'", (str(done),))
-    sent = send(client, (jpeg_bytes(21), "new.jpg"), token=token_of(client)).get_json()
+    sent = send(client, (jpeg_bytes(96, 96, 21), "new.jpg"), token=token_of(client)).get_json()
     photos = client.get("/api/photos").get_json()["photos"]
     assert [p["name"] for p in photos] == ["new.jpg", "waiting.jpg", "broken.jpg", "beach.jpg"]
     new, beach = photos[0], photos[-1]
@@ -190,6 +191,6 @@ def test_without_the_password_photos_are_neither_listed_nor_taken(tmp_path: Path
     give_password(tmp_path)
     client = create_app(config).test_client()
     assert client.get("/api/photos").status_code == 401
-    response = send(client, (jpeg_bytes(1), "a.jpg"))
+    response = send(client, (jpeg_bytes(96, 96, 1), "a.jpg"))
     assert response.status_code == 401
     assert not (tmp_path / "drop").exists() or not list((tmp_path / "drop").iterdir())
