@@ -115,6 +115,9 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     print(f"training   {model.next_training.reason}")
     print(f"weights    {model.weights.message}")
     print(f"jobs       {jobs}")
+    if status.capture.unread_formats:
+        paths = len({row.path for row in status.capture.unread_formats})
+        print(f"unread     formats not understood from {paths} paths (stats --json lists them)")
     return 0
 
 

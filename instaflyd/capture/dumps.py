@@ -28,7 +28,7 @@ log = logging.getLogger("instafly.import")
 
 @dataclass
 class ImportSummary:
-    """DESIGN.md's `import --json` document."""
+    """The `import --json` document."""
 
     flows: int = 0
     posts_new: int = 0
