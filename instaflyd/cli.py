@@ -179,7 +179,7 @@ def cmd_score(args: argparse.Namespace, config: Config) -> int:
 
     try:
         scorer = load_scorer(config)
-        scores = score_files(scorer, args.images)
+        scores = score_files(scorer, args.images, max_pixels=config.enhance.max_pixels)
     except (NoModelError, ImageReadError) as exc:
         raise CommandError(str(exc)) from None
     results = [
