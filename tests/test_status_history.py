@@ -14,7 +14,7 @@ from support_daemon import TEST_PASSWORD, give_password, seed_store
 
 from instaflyd.config import Config, build_config
 from instaflyd.status.emitter import StatusEmitter
-from instaflyd.status.history import HistorySampler, quiet_capture
+from instaflyd.status.history import HistorySampler, history_series, quiet_capture
 from instaflyd.store import Database
 from instaflyd.store.history import (
     DAY,
@@ -167,15 +167,17 @@ def seed_history(config: Config, now: float) -> int:
 def history_client(tmp_path: Path) -> tuple[FlaskClient, int]:
     config = history_config(tmp_path / "data")
     first = seed_history(config, time.time())
+    return logged_in(config), first
+
+
+def logged_in(config: Config) -> FlaskClient:
     give_password(config.data_dir)
     client = create_app(config).test_client()
     page = client.get("/login").get_data(as_text=True)
     token = page.split('name="csrf_token" value="')[1].split('"')[0]
-    assert (
-        client.post("/login", data={"password": TEST_PASSWORD, "csrf_token": token}).status_code
-        == 302
-    )
-    return client, first
+    login = client.post("/login", data={"password": TEST_PASSWORD, "csrf_token": token})
+    assert login.status_code == 302
+    return client
 
 
 def test_api_history_returns_the_points_of_each_series(
@@ -254,3 +256,14 @@ def test_the_page_draws_the_same_points_and_the_quiet_hint(
     assert 'aria-labelledby="chart-posts-title chart-posts-desc"' in html
     assert "Nothing captured yet: no phone has used the proxy so far." in html
     assert client.get("/?range=decade").status_code == 400
+
+
+def test_an_empty_history_has_no_points_and_the_page_says_so(tmp_path: Path) -> None:
+    config = history_config(tmp_path / "data")
+    with Database(config.db_path) as db:
+        for name in ("posts", "capture", "enhanced", "models"):
+            assert history_series(db.conn, name, "year", YEAR_START).points == []
+    html = logged_in(config).get("/").get_data(as_text=True)
+    assert html.count("No history yet: the first point appears within 5 minutes") == 3
+    assert "No model version yet." in html
+    assert '<svg class="chart-svg"' not in html

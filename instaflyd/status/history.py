@@ -177,7 +177,7 @@ def history_series(
         ]
     else:
         before = history_row_before(conn, tier, rows[0].bucket) if rows else None
-        pairs = list(zip([before, *rows[:-1]], rows, strict=True))
+        pairs = list(zip([before, *rows[:-1]], rows, strict=True)) if rows else []
         points = [
             _capture_point(prev, row) if series == "capture" else _enhanced_point(prev, row)
             for prev, row in pairs
