@@ -2,8 +2,8 @@
 
 Each child is a real `python -m instaflyd <command>` process (or any argv, for tests). Its stdout
 and stderr are read line by line by a thread and written to the daemon's stderr prefixed with
-the component's name, so journald shows which part said what; the last lines are kept for the
-status page (why did it crash?).
+the component's name, so journald shows which part said what, without TensorFlow's start-up
+chatter (`logs.is_native_noise`); the last lines are kept for the status page (why did it crash?).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from instaflyd.config import Config
+from instaflyd.logs import is_native_noise
 
 log = logging.getLogger("instafly.daemon")
 
@@ -111,6 +112,8 @@ class ChildProcess:
         out = self._relay_to or sys.stderr
         for line in self.process.stdout:
             line = line.rstrip("\n")
+            if is_native_noise(line):  # TensorFlow's start-up chatter in the trainer
+                continue
             self.lines.append(line)
             with contextlib.suppress(OSError, ValueError):
                 out.write(f"{self.name} | {line}\n")
