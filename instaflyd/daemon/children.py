@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
+from instaflyd import shutdown
 from instaflyd.config import Config
 from instaflyd.logs import is_native_noise
 
@@ -40,7 +41,10 @@ def instaflyd_argv(config: Config, *command: str) -> list[str]:
 
 
 def child_environment() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key not in _DAEMON_ONLY_ENV}
+    """The daemon's environment, without systemd's notify variables, with the child's share of
+    the shutdown budget (`instaflyd.shutdown`)."""
+    inherited = {key: value for key, value in os.environ.items() if key not in _DAEMON_ONLY_ENV}
+    return {**inherited, **shutdown.child_env(shutdown.DAEMON_SHARE)}
 
 
 class ChildProcess:
@@ -132,7 +136,12 @@ def stop_all(children: Sequence[ChildProcess], timeout: float) -> dict[str, int 
             child.terminate()
     for child in children:
         if child.wait(deadline - time.monotonic()) is None:
-            log.warning("%s did not stop within %.0f s; killing it", child.name, timeout)
+            log.error(
+                "%s did not stop within %.0f s of the shutdown budget; killing it (what it had"
+                " not finished is lost)",
+                child.name,
+                timeout,
+            )
             child.kill()
             child.wait(2)
     return {child.name: child.poll() for child in children}
