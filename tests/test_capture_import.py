@@ -160,7 +160,6 @@ def test_ca_creates_the_authority_once_with_a_private_key_only_the_owner_reads(
     assert stat.S_IMODE((data / "mitmproxy" / "mitmproxy-ca.pem").stat().st_mode) == 0o600
 
 
-
 def test_the_fingerprint_read_without_mitmproxy_is_mitmproxys(tmp_path: Path) -> None:
     """`ca_files` (the page's and `stats`' reader) agrees with mitmproxy on names and fingerprint."""
     from mitmproxy.options import CONF_BASENAME
