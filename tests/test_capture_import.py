@@ -74,8 +74,12 @@ def test_import_reads_the_sample_session_and_a_second_import_adds_nothing(tmp_pa
     assert query(data, "SELECT follower_count FROM accounts WHERE id = '1518284433'") == [
         (52979346,)
     ]
+    # The replaced smaller variant left the folder and the table: both hold what posts use.
     files = sorted(path.name for path in (data / "images").rglob("*.jpg"))
-    assert len(files) == 5
+    assert len(files) == 4
+    used = query(data, "SELECT image_sha256 || '.jpg' FROM posts WHERE image_sha256 IS NOT NULL")
+    assert sorted(name for (name,) in used) == files
+    assert run_cli_json("stats", "--json", data_dir=data)["images"] == 4
 
     again = run_cli_json("import", DUMP, "--json", data_dir=data)
     assert again == FIRST_IMPORT | {

@@ -1,4 +1,9 @@
-"""The event log (what went wrong or worth knowing, shown on the status page) and counters."""
+"""The event log (what went wrong or worth knowing, shown on the status page) and counters.
+
+Two ways in, one table: `log_event(conn, ...)` inside the transaction that made the change the
+event is about (both commit or neither), and `record_event(db, ...)` for an event on its own,
+in a transaction of its own that never raises. Both can echo the message to the Python log.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,27 @@ log = logging.getLogger("instafly.store")
 
 Level = Literal["debug", "info", "warning", "error"]
 KEEP_EVENTS = 10_000
+_LOG_LEVELS: dict[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def log_event(
-    conn: sqlite3.Connection, component: str, level: Level, kind: str, message: str
+    conn: sqlite3.Connection,
+    component: str,
+    level: Level,
+    kind: str,
+    message: str,
+    *,
+    echo: bool = False,
 ) -> None:
-    """Append an event; the oldest beyond KEEP_EVENTS are dropped."""
+    """Append an event; the oldest beyond KEEP_EVENTS are dropped. With `echo`, the message
+    also goes to the `instafly.<component>` logger at the event's level (journald sees it)."""
+    if echo:
+        logging.getLogger(f"instafly.{component}").log(_LOG_LEVELS[level], message)
     cursor = conn.execute(
         "INSERT INTO events (ts, component, level, kind, message) VALUES (?, ?, ?, ?, ?)",
         (time.time(), component, level, kind, message[:2000]),
@@ -28,13 +48,21 @@ def log_event(
         conn.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - KEEP_EVENTS,))
 
 
-def record_event(db: Database, component: str, level: Level, kind: str, message: str) -> None:
+def record_event(
+    db: Database,
+    component: str,
+    level: Level,
+    kind: str,
+    message: str,
+    *,
+    echo: bool = False,
+) -> None:
     """`log_event` in a transaction of its own, for the long-running loops (supervisor,
-    scheduler, capture writer) that the event log must never take down: a store error is
-    logged instead."""
+    scheduler, worker, capture writer) that the event log must never take down: a store error
+    is logged instead."""
     try:
         with db.transaction() as conn:
-            log_event(conn, component, level, kind, message)
+            log_event(conn, component, level, kind, message, echo=echo)
     except Exception as exc:
         log.warning("could not write the event log: %s", exc)
 

@@ -21,7 +21,7 @@ from types import FrameType
 from instaflyd import shutdown
 from instaflyd.config import Config
 from instaflyd.store import Database
-from instaflyd.store.events import Level, log_event
+from instaflyd.store.events import Level, record_event
 from instaflyd.store.jobs import jobs_by_state
 from instaflyd.store.versions import current_model_version
 from instaflyd.watch.enhancer_process import EXIT_NO_MODEL, EnhancerProcess
@@ -127,9 +127,7 @@ class Worker:
         self.wake.set()
 
     def _event(self, level: Level, kind: str, message: str) -> None:
-        with self.db.transaction() as conn:
-            log_event(conn, "worker", level, kind, message)
-        log.log(logging.getLevelName(level.upper()), message)
+        record_event(self.db, "worker", level, kind, message, echo=True)
 
 
 def run_worker(config: Config) -> int:
