@@ -1,10 +1,10 @@
 """Training labels from the store, and the split of owners between training and validation.
 
-A label is DESIGN.md's: photo posts (carousels by their cover) whose like count, owner's follower
-count and image are all known; the `labelled_posts` view applies that rule, so hidden likes,
-videos, reels and posts without an image never get here. The target is log(likes / followers);
-a post with 0 likes counts as half a like, which keeps the log finite and below every post of
-the same owner that has likes.
+A label is the store's rule (ARCHITECTURE.md): photo posts (carousels by their cover) whose
+like count, owner's follower count and image are all known; the `labelled_posts` view applies
+that rule, so hidden likes, videos, reels and posts without an image never get here. The target
+is log(likes / followers); a post with 0 likes counts as half a like, which keeps the log finite
+and below every post of the same owner that has likes.
 
 Validation holds out whole owners: the model is judged on accounts it never saw. An owner's side
 depends only on the seed and its id, so owners keep their side as new ones arrive, and a model
