@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, free_port
-from support_daemon import http_get, wait_for
+from helpers import REPO, free_port, wait_until
+from support_daemon import http_get
 from test_capture_addon import counters, profile_flow, run_flows
 
 from instaflyd import shutdown
@@ -112,7 +112,7 @@ def test_a_page_that_dies_stops_the_daemon_with_an_error(
     runner = threading.Thread(target=run_the_daemon, daemon=True)
     with caplog.at_level(logging.ERROR, logger="instafly"):
         runner.start()
-        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 20, "the page")
+        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 20, "the page")
         # The server's loop fails underneath it: its listening socket is closed behind its back.
         listening = [s for s in daemon_sockets(port)]
         assert listening
