@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -24,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from instaflyd.store import ImageFiles
+from instaflyd.store.labels import label_target
 
 log = logging.getLogger("instafly.model.labels")
 
-ZERO_LIKES = 0.5  # the like count a post with no likes is scored as
 
 
 class NotEnoughData(Exception):
@@ -47,7 +46,7 @@ class LabelledPost:
     @property
     def target(self) -> float:
         """log(like rate), the regression target."""
-        return math.log(max(self.like_count, ZERO_LIKES) / self.follower_count)
+        return label_target(self.like_count, self.follower_count)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from instaflyd.store.labels import LIKES_AND_IMAGE_KNOWN
 from instaflyd.store.records import AccountRecord, PostRecord, image_file_name
 
 
@@ -142,8 +143,7 @@ def accounts_to_visit(conn: sqlite3.Connection, limit: int) -> list[WaitingAccou
         for row in conn.execute(
             "SELECT a.id, a.username, COUNT(*) AS waiting"
             " FROM posts AS p JOIN accounts AS a ON a.id = p.owner_id"
-            " WHERE p.media_type IN ('photo', 'carousel') AND p.like_count >= 0"
-            "   AND p.image_sha256 IS NOT NULL AND COALESCE(a.follower_count, 0) <= 0"
+            f" WHERE {LIKES_AND_IMAGE_KNOWN} AND COALESCE(a.follower_count, 0) <= 0"
             " GROUP BY a.id ORDER BY waiting DESC, a.username LIMIT ?",
             (limit,),
         )
