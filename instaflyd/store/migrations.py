@@ -153,7 +153,31 @@ CREATE TABLE unread_formats (
 CREATE INDEX unread_formats_last_seen ON unread_formats(last_seen);
 """
 
-MIGRATIONS: list[str] = [V1_CAPTURE, V2_MODEL, V3_QUEUE_AND_COUNTERS, V4_UNREAD_FORMATS]
+# v5: the status history for the page's charts: one row per (tier, bucket), the last sample of
+# the bucket; tiers of 5 minutes, an hour and a day, each pruned to its span by
+# instaflyd.store.history (a few hundred kilobytes after a year).
+V5_HISTORY = """
+CREATE TABLE history (
+    tier       INTEGER NOT NULL,                 -- bucket length in seconds: 300, 3600, 86400
+    bucket     INTEGER NOT NULL,                 -- the bucket's start (Unix time, multiple of tier)
+    time       REAL NOT NULL,                    -- when the sample was taken
+    posts      INTEGER NOT NULL,                 -- totals at that time (cumulative counts)
+    labelled   INTEGER NOT NULL,
+    next_training_at INTEGER NOT NULL,           -- labelled posts at which training is due
+    flows      INTEGER NOT NULL,
+    enhanced   INTEGER NOT NULL,                 -- photos enhanced (jobs done) so far
+    score_gain REAL NOT NULL,                    -- the sum of their predicted score gains
+    PRIMARY KEY (tier, bucket)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [
+    V1_CAPTURE,
+    V2_MODEL,
+    V3_QUEUE_AND_COUNTERS,
+    V4_UNREAD_FORMATS,
+    V5_HISTORY,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
