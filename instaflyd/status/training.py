@@ -11,7 +11,7 @@ from typing import Any
 
 from instaflyd.config import Config
 from instaflyd.status.weights import weights_status
-from instaflyd.store.stats import labelled_count
+from instaflyd.store.stats import labelled_count, labelled_owner_count
 from instaflyd.store.versions import current_model_version, in_progress, latest_training_run
 
 
@@ -36,7 +36,7 @@ def training_status(
 ) -> TrainingStatus:
     """Whether training is due now; with `allow_random_weights`, missing weights do not block."""
     labelled = labelled_count(conn)
-    owners = int(conn.execute("SELECT COUNT(DISTINCT owner_id) FROM labelled_posts").fetchone()[0])
+    owners = labelled_owner_count(conn)
     current = current_model_version(conn)
     run = latest_training_run(conn)
     running = in_progress(run)
