@@ -7,6 +7,7 @@ MODE=dev
 ROOT=""
 WITH_BROWSER=auto
 WITH_VENV=yes
+WITH_SHARE=no
 PROXY_PORT=8080
 WEB_PORT=8081
 MIN_FREE_MB=3000
@@ -14,7 +15,7 @@ FIRST_PASSWORD=""
 
 usage() {
   cat <<'EOF'
-Usage: ./install.sh [--system [--root DIR]] [--no-browser]
+Usage: ./install.sh [--system [--share] [--root DIR]] [--no-browser]
 
   ./install.sh           Developer / try-it-out install, no root needed. Creates .venv in this
                          checkout and installs Instafly with its test tools into it. Run it again
@@ -32,6 +33,11 @@ Usage: ./install.sh [--system [--root DIR]] [--no-browser]
                          /srv/instafly/drop and /srv/instafly/enhanced for photos; the systemd
                          unit instaflyd.service, installed and enabled (started when systemd runs).
 
+  --share                With --system: also share /srv/instafly (its drop and enhanced folders)
+                         on the home network with Debian's Samba, as the share "Instafly", for
+                         the user "instafly" with a generated password (never guests). The
+                         password is kept in /etc/instafly/share-password (0600) and printed at
+                         the end; laptops and the iPhone Files app connect to smb://<box>/Instafly.
   --root DIR             With --system: install into DIR instead of / (for packaging and tests;
                          the user is not created and services are not started).
   --no-venv              With --system: set up the user, folders, config and unit only, for when
@@ -52,12 +58,14 @@ while [ $# -gt 0 ]; do
     --root=*) ROOT="${1#--root=}" ;;
     --no-browser) WITH_BROWSER=no ;;
     --no-venv) WITH_VENV=no ;;
+    --share) WITH_SHARE=yes ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option '$1' (see ./install.sh --help)" >&2; exit 2 ;;
   esac
   shift
 done
 [ -n "$ROOT" ] && [ "$MODE" != system ] && { echo "install.sh: --root goes with --system" >&2; exit 2; }
+[ "$WITH_SHARE" = yes ] && [ "$MODE" != system ] && { echo "install.sh: --share goes with --system" >&2; exit 2; }
 [ -n "$ROOT" ] && ROOT="$(mkdir -p "$ROOT" && cd "$ROOT" && pwd)"
 
 say()  { printf '\033[1m==>\033[0m %s\n' "$*"; }
@@ -171,10 +179,12 @@ if [ "$MODE" = dev ] && [ "$WITH_BROWSER" = auto ]; then
   missing=()
   command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
   command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+  command -v smbd >/dev/null 2>&1 || [ -x /usr/sbin/smbd ] || missing+=(samba)
+  command -v smbclient >/dev/null 2>&1 || missing+=(smbclient)
   if [ ${#missing[@]} -eq 0 ]; then
-    say "Chromium and nftables are installed"
+    say "Chromium, nftables and Samba are installed"
   elif command -v apt-get >/dev/null 2>&1 && as_root true; then
-    say "Installing Debian's ${missing[*]} for the browser and transparent-mode tests"
+    say "Installing Debian's ${missing[*]} for the browser, transparent-mode and shared-folder tests"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
       || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
       || warn "could not install ${missing[*]}; the tests that need them will be skipped (sudo apt install ${missing[*]})"
@@ -184,6 +194,42 @@ if [ "$MODE" = dev ] && [ "$WITH_BROWSER" = auto ]; then
 fi
 
 # --- the system install -------------------------------------------------------------------
+
+SHARE_PASSWORD=""
+set_up_share() {  # the drop and enhanced folders as the Samba share "Instafly" (--share)
+  local samba="$ROOT/etc/samba" include="include = /etc/samba/instafly.conf"
+  if [ -z "$ROOT" ] && ! [ -x /usr/sbin/smbd ]; then
+    say "Installing Debian's Samba for the shared folder"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samba >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samba >/dev/null; } \
+      || die "could not install Samba (apt-get install samba); the rest is installed, run again with --share"
+  fi
+  install -d -m 0755 "$samba"
+  sh "$HERE/systemd/instafly-share.sh" /srv/instafly instafly > "$samba/instafly.conf"
+  chmod 0644 "$samba/instafly.conf"
+  if [ ! -f "$samba/smb.conf" ]; then
+    printf '[global]\n   server role = standalone server\n   map to guest = never\n' > "$samba/smb.conf"
+  fi
+  grep -qxF "$include" "$samba/smb.conf" || printf '\n# Instafly'"'"'s shared folder (install.sh --share)\n%s\n' "$include" >> "$samba/smb.conf"
+  if [ -s "$ETC/share-password" ]; then
+    SHARE_PASSWORD="$(cat "$ETC/share-password")"
+  else
+    SHARE_PASSWORD="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(12))')"
+    (umask 077 && printf '%s\n' "$SHARE_PASSWORD" > "$ETC/share-password")
+  fi
+  chmod 0600 "$ETC/share-password"
+  if [ -z "$ROOT" ]; then
+    printf '%s\n%s\n' "$SHARE_PASSWORD" "$SHARE_PASSWORD" | smbpasswd -s -a instafly >/dev/null
+    smbpasswd -e instafly >/dev/null
+    if [ "$(systemctl is-system-running 2>/dev/null || true)" = offline ] || ! command -v systemctl >/dev/null; then
+      warn "systemd is not running here: Samba shares the folder from the next boot"
+    else
+      systemctl enable smbd.service >/dev/null 2>&1 || true
+      systemctl restart smbd.service
+    fi
+  fi
+  say "Sharing /srv/instafly as the Samba share Instafly (user instafly)"
+}
 
 if [ "$MODE" = system ]; then
   ETC="$ROOT/etc/instafly"; DATA="$ROOT/var/lib/instafly"; SRV="$ROOT/srv/instafly"
@@ -231,6 +277,9 @@ EOF
     install -m 0644 "$HERE/systemd/instafly-transparent.service" "$UNIT_DIR/instafly-transparent.service"
     install -m 0755 "$HERE/systemd/instafly-transparent.sh" "$ROOT/opt/instafly/instafly-transparent.sh"
   fi
+  if [ "$WITH_SHARE" = yes ]; then
+    set_up_share
+  fi
   if [ -n "$ROOT" ]; then
     systemctl --root="$ROOT" enable instaflyd.service >/dev/null 2>&1 \
       || { mkdir -p "$UNIT_DIR/multi-user.target.wants" && ln -sf ../instaflyd.service "$UNIT_DIR/multi-user.target.wants/instaflyd.service"; }
@@ -258,6 +307,10 @@ else
   echo "    Service:         systemctl status instaflyd    (logs: journalctl -u instaflyd -f)"
   echo "    Config:          $ETC/instafly.yaml"
   echo "    Drop photos in:  $SRV/drop    (results in $SRV/enhanced)"
+  if [ "$WITH_SHARE" = yes ]; then
+    echo "    Shared folder:   smb://$lan_ip/Instafly  (Windows: \\\\$lan_ip\\Instafly)"
+    echo "                     user instafly, password $SHARE_PASSWORD  (kept in $ETC/share-password)"
+  fi
 fi
 echo "    Status page:     http://$lan_ip:$WEB_PORT/"
 if [ -n "$FIRST_PASSWORD" ]; then

@@ -1,7 +1,11 @@
-"""Fixtures shared by every test: temp data dirs and configs that never touch the user's files."""
+"""Fixtures shared by every test: temp data dirs and configs that never touch the user's files,
+and the one tiny trained model of the session."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,6 +14,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import write_config
+from support_model import (
+    add_broken_post,
+    add_generated_posts,
+    tiny_config,
+    train_tiny_model,
+    trainer_pid_file,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -38,3 +49,36 @@ def config_file(tmp_path: Path, data_dir: Path) -> Path:
             "watch": {"drop_dir": "drop", "output_dir": "enhanced"},
         },
     )
+
+
+@pytest.fixture(scope="session")
+def trained_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir with one promoted tiny model, v1, trained once per session.
+
+    Under xdist the workers share it: the first to ask trains it (in that worker's process),
+    the others wait for it. Its store holds 72 generated posts and one labelled post whose image
+    cannot be decoded. Treat it as read-only: a test that trains again, promotes or writes into
+    the store works on a copy (`copy_of_trained`).
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    data_dir = root / "trained"
+    with (root / "trained.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not trainer_pid_file(data_dir).exists():
+            shutil.rmtree(data_dir, ignore_errors=True)  # what a failed attempt left
+            data_dir.mkdir()
+            config = tiny_config(data_dir)
+            add_generated_posts(config, 72)
+            add_broken_post(config)
+            result = train_tiny_model(config)
+            assert (result.promoted, result.version) == (True, 1)
+            trainer_pid_file(data_dir).write_text(str(os.getpid()))
+    return data_dir
+
+
+@pytest.fixture
+def copy_of_trained(tmp_path: Path, trained_data_dir: Path) -> Path:
+    """A copy of the session's trained data dir (store and model files) for this test alone."""
+    return shutil.copytree(trained_data_dir, tmp_path / "trained")

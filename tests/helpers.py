@@ -1,27 +1,131 @@
-"""Helpers shared by the tests: run the real `instaflyd` command, write configs, find ports."""
+"""Helpers shared by the tests: run the real `instaflyd` command, write configs, find ports,
+wait for something to happen, make test photos."""
 
 from __future__ import annotations
 
+import fcntl
+import io
 import json
 import os
+import random
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+T = TypeVar("T")
+# What a condition may raise while the thing it reads is not there yet (a file, a table, a key,
+# a port that does not answer yet): it counts as "not yet", and the last one is reported.
+NOT_YET = (OSError, ValueError, KeyError, sqlite3.Error)
 
 
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port, TCP and UDP, that nothing uses and no other test process will take.
+
+    A port the kernel picks (bind to port 0) comes from its ephemeral range, from which it also
+    picks the source port of every outgoing connection: closing it and handing the number to a
+    server started later races with every socket on the machine, and with the other xdist
+    worker. These ports come from just below that range, where the kernel never picks, and each
+    is claimed with a lock file that this process holds until it exits.
+    """
+    low = _ephemeral_low()
+    candidates = list(range(max(1024, low - 10_000), low))
+    start = random.randrange(len(candidates))
+    _PORT_LOCKS.mkdir(exist_ok=True)
+    for port in candidates[start:] + candidates[:start]:
+        lock = (_PORT_LOCKS / str(port)).open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:  # claimed by another test process, or in use
+            lock.close()
+            continue
+        _HELD_PORTS.append(lock)
+        return port
+    raise AssertionError(f"no free port below {low}")
+
+
+_PORT_LOCKS = Path(tempfile.gettempdir()) / "instafly-test-ports"
+_HELD_PORTS: list[IO[str]] = []  # open until the process exits: the claims
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 unless configured otherwise)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def wait_until(
+    condition: Callable[[], T],
+    timeout: float,
+    what: str,
+    *,
+    process: subprocess.Popen[Any] | None = None,
+    output: Callable[[], str] | None = None,
+    interval: float = 0.05,
+) -> T:
+    """Poll `condition` until it returns something true, and return that.
+
+    The one way the tests wait for another process or thread: a timeout says what was awaited
+    (and the last error the condition raised); if `process` exits first it fails at once.
+    `output` (a process's log, say) is added to either message.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = condition()
+        except NOT_YET as exc:
+            last_error = exc
+        else:
+            if value:
+                return value
+        if process is not None and process.poll() is not None:
+            problem = f"the process exited with {process.returncode} while waiting for {what}"
+            break
+        if time.monotonic() >= deadline:
+            problem = f"timed out after {timeout:g} s waiting for {what}"
+            if last_error is not None:
+                problem += f" (last error: {last_error!r})"
+            break
+        time.sleep(interval)
+    if output is not None:
+        problem += ":\n" + output()[-5000:]
+    raise AssertionError(problem)
+
+
+def photo(width: int, height: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
+    """A photo-like test picture: colour gradients with sensor-like noise that differs per seed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack(
+        [xx * 200 // width, yy * 200 // height, (xx + yy) * 100 // (width + height)], -1
+    )
+    pixels = np.clip(base + rng.normal(0, 8, base.shape) + 30, 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels).convert(mode)
+
+
+def jpeg_bytes(width: int, height: int, seed: int = 0, **options: Any) -> bytes:
+    """`photo(width, height, seed)` as a real JPEG file's bytes (Pillow save `options`)."""
+    out = io.BytesIO()
+    photo(width, height, seed).save(out, "JPEG", **{"quality": 90, **options})
+    return out.getvalue()
 
 
 def write_config(path: Path, values: dict[str, Any]) -> Path:

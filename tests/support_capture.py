@@ -21,7 +21,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +29,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from helpers import FIXTURES, REPO, cli_env
+from helpers import FIXTURES, REPO, cli_env, wait_until
 from mitmproxy import certs, http, io
 
 SAMPLE_DUMP = FIXTURES / "instagram" / "sample.flows"
@@ -217,14 +216,12 @@ def running_proxy(
 def wait_for_port(
     port: int, process: subprocess.Popen[bytes], log_path: Path, timeout: float
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"proxy exited with {process.returncode}: {log_path.read_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"proxy did not listen within {timeout} s: {log_path.read_text()}")
+    def accepts() -> bool:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+
+    wait_until(accepts, timeout, f"the proxy to listen on {port}", process=process,
+               output=log_path.read_text)  # fmt: skip
 
 
 def tls_through_proxy(proxy_port: int, host: str, port: int, cafile: Path | None) -> ssl.SSLSocket:

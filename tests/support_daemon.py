@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers import REPO, cli_env, free_port, write_config
-from PIL import Image
+from helpers import REPO, cli_env, free_port, jpeg_bytes, wait_until, write_config
 
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.events import add_to_counter, log_event
@@ -45,23 +41,6 @@ def basic_auth(password: str = TEST_PASSWORD, user: str = "instafly") -> dict[st
     return {"Authorization": f"Basic {token}"}
 
 
-def jpeg_bytes(seed: int, size: int = 96) -> bytes:
-    """A small real JPEG: a colour gradient that differs per seed."""
-    rng = random.Random(seed)
-    base = [rng.randrange(256) for _ in range(3)]
-    image = Image.new("RGB", (size, size))
-    image.putdata(
-        [
-            ((base[0] + x * 2) % 256, (base[1] + y * 2) % 256, (base[2] + x + y) % 256)
-            for y in range(size)
-            for x in range(size)
-        ]
-    )
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=85)
-    return out.getvalue()
-
-
 def seed_store(data_dir: Path, posts: int = 12, owners: int = 4, start: int = 0) -> None:
     """Labelled photo posts with real image files, spread over `owners` accounts."""
     images = ImageFiles(data_dir / "images")
@@ -73,8 +52,8 @@ def seed_store(data_dir: Path, posts: int = 12, owners: int = 4, start: int = 0)
                 [f"https://scontent.cdninstagram.com/v/{5000 + n}_1_n.jpg"], "test",
             )  # fmt: skip
             upsert_post(conn, post, now=1_700_000_000 + n)
-            stored = images.put(jpeg_bytes(n), "jpg")
-            record_image(conn, stored, 96, 96, len(jpeg_bytes(n)))
+            stored = images.put(jpeg_bytes(96, 96, n), "jpg")
+            record_image(conn, stored, 96, 96, len(jpeg_bytes(96, 96, n)))
             attach_image(conn, post.id, stored.sha256)
 
 
@@ -91,10 +70,10 @@ def seed_extras(data_dir: Path, drop_dir: Path, output_dir: Path) -> dict[str, A
         count_tls_failure(conn, "graph.instagram.com", "certificate pinned")
         log_event(conn, "proxy", "error", "test", "upstream certificate verify failed for x.test")
         photo = drop_dir / "beach.jpg"
-        photo.write_bytes(jpeg_bytes(101, 200))
+        photo.write_bytes(jpeg_bytes(200, 200, 101))
         done = enqueue_job(conn, str(photo), "sha-beach")
         enhanced = output_dir / "beach.instafly.jpg"
-        enhanced.write_bytes(jpeg_bytes(102, 200))
+        enhanced.write_bytes(jpeg_bytes(200, 200, 102))
         finish_job(
             conn, done, "done", output_path=str(enhanced), score_before=-2.5, score_after=-2.1
         )
@@ -103,7 +82,7 @@ def seed_extras(data_dir: Path, drop_dir: Path, output_dir: Path) -> dict[str, A
         failed = enqueue_job(conn, str(broken), "sha-broken")
         finish_job(conn, failed, "rejected", reason="not an image Pillow can read")
         waiting = drop_dir / "waiting.jpg"
-        waiting.write_bytes(jpeg_bytes(103, 150))
+        waiting.write_bytes(jpeg_bytes(150, 150, 103))
         enqueue_job(conn, str(waiting), "sha-waiting")
     return {"done": done, "rejected": failed}
 
@@ -120,17 +99,6 @@ def http_get(
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            value = condition()
-            if value:
-                return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @dataclass
@@ -222,7 +190,9 @@ def running_daemon(
     reader.start()
     try:
         # 200 from the daemon, 503 from the safe-mode page: either way, it answers.
-        wait_for(lambda: http_get(daemon.url + "/healthz")[0] in (200, 503), 30, "the status page")
+        wait_until(
+            lambda: http_get(daemon.url + "/healthz")[0] in (200, 503), 30, "the status page"
+        )
         yield daemon
     finally:
         daemon.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,22 @@ def add_generated_posts(
             attach_image(conn, post_id, stored.sha256)
             posts.append(GeneratedPost(post_id, owner_id, brightness, likes, followers))
     return posts
+
+
+def add_broken_post(config: Config) -> None:
+    """A labelled post whose stored "image" cannot be decoded (a truncated capture, say)."""
+    with Database(config.db_path) as db, db.transaction() as conn:
+        stored = ImageFiles(config.images_dir).put(b"\xff\xd8 not a whole JPEG", "jpg")
+        record_image(conn, stored, 640, 640, 21)
+        owner = AccountRecord(OWNERS[0][0], follower_count=OWNERS[0][1])
+        upsert_post(conn, PostRecord("4999999", "photo", owner=owner, like_count=5))
+        attach_image(conn, "4999999", stored.sha256)
+
+
+def trainer_pid_file(data_dir: Path) -> Path:
+    """Beside a shared trained data dir: the pid of the process that trained its model, written
+    once the model is ready (see conftest.trained_data_dir)."""
+    return data_dir.with_name(data_dir.name + ".trainer-pid")
 
 
 def tiny_config(data_dir, **overrides: Any) -> Config:

@@ -4,25 +4,21 @@ process, a real SQLite store and real image files."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import logging
 import os
 import queue
 import signal
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES
+from helpers import FIXTURES, jpeg_bytes, wait_until
 from mitmproxy import connection, http, tls
 from mitmproxy.addons.mapremote import MapRemote
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.test import taddons, tflow
-from PIL import Image
 from support_capture import as_verified_tls
 
 from instaflyd.capture.addon import CaptureAddon
@@ -41,12 +37,6 @@ USERS_INFO_URL = f"https://i.instagram.com/api/v1/users/{USERS_INFO_ID}/info/"
 USERS_INFO_ACCOUNT = ("robertdowneyjr", 50857062)
 COOKIE = "sessionid=addon-test-SECRET-cookie-7731"
 REQUEST_BODY = b"variables=addon-test-SECRET-body-5512"
-
-
-def jpeg(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 120, 40)).save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 def make_flow(
@@ -71,7 +61,7 @@ def profile_flow() -> http.HTTPFlow:
 
 def image_flow(width: int, height: int, status: int = 200, path: str = "") -> http.HTTPFlow:
     return make_flow(
-        CDN + path + SIDECAR + "?stp=dst-jpg", jpeg(width, height), "image/jpeg", status
+        CDN + path + SIDECAR + "?stp=dst-jpg", jpeg_bytes(width, height), "image/jpeg", status
     )
 
 
@@ -110,16 +100,6 @@ def run_flows(addon: CaptureAddon, *flows: http.HTTPFlow, map_remote: list[str] 
                     await context.master.addons.handle_lifecycle(hook(flow))
 
     asyncio.run(play())
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(sqlite3.Error):  # the writer may not have created it yet
-            if condition():
-                return
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def store(config: Config) -> sqlite3.Connection:
@@ -176,8 +156,10 @@ def test_the_largest_variant_is_kept_whatever_the_order(
     writer.stop()
     assert cover_size(config, SIDECAR_ID) == (96, 120)
     assert counters(config)["images_stored"] == 2  # 64x80, then 96x120; 32x40 never stored
-    stored = sorted(p.name for p in config.images_dir.rglob("*.jpg"))
-    assert len(stored) == 2
+    # The replaced 64x80 variant is gone from the table and the folder: only what posts use stays.
+    [(sha256, width)] = store(config).execute("SELECT sha256, width FROM images").fetchall()
+    assert width == 96
+    assert [p.name for p in config.images_dir.rglob("*.jpg")] == [f"{sha256}.jpg"]
 
 
 def test_error_pages_and_non_images_from_the_cdn_never_become_images(
@@ -190,8 +172,8 @@ def test_error_pages_and_non_images_from_the_cdn_never_become_images(
         profile_flow(),
         make_flow(CDN + SIDECAR, html, "text/html"),  # not even handed to the writer
         make_flow(CDN + SIDECAR, html, "image/jpeg"),  # says JPEG, is not
-        make_flow(CDN + SIDECAR, jpeg(64, 80), "image/jpeg", status=404),
-        make_flow(CDN + SIDECAR, jpeg(64, 80)[:200], "image/jpeg", status=206),
+        make_flow(CDN + SIDECAR, jpeg_bytes(64, 80), "image/jpeg", status=404),
+        make_flow(CDN + SIDECAR, jpeg_bytes(64, 80)[:200], "image/jpeg", status=206),
     )
     writer.stop()
     assert cover_size(config, SIDECAR_ID) is None
@@ -303,7 +285,7 @@ def test_a_dead_writer_is_replaced_and_capture_goes_on(config: Config) -> None:
     addon = CaptureAddon(writer, config.proxy.max_body_bytes)
     run_flows(addon, profile_flow())
     posts = "SELECT COUNT(*) FROM posts"
-    wait_until(lambda: store(config).execute(posts).fetchone()[0] == 20)
+    wait_until(lambda: store(config).execute(posts).fetchone()[0] == 20, 10, "20 stored posts")
     dead = writer._process
     os.kill(dead.pid, signal.SIGKILL)  # an out-of-memory kill, say
     dead.join(10)

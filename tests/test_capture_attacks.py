@@ -13,14 +13,13 @@ import socket
 import sqlite3
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import FIXTURES, free_port, write_config
+from helpers import FIXTURES, free_port, wait_until, write_config
 from PIL import Image
 from support_capture import InstagramStandIn, running_proxy
 
@@ -84,13 +83,7 @@ def counters(db: Path) -> dict[str, int]:
 
 
 def wait_for_counter(db: Path, name: str, value: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(sqlite3.Error):
-            if counters(db).get(name) == value:
-                return
-        time.sleep(0.1)
-    assert counters(db).get(name) == value, counters(db)
+    wait_until(lambda: counters(db).get(name) == value, timeout, f"counter {name} = {value}")
 
 
 def proxy_config(tmp_path: Path, port: int, origin: InstagramStandIn, **proxy: object) -> Path:

@@ -74,8 +74,12 @@ def test_import_reads_the_sample_session_and_a_second_import_adds_nothing(tmp_pa
     assert query(data, "SELECT follower_count FROM accounts WHERE id = '1518284433'") == [
         (52979346,)
     ]
+    # The replaced smaller variant left the folder and the table: both hold what posts use.
     files = sorted(path.name for path in (data / "images").rglob("*.jpg"))
-    assert len(files) == 5
+    assert len(files) == 4
+    used = query(data, "SELECT image_sha256 || '.jpg' FROM posts WHERE image_sha256 IS NOT NULL")
+    assert sorted(name for (name,) in used) == files
+    assert run_cli_json("stats", "--json", data_dir=data)["images"] == 4
 
     again = run_cli_json("import", DUMP, "--json", data_dir=data)
     assert again == FIRST_IMPORT | {
@@ -158,7 +162,6 @@ def test_ca_creates_the_authority_once_with_a_private_key_only_the_owner_reads(
         f"sha256       {first['sha256']}",
     ]
     assert stat.S_IMODE((data / "mitmproxy" / "mitmproxy-ca.pem").stat().st_mode) == 0o600
-
 
 
 def test_the_fingerprint_read_without_mitmproxy_is_mitmproxys(tmp_path: Path) -> None:

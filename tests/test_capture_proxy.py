@@ -12,12 +12,11 @@ import sqlite3
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import REPO, cli_env, free_port, run_cli, write_config
+from helpers import REPO, cli_env, free_port, run_cli, wait_until, write_config
 from mitmproxy import addons, options
 from mitmproxy.test import taddons
 from support_capture import (
@@ -45,12 +44,9 @@ def rows(db: Path, sql: str) -> list[tuple]:
 
 def wait_for(db: Path, sql: str, expected: list[tuple], timeout: float = 20) -> None:
     """The writer process commits asynchronously: poll until the store says `expected`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if db.exists() and rows(db, sql) == expected:
-            return
-        time.sleep(0.1)
-    assert rows(db, sql) == expected
+    wait_until(
+        lambda: db.exists() and rows(db, sql) == expected, timeout, f"{sql} to give {expected}"
+    )
 
 
 @pytest.mark.slow
@@ -203,12 +199,9 @@ def test_the_other_modes_start_and_stop_cleanly(tmp_path: Path, mode: str) -> No
             stdout=output, stderr=subprocess.STDOUT, env=cli_env(), cwd=REPO,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 60
             listening = f"proxy listening on 127.0.0.1:{port} ({mode} mode)"
-            while listening not in log.read_text() and time.monotonic() < deadline:
-                assert process.poll() is None, log.read_text()
-                time.sleep(0.1)
-            assert listening in log.read_text()
+            wait_until(lambda: listening in log.read_text(), 60, listening, process=process,
+                       output=log.read_text)  # fmt: skip
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)

@@ -19,14 +19,12 @@ from pathlib import Path
 import pytest
 import requests
 import support_capture
-from helpers import cli_env
+from helpers import cli_env, jpeg_bytes, wait_until
 from PIL import Image
 from support_daemon import (
     daemon_config,
-    jpeg_bytes,
     running_daemon,
     seed_store,
-    wait_for,
 )
 
 HARDENING = Path(__file__).resolve().parent / "support_hardening.py"
@@ -62,7 +60,7 @@ def test_capture_train_and_enhance_through_the_running_daemon(tmp_path: Path) ->
         )  # fmt: skip
         wrapper = hardening_wrapper(tmp_path)
         with running_daemon(config, data, web_port, proxy_port, cli_env(), wrapper) as daemon:
-            wait_for(
+            wait_until(
                 lambda: daemon.status()["components"]["proxy"]["state"] == "running", 60, "proxy"
             )
             assert daemon.status()["model"]["next_training"]["needed"] == 3
@@ -83,7 +81,7 @@ def test_capture_train_and_enhance_through_the_running_daemon(tmp_path: Path) ->
             ) as tls:
                 assert tls.getpeercert(binary_form=True) == origin.leaf_der
 
-            totals = wait_for(  # the proxy's writer commits counts a moment later
+            totals = wait_until(  # the proxy's writer commits counts a moment later
                 lambda: (
                     (t := daemon.status()["capture"]["totals"])["labelled"] == 15
                     and t["flows"] >= 12
@@ -95,7 +93,7 @@ def test_capture_train_and_enhance_through_the_running_daemon(tmp_path: Path) ->
             assert totals["posts"] == 12 + 32
 
             # The scheduler notices that training is due and trains by itself.
-            model = wait_for(
+            model = wait_until(
                 lambda: (m := daemon.status()["model"])["version"] == 1 and m, 240, "model v1"
             )
             assert model["samples"] == 15
@@ -104,9 +102,9 @@ def test_capture_train_and_enhance_through_the_running_daemon(tmp_path: Path) ->
             # A photo dropped in the drop folder comes out enhanced.
             drop = data / "drop"
             drop.mkdir(exist_ok=True)
-            (drop / ".holiday.jpg.part").write_bytes(jpeg_bytes(7, 320))
+            (drop / ".holiday.jpg.part").write_bytes(jpeg_bytes(320, 320, 7))
             os.rename(drop / ".holiday.jpg.part", drop / "holiday.jpg")
-            job = wait_for(
+            job = wait_until(
                 lambda: next(
                     (j for j in daemon.status()["drop_folder"]["recent"] if j["state"] == "done"),
                     None,

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, cli_env, free_port, missing_on_this_machine, write_config
+from helpers import REPO, cli_env, free_port, wait_until, write_config
+from support_browser import ARTIFACTS, launch_chromium
 from support_daemon import (
     TEST_PASSWORD,
     RunningDaemon,
@@ -31,18 +32,10 @@ from support_daemon import (
     running_daemon,
     seed_extras,
     seed_store,
-    wait_for,
 )
 
 from instaflyd.store import Database
 from instaflyd.store.events import add_to_counter
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-ARTIFACTS = REPO / "test-artifacts"
 
 pytestmark = pytest.mark.slow
 
@@ -101,6 +94,15 @@ def daemon(
     )
     env = cli_env(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="1000000")
     with running_daemon(config, data, web_port, proxy_port, env) as running:
+        # Without a model the worker parks the queued photo once it has started: wait for that,
+        # so that the jobs the tests count do not change under them.
+        wait_until(
+            lambda: store_numbers(data)["drop_folder.jobs.waiting_model"] == 1,
+            60,
+            "the worker to park the queued photo",
+            process=running.process,
+            output=running.output,
+        )
         yield running
 
 
@@ -143,7 +145,7 @@ def proxy_accepts(port: int) -> bool:
 def test_ready_after_proxy_and_page_listen_then_status_and_watchdog(
     daemon: RunningDaemon, notify: NotifyListener
 ) -> None:
-    ready = wait_for(
+    ready = wait_until(
         lambda: [m for m in notify.messages if m[1].startswith("READY=1")], 60, "READY=1"
     )
     assert len(ready) == 1
@@ -157,14 +159,17 @@ def test_ready_after_proxy_and_page_listen_then_status_and_watchdog(
     assert http_get(daemon.url + "/healthz")[0] == 200
     # WATCHDOG_USEC=1 s: a ping at least every half second from the supervisor's loop.
     before = len([t for t in notify.texts() if t == "WATCHDOG=1"])
-    time.sleep(1.6)
-    pings = [when for when, text in notify.messages if text == "WATCHDOG=1"]
-    assert len(pings) - before >= 3
+
+    def pings_since_ready() -> list[float]:
+        pings = [when for when, text in notify.messages if text == "WATCHDOG=1"]
+        return pings if len(pings) - before >= 3 else []
+
+    pings = wait_until(pings_since_ready, 10, "three more WATCHDOG=1 pings")
     assert max(b - a for a, b in zip(pings[-4:-1], pings[-3:], strict=True)) < 0.9
 
 
 def test_the_supervisor_and_the_proxy_never_load_tensorflow(daemon: RunningDaemon) -> None:
-    components = wait_for(
+    components = wait_until(
         lambda: (
             daemon.status()["components"]["proxy"]["state"] == "running"
             and daemon.status()["components"]
@@ -195,12 +200,6 @@ def test_api_status_of_the_running_daemon(daemon: RunningDaemon) -> None:
     code, metrics = daemon.get("/metrics")
     assert code == 200
     assert 'instafly_component_up{component="proxy"} 1.0' in metrics.decode()
-
-
-def launch_chromium(playwright: Any) -> Any:
-    if not CHROMIUM.exists():
-        missing_on_this_machine(f"{CHROMIUM} is missing (sudo apt install chromium)")
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
 def shown_numbers(page: Any) -> dict[str, int]:
@@ -269,7 +268,7 @@ def test_the_page_in_a_real_browser_desktop_and_phone(daemon: RunningDaemon) -> 
 
 
 def test_a_proxy_killed_with_sigkill_comes_back(daemon: RunningDaemon) -> None:
-    before = wait_for(
+    before = wait_until(
         lambda: (
             daemon.status()["components"]["proxy"]["state"] == "running"
             and daemon.status()["components"]["proxy"]
@@ -278,7 +277,7 @@ def test_a_proxy_killed_with_sigkill_comes_back(daemon: RunningDaemon) -> None:
         "the proxy",
     )
     os.kill(before["pid"], signal.SIGKILL)
-    after = wait_for(
+    after = wait_until(
         lambda: (
             (c := daemon.status()["components"]["proxy"])["state"] == "running"
             and c["restarts"] == before["restarts"] + 1
@@ -367,7 +366,7 @@ def test_an_invalid_config_serves_the_safe_mode_page_until_fixed(
             assert str(config) in html
             code, body = http_get(daemon.url + "/healthz")
             assert code == 503 and json.loads(body)["status"] == "safe_mode"
-            ready = wait_for(lambda: listener.texts(), 5, "READY")[0]
+            ready = wait_until(lambda: listener.texts(), 5, "READY")[0]
             assert ready.startswith("READY=1\nSTATUS=safe mode, the config is invalid: ")
             assert not (data / "instafly.db").exists()  # nothing else started
             time.sleep(1.5)
@@ -382,9 +381,10 @@ def test_an_invalid_config_serves_the_safe_mode_page_until_fixed(
                     "web": {"host": "127.0.0.1", "port": web_port},
                     "proxy": {"listen_host": "127.0.0.1", "listen_port": free_port()},
                     "train": {"min_labelled_posts": 1000},
+                    "model": {"weights": "none"},  # never a download from the internet
                 },
             )
-            status = wait_for(
+            status = wait_until(
                 lambda: daemon.get("/api/status")[0] == 200 and daemon.status(),
                 20,
                 "the real status page",

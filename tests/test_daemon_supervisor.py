@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port
-from support_daemon import seed_store, wait_for
+from helpers import free_port, wait_until
+from support_daemon import seed_store
 
 from instaflyd.config import build_config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv, stop_all
@@ -47,7 +47,7 @@ def tick_until(supervisor: Supervisor, condition, timeout: float, what: str) -> 
         supervisor.tick()
         return condition()
 
-    wait_for(ticked, timeout, what, interval=0.05)
+    wait_until(ticked, timeout, what, interval=0.05)
 
 
 def test_a_killed_child_is_restarted_with_backoff_and_logged(db: Database) -> None:
@@ -113,7 +113,9 @@ def test_stop_ends_children_in_time_killing_those_that_ignore_sigterm(db: Databa
     )
     supervisor.start()
     pids = {name: c["pid"] for name, c in supervisor.snapshot().items()}
-    time.sleep(0.5)  # let the stubborn one install its handler
+    stubborn_child = supervisor.components["stubborn"].child
+    assert stubborn_child is not None
+    wait_until(lambda: "ready" in stubborn_child.lines, 10, "the stubborn one's SIGTERM handler")
     started = time.monotonic()
     codes = supervisor.stop(timeout=2)
     took = time.monotonic() - started
@@ -204,7 +206,7 @@ def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_pa
         assert scheduler.request() == (False, f"training is already running (pid {child.pid})")
         assert scheduler.snapshot()["state"] == "running"
 
-        wait_for(lambda: child.lines, 10, "the trainer's output")
+        wait_until(lambda: child.lines, 10, "the trainer's output")
         child.kill()
         child.wait(5)
         scheduler.tick(now=105.0)
@@ -221,7 +223,7 @@ def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_pa
         scheduler.tick(now=105.1)
         assert scheduler.child is not None
         assert os.getpriority(os.PRIO_PROCESS, scheduler.child.pid) == 7
-        wait_for(lambda: scheduler.child.lines, 10, "the trainer's output")
+        wait_until(lambda: scheduler.child.lines, 10, "the trainer's output")
         assert list(scheduler.child.lines) == ["forced=True"]
     finally:
         leftover = scheduler.stop()

@@ -15,7 +15,7 @@ import pytest
 from helpers import run_cli, write_config
 from PIL import Image
 from support_enhance import encode, photo_like
-from support_model import TINY_MODEL, tiny_config, train_tiny_model
+from support_model import TINY_MODEL, tiny_config
 
 from instaflyd import cli
 from instaflyd.config import Config
@@ -25,11 +25,10 @@ from instaflyd.model.scoring import load_scorer
 JSON_KEYS = ["input", "output", "score_before", "score_after", "params", "seconds"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    config = tiny_config(tmp_path_factory.mktemp("trained"))
-    train_tiny_model(config)
-    return config
+@pytest.fixture
+def trained(trained_data_dir: Path) -> Config:
+    """The session's tiny model v1 (read only: outputs go to each test's own folder)."""
+    return tiny_config(trained_data_dir)
 
 
 @pytest.fixture
@@ -52,6 +51,7 @@ def mean_brightness(path: Path) -> float:
         return float(np.asarray(image.convert("L")).mean())
 
 
+@pytest.mark.slow
 def test_the_enhance_command_raises_the_score(tmp_path: Path, config_file: Path) -> None:
     photo = dull_photo(tmp_path / "dull.jpg")
 
@@ -71,6 +71,7 @@ def test_the_enhance_command_raises_the_score(tmp_path: Path, config_file: Path)
     assert sidecar["score_after"] == entry["score_after"]
 
 
+@pytest.mark.slow
 def test_score_and_enhance_agree_on_a_photo_and_its_result(
     tmp_path: Path, config_file: Path
 ) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, run_cli
-from support_daemon import daemon_config, http_get, running_daemon, wait_for
+from helpers import REPO, run_cli, wait_until
+from support_daemon import daemon_config, http_get, running_daemon
 
 from instaflyd.web.password import PASSWORD_FILE, PasswordHash
 
@@ -102,6 +102,7 @@ def test_system_install_into_a_root_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # pip installs TensorFlow into a new venv: minutes beside other tests
 def test_system_install_builds_a_venv_that_runs_the_appliance(tmp_path: Path) -> None:
     """The real `--system` path, into a root folder: a venv with Instafly installed from a wheel
     (not this checkout), whose `instaflyd run` serves the page with its templates and assets."""
@@ -131,7 +132,9 @@ def test_system_install_builds_a_venv_that_runs_the_appliance(tmp_path: Path) ->
     with running_daemon(
         config, data_dir, web_port, proxy_port, instaflyd=installed, cwd=tmp_path
     ) as daemon:
-        wait_for(lambda: daemon.status()["components"]["proxy"]["state"] == "running", 60, "proxy")
+        wait_until(
+            lambda: daemon.status()["components"]["proxy"]["state"] == "running", 60, "proxy"
+        )
         code, page = daemon.get("/")
         assert code == 200 and b"Instafly" in page and b"instafly.css" in page
         code, css = http_get(daemon.url + "/static/instafly.css")

@@ -7,20 +7,32 @@ file's (the same command run in-process).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
+import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, run_cli_json, write_config
+from helpers import free_port, run_cli, run_cli_json, write_config
 
 from instaflyd.cli import main
-from instaflyd.status.weights import WEIGHTS_BYTES, WEIGHTS_FILE
+from instaflyd.config import Config, build_config
+from instaflyd.daemon.weights_fetch import WeightsFetcher
+from instaflyd.model.weights import fetch_weights
+from instaflyd.status.weights import (
+    WEIGHTS_BYTES,
+    WEIGHTS_FILE,
+    WeightsError,
+    partial_path,
+    weights_status,
+)
 
 FAKE = b"not really VGG16, just bytes to download " * 500
 
@@ -89,17 +101,43 @@ def test_status_says_the_weights_are_missing_and_how_to_get_them(config: Path) -
     assert "instaflyd weights import FILE" in status["message"]
 
 
-def test_fetch_refuses_a_download_whose_md5_does_not_match(
+@pytest.mark.slow
+def test_fetch_refuses_a_download_of_the_wrong_size_before_reading_it(
     config: Path, data_dir: Path, server: Server
 ) -> None:
     result = run_cli("weights", "fetch", "--json", config=config)
     assert result.returncode == 1
     assert result.stdout == ""
     [message] = [line for line in result.stderr.splitlines() if line.startswith("instaflyd:")]
-    assert message.startswith(f"instaflyd: the file at {server.url} is not the ImageNet VGG16")
-    assert "md5 mismatch, expected 6d6bbae143d832006294945121d1f1fc" in message
+    assert message == (
+        f"instaflyd: the file at {server.url} has {len(FAKE):,} bytes, not the 58,889,256 of"
+        " the ImageNet VGG16 notop file"
+    )
     assert server.requests == [f"/{WEIGHTS_FILE}"]
-    assert weights_dir_files(data_dir) == []  # nothing kept, not even a temp file
+    assert weights_dir_files(data_dir) == ["fetch.json"]  # why it failed; no partial file
+    status = run_cli_json("weights", "status", "--json", config=config)
+    assert status["download"]["state"] == "failed"
+    assert status["message"].startswith(
+        "the download of the ImageNet VGG16 weights failed: the file at"
+    )
+    assert status["message"].endswith(
+        f"upload {WEIGHTS_FILE} on the status page, or run 'instaflyd weights import FILE'"
+        " with a copy of it"
+    )
+
+
+def test_fetch_refuses_a_download_whose_md5_does_not_match(
+    config: Path, data_dir: Path, server: Server, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr("instaflyd.status.weights.WEIGHTS_BYTES", len(FAKE))
+    code, out, err = run_in_process(capsys, "--config", str(config), "weights", "fetch")
+    assert (code, out) == (1, "")
+    md5 = hashlib.md5(FAKE, usedforsecurity=False).hexdigest()
+    assert err.strip() == (
+        f"instaflyd: the file at {server.url} is not the ImageNet VGG16 notop file"
+        f" (md5 mismatch: {md5}, expected 6d6bbae143d832006294945121d1f1fc)"
+    )
+    assert weights_dir_files(data_dir) == ["fetch.json"]  # the wrong file is not kept to resume
 
 
 def test_fetch_keeps_a_verified_download_and_does_not_fetch_twice(
@@ -130,9 +168,8 @@ def test_fetch_from_a_missing_url_fails_with_one_line(
     )
     code, out, err = run_in_process(capsys, "--config", str(config), "weights", "fetch")
     assert (code, out) == (1, "")
-    assert f"instaflyd: cannot download {missing}: URL fetch failure" in err
-    assert "404" in err
-    assert weights_dir_files(data_dir) == []
+    assert err.strip() == f"instaflyd: cannot download {missing}: HTTP 404 File not found"
+    assert weights_dir_files(data_dir) == ["fetch.json"]
 
 
 def test_import_verifies_and_copies_the_file(
@@ -193,3 +230,139 @@ def test_import_needs_a_file_and_missing_files_are_named(config: Path, tmp_path:
         result.stderr.strip()
         == f"instaflyd: cannot read {tmp_path / 'nope.h5'}: No such file or directory"
     )
+
+
+# --- resuming, offline, and the daemon's background fetch ---------------------------------------
+
+
+class RangeHandler(BaseHTTPRequestHandler):
+    """Serves FAKE with HTTP Range support; the first `cut` responses stop after half the file."""
+
+    def do_GET(self) -> None:
+        server = self.server
+        server.requests.append(self.headers.get("Range"))  # type: ignore[attr-defined]
+        start = 0
+        ranged = self.headers.get("Range")
+        if ranged and server.ranges:  # type: ignore[attr-defined]
+            start = int(ranged.removeprefix("bytes=").split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(FAKE) - 1}/{len(FAKE)}")
+        else:
+            self.send_response(200)
+        body = FAKE[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if server.cut > 0:  # type: ignore[attr-defined]
+            server.cut -= 1  # type: ignore[attr-defined]
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)  # the line drops mid-download
+            return
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def range_server(cut: int, ranges: bool = True) -> Iterator[ThreadingHTTPServer]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    httpd.requests, httpd.cut, httpd.ranges = [], cut, ranges  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def fetch_config(data_dir: Path, url: str) -> Config:
+    return build_config({"model": {"weights_url": url}}, data_dir=data_dir)
+
+
+def test_a_cut_download_resumes_where_it_stopped(data_dir: Path, fake_is_genuine) -> None:
+    with range_server(cut=1) as httpd:
+        config = fetch_config(data_dir, f"http://127.0.0.1:{httpd.server_port}/{WEIGHTS_FILE}")
+        with pytest.raises(WeightsError, match="was cut after 10,250 of 20,500 bytes") as cut:
+            fetch_weights(config)
+        assert cut.value.offline
+        assert partial_path(config).read_bytes() == FAKE[: len(FAKE) // 2]
+        status = weights_status(config)
+        assert (status.ok, status.download.state, status.download.bytes) == (False, "failed", 10250)
+        assert status.message.startswith(
+            "this box cannot reach the internet to download the ImageNet VGG16 weights"
+            " (0.0 of 0.0 MB so far; it tries again by itself): upload "
+        )
+        seen: list[tuple[int, int]] = []
+        assert fetch_weights(config, progress=lambda have, total: seen.append((have, total))).ok
+        # The second request asked for the rest only, and got it.
+        assert httpd.requests == [None, "bytes=10250-"]  # type: ignore[attr-defined]
+        assert seen[-1] == (len(FAKE), len(FAKE))
+        assert seen[0][0] > len(FAKE) // 2  # counting went on from the half it had
+    assert (data_dir / "weights" / WEIGHTS_FILE).read_bytes() == FAKE
+    assert weights_dir_files(data_dir) == [WEIGHTS_FILE]  # no partial file, no fetch.json
+    assert weights_status(config).download is None
+
+
+def test_a_server_without_ranges_sends_it_all_again(data_dir: Path, fake_is_genuine) -> None:
+    with range_server(cut=1, ranges=False) as httpd:
+        config = fetch_config(data_dir, f"http://127.0.0.1:{httpd.server_port}/{WEIGHTS_FILE}")
+        with pytest.raises(WeightsError):
+            fetch_weights(config)
+        assert fetch_weights(config).ok
+        assert httpd.requests == [None, "bytes=10250-"]  # type: ignore[attr-defined]
+    assert (data_dir / "weights" / WEIGHTS_FILE).read_bytes() == FAKE  # not the half twice
+
+
+def test_without_internet_the_status_says_so_and_names_the_ways_in(data_dir: Path) -> None:
+    config = fetch_config(data_dir, f"http://127.0.0.1:{free_port()}/{WEIGHTS_FILE}")
+    with pytest.raises(WeightsError, match="no connection to the internet") as offline:
+        fetch_weights(config)
+    assert offline.value.offline
+    status = weights_status(config)
+    assert status.download.offline
+    assert status.message == (
+        "this box cannot reach the internet to download the ImageNet VGG16 weights (0.0 of 58.9"
+        f" MB so far; it tries again by itself): upload {WEIGHTS_FILE} on the status page, or"
+        " run 'instaflyd weights import FILE' with a copy of it"
+    )
+
+
+def test_the_daemon_fetches_missing_weights_in_a_background_process(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    md5 = hashlib.md5(FAKE, usedforsecurity=False).hexdigest()
+
+    class FakeGenuineFetcher(WeightsFetcher):  # the child checks against the fake file
+        def argv(self) -> list[str]:
+            return [
+                sys.executable, "-c",
+                "import sys, instaflyd.status.weights as w; from instaflyd.cli import main;"
+                f" w.WEIGHTS_BYTES = {len(FAKE)}; w.WEIGHTS_MD5 = {md5!r};"
+                f" sys.exit(main(['--data-dir', {str(data_dir)!r}, '--config', {str(self.path)!r},"
+                " 'weights', 'fetch']))",
+            ]  # fmt: skip
+
+    with range_server(cut=1) as httpd:
+        url = f"http://127.0.0.1:{httpd.server_port}/{WEIGHTS_FILE}"
+        path = write_config(tmp_path / "f.yaml", {"model": {"weights_url": url}})
+        config = fetch_config(data_dir, url)
+        fetcher = FakeGenuineFetcher(config, first_retry=0.2)
+        fetcher.path = path  # type: ignore[attr-defined]
+        fetcher.wanted = lambda: not (data_dir / "weights" / WEIGHTS_FILE).exists()  # type: ignore[method-assign]
+        fetcher.tick(now=0.0)
+        first = fetcher.child
+        assert first is not None and first.name == "weights"
+        first.process.wait(30)
+        fetcher.tick(now=1.0)  # the first try was cut: a retry waits 0.2 s
+        assert (fetcher.child, fetcher.failures, fetcher.next_try) == (None, 1, 1.2)
+        fetcher.tick(now=1.3)
+        assert fetcher.child is not None and fetcher.child is not first
+        assert fetcher.child.process.wait(30) == 0
+        fetcher.tick(now=2.0)
+        assert (fetcher.child, fetcher.failures) == (None, 0)
+        assert httpd.requests == [None, "bytes=10250-"]  # type: ignore[attr-defined]
+    assert (data_dir / "weights" / WEIGHTS_FILE).read_bytes() == FAKE
+    fetcher.tick(now=100.0)
+    assert fetcher.child is None  # nothing more to fetch

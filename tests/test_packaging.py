@@ -50,6 +50,7 @@ def test_wheel_contains_web_folder_config_and_console_script(wheel: Path) -> Non
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
 
 
+@pytest.mark.slow
 def test_installed_wheel_reads_its_packaged_defaults(wheel: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run(

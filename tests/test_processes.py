@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from helpers import wait_until
+
 from instaflyd.processes import claim_alive, process_start_time
 from instaflyd.store import Database
 from instaflyd.store.stats import collect_stats
@@ -28,10 +30,8 @@ def test_a_claim_older_than_the_process_belongs_to_an_earlier_owner_of_the_pid()
 
 def test_exited_zombie_and_missing_processes_hold_nothing() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    deadline = time.monotonic() + 10
-    while process_start_time(child.pid) is not None:  # exited but not reaped yet: a zombie
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    # exited but not reaped yet: a zombie
+    wait_until(lambda: process_start_time(child.pid) is None, 10, "the child to exit")
     assert not claim_alive(child.pid, claimed_at=time.time())
     child.wait()
     assert not claim_alive(child.pid)

@@ -7,6 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import REPO, cli_env
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -29,6 +30,7 @@ def test_the_two_set_up_commands_are_in_the_readme_and_ci_runs_the_test_one() ->
     assert ci.strip().splitlines()[-1] == INSTALL_AND_TEST
 
 
+@pytest.mark.slow
 def test_the_demo_quick_start_runs_as_written(tmp_path: Path) -> None:
     """Every line of the demo up to `instaflyd run` (which serves until stopped)."""
     script = shell_block_after("### Demo quick start")

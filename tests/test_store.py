@@ -22,7 +22,7 @@ from instaflyd.store.events import (
     recent_events,
     record_event,
 )
-from instaflyd.store.images import record_image
+from instaflyd.store.images import forget_unused_images, prune_unused_images, record_image
 from instaflyd.store.jobs import claim_next_job, enqueue_job, finish_job, get_job, jobs_by_state
 from instaflyd.store.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from instaflyd.store.posts import (
@@ -124,6 +124,34 @@ def test_images_round_trip_and_the_largest_variant_is_kept(db: Database, tmp_pat
     assert get_post(db.conn, "1")["image_sha256"] == large
 
 
+def test_images_no_post_uses_are_removed_row_and_file(db: Database, tmp_path: Path) -> None:
+    files = ImageFiles(tmp_path / "images")
+    small = store_image(db, files, b"small-jpeg", 320, 320)
+    large = store_image(db, files, b"large-jpeg", 1080, 1080)
+    shared = store_image(db, files, b"shared-jpeg", 640, 640)
+    with db.transaction() as conn:
+        for post_id in ("1", "2", "3"):
+            upsert_post(conn, photo(post_id))
+        attach_image(conn, "1", small)
+        attach_image(conn, "1", large)
+        attach_image(conn, "2", shared)
+        attach_image(conn, "3", shared)
+        # Only the images asked about, and only while no post uses them.
+        assert forget_unused_images(conn, [large, shared]) == []
+        assert forget_unused_images(conn, [small]) == [(small, "jpg")]
+    files.remove([(small, "jpg")])
+    assert not files.path_for(small, "jpg").exists()
+    # A store from before: rows and files nothing uses any more, found and removed at once.
+    left_over = store_image(db, files, b"left-over", 100, 100)
+    assert prune_unused_images(db, files) == 1
+    assert not files.path_for(left_over, "jpg").exists()
+    assert sorted(r[0] for r in db.conn.execute("SELECT sha256 FROM images")) == sorted(
+        [large, shared]
+    )
+    assert collect_stats(db.conn)["images"] == 2
+    assert prune_unused_images(db, files) == 0
+
+
 def test_an_image_written_twice_is_stored_once(db: Database, tmp_path: Path) -> None:
     files = ImageFiles(tmp_path / "images")
     first = files.put(b"same bytes", "jpg")
@@ -201,12 +229,12 @@ def test_events_counters_and_tls_failures_round_trip(db: Database) -> None:
     }
 
 
-
 def test_record_event_commits_on_its_own_echoes_and_never_raises(
     db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `instaflyd` commands run in this process may have set up logging, which stops propagation.
     monkeypatch.setattr(logging.getLogger("instafly"), "propagate", True)
+    monkeypatch.setattr(logging.getLogger("instafly"), "handlers", [])  # theirs may be closed
     with caplog.at_level("INFO", logger="instafly"):
         record_event(
             db, "worker", "error", "enhancer_crashed", "the enhancer exited; again", echo=True
@@ -222,6 +250,7 @@ def test_record_event_commits_on_its_own_echoes_and_never_raises(
     with caplog.at_level("WARNING", logger="instafly"):
         record_event(db, "supervisor", "warning", "exited", "proxy exited")
     assert [r.message.startswith("could not write the event log") for r in caplog.records] == [True]
+
 
 def test_model_versions_and_training_runs_round_trip(db: Database) -> None:
     assert current_model_version(db.conn) is None

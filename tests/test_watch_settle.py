@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 
 from instaflyd.config import build_config
 from instaflyd.store import Database
@@ -155,13 +156,21 @@ def queued_jobs(watcher: DropWatcher) -> dict[str, str]:
 
 
 def wait_for_jobs(watcher: DropWatcher, count: int, timeout: float = 10) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def enough() -> dict[str, str] | None:
         jobs = queued_jobs(watcher)
-        if len(jobs) >= count:
-            return jobs
-        time.sleep(0.05)
-    return queued_jobs(watcher)
+        return jobs if len(jobs) >= count else None
+
+    return wait_until(enough, timeout, f"{count} queued jobs")
+
+
+def wait_for_a_later_file(watcher: DropWatcher, drop: Path, count: int) -> dict[str, str]:
+    """Drop one more photo and wait for its job: anything dropped before it has been decided.
+
+    The settler takes files in the order they stopped changing, so once a file written after
+    all the others is queued, any of them that was going to be queued is too.
+    """
+    (drop / "later.jpg").write_bytes(b"written after everything else")
+    return wait_for_jobs(watcher, count + 1)
 
 
 def test_the_observer_queues_complete_photos_once_and_ignores_the_rest(
@@ -184,9 +193,8 @@ def test_the_observer_queues_complete_photos_once_and_ignores_the_rest(
     partial.rename(drop / "renamed.jpg")
 
     wait_for_jobs(watcher, 3)
-    time.sleep(3 * SETTLE)  # anything else would have arrived by now
-    jobs = queued_jobs(watcher)
-    assert sorted(jobs) == ["before-start.jpg", "plain.jpg", "renamed.jpg"]
+    jobs = wait_for_a_later_file(watcher, drop, 3)
+    assert sorted(jobs) == ["before-start.jpg", "later.jpg", "plain.jpg", "renamed.jpg"]
     assert jobs["renamed.jpg"] == file_sha256(drop / "renamed.jpg")
     assert watcher.queued.is_set()  # type: ignore[attr-defined]
 
@@ -213,10 +221,11 @@ def test_a_restart_does_not_read_files_queued_before(watcher: DropWatcher, drop:
     (drop / "new.jpg").write_bytes(b"new")
     watcher.start()
     wait_for_jobs(watcher, 2)
-    time.sleep(3 * SETTLE)
+    wait_for_a_later_file(watcher, drop, 2)
     with Database(watcher.db_path) as db:
         rows = [(Path(r["input_path"]).name, r["sha256"]) for r in db.all("SELECT * FROM jobs")]
     assert rows == [
         ("seen.jpg", "hash-from-the-earlier-run"),
         ("new.jpg", file_sha256(drop / "new.jpg")),
+        ("later.jpg", file_sha256(drop / "later.jpg")),
     ]

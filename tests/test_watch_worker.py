@@ -5,7 +5,6 @@ comes out for each, whatever the input, across kills and restarts, with or witho
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import shutil
@@ -22,9 +21,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from helpers import REPO, cli_env, run_cli_json, write_config
+from helpers import REPO, cli_env, jpeg_bytes, photo, run_cli_json, wait_until, write_config
 from PIL import Image
-from support_model import TINY_MODEL, tiny_config, train_tiny_model
+from support_model import TINY_MODEL
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +31,7 @@ SETTLE = 0.5
 T = TypeVar("T")
 
 
-# --- a trained model, once per session --------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def trained_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir holding one promoted tiny model (version 1)."""
-    data_dir = tmp_path_factory.mktemp("trained")
-    result = train_tiny_model(tiny_config(data_dir))
-    assert result.promoted and result.version == 1
-    return data_dir
+# --- the session's trained model (conftest.trained_data_dir) -------------------------------
 
 
 def with_model(trained: Path, data_dir: Path) -> Path:
@@ -152,14 +142,8 @@ def jobs(data_dir: Path) -> dict[str, dict[str, Any]]:
 def wait_for(
     what: str, check: Callable[[], T | None], worker: WorkerProcess, timeout: float = 90
 ) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        assert worker.running(), f"the worker exited while waiting for {what}:\n{worker.output()}"
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}:\n{worker.output()[-5000:]}")
+    """Wait for `check` while the worker runs; its log is in the message if either ends first."""
+    return wait_until(check, timeout, what, process=worker.process, output=worker.output)
 
 
 def jobs_ended(data_dir: Path, names: list[str]) -> Callable[[], dict[str, dict[str, Any]]]:
@@ -180,22 +164,6 @@ def job_in_state(data_dir: Path, name: str, state: str) -> Callable[[], dict[str
 
 
 # --- test images --------------------------------------------------------------------------------
-
-
-def photo(width: int, height: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack(
-        [xx * 200 // width, yy * 200 // height, (xx + yy) * 100 // (width + height)], -1
-    )
-    pixels = np.clip(base + rng.normal(0, 8, base.shape) + 30, 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels).convert(mode)
-
-
-def jpeg_bytes(width: int, height: int, seed: int = 0, **options: Any) -> bytes:
-    out = io.BytesIO()
-    photo(width, height, seed).save(out, "JPEG", quality=90, **options)
-    return out.getvalue()
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -266,8 +234,11 @@ def test_every_dropped_photo_gives_exactly_one_output_of_its_size(
 
     names = ["plain.jpg", "screenshot.png", "download.jpg", "slow.jpg"]
     found = wait_for("four enhanced photos", jobs_ended(data_dir, names), worker)
-    time.sleep(3 * SETTLE)  # the twin would have been queued by now
-    assert sorted(jobs(data_dir)) == sorted(names)
+    # A photo dropped now is queued after the twin would have been: once it is, the twin was not.
+    (drop / "later.jpg").write_bytes(jpeg_bytes(40, 30, seed=16))
+    before["later.jpg"] = sha256(drop / "later.jpg")
+    wait_for("the later photo's job", lambda: "later.jpg" in jobs(data_dir), worker)
+    assert sorted(jobs(data_dir)) == sorted([*names, "later.jpg"])
     assert {name: found[name]["state"] for name in names} == dict.fromkeys(names, "done")
     sizes = {"plain": (120, 80), "screenshot": (90, 70), "download": (64, 96), "slow": (100, 60)}
     for stem, size in sizes.items():

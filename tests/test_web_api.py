@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import io
+import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +19,23 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers import jpeg_bytes
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from support_daemon import TEST_PASSWORD, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
-from instaflyd.store import Database
+from instaflyd.status.weights import WEIGHTS_FILE
+from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
+from instaflyd.store.images import record_image
 from instaflyd.store.jobs import get_job
-from instaflyd.store.versions import add_model_version, record_training_progress, start_training_run
+from instaflyd.store.posts import attach_image, upsert_post
+from instaflyd.store.versions import (
+    add_model_version,
+    finish_training_run,
+    record_training_progress,
+    start_training_run,
+)
 from instaflyd.web import create_app, create_safe_mode_app
 from instaflyd.web.auth import SECRET_FILE
 from instaflyd.web.network import lan_address
@@ -153,6 +165,70 @@ def test_api_status_shows_the_model_and_training_progress(
     html = client.get("/").get_data(as_text=True)
     assert '<progress id="training-progress" max="1" value="0.25"' in html
     assert "66.0%" in html
+
+
+def test_the_page_tells_the_last_training_outcome_and_the_way_to_the_first_model(
+    client: FlaskClient, seeded: tuple[Config, Any]
+) -> None:
+    config, _ = seeded
+    model = client.get("/api/status").get_json()["model"]
+    assert model["last_outcome"] is None
+    assert model["goal"] == {
+        "first_model": True, "posts": 12, "posts_goal": 20, "owners": 4, "owners_goal": 2,
+        "text": "12 of 20 labelled posts, from 4 accounts",
+    }  # fmt: skip
+    assert "<strong>12 of 20 labelled posts, from 4 accounts</strong>" in client.get("/").get_data(
+        as_text=True
+    )
+    with Database(config.db_path) as db, db.transaction() as conn:
+        add_model_version(
+            conn, 1, "models/v0001", 12, 12, {"val_srcc": 0.41}, promoted=True, now=1_700_000_000
+        )
+        run = start_training_run(conn, pid=1, epochs=8, now=time.time() - 200)
+        metrics = {"val_srcc": 0.38, "current_version": 1, "current_val_srcc": 0.41}
+        add_model_version(conn, 2, "models/v0002", 12, 12, metrics, promoted=False)
+        finish_training_run(
+            conn, run, "done", version=2, message="v2 not promoted", now=time.time() - 105
+        )
+    model = client.get("/api/status").get_json()["model"]
+    outcome = model["last_outcome"]
+    assert (outcome["state"], outcome["version"], outcome["promoted"]) == ("done", 2, False)
+    assert (outcome["val_srcc"], outcome["current_version"], outcome["current_val_srcc"]) == (
+        0.38, 1, 0.41,
+    )  # fmt: skip
+    assert outcome["seconds"] == pytest.approx(95, abs=0.2)
+    assert model["goal"]["text"] == "0 of 200 new labelled posts"  # train.min_new_posts
+    html = client.get("/").get_data(as_text=True)
+    assert "<strong>v2 not promoted</strong>" in html
+    assert "· 1 min ago · took 1 min 35 s" in html
+    assert "Kept v1: the new model did worse on the same posts." in html
+
+
+def test_the_profiles_that_would_label_the_most_posts(
+    client: FlaskClient, seeded: tuple[Config, Any]
+) -> None:
+    config, _ = seeded
+    files = ImageFiles(config.images_dir)
+    with Database(config.db_path) as db, db.transaction() as conn:
+        for n, owner in enumerate(["77", "77", "77", "78", "79"]):
+            post = PostRecord(f"90{n}", "photo", owner=AccountRecord(owner, f"nofollowers{owner}"),
+                              like_count=5)  # fmt: skip
+            upsert_post(conn, post)
+            stored = files.put(jpeg_bytes(96, 96, 300 + n), "jpg")
+            record_image(conn, stored, 96, 96, 100)
+            attach_image(conn, post.id, stored.sha256)
+        upsert_post(conn, PostRecord("999", "video", owner=AccountRecord("80"), like_count=5))
+        upsert_post(conn, PostRecord("998", "photo", owner=AccountRecord("81"), like_count=5))
+    visit = client.get("/api/status").get_json()["capture"]["accounts_to_visit"]
+    # The video and the post without an image would not become labels: not counted.
+    assert visit == [
+        {"id": "77", "username": "nofollowers77", "waiting": 3},
+        {"id": "78", "username": "nofollowers78", "waiting": 1},
+        {"id": "79", "username": "nofollowers79", "waiting": 1},
+    ]
+    html = client.get("/").get_data(as_text=True)
+    assert '<span class="who">@nofollowers77</span>' in html
+    assert "3 posts waiting" in html
 
 
 # --- /healthz and /metrics ---------------------------------------------------------------------
@@ -464,3 +540,58 @@ def test_healthz_of_the_real_daemon_object_while_starting_and_stopping(tmp_path:
         assert status["instafly"]["state"] == "stopping"
     finally:
         daemon.db.close()
+
+
+def test_the_setup_link_warns_when_the_page_listens_only_on_loopback(tmp_path: Path) -> None:
+    everywhere = create_app(make_config(tmp_path / "a")).test_client()
+    html = everywhere.get("/setup", base_url="http://127.0.0.1:8081").get_data(as_text=True)
+    assert f"http://{lan_address()}:8081/setup" in html  # the LAN address, not loopback
+    assert "This page listens only on" not in html
+    local = build_config({"web": {"host": "127.0.0.1"}}, data_dir=tmp_path / "b")
+    html = create_app(local).test_client().get("/setup").get_data(as_text=True)
+    assert (
+        "This page listens only on 127.0.0.1, which phones cannot reach, so the QR code and link"
+        " below will not open on a phone; set web.host: 0.0.0.0 in the config." in html
+    )
+
+
+def test_the_weights_upload_is_the_way_in_without_internet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = build_config({"model": {"weights_url": "http://127.0.0.1:9/x.h5"}}, data_dir=tmp_path)
+    give_password(tmp_path)
+    client = logged_in(create_app(config))
+    (config.weights_dir).mkdir(parents=True)
+    fetch_state = config.weights_dir / "fetch.json"
+    fetch_state.write_text(json.dumps({
+        "state": "failed", "bytes": 0, "total": 58_889_256, "updated": 0.0, "offline": True,
+        "error": "cannot download http://127.0.0.1:9/x.h5: no connection to the internet",
+    }))  # fmt: skip
+    html = client.get("/").get_data(as_text=True)
+    assert "this box cannot reach the internet to download the ImageNet VGG16 weights" in html
+    assert 'action="/actions/weights" enctype="multipart/form-data"' in html
+    token = csrf_of(client)
+
+    def upload(content: bytes) -> str:
+        response = client.post(
+            "/actions/weights",
+            data={"csrf_token": token, "weights": (io.BytesIO(content), "../vgg16.h5")},
+            content_type="multipart/form-data",
+        )
+        assert (response.status_code, response.headers["Location"]) == (302, "/#model")
+        return client.get("/").get_data(as_text=True)
+
+    fake = b"weights " * 1000
+    monkeypatch.setattr("instaflyd.status.weights.WEIGHTS_BYTES", len(fake))
+    html = upload(fake[:-1])
+    assert "Not taken: vgg16.h5 is not the ImageNet VGG16 notop file" in html
+    assert "it has 7,999 bytes, not 8,000." in html
+    assert not (config.weights_dir / WEIGHTS_FILE).exists()
+    monkeypatch.setattr(
+        "instaflyd.status.weights.WEIGHTS_MD5", hashlib.md5(fake, usedforsecurity=False).hexdigest()
+    )
+    html = upload(fake)
+    assert "ImageNet VGG16 weights present: training can start." in html
+    assert (config.weights_dir / WEIGHTS_FILE).read_bytes() == fake
+    assert not fetch_state.exists()  # the failed download is forgotten
+    assert 'action="/actions/weights"' not in html

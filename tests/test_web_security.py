@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import free_port, run_cli, write_config
+from helpers import free_port, run_cli, wait_until, write_config
 from support_daemon import (
     TEST_PASSWORD,
     give_password,
@@ -31,7 +31,6 @@ from support_daemon import (
     running_daemon,
     seed_extras,
     seed_store,
-    wait_for,
 )
 
 from instaflyd.config import Config, ConfigError, build_config, load_config
@@ -349,7 +348,7 @@ def test_150_half_sent_requests_do_not_stop_healthz(
         # The attacker keeps PER_CLIENT_CONNECTIONS; the rest were closed as they came.
         assert web.guard.refused == 150 - server.PER_CLIENT_CONNECTIONS
         # The ones it kept are closed too once their headers are late.
-        wait_for(lambda: web.guard.timed_out == server.PER_CLIENT_CONNECTIONS, 15, "timeouts")
+        wait_until(lambda: web.guard.timed_out == server.PER_CLIENT_CONNECTIONS, 15, "timeouts")
         closed = sum(1 for sock in sockets if _closed(sock))
         assert closed == 150
         # And the attacker's address is served again like anyone's.
@@ -499,7 +498,7 @@ def test_the_real_daemon_from_a_fresh_data_dir(tmp_path: Path) -> None:
     )
     url = f"http://127.0.0.1:{web_port}"
     with running_daemon(config, data, web_port, proxy_port) as daemon:
-        shown = wait_for(
+        shown = wait_until(
             lambda: re.search(r"password is (\S+) \(shown only this once", daemon.output()),
             10,
             "the password in the log",

@@ -24,7 +24,7 @@ _PEM_CERTIFICATE = re.compile(
 
 
 def as_phones_show_it(fingerprint: bytes) -> str:
-    """"AB:CD:...", the way phones list a certificate's SHA-256 fingerprint."""
+    """ "AB:CD:...", the way phones list a certificate's SHA-256 fingerprint."""
     return fingerprint.hex(":").upper()
 
 

@@ -27,10 +27,11 @@ from instaflyd.capture.matching import PendingImages
 from instaflyd.capture.parsers import parse_document
 from instaflyd.store import Database, ImageFiles
 from instaflyd.store.formats import count_unread_format
-from instaflyd.store.images import record_image
+from instaflyd.store.images import forget_unused_images, record_image
 from instaflyd.store.posts import (
     attach_image,
     cover_area,
+    get_post,
     post_for_image_name,
     upsert_account,
     upsert_post,
@@ -49,14 +50,19 @@ class Ingester:
         self.db = db
         self.images = images
         self.pending = pending
+        self._replaced: list[tuple[str, str]] = []  # files to remove once the transaction commits
 
     def ingest(self, response: CapturedResponse) -> Counter[str]:
         """Store what the response says; raises CaptureError for an unreadable document."""
         outcome: Counter[str] = Counter()
-        if response.kind == "image":
-            self._ingest_image(response, outcome)
-        else:
-            self._ingest_document(response, outcome)
+        try:
+            if response.kind == "image":
+                self._ingest_image(response, outcome)
+            else:
+                self._ingest_document(response, outcome)
+        finally:
+            replaced, self._replaced = self._replaced, []
+        self.images.remove(replaced)  # committed: the replaced variants' files can go
         return outcome
 
     # --- documents ------------------------------------------------------------------------
@@ -124,5 +130,8 @@ class Ingester:
             return  # checked before writing the file; attach_image applies the same rule
         stored = self.images.put(image.data, image.ext)
         record_image(conn, stored, image.width, image.height, len(image.data))
+        previous = get_post(conn, post_id)["image_sha256"]
         if attach_image(conn, post_id, stored.sha256):
             outcome["images_stored"] += 1
+            if previous is not None:  # a smaller variant: its row and file go
+                self._replaced += forget_unused_images(conn, [previous])

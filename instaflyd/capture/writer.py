@@ -42,6 +42,7 @@ from instaflyd.config import Config
 from instaflyd.logs import setup_logging
 from instaflyd.store import Database, ImageFiles
 from instaflyd.store.events import add_to_counter, record_event
+from instaflyd.store.images import prune_unused_images
 from instaflyd.store.tls import count_tls_failure
 
 log = logging.getLogger("instafly.capture")
@@ -263,7 +264,10 @@ def write_until_stopped(
     counts: Counter[str] = Counter()
     with Database(config.db_path) as db:
         pending = PendingImages(proxy.pending_images_max, proxy.pending_images_max_age_seconds)
-        ingester = Ingester(db, ImageFiles(config.images_dir), pending)
+        images = ImageFiles(config.images_dir)
+        if pruned := prune_unused_images(db, images):  # left by versions that kept them
+            log.info("removed %d stored images that no post uses any more", pruned)
+        ingester = Ingester(db, images, pending)
         last_flush = time.monotonic()
         while True:
             try:

@@ -26,6 +26,7 @@ from instaflyd.daemon.safe_mode import wait_for_valid_config
 from instaflyd.daemon.scheduler import TrainingScheduler
 from instaflyd.daemon.sdnotify import Notifier
 from instaflyd.daemon.supervisor import ComponentSpec, Supervisor, tcp_listening
+from instaflyd.daemon.weights_fetch import WeightsFetcher
 from instaflyd.store import Database
 from instaflyd.store.stats import collect_stats
 from instaflyd.web import create_app
@@ -84,6 +85,7 @@ class Daemon:
         self.db = Database(config.db_path)
         self.supervisor = Supervisor(component_specs(config), self.db)
         self.scheduler = TrainingScheduler(config, self.db)
+        self.weights = WeightsFetcher(config)
         self.housekeeping = Housekeeping(config, self.db)
         self._state = "starting"
         self._heartbeat = time.monotonic()
@@ -118,6 +120,7 @@ class Daemon:
             self.supervisor.tick()
             try:
                 self.scheduler.tick(now)
+                self.weights.tick(now)
                 self.housekeeping.tick()
                 proxy_up = self.supervisor.is_up("proxy") or now - started > READY_TIMEOUT
                 if self._state == "starting" and server.alive() and proxy_up:
@@ -144,8 +147,8 @@ class Daemon:
     def shutdown(self, server: WebServer) -> None:
         self.begin_stopping()
         started = time.monotonic()
-        trainer = self.scheduler.stop()
-        codes = self.supervisor.stop(STOP_TIMEOUT, also=[trainer] if trainer else [])
+        others = [self.scheduler.stop(), self.weights.stop()]
+        codes = self.supervisor.stop(STOP_TIMEOUT, also=[c for c in others if c is not None])
         log.info(
             "children stopped in %.1f s (%s)",
             time.monotonic() - started,

@@ -1,98 +1,197 @@
 """Fetching and importing the ImageNet VGG16 notop weights file (`instaflyd weights fetch|import`).
 
-Fetching uses Keras's downloader, imported only then; both verify the file (size and md5, the
-constants in `instaflyd.status.weights`) before it takes its final name. Whether the file is
-there and genuine is `instaflyd.status.weights`, which the supervisor and the page read.
+Fetching is plain urllib, resumable: the bytes collect in `<file>.partial`, and a later try asks
+the server only for the rest (HTTP Range; a server without ranges sends it all again). Size and
+md5 (the constants in `instaflyd.status.weights`) are checked before the file takes its final
+name. While it runs, and after it failed, `weights/fetch.json` says how far it got or why it
+stopped: the status page reads it through `instaflyd.status.weights`. The daemon runs this
+command by itself while the file is missing (`instaflyd.daemon.weights_fetch`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import http.client
+import json
 import os
-import sys
-import tempfile
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+from instaflyd import __version__
 from instaflyd.config import Config
-from instaflyd.fsutil import TEMP_PREFIX, atomic_writer
+from instaflyd.fsutil import atomic_write_text
 from instaflyd.status import weights as published
 from instaflyd.status.weights import (
-    WEIGHTS_FILE,
+    DownloadProgress,
+    WeightsError,
     WeightsStatus,
+    fetch_state_path,
+    file_md5,
     imagenet_file_is_genuine,
     imagenet_status,
     imagenet_weights_path,
+    partial_path,
+    receive_weights,
 )
 
+FETCH_TIMEOUT_SECONDS = 30.0
 
-class WeightsError(Exception):
-    """The weights file could not be fetched or imported; the message says why."""
+__all__ = ["WeightsError", "fetch_weights", "import_weights"]
 
 
-def fetch_weights(config: Config) -> WeightsStatus:
-    """Download the ImageNet notop file from `model.weights_url` with Keras's own downloader.
+def fetch_weights(
+    config: Config, progress: Callable[[int, int], None] | None = None
+) -> WeightsStatus:
+    """Download the ImageNet notop file from `model.weights_url`, resuming a cut download.
 
-    Keras checks the md5; the file is downloaded into a hidden temp folder beside its final
-    place and renamed only once it is verified. Keras's progress bar goes to stderr.
+    The bytes go to `<file>.partial` in the weights folder; a later call asks the server for
+    the rest only (HTTP Range) and starts over where the server does not do ranges. The size
+    and md5 are checked before the file takes its final name. While it runs, and after it
+    failed, `fetch.json` beside it says how far it got or why it stopped, for the status page.
     """
-    import keras
-
     target = imagenet_weights_path(config)
     if target.is_file() and imagenet_file_is_genuine(target):
         return imagenet_status(config)
     config.weights_dir.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory(prefix=TEMP_PREFIX, dir=config.weights_dir) as temp,
-        contextlib.redirect_stdout(sys.stderr),
-    ):
-        try:
-            downloaded = Path(
-                keras.utils.get_file(
-                    WEIGHTS_FILE,
-                    config.model.weights_url,
-                    file_hash=published.WEIGHTS_MD5,
-                    hash_algorithm="md5",
-                    cache_dir=temp,
-                    cache_subdir="download",
-                )
-            )
-        except ValueError as exc:  # Keras: "Incomplete or corrupted file detected. ..."
+    state = FetchState(config)
+    try:
+        _download(config.model.weights_url, partial_path(config), state, progress)
+        _verify_download(config.model.weights_url, partial_path(config))
+    except WeightsError as exc:
+        state.failed(str(exc), offline=exc.offline)
+        raise
+    os.replace(partial_path(config), target)
+    state.clear()
+    return imagenet_status(config)
+
+
+def _download(
+    url: str, partial: Path, state: FetchState, progress: Callable[[int, int], None] | None
+) -> None:
+    have = partial.stat().st_size if partial.is_file() else 0
+    if have > published.WEIGHTS_BYTES:
+        partial.unlink()
+        have = 0
+    if have == published.WEIGHTS_BYTES:
+        return  # complete already; verified next
+    request = urllib.request.Request(url, headers={"User-Agent": f"instafly/{__version__}"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # nothing left to send: what we have is checked next
+            return
+        raise WeightsError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WeightsError(
+            f"cannot download {url}: no connection to the internet ({reason})", offline=True
+        ) from exc
+    with response:
+        resumed = response.status == 206 and _range_start(response) == have
+        if not resumed:
+            have = 0  # the server sends the whole file: start over
+        expected = _expected_total(response, have)
+        if expected is not None and expected != published.WEIGHTS_BYTES:
             raise WeightsError(
-                f"the file at {config.model.weights_url} is not the ImageNet VGG16 notop file "
-                f"(md5 mismatch, expected {published.WEIGHTS_MD5}): {exc}"
-            ) from exc
-        except Exception as exc:  # Keras raises a bare Exception for URL failures
-            raise WeightsError(f"cannot download {config.model.weights_url}: {exc}") from exc
-        size = downloaded.stat().st_size
-        if size != published.WEIGHTS_BYTES:
-            raise WeightsError(
-                f"the file at {config.model.weights_url} has {size:,} bytes, "
+                f"the file at {url} has {expected:,} bytes, "
                 f"not the {published.WEIGHTS_BYTES:,} of the ImageNet VGG16 notop file"
             )
-        os.replace(downloaded, target)
-    return imagenet_status(config)
+        with partial.open("ab" if resumed else "wb") as out:
+            state.downloading(have, resumed)
+            while True:
+                try:
+                    block = response.read(1 << 16)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise WeightsError(
+                        f"the download from {url} was cut after {have:,} of "
+                        f"{published.WEIGHTS_BYTES:,} bytes ({type(exc).__name__}); "
+                        "it resumes from there next time",
+                        offline=True,
+                    ) from exc
+                if not block:
+                    break
+                have += len(block)
+                if have > published.WEIGHTS_BYTES:
+                    raise WeightsError(f"the file at {url} is larger than the ImageNet file")
+                out.write(block)
+                state.downloading(have, resumed)
+                if progress is not None:
+                    progress(have, published.WEIGHTS_BYTES)
+            out.flush()
+            os.fsync(out.fileno())
+    if have < published.WEIGHTS_BYTES:
+        raise WeightsError(
+            f"the download from {url} was cut after {have:,} of {published.WEIGHTS_BYTES:,} bytes; "
+            "it resumes from there next time",
+            offline=True,
+        )
+
+
+def _range_start(response: Any) -> int | None:
+    match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _expected_total(response: Any, have: int) -> int | None:
+    length = response.headers.get("Content-Length")
+    return have + int(length) if length and length.isdigit() else None
+
+
+def _verify_download(url: str, partial: Path) -> None:
+    md5 = file_md5(partial)
+    if md5 != published.WEIGHTS_MD5:
+        partial.unlink(missing_ok=True)  # a wrong file is never resumed
+        raise WeightsError(
+            f"the file at {url} is not the ImageNet VGG16 notop file "
+            f"(md5 mismatch: {md5}, expected {published.WEIGHTS_MD5})"
+        )
+
+
+class FetchState:
+    """`weights/fetch.json`: how far a download got, or why it stopped (None once done)."""
+
+    EVERY_SECONDS = 1.0
+
+    def __init__(self, config: Config) -> None:
+        self.path = fetch_state_path(config)
+        self.partial = partial_path(config)
+        self.url = config.model.weights_url
+        self._written = 0.0
+
+    def downloading(self, have: int, resumed: bool) -> None:
+        now = time.time()
+        if now - self._written >= self.EVERY_SECONDS or have in (0, published.WEIGHTS_BYTES):
+            self._write(
+                DownloadProgress("downloading", have, published.WEIGHTS_BYTES, None, False, now)
+            )
+            self._written = now
+
+    def failed(self, error: str, offline: bool) -> None:
+        have = self.partial.stat().st_size if self.partial.is_file() else 0
+        self._write(
+            DownloadProgress("failed", have, published.WEIGHTS_BYTES, error, offline, time.time())
+        )
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _write(self, progress: DownloadProgress) -> None:
+        atomic_write_text(self.path, json.dumps(asdict(progress)))
 
 
 def import_weights(config: Config, source: Path) -> WeightsStatus:
     """Copy a local copy of the ImageNet notop file into place, checking size and md5 on the way."""
     try:
         size = source.stat().st_size
+        reader = source.open("rb")
     except OSError as exc:
         raise WeightsError(f"cannot read {source}: {exc.strerror}") from exc
-    if size != published.WEIGHTS_BYTES:
-        raise WeightsError(
-            f"{source} has {size:,} bytes; the ImageNet VGG16 notop file ({WEIGHTS_FILE}) "
-            f"has {published.WEIGHTS_BYTES:,}"
-        )
-    digest = hashlib.md5(usedforsecurity=False)
-    with source.open("rb") as reader, atomic_writer(imagenet_weights_path(config)) as writer:
-        for block in iter(lambda: reader.read(1 << 20), b""):
-            digest.update(block)
-            writer.write(block)
-        if digest.hexdigest() != published.WEIGHTS_MD5:
-            raise WeightsError(
-                f"{source} is not the ImageNet VGG16 notop file: md5 {digest.hexdigest()}, "
-                f"expected {published.WEIGHTS_MD5}"
-            )
-    return imagenet_status(config)
+    with reader:
+        return receive_weights(config, reader, str(source), size)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from instaflyd.fsutil import atomic_write_bytes
+from instaflyd.store.database import Database
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class ImageFiles:
         atomic_write_bytes(path, data)
         return StoredImage(sha256, ext, path, created=True)
 
+    def remove(self, images: list[tuple[str, str]]) -> None:
+        """Delete the files of these (sha256, ext) images; a file already gone is fine."""
+        for sha256, ext in images:
+            self.path_for(sha256, ext).unlink(missing_ok=True)
+
 
 def record_image(
     conn: sqlite3.Connection, image: StoredImage, width: int, height: int, size: int
@@ -51,3 +57,38 @@ def record_image(
         (image.sha256, image.ext, width, height, size, time.time()),
     )
     return cursor.rowcount == 1
+
+
+_UNUSED = "NOT EXISTS (SELECT 1 FROM posts WHERE posts.image_sha256 = images.sha256)"
+
+
+def forget_unused_images(
+    conn: sqlite3.Connection, sha256s: list[str] | None = None
+) -> list[tuple[str, str]]:
+    """Delete the rows of images no post uses (smaller variants a larger one replaced).
+
+    Only the given images, or all of them (None: stores from before replaced variants were
+    removed). Returns their (sha256, ext); the caller removes the files with
+    `ImageFiles.remove` once the transaction has committed, so that a rolled-back transaction
+    never leaves a post whose image file is gone.
+    """
+    if sha256s is None:
+        rows = conn.execute(f"SELECT sha256, ext FROM images WHERE {_UNUSED}").fetchall()
+    else:
+        rows = [
+            row
+            for sha256 in sha256s
+            for row in conn.execute(
+                f"SELECT sha256, ext FROM images WHERE sha256 = ? AND {_UNUSED}", (sha256,)
+            )
+        ]
+    conn.executemany("DELETE FROM images WHERE sha256 = ?", [(row[0],) for row in rows])
+    return [(row[0], row[1]) for row in rows]
+
+
+def prune_unused_images(db: Database, files: ImageFiles) -> int:
+    """Remove every image no post uses, row and file; returns how many went."""
+    with db.transaction() as conn:
+        unused = forget_unused_images(conn)
+    files.remove(unused)
+    return len(unused)

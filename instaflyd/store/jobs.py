@@ -91,6 +91,16 @@ def get_job(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
     return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
 
 
+def job_for_content(conn: sqlite3.Connection, sha256: str) -> sqlite3.Row | None:
+    """The job of a file with this content (there is at most one)."""
+    return conn.execute("SELECT * FROM jobs WHERE sha256 = ?", (sha256,)).fetchone()
+
+
+def recent_jobs(conn: sqlite3.Connection, limit: int) -> list[sqlite3.Row]:
+    """The newest jobs first: the last queued (or sent) photo leads."""
+    return conn.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+
+
 def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     """Every state with its count (zero included)."""
     counts = dict.fromkeys(JOB_STATES, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 from instaflyd.store.records import AccountRecord, PostRecord, image_file_name
@@ -119,3 +120,31 @@ def get_post(conn: sqlite3.Connection, post_id: str) -> sqlite3.Row | None:
 
 def get_account(conn: sqlite3.Connection, account_id: str) -> sqlite3.Row | None:
     return conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+
+
+@dataclass(frozen=True)
+class WaitingAccount:
+    """An account whose profile, once opened through the proxy, labels this many posts."""
+
+    id: str
+    username: str | None
+    waiting: int
+
+
+def accounts_to_visit(conn: sqlite3.Connection, limit: int) -> list[WaitingAccount]:
+    """The accounts whose follower count alone keeps the most posts from being labelled.
+
+    Their photo posts have likes and an image, but the owner's follower count only comes with
+    a profile response: opening the profile once labels all of them.
+    """
+    return [
+        WaitingAccount(row["id"], row["username"], row["waiting"])
+        for row in conn.execute(
+            "SELECT a.id, a.username, COUNT(*) AS waiting"
+            " FROM posts AS p JOIN accounts AS a ON a.id = p.owner_id"
+            " WHERE p.media_type IN ('photo', 'carousel') AND p.like_count >= 0"
+            "   AND p.image_sha256 IS NOT NULL AND COALESCE(a.follower_count, 0) <= 0"
+            " GROUP BY a.id ORDER BY waiting DESC, a.username LIMIT ?",
+            (limit,),
+        )
+    ]

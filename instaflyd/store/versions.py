@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from instaflyd.processes import claim_alive
@@ -111,6 +112,47 @@ def in_progress(run: sqlite3.Row | None) -> bool:
     """Whether `run` is being trained now: a killed trainer leaves its run "running", so only
     one whose process is still alive counts."""
     return run is not None and run["state"] == "running" and claim_alive(run["pid"], run["started"])
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """How the last finished training run ended, for the status page."""
+
+    state: str  # done | failed
+    started: float
+    finished: float
+    seconds: float
+    version: int | None  # the version it wrote (None when it failed)
+    promoted: bool
+    val_srcc: float | None  # the new model's validation Spearman...
+    current_version: int | None  # ...and the model it was compared with, on the same posts
+    current_val_srcc: float | None
+    message: str | None
+
+
+def last_training_outcome(conn: sqlite3.Connection) -> TrainingOutcome | None:
+    """The newest run that finished (done or failed), joined with the version it wrote."""
+    row = conn.execute(
+        "SELECT r.state, r.started, r.finished, r.version, r.message, v.promoted, v.val_srcc,"
+        "       v.metrics AS version_metrics"
+        " FROM training_runs AS r LEFT JOIN model_versions AS v ON v.version = r.version"
+        " WHERE r.finished IS NOT NULL ORDER BY r.id DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    metrics = json.loads(row["version_metrics"]) if row["version_metrics"] else {}
+    return TrainingOutcome(
+        state=row["state"],
+        started=row["started"],
+        finished=row["finished"],
+        seconds=round(row["finished"] - row["started"], 1),
+        version=row["version"],
+        promoted=bool(row["promoted"]),
+        val_srcc=row["val_srcc"],
+        current_version=metrics.get("current_version"),
+        current_val_srcc=metrics.get("current_val_srcc"),
+        message=row["message"],
+    )
 
 
 def runs_since_full_pass(conn: sqlite3.Connection) -> int | None:

@@ -15,7 +15,7 @@ from flask import Flask, Response
 
 from instaflyd.config import Config
 from instaflyd.resources import asset_path
-from instaflyd.web import api, auth, database, formatting, hostcheck, pages, safe_mode
+from instaflyd.web import api, auth, database, formatting, hostcheck, pages, photos, safe_mode
 from instaflyd.web.password import PagePassword
 from instaflyd.web.sessions import SessionRegistry
 from instaflyd.web.status import DaemonView
@@ -46,6 +46,7 @@ def create_app(config: Config, daemon: DaemonView | None = None) -> Flask:
     )
     hostcheck.install(app, hostcheck.OwnNames(config.web.allowed_hosts, config.web.host))
     database.install(app)
+    photos.install(app)  # its body limit applies before the CSRF check reads a form
     auth.install(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)

@@ -9,8 +9,10 @@ A session counts only while the box still keeps its id and the password is the o
 under (see `sessions`): logging out, or changing the password, ends it even for a copied cookie.
 Wrong passwords are throttled per client on both paths (see `throttle`).
 
-Every POST (log in, log out, train now, retry a job) must carry the session's CSRF token, so
-another web site open in the same browser cannot make it act on the box.
+Every POST (log in, log out, train now, retry a job, send photos) must carry the session's CSRF
+token, as the form field `csrf_token` or the header `X-CSRF-Token` (the page carries it in
+`<meta name="csrf-token">`), so another web site open in the same browser cannot make it act on
+the box.
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ def _too_many(wait: float) -> Response:
 def _check_csrf() -> None:
     if request.method != "POST":
         return
-    sent = request.form.get("csrf_token", "")
+    # Scripts on the page send it as a header (X-CSRF-Token); forms as a field.
+    sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
     expected = session.get("csrf")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
         abort(400, "The form has expired or did not come from this page; reload and try again.")

@@ -36,11 +36,24 @@ def ago(timestamp: float | None, now: float | None = None) -> str:
     return "just now"
 
 
+def duration(seconds: float | None) -> str:
+    """Seconds -> "42 s", "3 min 5 s", "1 h 12 min"; None -> "–"."""
+    if seconds is None:
+        return "–"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
 def install(app: Flask) -> None:
     for name, function in (
         ("number", number),
         ("percent", percent),
         ("signed", signed),
         ("ago", ago),
+        ("duration", duration),
     ):
         app.jinja_env.filters[name] = function

@@ -14,6 +14,7 @@ from flask import (
     flash,
     redirect,
     render_template,
+    request,
     send_file,
     url_for,
 )
@@ -21,11 +22,13 @@ from markupsafe import Markup
 
 from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.config import Config
+from instaflyd.status.weights import WeightsError, receive_weights
 from instaflyd.store import ImageFiles
 from instaflyd.store.jobs import get_job, retry_job
 from instaflyd.web.database import get_db
 from instaflyd.web.status import DaemonView, collect_status, setup_section
 from instaflyd.web.thumbnails import NotAllowed, allowed_file, thumbnail_jpeg
+from instaflyd.web.uploads import safe_name
 
 bp = Blueprint("pages", __name__)
 
@@ -121,6 +124,23 @@ def train_now() -> Response:
     else:
         started, message = daemon.request_training()
         flash(message[0].upper() + message[1:] + ".", "ok" if started else "error")
+    return redirect(url_for("pages.index", _anchor="model"))
+
+
+@bp.post("/actions/weights")
+def upload_weights() -> Response:
+    """The ImageNet weights file, sent from a computer that has internet (the box has none)."""
+    upload = request.files.get("weights")
+    if upload is None:
+        flash("Choose the weights file first.", "error")
+        return redirect(url_for("pages.index", _anchor="model"))
+    name = upload.filename or "the uploaded file"
+    try:
+        status = receive_weights(_config(), upload.stream, safe_name(name))
+    except WeightsError as exc:
+        flash(f"Not taken: {exc}.", "error")
+    else:
+        flash(status.message[0].upper() + status.message[1:] + ": training can start.", "ok")
     return redirect(url_for("pages.index", _anchor="model"))
 
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from instaflyd import __version__
 from instaflyd.capture.ca_files import ca_fingerprint
 from instaflyd.config import Config
-from instaflyd.status.training import training_status
+from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.status.weights import weights_status
 from instaflyd.store.events import counters, recent_events
+from instaflyd.store.posts import accounts_to_visit
 from instaflyd.store.stats import collect_stats
 from instaflyd.store.tls import tls_failures
+from instaflyd.store.versions import last_training_outcome
 from instaflyd.web.network import is_loopback, lan_address
 
 TLS_NOTE = (
@@ -28,6 +31,37 @@ TLS_NOTE = (
     "that works and is captured."
 )
 RETRYABLE_STATES = ("failed", "rejected")
+ACCOUNTS_TO_VISIT = 5
+
+
+@dataclass(frozen=True)
+class TrainingGoal:
+    """How far the store is from the next training: "43 of 50 labelled posts, from 3 of 4
+    accounts" before the first model; new labelled posts after it."""
+
+    first_model: bool
+    posts: int
+    posts_goal: int
+    owners: int
+    owners_goal: int
+    text: str
+
+
+def training_goal(config: Config, upcoming: TrainingStatus) -> TrainingGoal:
+    train = config.train
+    first = upcoming.current_version is None
+    goal = train.min_labelled_posts if first else train.min_new_posts
+    posts = upcoming.labelled if first else upcoming.new_since_current
+    what = "labelled posts" if first else "new labelled posts"
+    text = f"{posts:,} of {goal:,} {what}" if posts < goal else f"{posts:,} {what}"
+    if first:
+        owners = upcoming.owners
+        text += (
+            f", from {owners:,} of {train.min_owners:,} accounts"
+            if owners < train.min_owners
+            else f", from {owners:,} accounts"
+        )
+    return TrainingGoal(first, posts, goal, upcoming.owners, train.min_owners, text)
 
 
 class DaemonView(Protocol):
@@ -90,6 +124,7 @@ def capture_section(
             for row in tls_failures(conn, limit=20)
         ],
         "tls_note": TLS_NOTE,
+        "accounts_to_visit": [asdict(a) for a in accounts_to_visit(conn, ACCOUNTS_TO_VISIT)],
         "recent_errors": [
             {key: row[key] for key in ("ts", "component", "level", "kind", "message")}
             for row in recent_events(conn, limit=10, min_level="warning")
@@ -138,7 +173,11 @@ def model_section(
         if run
         else None
     )
-    model["next_training"] = training_status(config, conn).as_dict()
+    upcoming = training_status(config, conn)
+    model["next_training"] = upcoming.as_dict()
+    model["goal"] = asdict(training_goal(config, upcoming))
+    outcome = last_training_outcome(conn)
+    model["last_outcome"] = asdict(outcome) if outcome else None
     model["weights"] = weights_status(config).as_dict()
     model["input_size"] = config.model.input_size
     return model
@@ -191,6 +230,11 @@ def setup_section(config: Config, request_host: str | None = None) -> dict[str, 
         warnings.append(
             f"The proxy listens only on {address}, which phones cannot reach; set "
             "proxy.listen_host: 0.0.0.0 in the config."
+        )
+    if is_loopback(config.web.host):
+        warnings.append(
+            f"This page listens only on {config.web.host}, which phones cannot reach, so the QR "
+            "code and link below will not open on a phone; set web.host: 0.0.0.0 in the config."
         )
     return {
         "lan_address": address,

@@ -17,7 +17,7 @@
   function apply(status) {
     document.querySelectorAll("[data-status]").forEach((element) => {
       const value = lookup(status, element.dataset.status);
-      if (value !== undefined) element.textContent = format(value);
+      if (value !== undefined) element.textContent = "plain" in element.dataset ? String(value) : format(value);
     });
     document.querySelectorAll("[data-status-progress]").forEach((element) => {
       const value = lookup(status, element.dataset.statusProgress);
@@ -29,11 +29,33 @@
     });
   }
 
+  // The model card changes shape when training starts or ends (progress bar, outcome): then it
+  // is fetched again as the server draws it, and swapped in without reloading the page.
+  function modelState(status) {
+    const outcome = status.model.last_outcome;
+    return [status.model.training.running, outcome ? outcome.finished : null, status.model.version,
+            status.model.weights.ok, (status.model.weights.download || {}).state].join("|");
+  }
+
+  async function redrawModelCard() {
+    const response = await fetch("/", { headers: { Accept: "text/html" } });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const card = fresh.getElementById("model");
+    if (card) document.getElementById("model").replaceWith(document.adoptNode(card));
+  }
+
+  let shownModel = null;
+
   async function refresh() {
     try {
       const response = await fetch("/api/status", { headers: { Accept: "application/json" } });
       if (!response.ok) return false;
-      apply(await response.json());
+      const status = await response.json();
+      apply(status);
+      const state = modelState(status);
+      if (shownModel !== null && state !== shownModel) await redrawModelCard();
+      shownModel = state;
     } catch (error) {
       // The box may be restarting; try again at the next tick.
     }
@@ -43,5 +65,6 @@
   const timer = window.setInterval(async () => {
     if (!(await refresh())) window.clearInterval(timer);
   }, REFRESH_MS);
+  refresh();  // learns the model card's state as drawn
   window.instafly = { refresh };  // for the browser test, and for the curious
 })();

@@ -1,0 +1,76 @@
+"""The daemon fetches the ImageNet weights by itself: `instaflyd weights fetch` in the background.
+
+With `model.weights: imagenet` and no verified file in data_dir/weights/, the daemon starts
+`instaflyd weights fetch` as a child process (plain urllib, no TensorFlow), one at a time. A
+fetch that fails (no internet, a cut connection) is tried again later, the wait doubling up to
+an hour; the partial file is kept, so the next try asks only for the rest. The child writes
+its progress to weights/fetch.json, where the status page reads it; once the file is there the
+training scheduler finds the weights at its next check.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from instaflyd.config import Config
+from instaflyd.daemon.children import ChildProcess, instaflyd_argv
+from instaflyd.status.weights import imagenet_status
+
+log = logging.getLogger("instafly.daemon")
+
+FIRST_RETRY_SECONDS = 60.0
+MAX_RETRY_SECONDS = 3600.0
+
+
+class WeightsFetcher:
+    """Starts one background fetch of missing ImageNet weights; retries with a growing wait."""
+
+    def __init__(self, config: Config, first_retry: float = FIRST_RETRY_SECONDS) -> None:
+        self.config = config
+        self.first_retry = first_retry
+        self.child: ChildProcess | None = None
+        self.failures = 0
+        self.next_try = 0.0  # monotonic
+        self.stopped = False
+
+    def argv(self) -> list[str]:
+        return instaflyd_argv(self.config, "weights", "fetch")
+
+    def wanted(self) -> bool:
+        if self.config.model.weights != "imagenet":
+            return False
+        return not imagenet_status(self.config).ok
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self.stopped:
+            return
+        if self.child is not None:
+            code = self.child.poll()
+            if code is None:
+                return
+            self._finished(code, now)
+        if now < self.next_try or not self.wanted():
+            return
+        self.child = ChildProcess("weights", self.argv())
+        log.info("fetching the ImageNet VGG16 weights in the background (pid %d)", self.child.pid)
+
+    def _finished(self, code: int, now: float) -> None:
+        assert self.child is not None
+        last = self.child.last_line()
+        self.child = None
+        if code == 0:
+            self.failures = 0
+            log.info("the ImageNet VGG16 weights are in place")
+            return
+        self.failures += 1
+        wait = min(self.first_retry * 2 ** (self.failures - 1), MAX_RETRY_SECONDS)
+        self.next_try = now + wait
+        log.warning("fetching the weights failed: %s; next try in %.0f s", last, wait)
+
+    def stop(self) -> ChildProcess | None:
+        """Start no more fetches; returns a running one for the caller to stop with the rest."""
+        self.stopped = True
+        child, self.child = self.child, None
+        return child

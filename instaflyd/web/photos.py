@@ -1,0 +1,174 @@
+"""Photos from the phone: send them to the drop-folder queue, follow them, get the results back.
+
+`POST /api/photos` (multipart, field `photo`, one or more files) answers 202 with each photo's
+job; `GET /api/photos` lists the latest photos, newest first, with their state, scores, edits
+and URLs; `GET /api/photos/<id>` is one of them; `/api/photos/<id>/enhanced` downloads the
+enhanced photo at full resolution, EXIF included. The page's "Enhance photos" control uses the
+same endpoints. Every POST needs the CSRF token (`X-CSRF-Token`), like every action of the page.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
+
+from instaflyd.config import Config
+from instaflyd.status.weights import WEIGHTS_BYTES
+from instaflyd.store.jobs import get_job, recent_jobs
+from instaflyd.web.database import get_db
+from instaflyd.web.thumbnails import NotAllowed, allowed_file
+from instaflyd.web.uploads import UploadRefused, receive_upload
+
+bp = Blueprint("photos", __name__)
+
+MAX_FILES_PER_REQUEST = 20
+LISTED = 30
+MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries around the files
+
+
+@dataclass(frozen=True)
+class PhotoUrls:
+    before: str | None  # previews (thumbnail size)
+    after: str | None
+    enhanced: str | None  # the full-resolution download
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photo in the queue, as `/api/photos` and the page's gallery show it."""
+
+    id: int
+    name: str
+    status: str
+    reason: str | None
+    created: float
+    finished: float | None
+    score_before: float | None
+    score_after: float | None
+    score_change: float | None
+    model_version: int | None
+    edits: dict[str, float]
+    output_name: str | None
+    urls: PhotoUrls
+
+
+def _config() -> Config:
+    return current_app.config["INSTAFLY"]
+
+
+def upload_limit(config: Config) -> int:
+    """The largest request body `POST /api/photos` reads: one file at the size limit."""
+    return int(config.enhance.max_file_mb * 1_000_000) + MULTIPART_OVERHEAD
+
+
+def photo_record(row: sqlite3.Row, config: Config) -> Photo:
+    before, after = row["score_before"], row["score_after"]
+    output = _existing(row["output_path"], config.watch.output_dir)
+    done = row["state"] == "done" and output is not None
+    previewable = row["state"] != "rejected" and _existing(row["input_path"], config.watch.drop_dir)
+    return Photo(
+        id=row["id"],
+        name=Path(row["input_path"]).name,
+        status=row["state"],
+        reason=row["reason"],
+        created=row["created"],
+        finished=row["finished"],
+        score_before=before,
+        score_after=after,
+        score_change=after - before if before is not None and after is not None else None,
+        model_version=row["model_version"],
+        edits=_edits(row["sidecar_path"], config) if done else {},
+        output_name=output.name if done and output else None,
+        urls=PhotoUrls(
+            before=f"/thumbs/job/{row['id']}/before" if previewable else None,
+            after=f"/thumbs/job/{row['id']}/after" if done else None,
+            enhanced=f"/api/photos/{row['id']}/enhanced" if done else None,
+        ),
+    )
+
+
+def _existing(path: str | None, root: Path) -> Path | None:
+    if not path:
+        return None
+    try:
+        return allowed_file(path, [root])
+    except NotAllowed:
+        return None
+
+
+def _edits(sidecar: str | None, config: Config) -> dict[str, float]:
+    """The edits the sidecar records (exposure, contrast, ...), rounded for people."""
+    path = _existing(sidecar, config.watch.output_dir)
+    if path is None:
+        return {}
+    try:
+        params = json.loads(path.read_text(encoding="utf-8")).get("params") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {
+        str(key): round(float(value), 3)
+        for key, value in params.items()
+        if isinstance(value, int | float) and round(float(value), 3) != 0
+    }
+
+
+@bp.post("/api/photos")
+def send_photos() -> tuple[Response, int]:
+    files = request.files.getlist("photo")
+    if not files:
+        return jsonify(error="no photo: send the files as multipart/form-data field 'photo'"), 400
+    if len(files) > MAX_FILES_PER_REQUEST:
+        return jsonify(error=f"at most {MAX_FILES_PER_REQUEST} photos in one request"), 400
+    config, db = _config(), get_db()
+    received = []
+    try:
+        for file in files:
+            upload = receive_upload(config, db, file.stream, file.filename)
+            received.append({"id": upload.id, "name": upload.name, "status": upload.status})
+    except UploadRefused as exc:
+        return jsonify(error=str(exc), photos=received), 413
+    return jsonify(photos=received), 202
+
+
+@bp.get("/api/photos")
+def list_photos() -> Response:
+    config = _config()
+    photos = [asdict(photo_record(row, config)) for row in recent_jobs(get_db().conn, LISTED)]
+    return jsonify(photos=photos)
+
+
+@bp.get("/api/photos/<int:job_id>")
+def one_photo(job_id: int) -> Response:
+    row = get_job(get_db().conn, job_id)
+    if row is None:
+        abort(404)
+    return jsonify(asdict(photo_record(row, _config())))
+
+
+@bp.get("/api/photos/<int:job_id>/enhanced")
+def enhanced_photo(job_id: int) -> Response:
+    """The enhanced JPEG itself, full resolution and EXIF, from the output folder only."""
+    row = get_job(get_db().conn, job_id)
+    config = _config()
+    path = _existing(row["output_path"], config.watch.output_dir) if row else None
+    if row is None or row["state"] != "done" or path is None:
+        abort(404)
+    return send_file(path, mimetype="image/jpeg", as_attachment=True, download_name=path.name)
+
+
+def install(app: Any) -> None:
+    app.before_request(limit_upload_size)
+    app.register_blueprint(bp)
+
+
+def limit_upload_size() -> None:
+    """Only the two uploads may send more than the app's small default body limit."""
+    if request.endpoint == "photos.send_photos":
+        request.max_content_length = upload_limit(_config())
+    elif request.endpoint == "pages.upload_weights":
+        request.max_content_length = WEIGHTS_BYTES + MULTIPART_OVERHEAD
