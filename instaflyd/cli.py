@@ -96,28 +96,24 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.status.training import training_status
-    from instaflyd.status.weights import weights_status
+    from instaflyd.status.collect import collect_status
     from instaflyd.store import Database
-    from instaflyd.store.stats import collect_stats
 
     with Database(config.db_path) as db:
-        stats = collect_stats(db.conn)
-        stats["model"]["weights"] = weights_status(config).as_dict()
-        stats["model"]["next_training"] = training_status(config, db.conn).as_dict()
+        status = collect_status(config, db.conn)
     if args.json:
-        print_json(stats)
+        print_json(status.as_dict())  # the document /api/status serves
         return 0
-    model = stats["model"]
-    jobs = ", ".join(f"{state} {n}" for state, n in stats["jobs"].items())
+    totals, model = status.capture.totals, status.model
+    jobs = ", ".join(f"{state} {n}" for state, n in status.drop_folder.jobs.items())
     print(f"data dir   {config.data_dir}")
-    print(f"posts      {stats['posts']}")
-    print(f"accounts   {stats['accounts']}")
-    print(f"images     {stats['images']}")
-    print(f"labelled   {stats['labelled']}")
-    print(f"model      {'v' + str(model['version']) if model['version'] else 'none yet'}")
-    print(f"training   {model['next_training']['reason']}")
-    print(f"weights    {model['weights']['message']}")
+    print(f"posts      {totals.posts}")
+    print(f"accounts   {totals.accounts}")
+    print(f"images     {totals.images}")
+    print(f"labelled   {totals.labelled}")
+    print(f"model      {'v' + str(model.version) if model.version else 'none yet'}")
+    print(f"training   {model.next_training.reason}")
+    print(f"weights    {model.weights.message}")
     print(f"jobs       {jobs}")
     return 0
 

@@ -79,7 +79,7 @@ def test_import_reads_the_sample_session_and_a_second_import_adds_nothing(tmp_pa
     assert len(files) == 4
     used = query(data, "SELECT image_sha256 || '.jpg' FROM posts WHERE image_sha256 IS NOT NULL")
     assert sorted(name for (name,) in used) == files
-    assert run_cli_json("stats", "--json", data_dir=data)["images"] == 4
+    assert run_cli_json("stats", "--json", data_dir=data)["capture"]["totals"]["images"] == 4
 
     again = run_cli_json("import", DUMP, "--json", data_dir=data)
     assert again == FIRST_IMPORT | {

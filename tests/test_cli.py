@@ -20,8 +20,10 @@ HEADER = (
 
 def test_stats_json_on_an_empty_data_dir_prints_zeros(tmp_path: Path) -> None:
     stats = run_cli_json("stats", "--json", data_dir=tmp_path / "x")
-    assert (stats["posts"], stats["accounts"], stats["images"], stats["labelled"]) == (0, 0, 0, 0)
-    assert stats["jobs"] == {
+    assert stats["capture"]["totals"] == {
+        "flows": 0, "posts": 0, "accounts": 0, "images": 0, "labelled": 0,
+    }  # fmt: skip
+    assert stats["drop_folder"]["jobs"] == {
         "queued": 0,
         "waiting_model": 0,
         "running": 0,
@@ -29,11 +31,9 @@ def test_stats_json_on_an_empty_data_dir_prints_zeros(tmp_path: Path) -> None:
         "rejected": 0,
         "failed": 0,
     }
-    assert (stats["model"]["version"], stats["model"]["samples"], stats["model"]["training"]) == (
-        None,
-        0,
-        False,
-    )
+    model = stats["model"]
+    assert (model["version"], model["samples"], model["training"]["running"]) == (None, 0, False)
+    assert stats["instafly"]["state"] == "standalone" and stats["components"] == {}
     weights = stats["model"]["weights"]
     assert (weights["setting"], weights["present"], weights["ok"]) == ("imagenet", False, False)
     assert "instaflyd weights fetch" in weights["message"]

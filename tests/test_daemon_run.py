@@ -241,10 +241,12 @@ def check_page(browser: Any, daemon: RunningDaemon, name: str, **options: Any) -
     page.screenshot(path=str(ARTIFACTS / f"status-{name}.png"), full_page=True)
     # The page refreshes its numbers from /api/status without a reload.
     add_flows(daemon.data_dir, 1000)
-    page.evaluate("window.instafly.refresh()")
-    assert (
-        shown_numbers(page)["capture.totals.flows"]
-        == store_numbers(daemon.data_dir)["capture.totals.flows"]
+    flows = store_numbers(daemon.data_dir)["capture.totals.flows"]
+    wait_until(  # the daemon's snapshot takes up to a few seconds to see the new flows
+        lambda: page.evaluate("window.instafly.refresh()")
+        and shown_numbers(page)["capture.totals.flows"] == flows,
+        15,
+        "the refreshed flow count",
     )
     assert problems == [], name
     context.close()
@@ -289,11 +291,15 @@ def test_a_proxy_killed_with_sigkill_comes_back(daemon: RunningDaemon) -> None:
     assert after["pid"] != before["pid"]
     assert after["last_exit"] == -signal.SIGKILL
     assert proxy_accepts(daemon.proxy_port)
-    [event] = [
-        e
-        for e in daemon.status()["capture"]["recent_errors"]
-        if (e["component"], e["kind"]) == ("proxy", "exited")
-    ]
+    [event] = wait_until(  # the page's snapshot is a few seconds old at most
+        lambda: [
+            e
+            for e in daemon.status()["capture"]["recent_errors"]
+            if (e["component"], e["kind"]) == ("proxy", "exited")
+        ],
+        10,
+        "the proxy's exit on the page",
+    )
     assert event["message"].startswith("proxy was killed by signal 9")
     assert event["message"].endswith("; restarting in 1 s")
 

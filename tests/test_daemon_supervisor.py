@@ -55,21 +55,21 @@ def test_a_killed_child_is_restarted_with_backoff_and_logged(db: Database) -> No
     supervisor.start()
     try:
         first = supervisor.snapshot()["sleeper"]
-        assert (first["state"], first["restarts"]) == ("running", 0)
-        os.kill(first["pid"], signal.SIGKILL)
+        assert (first.state, first.restarts) == ("running", 0)
+        os.kill(first.pid, signal.SIGKILL)
         tick_until(
-            supervisor, lambda: supervisor.snapshot()["sleeper"]["restarts"] == 1, 5, "restart"
+            supervisor, lambda: supervisor.snapshot()["sleeper"].restarts == 1, 5, "restart"
         )
         after = supervisor.snapshot()["sleeper"]
-        assert after["state"] == "running"
-        assert after["pid"] != first["pid"]
-        assert after["last_exit"] == -signal.SIGKILL
+        assert after.state == "running"
+        assert after.pid != first.pid
+        assert after.last_exit == -signal.SIGKILL
         [event] = recent_events(db.conn)
         assert (event["component"], event["level"]) == ("sleeper", "warning")
         assert event["message"] == "sleeper was killed by signal 9; restarting in 0 s"
     finally:
         supervisor.stop(5)
-    assert supervisor.snapshot()["sleeper"]["state"] == "stopped"
+    assert supervisor.snapshot()["sleeper"].state == "stopped"
 
 
 def test_a_crash_loop_becomes_degraded_then_is_retried_later(db: Database) -> None:
@@ -78,12 +78,12 @@ def test_a_crash_loop_becomes_degraded_then_is_retried_later(db: Database) -> No
     supervisor.start()
     started = time.monotonic()
     tick_until(
-        supervisor, lambda: supervisor.snapshot()["crasher"]["state"] == "degraded", 15, "degraded"
+        supervisor, lambda: supervisor.snapshot()["crasher"].state == "degraded", 15, "degraded"
     )
     crasher = supervisor.snapshot()["crasher"]
     # 3 restarts (0.2 s, 0.4 s, 0.8 s apart) were allowed, the 4th exit made it degraded.
-    assert crasher["restarts"] == QUICK.max_restarts
-    assert (crasher["last_exit"], crasher["last_error"]) == (3, "boom: port in use")
+    assert crasher.restarts == QUICK.max_restarts
+    assert (crasher.last_exit, crasher.last_error) == (3, "boom: port in use")
     assert time.monotonic() - started < 10
     events = recent_events(db.conn)
     assert events[0]["level"] == "error"
@@ -93,10 +93,10 @@ def test_a_crash_loop_becomes_degraded_then_is_retried_later(db: Database) -> No
     for _ in range(10):
         supervisor.tick()
         time.sleep(0.05)
-    assert supervisor.snapshot()["crasher"]["restarts"] == QUICK.max_restarts
+    assert supervisor.snapshot()["crasher"].restarts == QUICK.max_restarts
     tick_until(
         supervisor,
-        lambda: supervisor.snapshot()["crasher"]["restarts"] == QUICK.max_restarts + 1,
+        lambda: supervisor.snapshot()["crasher"].restarts == QUICK.max_restarts + 1,
         5,
         "the retry after degraded",
     )
@@ -112,7 +112,7 @@ def test_stop_ends_children_in_time_killing_those_that_ignore_sigterm(db: Databa
         [ComponentSpec("polite", SLEEPER), ComponentSpec("stubborn", stubborn)], db, QUICK
     )
     supervisor.start()
-    pids = {name: c["pid"] for name, c in supervisor.snapshot().items()}
+    pids = {name: c.pid for name, c in supervisor.snapshot().items()}
     stubborn_child = supervisor.components["stubborn"].child
     assert stubborn_child is not None
     wait_until(lambda: "ready" in stubborn_child.lines, 10, "the stubborn one's SIGTERM handler")
@@ -146,10 +146,10 @@ def test_a_component_with_a_ready_check_is_starting_until_it_listens(db: Databas
     supervisor = Supervisor([spec], db, QUICK)
     supervisor.start()
     supervisor.tick()
-    assert supervisor.snapshot()["proxy"]["state"] == "starting"
+    assert supervisor.snapshot()["proxy"].state == "starting"
     assert not supervisor.is_up("proxy")
     tick_until(supervisor, lambda: supervisor.is_up("proxy"), 10, "the listener")
-    assert supervisor.snapshot()["proxy"]["state"] == "running"
+    assert supervisor.snapshot()["proxy"].state == "running"
     with socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
     supervisor.stop(2)
@@ -204,7 +204,7 @@ def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_pa
             scheduler.tick(now=now)
             assert scheduler.child is child  # one at a time
         assert scheduler.request() == (False, f"training is already running (pid {child.pid})")
-        assert scheduler.snapshot()["state"] == "running"
+        assert scheduler.snapshot().state == "running"
 
         wait_until(lambda: child.lines, 10, "the trainer's output")
         child.kill()
@@ -212,7 +212,7 @@ def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_pa
         scheduler.tick(now=105.0)
         assert scheduler.child is None
         snapshot = scheduler.snapshot()
-        assert (snapshot["failures"], snapshot["last_exit"]) == (1, -signal.SIGKILL)
+        assert (snapshot.failures, snapshot.last_exit) == (1, -signal.SIGKILL)
         [event] = recent_events(db.conn)
         assert event["kind"] == "training_failed"
         assert event["message"] == (

@@ -284,7 +284,7 @@ def test_the_cli_survives_sigkill_then_trains_and_scores(tmp_path: Path, data_di
         assert current_model_version(db.conn) is None
     assert not config.models_dir.exists() or not any(config.models_dir.iterdir())
     stats = run_cli_json("stats", "--json", config=config_file)
-    assert (stats["labelled"], stats["model"]["version"]) == (72, None)
+    assert (stats["capture"]["totals"]["labelled"], stats["model"]["version"]) == (72, None)
 
     result = run_cli_json("train", "--json", "--allow-random-weights", config=config_file)
     assert set(result) == {

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from helpers import wait_until
 
+from instaflyd.config import build_config
 from instaflyd.processes import claim_alive, process_start_time
+from instaflyd.status.collect import model_section
 from instaflyd.store import Database
-from instaflyd.store.stats import collect_stats
 from instaflyd.store.versions import start_training_run
 
 
@@ -39,10 +40,11 @@ def test_exited_zombie_and_missing_processes_hold_nothing() -> None:
 
 
 def test_stats_do_not_call_a_killed_trainers_run_training(tmp_path: Path) -> None:
-    with Database(tmp_path / "instafly.db") as db:
+    config = build_config({"model": {"weights": "none"}}, data_dir=tmp_path)
+    with Database(config.db_path) as db:
         with db.transaction() as conn:
             start_training_run(conn, pid=os.getpid(), epochs=3)
-        assert collect_stats(db.conn)["model"]["training"] is True
+        assert model_section(config, db.conn).training.running is True
         with db.transaction() as conn:
             start_training_run(conn, pid=2**22 + 4321, epochs=3)  # no such process
-        assert collect_stats(db.conn)["model"]["training"] is False
+        assert model_section(config, db.conn).training.running is False

@@ -442,7 +442,7 @@ def test_without_a_model_jobs_wait_and_run_once_one_is_promoted(
     (data_dir / "drop" / "first.jpg").write_bytes(jpeg_bytes(72, 48, seed=13))
     wait_for("a waiting job", job_in_state(data_dir, "first.jpg", "waiting_model"), worker)
     stats = run_cli_json("stats", "--json", config=config)
-    assert stats["jobs"]["waiting_model"] == 1
+    assert stats["drop_folder"]["jobs"]["waiting_model"] == 1
     time.sleep(1)
     assert jobs(data_dir)["first.jpg"]["state"] == "waiting_model"
 

@@ -25,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from support_daemon import TEST_PASSWORD, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
+from instaflyd.status.document import ComponentStatus
+from instaflyd.status.network import lan_address
 from instaflyd.status.weights import WEIGHTS_FILE
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.images import record_image
@@ -38,7 +40,6 @@ from instaflyd.store.versions import (
 )
 from instaflyd.web import create_app, create_safe_mode_app
 from instaflyd.web.auth import SECRET_FILE
-from instaflyd.web.network import lan_address
 
 PASSWORD = "correct horse"
 
@@ -245,11 +246,18 @@ def test_healthz_is_public_and_needs_no_database(tmp_path: Path) -> None:
     assert not config.db_path.exists()
 
 
+def component(state: str) -> ComponentStatus:
+    return ComponentStatus(state, None, 0, None, None, None, None, None)
+
+
 class StalledDaemon:
     state = "running"
 
-    def components(self) -> dict[str, dict[str, Any]]:
-        return {"proxy": {"state": "degraded"}, "worker": {"state": "running"}}
+    def components(self) -> dict[str, ComponentStatus]:
+        return {"proxy": component("degraded"), "worker": component("running")}
+
+    def latest_status(self) -> None:
+        return None
 
     def heartbeat_age(self) -> float:
         return 45.0

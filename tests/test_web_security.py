@@ -34,11 +34,11 @@ from support_daemon import (
 )
 
 from instaflyd.config import Config, ConfigError, build_config, load_config
+from instaflyd.status.network import lan_address
 from instaflyd.store import Database
 from instaflyd.store.events import add_to_counter
 from instaflyd.store.jobs import get_job
 from instaflyd.web import create_app, create_safe_mode_app, server
-from instaflyd.web.network import lan_address
 from instaflyd.web.pages import qr_svg
 from instaflyd.web.password import PASSWORD_FILE, PasswordHash, announce_password
 from instaflyd.web.server import WebServer

@@ -97,11 +97,17 @@ V1_DOCUMENT_KEYS = ("items", "feed_items", "sectional_items", "sections", "nativ
 
 # Connections of a user object whose nodes are the user's own posts (owner may be left out).
 OWN_MEDIA_KEYS = frozenset(("edge_owner_to_timeline_media", "edge_felix_video_timeline", "media"))
-# A media node's parts that are read with it: its carousel children.
-MEDIA_PARTS = frozenset(("edge_sidecar_to_children", "carousel_media"))
+# A media node's parts that are read with it (carousel children, image candidates): not walked.
+MEDIA_PARTS = frozenset((
+    "edge_sidecar_to_children", "carousel_media", "image_versions2", "video_versions",
+    "display_resources", "thumbnail_resources", "dimensions",
+))  # fmt: skip
 # Fields by which an object looks like a post even when it is not recognised as one.
 MEDIA_HINTS = ("display_url", "display_src", "image_versions2", "shortcode")
 USER_HINTS = ("username", "follower_count", "edge_followed_by", "followed_by")
+_MEDIA_HINTS = frozenset(MEDIA_HINTS)
+_USER_HINTS = frozenset(USER_HINTS)
+_ID_KEYS = frozenset(("pk", "pk_id", "id"))
 
 
 class _Walk:
@@ -176,19 +182,25 @@ def node_kind(node: dict[str, Json]) -> str:
     """What an object is by its own fields: media, user, media_like, user_like or other."""
     if is_v1_media(node) or is_graph_media(node):
         return "media"
-    if any(key in node for key in USER_HINTS):
-        if any(key in node for key in ("pk", "pk_id", "id")) and account_from(node) is not None:
+    keys = node.keys()
+    if not keys.isdisjoint(_USER_HINTS):
+        if not keys.isdisjoint(_ID_KEYS) and account_from(node) is not None:
             return "user"
         return "user_like"
-    if any(key in node for key in MEDIA_HINTS):
+    if not keys.isdisjoint(_MEDIA_HINTS):
         return "media_like"
     return "other"
 
 
 def _ordered(node: dict[str, Json]) -> Iterator[tuple[str, Json]]:
     """Containers only, "top" sections (ranked posts) first, then in document order."""
-    containers = [(k, v) for k, v in node.items() if isinstance(v, (dict, list))]
-    if any("top" in key for key, _ in containers):
+    containers = []
+    ranked = False
+    for key, value in node.items():
+        if isinstance(value, (dict, list)):
+            containers.append((key, value))
+            ranked = ranked or "top" in key
+    if ranked:
         containers.sort(key=lambda pair: "top" not in pair[0])
     return iter(containers)
 
@@ -223,10 +235,10 @@ def _unread_paths(document: Json, walk: _Walk) -> list[tuple[list[str], list[str
 
 def is_graph_media(node: dict[str, Json]) -> bool:
     """`id` with a shortcode or a display image: `GraphImage`, `GraphSidecar`, `GraphVideo`."""
-    return media_id(node.get("id")) is not None and any(key in node for key in GRAPH_MEDIA_KEYS)
+    return not node.keys().isdisjoint(GRAPH_MEDIA_KEYS) and media_id(node.get("id")) is not None
 
 
-GRAPH_MEDIA_KEYS = ("shortcode", "code", "display_url", "display_src")
+GRAPH_MEDIA_KEYS = frozenset(("shortcode", "code", "display_url", "display_src"))
 
 
 def is_v1_media(node: dict[str, Json]) -> bool:
@@ -379,7 +391,12 @@ def _is_story(node: dict[str, Json]) -> bool:
     )
 
 
+AD_KEYS = frozenset(("is_ad", "ad_id", "injected", "ad_action", "dr_ad_type", "product_type"))
+
+
 def is_ad(media: dict[str, Json]) -> bool:
+    if media.keys().isdisjoint(AD_KEYS):
+        return False
     return bool(
         media.get("is_ad")
         or media.get("ad_id")

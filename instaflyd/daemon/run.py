@@ -17,7 +17,6 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from instaflyd.config import Config, ConfigError, load_config
 from instaflyd.daemon.children import instaflyd_argv
@@ -27,8 +26,10 @@ from instaflyd.daemon.scheduler import TrainingScheduler
 from instaflyd.daemon.sdnotify import Notifier
 from instaflyd.daemon.supervisor import ComponentSpec, Supervisor, tcp_listening
 from instaflyd.daemon.weights_fetch import WeightsFetcher
+from instaflyd.status.collect import collect_status, with_live_daemon
+from instaflyd.status.document import ComponentStatus, DaemonState, StatusDocument, TrainerStatus
+from instaflyd.status.emitter import StatusEmitter
 from instaflyd.store import Database
-from instaflyd.store.stats import collect_stats
 from instaflyd.web import create_app
 from instaflyd.web.password import announce_password
 from instaflyd.web.server import WebServer
@@ -87,16 +88,17 @@ class Daemon:
         self.scheduler = TrainingScheduler(config, self.db)
         self.weights = WeightsFetcher(config)
         self.housekeeping = Housekeeping(config, self.db)
-        self._state = "starting"
+        self.emitter = StatusEmitter(config, self)
+        self._state: DaemonState = "starting"
         self._heartbeat = time.monotonic()
 
     # --- what the status page reads (DaemonView) --------------------------------------------
 
     @property
-    def state(self) -> str:
+    def state(self) -> DaemonState:
         return self._state
 
-    def components(self) -> dict[str, dict[str, Any]]:
+    def components(self) -> dict[str, ComponentStatus | TrainerStatus]:
         return {**self.supervisor.snapshot(), "trainer": self.scheduler.snapshot()}
 
     def heartbeat_age(self) -> float:
@@ -105,6 +107,19 @@ class Daemon:
     def request_training(self) -> tuple[bool, str]:
         return self.scheduler.request()
 
+    def latest_status(self) -> StatusDocument | None:
+        return self.emitter.latest()
+
+    def refresh_status(self) -> None:
+        self.emitter.refresh()
+
+    def status(self) -> StatusDocument:
+        """The latest snapshot with the live components (built now before the first one)."""
+        snapshot = self.emitter.latest()
+        if snapshot is None:
+            return collect_status(self.config, self.db.conn, self)
+        return with_live_daemon(snapshot, self.config, self)
+
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> int:
@@ -112,6 +127,7 @@ class Daemon:
         announce_password(self.config.data_dir, web.password, self.config.source)
         server = WebServer(create_app(self.config, self), web.host, web.port)
         server.start()
+        self.emitter.start()
         self.supervisor.start()
         started = time.monotonic()
         next_status = 0.0
@@ -155,22 +171,27 @@ class Daemon:
             ", ".join(f"{name} {code}" for name, code in codes.items()) or "none running",
         )
         server.stop()
+        self.emitter.stop()
         self.db.close()
 
     def summary(self) -> str:
         """One line for `systemctl status`: components, counts, model."""
-        parts = []
-        for name, component in self.components().items():
-            if name == "proxy" and component["state"] == "running":
-                proxy = self.config.proxy
-                parts.append(f"proxy on :{proxy.listen_port} ({proxy.mode})")
-            elif name != "trainer" or component["state"] == "running":
-                parts.append(f"{name} {component['state']}")
-        stats = collect_stats(self.db.conn)
-        parts.append(f"{stats['posts']} posts, {stats['labelled']} labelled")
-        model = stats["model"]
-        parts.append(f"model v{model['version']}" if model["version"] else "no model yet")
-        run = model["last_run"]
-        if model["training"] and run and run["epochs"]:
-            parts.append(f"training epoch {run['epoch']}/{run['epochs']}")
-        return "; ".join(parts)
+        return status_line(self.status())
+
+
+def status_line(status: StatusDocument) -> str:
+    """The systemd STATUS line: components, counts, model, training progress."""
+    parts = []
+    for name, component in status.components.items():
+        if name == "proxy" and component.state == "running":
+            proxy = status.capture.proxy
+            parts.append(f"proxy on :{proxy.listen_port} ({proxy.mode})")
+        elif name != "trainer" or component.state == "running":
+            parts.append(f"{name} {component.state}")
+    totals, model = status.capture.totals, status.model
+    parts.append(f"{totals.posts} posts, {totals.labelled} labelled")
+    parts.append(f"model v{model.version}" if model.version else "no model yet")
+    training = model.training
+    if training.running and training.epochs:
+        parts.append(f"training epoch {training.epoch}/{training.epochs}")
+    return "; ".join(parts)

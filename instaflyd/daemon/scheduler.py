@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from instaflyd.config import Config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
+from instaflyd.status.document import TrainerStatus
 from instaflyd.status.training import training_status
 from instaflyd.store import Database
 from instaflyd.store.events import record_event
@@ -107,20 +108,20 @@ class TrainingScheduler:
             child, self.child = self.child, None
         return child
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> TrainerStatus:
         now = time.monotonic()
         with self._lock:
             state: Literal["running", "idle", "stopped"] = (
                 "stopped" if self.stopped else "running" if self.child else "idle"
             )
-            return {
-                "state": state,
-                "pid": self.child.pid if self.child else None,
-                "runs": self.runs,
-                "failures": self.failures,
-                "last_exit": self.last_exit,
-                "last_exit_at": self.last_exit_at,
-                "last_error": self.last_error,
-                "last_check": self.last_reason,
-                "next_check_in": None if self.child else round(max(0.0, self.next_check - now), 1),
-            }
+            return TrainerStatus(
+                state=state,
+                pid=self.child.pid if self.child else None,
+                runs=self.runs,
+                failures=self.failures,
+                last_exit=self.last_exit,
+                last_exit_at=self.last_exit_at,
+                last_error=self.last_error,
+                last_check=self.last_reason,
+                next_check_in=None if self.child else round(max(0.0, self.next_check - now), 1),
+            )

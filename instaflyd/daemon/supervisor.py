@@ -19,9 +19,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from instaflyd.daemon.children import ChildProcess, stop_all
+from instaflyd.status.document import ComponentStatus
 from instaflyd.store import Database
 from instaflyd.store.events import record_event
 
@@ -131,17 +132,17 @@ class Component:
             and (now >= self.next_start)
         )
 
-    def snapshot(self, now: float) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "pid": self.child.pid if self.child else None,
-            "restarts": self.restarts,
-            "started_at": self.child.started if self.child else None,
-            "last_exit": self.last_exit,
-            "last_exit_at": self.last_exit_at,
-            "last_error": self.last_error,
-            "next_start_in": round(self.next_start - now, 1) if self.next_start else None,
-        }
+    def snapshot(self, now: float) -> ComponentStatus:
+        return ComponentStatus(
+            state=self.state,
+            pid=self.child.pid if self.child else None,
+            restarts=self.restarts,
+            started_at=self.child.started if self.child else None,
+            last_exit=self.last_exit,
+            last_exit_at=self.last_exit_at,
+            last_error=self.last_error,
+            next_start_in=round(self.next_start - now, 1) if self.next_start else None,
+        )
 
 
 class Supervisor:
@@ -188,7 +189,7 @@ class Supervisor:
         with self._lock:
             return self.components[name].state in ("running", "degraded")
 
-    def snapshot(self) -> dict[str, dict[str, Any]]:
+    def snapshot(self) -> dict[str, ComponentStatus]:
         now = time.monotonic()
         with self._lock:
             return {name: c.snapshot(now) for name, c in self.components.items()}

@@ -1,6 +1,6 @@
 """Is training due, and if not, why not: the question the daemon's scheduler asks.
 
-Plain SQL and arithmetic, no TensorFlow: the supervisor and the status page call this often.
+The store's counts and arithmetic, no TensorFlow: the supervisor and the page ask it often.
 """
 
 from __future__ import annotations

@@ -109,6 +109,13 @@ def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     return counts
 
 
+def recently_changed_jobs(conn: sqlite3.Connection, limit: int) -> list[sqlite3.Row]:
+    """The jobs that changed last (finished, or updated while still open), newest first."""
+    return conn.execute(
+        "SELECT * FROM jobs ORDER BY COALESCE(finished, updated) DESC, id DESC LIMIT ?", (limit,)
+    ).fetchall()
+
+
 def running_jobs(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     return conn.execute("SELECT * FROM jobs WHERE state = 'running' ORDER BY id").fetchall()
 

@@ -1,13 +1,8 @@
-"""Read-only summaries of the store, for `instaflyd stats`, the status page and the scheduler."""
+"""Read-only counts of the store, for the status document and the training schedule."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from typing import Any
-
-from instaflyd.store.jobs import jobs_by_state
-from instaflyd.store.versions import current_model_version, in_progress, latest_training_run
 
 
 def count(conn: sqlite3.Connection, table: str) -> int:
@@ -25,29 +20,21 @@ def labelled_owner_count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM owner_labels WHERE labelled > 0").fetchone()[0])
 
 
-def model_summary(conn: sqlite3.Connection) -> dict[str, Any]:
-    """The current model and the latest training run, as plain JSON-ready values."""
-    current = current_model_version(conn)
-    run = latest_training_run(conn)
-    return {
-        "version": current["version"] if current else None,
-        "trained_at": current["created"] if current else None,
-        "samples": current["samples"] if current else 0,
-        "val_srcc": current["val_srcc"] if current else None,
-        "val_pairwise_accuracy": current["val_pairwise_accuracy"] if current else None,
-        "metrics": json.loads(current["metrics"]) if current else {},
-        "training": in_progress(run),
-        "last_run": dict(run) if run else None,
-    }
+def labelled_owner_count(conn: sqlite3.Connection) -> int:
+    """Distinct accounts among the labelled posts (validation needs owners never trained on)."""
+    return int(conn.execute("SELECT COUNT(DISTINCT owner_id) FROM labelled_posts").fetchone()[0])
 
 
-def collect_stats(conn: sqlite3.Connection) -> dict[str, Any]:
-    """The counts of DESIGN.md's `stats --json`: posts, accounts, images, labelled, model, jobs."""
-    return {
-        "posts": count(conn, "posts"),
-        "accounts": count(conn, "accounts"),
-        "images": count(conn, "images"),
-        "labelled": labelled_count(conn),
-        "model": model_summary(conn),
-        "jobs": jobs_by_state(conn),
-    }
+def last_capture_time(conn: sqlite3.Connection) -> float | None:
+    """When a post was last seen by the proxy or an import (Unix time), None before the first."""
+    return conn.execute("SELECT MAX(last_seen) FROM posts").fetchone()[0]
+
+
+def recent_labelled_posts(conn: sqlite3.Connection, limit: int) -> list[sqlite3.Row]:
+    """The newest labelled posts with their owner's username, newest first."""
+    return conn.execute(
+        "SELECT l.id, a.username, l.like_count, l.follower_count, l.like_rate, l.image_sha256"
+        " FROM labelled_posts AS l JOIN accounts AS a ON a.id = l.owner_id"
+        " ORDER BY l.first_seen DESC, l.id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()

@@ -15,10 +15,10 @@ from flask import Flask, Response
 
 from instaflyd.config import Config
 from instaflyd.resources import asset_path
+from instaflyd.status.collect import DaemonView
 from instaflyd.web import api, auth, database, formatting, hostcheck, pages, photos, safe_mode
 from instaflyd.web.password import PagePassword
 from instaflyd.web.sessions import SessionRegistry
-from instaflyd.web.status import DaemonView
 from instaflyd.web.throttle import LoginThrottle
 
 SESSION_LIFETIME = timedelta(days=30)

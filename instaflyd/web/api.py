@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from instaflyd.web.database import get_db
 from instaflyd.web.metrics import render_metrics
-from instaflyd.web.status import collect_status
+from instaflyd.web.status import current_status
 
 bp = Blueprint("api", __name__)
 
@@ -14,19 +13,14 @@ HEARTBEAT_STALE_SECONDS = 30.0
 CONTENT_TYPE_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _status() -> dict:
-    daemon = current_app.config["INSTAFLY_DAEMON"]
-    return collect_status(current_app.config["INSTAFLY"], get_db().conn, daemon)
-
-
 @bp.get("/api/status")
 def status() -> Response:
-    return jsonify(_status())
+    return jsonify(current_status().as_dict())
 
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(render_metrics(_status), content_type=CONTENT_TYPE_PROMETHEUS)
+    return Response(render_metrics(current_status), content_type=CONTENT_TYPE_PROMETHEUS)
 
 
 @bp.get("/healthz")
@@ -36,7 +30,7 @@ def healthz() -> tuple[Response, int]:
     if daemon is None:
         return jsonify(status="ok", state="standalone"), 200
     components = daemon.components()
-    degraded = sorted(name for name, c in components.items() if c["state"] == "degraded")
+    degraded = sorted(name for name, c in components.items() if c.state == "degraded")
     age = daemon.heartbeat_age()
     healthy = age < HEARTBEAT_STALE_SECONDS
     body = {

@@ -7,28 +7,29 @@ restart would reset), in its own registry so several apps (tests) never share me
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-StatusSource = Callable[[], dict[str, Any]]
+from instaflyd.status.document import ComponentStatus, StatusDocument
+
+StatusSource = Callable[[], StatusDocument]
 
 
 class StatusCollector(Collector):
-    """Turns `collect_status`'s document into metric families."""
+    """Turns the status document into metric families."""
 
     def __init__(self, status: StatusSource) -> None:
         self.status = status
 
     def collect(self) -> Iterator[Metric]:
         status = self.status()
-        capture, model, drop = status["capture"], status["model"], status["drop_folder"]
-        totals = capture["totals"]
+        capture, model, drop = status.capture, status.model, status.drop_folder
+        totals = capture.totals
 
         yield CounterMetricFamily(
-            "instafly_flows", "Instagram responses the proxy has seen", value=totals["flows"]
+            "instafly_flows", "Instagram responses the proxy has seen", value=totals.flows
         )
         for name, help_text in (
             ("posts", "Posts in the store"),
@@ -36,61 +37,61 @@ class StatusCollector(Collector):
             ("images", "Images in the store"),
             ("labelled", "Labelled posts (photo, likes, followers and image known)"),
         ):
-            yield GaugeMetricFamily(f"instafly_{name}", help_text, value=totals[name])
-        if capture["last_capture"] is not None:
+            yield GaugeMetricFamily(f"instafly_{name}", help_text, value=getattr(totals, name))
+        if capture.last_capture is not None:
             yield GaugeMetricFamily(
                 "instafly_last_capture_timestamp_seconds",
                 "When a post was last captured (Unix time)",
-                value=capture["last_capture"],
+                value=capture.last_capture,
             )
         tls = CounterMetricFamily(
             "instafly_tls_failures", "Failed TLS handshakes with clients, by host", labels=["host"]
         )
-        for row in capture["tls_failures"]:
-            tls.add_metric([row["host"]], row["count"])
+        for row in capture.tls_failures:
+            tls.add_metric([row.host], row.count)
         yield tls
 
         yield GaugeMetricFamily(
-            "instafly_model_version", "Current model version (0: none)", value=model["version"] or 0
+            "instafly_model_version", "Current model version (0: none)", value=model.version or 0
         )
         yield GaugeMetricFamily(
             "instafly_model_samples",
             "Labelled posts the current model used",
-            value=model["samples"],
+            value=model.samples,
         )
         for key in ("val_srcc", "val_pairwise_accuracy"):
-            if model[key] is not None:
+            if (value := getattr(model, key)) is not None:
                 yield GaugeMetricFamily(
                     f"instafly_model_{key}",
                     f"Current model's validation {key[4:]}",
-                    value=model[key],
+                    value=value,
                 )
-        training = model["training"]
+        training = model.training
         yield GaugeMetricFamily(
             "instafly_training_running", "1 while a training run is in progress",
-            value=int(training["running"]),
+            value=int(training.running),
         )  # fmt: skip
-        if training["running"]:
+        if training.running:
             yield GaugeMetricFamily(
                 "instafly_training_progress", "Share of the running training's epochs done",
-                value=training["progress"],
+                value=training.progress,
             )  # fmt: skip
-        nxt = model["next_training"]
+        nxt = model.next_training
         yield GaugeMetricFamily(
-            "instafly_training_due", "1 when training is due", value=int(nxt["due"])
+            "instafly_training_due", "1 when training is due", value=int(nxt.due)
         )
         yield GaugeMetricFamily(
             "instafly_training_posts_needed",
             "More labelled posts needed before training is due",
-            value=nxt["needed"],
+            value=nxt.needed,
         )
         yield GaugeMetricFamily(
             "instafly_weights_ok", "1 when the model's weights are usable",
-            value=int(model["weights"]["ok"]),
+            value=int(model.weights.ok),
         )  # fmt: skip
 
         jobs = GaugeMetricFamily("instafly_jobs", "Drop-folder jobs by state", labels=["state"])
-        for state, count in drop["jobs"].items():
+        for state, count in drop.jobs.items():
             jobs.add_metric([state], count)
         yield jobs
 
@@ -102,10 +103,11 @@ class StatusCollector(Collector):
             "Restarts of the component since the daemon started",
             labels=["component"],
         )
-        for name, component in status["components"].items():
-            if "restarts" in component:  # the supervised ones; the trainer runs only now and then
-                up.add_metric([name], int(component["state"] == "running"))
-                restarts.add_metric([name], component["restarts"])
+        for name, component in status.components.items():
+            # the supervised ones; the trainer runs only now and then
+            if isinstance(component, ComponentStatus):
+                up.add_metric([name], int(component.state == "running"))
+                restarts.add_metric([name], component.restarts)
         yield up
         yield restarts
 

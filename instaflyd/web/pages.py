@@ -22,11 +22,12 @@ from markupsafe import Markup
 
 from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.config import Config
+from instaflyd.status.collect import DaemonView, setup_section
 from instaflyd.status.weights import WeightsError, receive_weights
 from instaflyd.store import ImageFiles
 from instaflyd.store.jobs import get_job, retry_job
 from instaflyd.web.database import get_db
-from instaflyd.web.status import DaemonView, collect_status, setup_section
+from instaflyd.web.status import current_status
 from instaflyd.web.thumbnails import NotAllowed, allowed_file, thumbnail_jpeg
 from instaflyd.web.uploads import safe_name
 
@@ -56,15 +57,15 @@ def qr_svg(text: str) -> Markup:
 
 @bp.get("/")
 def index() -> str:
-    status = collect_status(_config(), get_db().conn, _daemon())
-    return render_template("index.html", status=status, qr=qr_svg(status["setup"]["setup_url"]))
+    status = current_status()
+    return render_template("index.html", status=status, qr=qr_svg(status.setup.setup_url))
 
 
 @bp.get("/setup")
 def setup() -> str:
     """What a phone needs, without any captured data: public even with a password."""
     section = setup_section(_config())  # the box's own address, never the Host header
-    return render_template("setup.html", setup=section, qr=qr_svg(section["setup_url"]))
+    return render_template("setup.html", setup=section, qr=qr_svg(section.setup_url))
 
 
 @bp.get("/ca/instafly-ca.<kind>")
@@ -123,6 +124,7 @@ def train_now() -> Response:
         flash("Training can be started only while the daemon (instaflyd run) is running.", "error")
     else:
         started, message = daemon.request_training()
+        daemon.refresh_status()  # the page this redirects to shows the trainer starting
         flash(message[0].upper() + message[1:] + ".", "ok" if started else "error")
     return redirect(url_for("pages.index", _anchor="model"))
 
@@ -149,6 +151,8 @@ def retry(job_id: int) -> Response:
     db = get_db()
     with db.transaction() as conn:
         queued = retry_job(conn, job_id)
+    if (daemon := _daemon()) is not None:
+        daemon.refresh_status()  # the page this redirects to shows the job queued
     if queued:
         flash(f"Job {job_id} is queued again.", "ok")
     else:

@@ -1,0 +1,289 @@
+"""Builds the status document (`document.py`) from the store, the config and the daemon.
+
+The one place that knows where each number comes from: the page, /api/status, /metrics, the
+systemd STATUS line and `stats` all read what `collect_status` returns (in the daemon, the latest
+snapshot of `StatusEmitter`). Reads only; the SQL is in `instaflyd.store`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Protocol
+
+from instaflyd import __version__
+from instaflyd.capture.ca_files import ca_fingerprint
+from instaflyd.config import Config
+from instaflyd.status.document import (
+    CaptureSection,
+    CaSection,
+    ComponentStatus,
+    DaemonState,
+    DropFolderSection,
+    EventLine,
+    InstaflySection,
+    LastRun,
+    ModelSection,
+    ProxySection,
+    RecentJob,
+    RecentPost,
+    SetupSection,
+    StatusDocument,
+    TlsFailureLine,
+    Totals,
+    TrainerStatus,
+    TrainingGoal,
+    TrainingProgress,
+)
+from instaflyd.status.network import is_loopback, lan_address
+from instaflyd.status.training import TrainingStatus, training_status
+from instaflyd.status.weights import weights_status
+from instaflyd.store.events import counters, recent_events
+from instaflyd.store.jobs import jobs_by_state, recently_changed_jobs
+from instaflyd.store.posts import accounts_to_visit
+from instaflyd.store.stats import count, labelled_count, last_capture_time, recent_labelled_posts
+from instaflyd.store.tls import tls_failures
+from instaflyd.store.versions import (
+    current_model_version,
+    in_progress,
+    last_training_outcome,
+    latest_training_run,
+)
+
+TLS_NOTE = (
+    "The Instagram app pins its certificates: it refuses any proxy, so its connections fail "
+    "here and nothing is captured from it. Open instagram.com in the phone's browser instead; "
+    "that works and is captured."
+)
+RETRYABLE_STATES = ("failed", "rejected")
+RECENT_POSTS = 6
+RECENT_JOBS = 8
+RECENT_ERRORS = 10
+TLS_HOSTS = 20
+ACCOUNTS_TO_VISIT = 5
+
+
+class DaemonView(Protocol):
+    """What the page needs from the running daemon (absent when the app runs on its own)."""
+
+    @property
+    def state(self) -> DaemonState: ...  # starting | running | stopping
+
+    def components(self) -> dict[str, ComponentStatus | TrainerStatus]: ...
+
+    def heartbeat_age(self) -> float: ...  # seconds since the supervisor's loop last ran
+
+    def request_training(self) -> tuple[bool, str]: ...
+
+    def latest_status(self) -> StatusDocument | None: ...  # the emitter's snapshot, if any
+
+    def refresh_status(self) -> None: ...  # a new snapshot now, after an action changed things
+
+
+def collect_status(
+    config: Config, conn: sqlite3.Connection, daemon: DaemonView | None = None
+) -> StatusDocument:
+    return StatusDocument(
+        instafly=instafly_section(config, daemon),
+        components=daemon.components() if daemon else {},
+        capture=capture_section(config, conn),
+        model=model_section(config, conn),
+        drop_folder=drop_folder_section(config, conn),
+        setup=setup_section(config),
+    )
+
+
+def with_live_daemon(
+    document: StatusDocument, config: Config, daemon: DaemonView
+) -> StatusDocument:
+    """A snapshot with the daemon's own state and components as they are now (both cheap)."""
+    return dataclasses.replace(
+        document, instafly=instafly_section(config, daemon), components=daemon.components()
+    )
+
+
+def instafly_section(config: Config, daemon: DaemonView | None) -> InstaflySection:
+    return InstaflySection(
+        version=__version__,
+        state=daemon.state if daemon else "standalone",
+        time=time.time(),
+        data_dir=str(config.data_dir),
+    )
+
+
+def capture_section(config: Config, conn: sqlite3.Connection) -> CaptureSection:
+    counts = counters(conn)
+    proxy = config.proxy
+    return CaptureSection(
+        proxy=ProxySection(
+            mode=proxy.mode,
+            listen_host=proxy.listen_host,
+            listen_port=proxy.listen_port,
+            address=f"{lan_address(proxy.listen_host)}:{proxy.listen_port}",
+        ),
+        totals=Totals(
+            flows=counts.get("flows", 0),
+            posts=count(conn, "posts"),
+            accounts=count(conn, "accounts"),
+            images=count(conn, "images"),
+            labelled=labelled_count(conn),
+        ),
+        counters=counts,
+        last_capture=last_capture_time(conn),
+        tls_failures=[
+            TlsFailureLine(row["host"], row["count"], row["last_seen"], row["last_error"])
+            for row in tls_failures(conn, limit=TLS_HOSTS)
+        ],
+        tls_note=TLS_NOTE,
+        accounts_to_visit=accounts_to_visit(conn, ACCOUNTS_TO_VISIT),
+        recent_errors=[
+            EventLine(row["ts"], row["component"], row["level"], row["kind"], row["message"])
+            for row in recent_events(conn, limit=RECENT_ERRORS, min_level="warning")
+        ],
+        recent_posts=[
+            RecentPost(
+                id=row["id"],
+                username=row["username"],
+                like_count=row["like_count"],
+                follower_count=row["follower_count"],
+                like_rate=row["like_rate"],
+                image=f"/images/{row['image_sha256']}",
+            )
+            for row in recent_labelled_posts(conn, RECENT_POSTS)
+        ],
+    )
+
+
+def model_section(config: Config, conn: sqlite3.Connection) -> ModelSection:
+    current = current_model_version(conn)
+    run = latest_training_run(conn)
+    running = in_progress(run)
+    upcoming = training_status(config, conn)
+    return ModelSection(
+        version=current["version"] if current else None,
+        trained_at=current["created"] if current else None,
+        samples=current["samples"] if current else 0,
+        val_srcc=current["val_srcc"] if current else None,
+        val_pairwise_accuracy=current["val_pairwise_accuracy"] if current else None,
+        metrics=json.loads(current["metrics"]) if current else {},
+        training=TrainingProgress(
+            running=running,
+            epoch=run["epoch"] if run else None,
+            epochs=run["epochs"] if run else None,
+            progress=_progress(run) if run and running else None,
+            loss=run["loss"] if run else None,
+            started=run["started"] if run else None,
+        ),
+        last_run=LastRun(
+            state=run["state"],
+            finished=run["finished"],
+            version=run["version"],
+            message=run["message"],
+            metrics=json.loads(run["metrics"]) if run["metrics"] else None,
+        )
+        if run
+        else None,
+        next_training=upcoming,
+        goal=training_goal(config, upcoming),
+        last_outcome=last_training_outcome(conn),
+        weights=weights_status(config),
+        input_size=config.model.input_size,
+    )
+
+
+def training_goal(config: Config, upcoming: TrainingStatus) -> TrainingGoal:
+    train = config.train
+    first = upcoming.current_version is None
+    goal = train.min_labelled_posts if first else train.min_new_posts
+    posts = upcoming.labelled if first else upcoming.new_since_current
+    what = "labelled posts" if first else "new labelled posts"
+    text = f"{posts:,} of {goal:,} {what}" if posts < goal else f"{posts:,} {what}"
+    if first:
+        owners = upcoming.owners
+        text += (
+            f", from {owners:,} of {train.min_owners:,} accounts"
+            if owners < train.min_owners
+            else f", from {owners:,} accounts"
+        )
+    return TrainingGoal(first, posts, goal, upcoming.owners, train.min_owners, text)
+
+
+def drop_folder_section(config: Config, conn: sqlite3.Connection) -> DropFolderSection:
+    recent = []
+    for row in recently_changed_jobs(conn, RECENT_JOBS):
+        before, after = row["score_before"], row["score_after"]
+        recent.append(
+            RecentJob(
+                id=row["id"],
+                name=Path(row["input_path"]).name,
+                state=row["state"],
+                reason=row["reason"],
+                attempts=row["attempts"],
+                finished=row["finished"],
+                score_before=before,
+                score_after=after,
+                score_change=after - before if before is not None and after is not None else None,
+                model_version=row["model_version"],
+                before=_thumbnail_url(row, "before", row["input_path"]),
+                after=_thumbnail_url(row, "after", row["output_path"]),
+                retryable=row["state"] in RETRYABLE_STATES,
+            )
+        )
+    return DropFolderSection(
+        drop_dir=str(config.watch.drop_dir),
+        output_dir=str(config.watch.output_dir),
+        jobs=jobs_by_state(conn),
+        recent=recent,
+    )
+
+
+def setup_section(config: Config) -> SetupSection:
+    """Where phones point their proxy, and the CA certificate they must trust.
+
+    The set-up URL is built from the box's own address, never from a request's Host header.
+    """
+    address = lan_address(config.proxy.listen_host)
+    web_host = f"{lan_address(config.web.host)}:{config.web.port}"
+    if is_loopback(web_host.rsplit(":", 1)[0]):
+        web_host = f"{lan_address()}:{config.web.port}"
+    fingerprint = ca_fingerprint(config.mitmproxy_dir)
+    warnings = []
+    if is_loopback(address):
+        warnings.append(
+            f"The proxy listens only on {address}, which phones cannot reach; set "
+            "proxy.listen_host: 0.0.0.0 in the config."
+        )
+    if is_loopback(config.web.host):
+        warnings.append(
+            f"This page listens only on {config.web.host}, which phones cannot reach, so the QR "
+            "code and link below will not open on a phone; set web.host: 0.0.0.0 in the config."
+        )
+    return SetupSection(
+        lan_address=address,
+        proxy_port=config.proxy.listen_port,
+        proxy_mode=config.proxy.mode,
+        setup_url=f"http://{web_host}/setup",
+        ca=CaSection(
+            available=fingerprint is not None,
+            pem="/ca/instafly-ca.pem",
+            cer="/ca/instafly-ca.cer",
+            sha256=fingerprint,
+        ),
+        warnings=warnings,
+    )
+
+
+def _thumbnail_url(job: sqlite3.Row, which: str, path: str | None) -> str | None:
+    """A preview only where there is a file to show (a rejected input may not be an image)."""
+    if not path or job["state"] == "rejected" or not Path(path).is_file():
+        return None
+    return f"/thumbs/job/{job['id']}/{which}"
+
+
+def _progress(run: sqlite3.Row) -> float:
+    if not run["epochs"]:
+        return 0.0
+    return max(0.0, min(1.0, (run["epoch"] or 0) / run["epochs"]))

@@ -1,0 +1,220 @@
+"""The status document: everything the page, /api/status, /metrics, systemd and `stats` show.
+
+One dataclass per section, built in one place (`status.collect`), so a renamed field is a type
+error in every reader instead of a missing key at the end of the line. `as_dict()` is the JSON
+of /api/status and `stats --json`; the template reads the same objects by attribute. To add a
+section: a dataclass here, a field on `StatusDocument`, its builder in `collect.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from instaflyd.status.training import TrainingStatus
+from instaflyd.status.weights import WeightsStatus
+from instaflyd.store.posts import WaitingAccount
+from instaflyd.store.versions import TrainingOutcome
+
+DaemonState = Literal["starting", "running", "stopping", "standalone"]
+
+
+@dataclass(frozen=True)
+class InstaflySection:
+    version: str
+    state: DaemonState  # standalone: a page or `stats` without the daemon
+    time: float  # when this document was built (Unix time)
+    data_dir: str
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """A supervised child process (proxy, worker)."""
+
+    state: str  # starting | running | backoff | degraded | stopping | stopped
+    pid: int | None
+    restarts: int  # since the daemon started
+    started_at: float | None
+    last_exit: int | None
+    last_exit_at: float | None
+    last_error: str | None
+    next_start_in: float | None  # seconds until the next start attempt
+
+
+@dataclass(frozen=True)
+class TrainerStatus:
+    """The trainer, started by the scheduler only when training is due."""
+
+    state: Literal["running", "idle", "stopped"]
+    pid: int | None
+    runs: int
+    failures: int
+    last_exit: int | None
+    last_exit_at: float | None
+    last_error: str | None
+    last_check: str | None  # the scheduler's last answer to "is training due?"
+    next_check_in: float | None
+
+
+@dataclass(frozen=True)
+class ProxySection:
+    mode: str
+    listen_host: str
+    listen_port: int
+    address: str  # host:port as a phone types it
+
+
+@dataclass(frozen=True)
+class Totals:
+    flows: int
+    posts: int
+    accounts: int
+    images: int
+    labelled: int
+
+
+@dataclass(frozen=True)
+class TlsFailureLine:
+    host: str
+    count: int
+    last_seen: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class EventLine:
+    ts: float
+    component: str
+    level: str
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RecentPost:
+    id: str  # Instagram's media id
+    username: str | None
+    like_count: int
+    follower_count: int
+    like_rate: float
+    image: str  # the thumbnail's URL
+
+
+@dataclass(frozen=True)
+class CaptureSection:
+    proxy: ProxySection
+    totals: Totals
+    counters: dict[str, int]
+    last_capture: float | None
+    tls_failures: list[TlsFailureLine]
+    tls_note: str
+    accounts_to_visit: list[WaitingAccount]  # profiles whose posts wait for a follower count
+    recent_errors: list[EventLine]
+    recent_posts: list[RecentPost]
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    running: bool
+    epoch: int | None
+    epochs: int | None
+    progress: float | None  # share of the epochs done, while running
+    loss: float | None
+    started: float | None
+
+
+@dataclass(frozen=True)
+class LastRun:
+    state: str
+    finished: float | None
+    version: int | None
+    message: str | None
+    metrics: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TrainingGoal:
+    """How far the store is from the next training: "43 of 50 labelled posts, from 3 of 4
+    accounts" before the first model; new labelled posts after it."""
+
+    first_model: bool
+    posts: int
+    posts_goal: int
+    owners: int
+    owners_goal: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    version: int | None  # the current model; None before the first
+    trained_at: float | None
+    samples: int
+    val_srcc: float | None
+    val_pairwise_accuracy: float | None
+    metrics: dict[str, Any]
+    training: TrainingProgress
+    last_run: LastRun | None
+    next_training: TrainingStatus
+    goal: TrainingGoal
+    last_outcome: TrainingOutcome | None  # the last finished run, promoted or not
+    weights: WeightsStatus
+    input_size: int
+
+
+@dataclass(frozen=True)
+class RecentJob:
+    id: int
+    name: str
+    state: str
+    reason: str | None
+    attempts: int
+    finished: float | None
+    score_before: float | None
+    score_after: float | None
+    score_change: float | None
+    model_version: int | None
+    before: str | None  # thumbnail URLs, where there is a file to show
+    after: str | None
+    retryable: bool
+
+
+@dataclass(frozen=True)
+class DropFolderSection:
+    drop_dir: str
+    output_dir: str
+    jobs: dict[str, int]  # every job state with its count
+    recent: list[RecentJob]
+
+
+@dataclass(frozen=True)
+class CaSection:
+    available: bool
+    pem: str
+    cer: str
+    sha256: str | None  # "AB:CD:..." as phones show it
+
+
+@dataclass(frozen=True)
+class SetupSection:
+    """What a phone needs: where to point its proxy, and the CA certificate to trust."""
+
+    lan_address: str
+    proxy_port: int
+    proxy_mode: str
+    setup_url: str
+    ca: CaSection
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusDocument:
+    instafly: InstaflySection
+    components: dict[str, ComponentStatus | TrainerStatus]
+    capture: CaptureSection
+    model: ModelSection
+    drop_folder: DropFolderSection
+    setup: SetupSection
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

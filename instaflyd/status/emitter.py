@@ -1,0 +1,74 @@
+"""The daemon's status snapshots: one thread builds the document every few seconds.
+
+Requests (the page, /api/status, /metrics) and the systemd STATUS line read the latest snapshot
+instead of querying the store each, so a request costs the same on any store size and a busy
+page cannot slow the capture writer down. The last `HISTORY` snapshots are kept for charts.
+`refresh()` asks for a new snapshot now (after "Train now" or a retry, say).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+
+from instaflyd.config import Config
+from instaflyd.status.collect import DaemonView, collect_status
+from instaflyd.status.document import StatusDocument
+from instaflyd.store import Database
+
+log = logging.getLogger("instafly.status")
+
+EVERY_SECONDS = 2.0
+HISTORY = 120
+
+
+class StatusEmitter:
+    def __init__(
+        self, config: Config, daemon: DaemonView | None, every: float = EVERY_SECONDS
+    ) -> None:
+        self.config = config
+        self.daemon = daemon
+        self.every = every
+        self.history: collections.deque[StatusDocument] = collections.deque(maxlen=HISTORY)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._built = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="status-emitter", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def latest(self) -> StatusDocument | None:
+        """The newest snapshot; None before the first (the caller then builds its own)."""
+        return self.history[-1] if self.history else None
+
+    def refresh(self, timeout: float = 5.0) -> StatusDocument | None:
+        """Build a snapshot now and wait (up to `timeout` s) until it is the latest."""
+        with self._built:
+            before = self.latest()
+            if before is not None:  # else the first build is on its way anyway
+                self._wake.set()
+            self._built.wait_for(lambda: self.latest() is not before, timeout)
+        return self.latest()
+
+    def _run(self) -> None:
+        with Database(self.config.db_path) as db:
+            while not self._stop.is_set():
+                try:
+                    document = collect_status(self.config, db.conn, self.daemon)
+                except Exception:  # a store problem must not end the snapshots for good
+                    log.exception("could not build the status snapshot; trying again")
+                else:
+                    with self._built:
+                        self.history.append(document)
+                        self._built.notify_all()
+                self._wake.wait(self.every)
+                self._wake.clear()
