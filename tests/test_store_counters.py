@@ -1,4 +1,5 @@
-"""The labelled counts kept by triggers (migration v5) always equal a count of the view."""
+"""The counts kept by triggers (migration v5) always equal a recount: labelled posts and their
+owners against the view, rows of posts, accounts and images against COUNT(*)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.images import record_image
 from instaflyd.store.migrations import SCHEMA_VERSION, migrate
 from instaflyd.store.posts import attach_image, upsert_account, upsert_post
-from instaflyd.store.stats import labelled_count, labelled_owner_count
+from instaflyd.store.stats import COUNTED_TABLES, count, labelled_count, labelled_owner_count
 
 
 def view_counts(conn: sqlite3.Connection) -> tuple[int, int]:
@@ -23,6 +24,12 @@ def kept_counts(conn: sqlite3.Connection) -> tuple[int, int]:
     return labelled_count(conn), labelled_owner_count(conn)
 
 
+def rows_match(conn: sqlite3.Connection) -> bool:
+    kept = [count(conn, table) for table in COUNTED_TABLES]
+    recounted = [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in COUNTED_TABLES]
+    return kept == recounted
+
+
 def test_every_way_a_post_becomes_or_stops_being_labelled(data_dir: Path) -> None:
     files = ImageFiles(data_dir / "images")
     with Database(data_dir / "instafly.db") as db, db.transaction() as conn:
@@ -30,6 +37,7 @@ def test_every_way_a_post_becomes_or_stops_being_labelled(data_dir: Path) -> Non
 
         def check(what: str) -> None:
             steps.append((what, kept_counts(conn), view_counts(conn)))
+            assert rows_match(conn), what
 
         image = files.put(b"image one", "jpg")
         record_image(conn, image, 10, 10, 9)
@@ -101,7 +109,8 @@ def test_many_random_captures_keep_the_counts_exact(data_dir: Path) -> None:
                         record_image(conn, stored, 1, 1, 1)
                         attach_image(conn, post_id, stored.sha256)
                 assert kept_counts(conn) == view_counts(conn)
-        assert kept_counts(db.conn)[0] > 20
+                assert rows_match(conn)
+        assert kept_counts(db.conn)[0] > 20 and count(db.conn, "posts") > 100
 
 
 def test_the_migration_counts_what_was_already_there(data_dir: Path) -> None:
@@ -121,4 +130,5 @@ def test_the_migration_counts_what_was_already_there(data_dir: Path) -> None:
     conn.execute("COMMIT")
     migrate(conn)
     assert kept_counts(conn) == view_counts(conn) == (22, 3)
+    assert rows_match(conn) and count(conn, "posts") == 30
     conn.close()

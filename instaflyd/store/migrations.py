@@ -153,13 +153,35 @@ CREATE TABLE unread_formats (
 CREATE INDEX unread_formats_last_seen ON unread_formats(last_seen);
 """
 
-# v5: counts read on every status request kept up to date instead of recounted: labelled posts
-# per owner (kept by triggers on posts, accounts and images; the sum is `labelled`, the owners
-# with any are what validation needs), and the newest posts found by an index, not a sort.
+# v5: counts read on every status request kept up to date instead of recounted: the rows of
+# posts, accounts and images, and labelled posts per owner (kept by triggers on posts, accounts
+# and images; the sum is `labelled`, the owners with any are what validation needs); the newest
+# and the last seen posts found by an index, not a sort or a scan.
 # A post is labelled by the rule of the `labelled_posts` view (V2_MODEL): the triggers use the
 # same rule, and tests/test_store_counters.py checks them against the view.
 V5_LABELLED_COUNTERS = """
 CREATE INDEX posts_recent ON posts(first_seen, id);
+CREATE INDEX posts_last_seen ON posts(last_seen);
+CREATE TABLE row_counts (
+    name   TEXT PRIMARY KEY,                     -- a table whose rows are counted
+    value  INTEGER NOT NULL
+);
+INSERT INTO row_counts (name, value) VALUES
+    ('posts', (SELECT COUNT(*) FROM posts)),
+    ('accounts', (SELECT COUNT(*) FROM accounts)),
+    ('images', (SELECT COUNT(*) FROM images));
+CREATE TRIGGER row_counts_posts_insert AFTER INSERT ON posts
+BEGIN UPDATE row_counts SET value = value + 1 WHERE name = 'posts'; END;
+CREATE TRIGGER row_counts_posts_delete AFTER DELETE ON posts
+BEGIN UPDATE row_counts SET value = value - 1 WHERE name = 'posts'; END;
+CREATE TRIGGER row_counts_accounts_insert AFTER INSERT ON accounts
+BEGIN UPDATE row_counts SET value = value + 1 WHERE name = 'accounts'; END;
+CREATE TRIGGER row_counts_accounts_delete AFTER DELETE ON accounts
+BEGIN UPDATE row_counts SET value = value - 1 WHERE name = 'accounts'; END;
+CREATE TRIGGER row_counts_images_insert AFTER INSERT ON images
+BEGIN UPDATE row_counts SET value = value + 1 WHERE name = 'images'; END;
+CREATE TRIGGER row_counts_images_delete AFTER DELETE ON images
+BEGIN UPDATE row_counts SET value = value - 1 WHERE name = 'images'; END;
 CREATE TABLE owner_labels (
     owner_id  TEXT PRIMARY KEY,
     labelled  INTEGER NOT NULL                   -- the owner's rows in labelled_posts

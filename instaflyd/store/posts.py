@@ -140,11 +140,12 @@ def accounts_to_visit(conn: sqlite3.Connection, limit: int) -> list[WaitingAccou
     return [
         WaitingAccount(row["id"], row["username"], row["waiting"])
         for row in conn.execute(
-            "SELECT a.id, a.username, COUNT(*) AS waiting"
-            " FROM posts AS p JOIN accounts AS a ON a.id = p.owner_id"
-            " WHERE p.media_type IN ('photo', 'carousel') AND p.like_count >= 0"
-            "   AND p.image_sha256 IS NOT NULL AND COALESCE(a.follower_count, 0) <= 0"
-            " GROUP BY a.id ORDER BY waiting DESC, a.username LIMIT ?",
+            # from the accounts still waiting (few), each one's posts by the owner index
+            "SELECT a.id, a.username, (SELECT COUNT(*) FROM posts AS p"
+            "   WHERE p.owner_id = a.id AND p.media_type IN ('photo', 'carousel')"
+            "     AND p.like_count >= 0 AND p.image_sha256 IS NOT NULL) AS waiting"
+            " FROM accounts AS a WHERE COALESCE(a.follower_count, 0) <= 0 AND waiting > 0"
+            " ORDER BY waiting DESC, a.username LIMIT ?",
             (limit,),
         )
     ]

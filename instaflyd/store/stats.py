@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 
+COUNTED_TABLES = ("posts", "accounts", "images")  # rows kept in row_counts (migration v5)
+
 
 def count(conn: sqlite3.Connection, table: str) -> int:
+    """Rows of a table: of posts, accounts and images as triggers keep them, not recounted."""
+    if table in COUNTED_TABLES:
+        row = conn.execute("SELECT value FROM row_counts WHERE name = ?", (table,)).fetchone()
+        return int(row[0])
     return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
@@ -18,11 +24,6 @@ def labelled_count(conn: sqlite3.Connection) -> int:
 def labelled_owner_count(conn: sqlite3.Connection) -> int:
     """Distinct owners in the `labelled_posts` view (kept like `labelled_count`)."""
     return int(conn.execute("SELECT COUNT(*) FROM owner_labels WHERE labelled > 0").fetchone()[0])
-
-
-def labelled_owner_count(conn: sqlite3.Connection) -> int:
-    """Distinct accounts among the labelled posts (validation needs owners never trained on)."""
-    return int(conn.execute("SELECT COUNT(DISTINCT owner_id) FROM labelled_posts").fetchone()[0])
 
 
 def last_capture_time(conn: sqlite3.Connection) -> float | None:
