@@ -115,6 +115,9 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     print(f"training   {model.next_training.reason}")
     print(f"weights    {model.weights.message}")
     print(f"jobs       {jobs}")
+    if status.capture.unread_formats:
+        paths = len({row.path for row in status.capture.unread_formats})
+        print(f"unread     formats not understood from {paths} paths (stats --json lists them)")
     return 0
 
 
@@ -176,7 +179,7 @@ def cmd_score(args: argparse.Namespace, config: Config) -> int:
 
     try:
         scorer = load_scorer(config)
-        scores = score_files(scorer, args.images)
+        scores = score_files(scorer, args.images, max_pixels=config.enhance.max_pixels)
     except (NoModelError, ImageReadError) as exc:
         raise CommandError(str(exc)) from None
     results = [

@@ -71,7 +71,10 @@ class ProxyConfig(Section):
     auth: str | None
     pending_images_max: Annotated[int, Field(ge=0, le=100_000)]
     pending_images_max_age_seconds: Seconds
+    pending_images_max_bytes: Annotated[int, Field(ge=0, le=4_000_000_000)]
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_000_000_000)]
+    max_connections_per_client: Annotated[int, Field(ge=1, le=100_000)]
+    idle_timeout_seconds: Annotated[float, Field(ge=1, le=86400)]
     mitmproxy_options: dict[str, Any]
 
     @field_validator("auth")

@@ -18,15 +18,19 @@ import ipaddress
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import brotli
+import zstandard
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from helpers import FIXTURES, REPO, cli_env, wait_until
@@ -101,6 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         recorded = self.server.responses.get(self.path)
+        if recorded is None and self.server.answer is not None:
+            recorded = self.server.answer(self.path)
         if recorded is None:
             recorded = Recorded(404, [("Content-Type", "text/plain")], b"not recorded\n")
         self.send_response(recorded.status)
@@ -117,12 +123,19 @@ class _Handler(BaseHTTPRequestHandler):
 class _StandInServer(ThreadingHTTPServer):
     daemon_threads = True
     responses: dict[str, Recorded]
+    answer: Callable[[str], Recorded | None] | None
 
 
 class InstagramStandIn:
     """`with InstagramStandIn(tmp_path) as origin:` serves on https://127.0.0.1:<origin.port>."""
 
-    def __init__(self, directory: Path, dump: Path = SAMPLE_DUMP) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        dump: Path = SAMPLE_DUMP,
+        answer: Callable[[str], Recorded | None] | None = None,
+    ) -> None:
+        """`answer(path)` makes responses the dump does not have, one request at a time."""
         directory.mkdir(parents=True, exist_ok=True)
         key, ca = certs.create_ca(organization="Instafly tests", cn="Stand-in CA", key_size=2048)
         sans = [
@@ -148,6 +161,7 @@ class InstagramStandIn:
         self._server = _StandInServer(("127.0.0.1", 0), _Handler)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._server.responses = _responses_of(dump)
+        self._server.answer = answer
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -246,3 +260,58 @@ def tls_through_proxy(proxy_port: int, host: str, port: int, cafile: Path | None
 
 def host_of(url: str) -> str:
     return urlsplit(url).hostname or ""
+
+
+# --- decompression bombs -------------------------------------------------------------------------
+
+MiB = 1024 * 1024
+_ZEROS = bytes(16 * MiB)
+
+
+@functools.cache
+def bomb(coding: str, decoded_mib: int) -> bytes:
+    """A body that decodes to `decoded_mib` MiB of zeros in one stream (one gzip member, one
+    brotli stream, one zstd frame). Deflate and gzip repeat one fully flushed block, so a 1 GiB
+    bomb takes a second to make instead of fifteen."""
+    repeats = decoded_mib // 16
+    if coding in ("gzip", "deflate"):
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        block = deflater.compress(_ZEROS) + deflater.flush(zlib.Z_FULL_FLUSH)
+        stream = block * repeats + deflater.flush()
+        if coding == "deflate":
+            return stream  # raw deflate, as some servers send it
+        crc = 0
+        for _ in range(repeats):
+            crc = zlib.crc32(_ZEROS, crc)
+        size = (repeats * len(_ZEROS)) & 0xFFFFFFFF
+        header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+        return header + stream + struct.pack("<II", crc, size)
+    if coding == "br":
+        compressor = brotli.Compressor(quality=4, lgwin=24)
+        return b"".join(
+            [compressor.process(_ZEROS) for _ in range(repeats)] + [compressor.finish()]
+        )
+    if coding == "zstd":
+        compressor = zstandard.ZstdCompressor(level=19, write_content_size=False).compressobj()
+        return b"".join(
+            [compressor.compress(_ZEROS) for _ in range(repeats)] + [compressor.flush()]
+        )
+    raise ValueError(coding)
+
+
+def huge_png(side: int = 9400) -> bytes:
+    """A 9,400 x 9,400 greyscale PNG of ~280 KB: one IDAT of zlib'd all-zero rows, written by
+    hand so the test never holds the 88 MB picture itself."""
+    row = b"\0" * (side + 1)  # filter byte + pixels
+    deflater = zlib.compressobj(9)
+    idat = b"".join(deflater.compress(row) for _ in range(side)) + deflater.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )

@@ -21,6 +21,7 @@ from helpers import REPO, cli_env, free_port, jpeg_bytes, wait_until, write_conf
 
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.events import add_to_counter, log_event
+from instaflyd.store.formats import count_unread_format
 from instaflyd.store.images import record_image
 from instaflyd.store.jobs import enqueue_job, finish_job
 from instaflyd.store.posts import attach_image, upsert_post
@@ -57,8 +58,12 @@ def seed_store(data_dir: Path, posts: int = 12, owners: int = 4, start: int = 0)
             attach_image(conn, post.id, stored.sha256)
 
 
+UNREAD_SHAPE = "data.xdt_new_grid.items[].media_v2: display_url,shortcode"
+
+
 def seed_extras(data_dir: Path, drop_dir: Path, output_dir: Path) -> dict[str, Any]:
-    """A video post, counters, TLS failures, an error event and jobs in several states."""
+    """A video post, counters, TLS failures, a format not understood, an error event and jobs in
+    several states."""
     drop_dir.mkdir(parents=True, exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     with Database(data_dir / "instafly.db") as db, db.transaction() as conn:
@@ -68,6 +73,8 @@ def seed_extras(data_dir: Path, drop_dir: Path, output_dir: Path) -> dict[str, A
         for _ in range(3):
             count_tls_failure(conn, "i.instagram.com", "client does not trust the proxy's CA")
         count_tls_failure(conn, "graph.instagram.com", "certificate pinned")
+        for seen in (1_699_999_100, 1_699_999_200):
+            count_unread_format(conn, "/api/v1/feed/user/123/?max_id=9", UNREAD_SHAPE, seen)
         log_event(conn, "proxy", "error", "test", "upstream certificate verify failed for x.test")
         photo = drop_dir / "beach.jpg"
         photo.write_bytes(jpeg_bytes(200, 200, 101))

@@ -14,6 +14,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
@@ -93,3 +95,31 @@ def test_each_contract_catches_a_forbidden_import(tmp_path: Path) -> None:
     report = " ".join(result.stdout.split())  # long names wrap across lines
     for chain in (chain for _, _, chain in VIOLATIONS.values()):
         assert chain in report, f"{chain!r} not reported:\n{result.stdout}"
+
+
+def test_architecture_md_lists_the_layers_of_the_contract() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    [layers] = [c["layers"] for c in config["contracts"] if c["type"] == "layers"]
+    order = " > ".join(f"`{layer.removeprefix('instaflyd.')}`" for layer in layers)
+    text = " ".join((ROOT / "ARCHITECTURE.md").read_text().split())
+    assert order in text
+
+
+def test_nothing_refers_to_a_file_outside_the_repository() -> None:
+    """The code and docs once cited a design file that was never in the repository."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout (an unpacked sdist): no list of tracked files")
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    offenders = []
+    for name in tracked:
+        if name.startswith("tests/fixtures/") or name == "tests/test_architecture.py":
+            continue
+        try:
+            text = (ROOT / name).read_text()
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue
+        if "DESIGN.md" in text or "../shared" in text:
+            offenders.append(name)
+    assert offenders == []

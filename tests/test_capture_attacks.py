@@ -9,22 +9,31 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import json
+import os
 import socket
 import sqlite3
 import ssl
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import FIXTURES, free_port, wait_until, write_config
+from helpers import FIXTURES, cli_env, free_port, wait_until, write_config
+from mitmproxy import http
+from mitmproxy import io as mitmproxy_io
+from mitmproxy.test import tflow
 from PIL import Image
-from support_capture import InstagramStandIn, running_proxy
+from support_capture import InstagramStandIn, Recorded, bomb, huge_png, running_proxy
 
 PROFILE_PATH = "/api/v1/users/web_profile_info/?username=robertdowneyjr"
 PROFILE_JSON = (FIXTURES / "instagram/pgrimaud/web_profile_info_2022-06_full.json").read_bytes()
+MiB = 1024 * 1024
 IMAGE_PATH = "/v/t51.2885-15/279923746_752618449450106_6016545400124263448_n.jpg"
 
 
@@ -103,7 +112,7 @@ def proxy_config(tmp_path: Path, port: int, origin: InstagramStandIn, **proxy: o
 
 def https_with_sni(proxy_port: int, connect_to: str, sni: str, ca: Path, request: bytes) -> bytes:
     """CONNECT `connect_to`, a TLS handshake naming `sni`, one request; the whole answer."""
-    with socket.create_connection(("127.0.0.1", proxy_port), timeout=20) as sock:
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=90) as sock:
         sock.sendall(f"CONNECT {connect_to} HTTP/1.1\r\nHost: {connect_to}\r\n\r\n".encode())
         reply = b""
         while b"\r\n\r\n" not in reply:
@@ -166,3 +175,208 @@ def test_forged_instagram_hosts_from_the_lan_store_nothing_and_are_counted(
     counted = counters(db)
     assert counted["flows_unverified"] == 4
     assert counted["instagram_json"] == 1  # only the verified response was ever parsed
+
+
+# --- decompression bombs -----------------------------------------------------------------------
+
+BOMB_PATHS = {
+    "gzip": "/api/v1/feed/timeline/?bomb=gzip",
+    "br": "/api/v1/feed/timeline/?bomb=br",
+    "zstd": "/api/v1/feed/timeline/?bomb=zstd",
+}
+CDN_BOMB = "https://scontent.cdninstagram.com" + IMAGE_PATH  # an "image", gzip-encoded
+
+
+def write_bomb_dump(path: Path, decoded_mib: int) -> Path:
+    """A dump of Instagram responses that each decode to `decoded_mib` MiB, then a real one."""
+    flows = []
+    for coding, url_path in BOMB_PATHS.items():
+        flows.append(dump_flow(f"https://www.instagram.com{url_path}", coding, "application/json"))
+    flows.append(dump_flow(CDN_BOMB, "gzip", "image/jpeg"))
+    for flow in flows:
+        flow.response.raw_content = bomb(flow.response.headers["Content-Encoding"], decoded_mib)
+    profile = dump_flow(f"https://www.instagram.com{PROFILE_PATH}", "gzip", "application/json")
+    profile.response.raw_content = gzip.compress(PROFILE_JSON)
+    with path.open("wb") as handle:
+        writer = mitmproxy_io.FlowWriter(handle)
+        for flow in (*flows, profile):
+            writer.add(flow)
+    return path
+
+
+def dump_flow(url: str, coding: str, content_type: str) -> http.HTTPFlow:
+    request = http.Request.make("GET", url)
+    response = http.Response.make(
+        200, b"", {"Content-Type": content_type, "Content-Encoding": coding}
+    )
+    return tflow.tflow(req=request, resp=response)
+
+
+def writer_pid(proxy_pid: int) -> int:
+    """The capture writer: the proxy's child started by multiprocessing's spawn."""
+    children = Path(f"/proc/{proxy_pid}/task/{proxy_pid}/children").read_text().split()
+    for child in children:
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return int(child)
+    raise AssertionError(f"no writer among {children}")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM: the most memory the process has held at once."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+# The writer and `import` load mitmproxy, Pillow and SQLite (about 100 MiB here); the limit
+# (proxy.max_body_bytes, 25 MB) and one brotli step may come on top, never the 1 GiB.
+PEAK_MIB = 300
+
+
+@pytest.mark.slow
+def test_bombs_through_the_proxy_are_skipped_counted_and_the_writer_stays_small(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    db = tmp_path / "data" / "instafly.db"
+    dump = write_bomb_dump(tmp_path / "bombs.flows", decoded_mib=1024)
+    with InstagramStandIn(tmp_path / "standin", dump) as standin:
+        config = proxy_config(tmp_path, port, standin)
+        with running_proxy(config, port, tmp_path / "proxy.log") as proxy:
+            ca = tmp_path / "data" / "mitmproxy" / "mitmproxy-ca-cert.pem"
+            writer = writer_pid(proxy.pid)
+            for host, path in [
+                *(("www.instagram.com", p) for p in BOMB_PATHS.values()),
+                ("scontent.cdninstagram.com", IMAGE_PATH),
+                ("www.instagram.com", PROFILE_PATH),  # and capture goes on
+            ]:
+                request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                answer = https_with_sni(port, f"{host}:443", host, ca, request.encode())
+                assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+            wait_for_counter(db, "posts_new", 20)
+            wait_for_counter(db, "responses_too_large", 4)
+            peak = peak_rss_mib(writer)
+    print(f"writer peak memory after four 1 GiB bombs: {peak:.0f} MiB")
+    assert peak < PEAK_MIB
+    assert "Traceback" not in (tmp_path / "proxy.log").read_text()
+
+
+@pytest.mark.slow
+def test_bombs_through_import_are_skipped_counted_and_import_stays_small(
+    tmp_path: Path,
+) -> None:
+    dump = write_bomb_dump(tmp_path / "bombs.flows", decoded_mib=1024)
+    config = write_config(tmp_path / "instafly.yaml", {"data_dir": str(tmp_path / "data")})
+    command = [sys.executable, "-m", "instaflyd", "--config", str(config), "import", "--json"]
+    process = subprocess.Popen(
+        [*command, str(dump)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env()
+    )
+    stdout, stderr = process.stdout.read(), process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    peak = usage.ru_maxrss / 1024
+    print(f"import peak memory with four 1 GiB bombs: {peak:.0f} MiB")
+    assert peak < PEAK_MIB
+    summary = json.loads(stdout)
+    assert (summary["flows"], summary["posts_new"], summary["errors"]) == (5, 20, 4)
+    lines = stderr.decode().splitlines()
+    for coding in ("gzip", "br", "zstd"):
+        assert any(
+            f"the {coding} body decodes to more than the limit of 25,000,000 bytes" in line
+            for line in lines
+        ), lines
+
+
+# --- images: bytes after the image, and pictures far larger than Instagram's -----------------
+
+# The attack sent 24 MB after each image; 12 MB shows the same (40 held whole would be 480 MB)
+# in half the time.
+JUNK = b"\0junk after the image" * (12 * MiB // 22)
+
+
+def image_with_junk(path: str) -> Recorded | None:
+    """/junk/<i>_n.jpg: a valid 64 x 64 JPEG followed by 12 MB of junk; /huge.png: 9,400^2."""
+    if path.startswith("/junk/"):
+        return Recorded(200, [("Content-Type", "image/jpeg")], small_jpeg() + JUNK)
+    if path == "/huge_n.png":
+        return Recorded(200, [("Content-Type", "image/png")], huge_png())
+    return None
+
+
+@pytest.mark.slow
+def test_images_with_junk_and_huge_pictures_keep_the_writer_small(tmp_path: Path) -> None:
+    port = free_port()
+    db = tmp_path / "data" / "instafly.db"
+    with InstagramStandIn(tmp_path / "standin", answer=image_with_junk) as standin:
+        config = proxy_config(tmp_path, port, standin)
+        with running_proxy(config, port, tmp_path / "proxy.log") as proxy:
+            ca = tmp_path / "data" / "mitmproxy" / "mitmproxy-ca-cert.pem"
+            writer = writer_pid(proxy.pid)
+            host = "scontent.cdninstagram.com"
+            for path in [*(f"/junk/{i}_{i}_{i}_n.jpg" for i in range(40)), "/huge_n.png"]:
+                request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                answer = https_with_sni(port, f"{host}:443", host, ca, request.encode())
+                assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+            # The writer handles responses in order: once this post is in, all 41 went before.
+            request = f"GET {PROFILE_PATH} HTTP/1.1\r\nHost: www.instagram.com\r\n\r\n"
+            https_with_sni(
+                port, "www.instagram.com:443", "www.instagram.com", ca,
+                request.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n").encode(),
+            )  # fmt: skip
+            wait_for_counter(db, "posts_new", 20)
+            wait_for_counter(db, "images_rejected", 1)  # the 9,400 x 9,400 PNG
+            peak = peak_rss_mib(writer)
+    print(f"writer peak memory with 40 waiting images of 12 MB each: {peak:.0f} MiB")
+    assert peak < PEAK_MIB  # holding them whole would take 480 MB
+    assert rows(db, "SELECT COUNT(*) FROM images") == [(0,)]
+
+
+# --- connections: many from one device, and idle ones ---------------------------------------
+
+
+def closed_by_peer(sock: socket.socket, within: float) -> bool:
+    """Did the other end close the connection within `within` seconds (with nothing sent)?"""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_device_cannot_hold_more_connections_than_its_limit_nor_keep_idle_ones(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    db = tmp_path / "data" / "instafly.db"
+    with InstagramStandIn(tmp_path / "standin") as standin:
+        config = proxy_config(
+            tmp_path, port, standin, max_connections_per_client=5, idle_timeout_seconds=4
+        )
+        with running_proxy(config, port, tmp_path / "proxy.log"):
+            time.sleep(5)  # running_proxy's own probe connection is gone by the idle timeout
+            # Like the attack's half-sent requests: connect, send part of a request, wait.
+            sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
+            for sock in sockets:
+                sock.sendall(b"GET http://mitm.it/ HTTP/1.1\r\nHost: mi")
+            try:
+                time.sleep(1.5)  # the refused ones are closed at once; the idle timeout is 4 s
+                refused = [closed_by_peer(sock, 0.01) for sock in sockets]
+                assert refused.count(False) == 5 and refused.count(True) == 7, refused
+                wait_for_counter(db, "connections_refused", 7)
+                # Nothing more comes on the five kept ones: the proxy closes them.
+                kept = [sock for sock, closed in zip(sockets, refused, strict=True) if not closed]
+                assert all(closed_by_peer(sock, 15) for sock in kept)
+            finally:
+                for sock in sockets:
+                    sock.close()
+            # The places are free again, and the proxy answers.
+            session = requests.Session()
+            session.trust_env = False
+            proxies = {"http": f"http://127.0.0.1:{port}"}
+            answer = session.get("http://mitm.it/cert/pem", proxies=proxies, timeout=30)
+            assert answer.status_code == 200
+            assert answer.content.startswith(b"-----BEGIN CERTIFICATE-----")

@@ -9,6 +9,7 @@ from pathlib import Path
 from helpers import run_cli, run_cli_json
 
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
+from instaflyd.store.formats import count_unread_format
 from instaflyd.store.images import record_image
 from instaflyd.store.posts import attach_image, upsert_post
 
@@ -38,6 +39,17 @@ def test_stats_json_on_an_empty_data_dir_prints_zeros(tmp_path: Path) -> None:
     assert (weights["setting"], weights["present"], weights["ok"]) == ("imagenet", False, False)
     assert "instaflyd weights fetch" in weights["message"]
     assert stats["model"]["next_training"]["due"] is False
+    assert stats["capture"]["unread_formats"] == []
+
+
+def test_stats_json_lists_the_formats_not_understood_per_path(tmp_path: Path) -> None:
+    with Database(tmp_path / "instafly.db") as db, db.transaction() as conn:
+        count_unread_format(conn, "/api/v1/new/?token=x", "data.grid[]: display_url", now=5.0)
+    stats = run_cli_json("stats", "--json", data_dir=tmp_path)
+    assert stats["capture"]["unread_formats"] == [{
+        "path": "/api/v1/new/", "fingerprint": "data.grid[]: display_url",
+        "count": 1, "first_seen": 5.0, "last_seen": 5.0,
+    }]  # fmt: skip
 
 
 def test_global_options_work_after_the_command_too(tmp_path: Path) -> None:

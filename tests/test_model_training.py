@@ -114,6 +114,7 @@ def test_the_scorer_ranks_unseen_images_and_is_differentiable(
     assert gradient.mean() > 0
 
 
+@pytest.mark.slow
 def test_a_worse_model_is_written_but_not_promoted(copy_of_trained: Path) -> None:
     trained = tiny_config(copy_of_trained)
     reckless = tiny_config(trained.data_dir, train={"learning_rate": 1.0})

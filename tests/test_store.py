@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import sqlite3
 import subprocess
@@ -24,6 +25,7 @@ from instaflyd.store.events import (
 )
 from instaflyd.store.images import forget_unused_images, prune_unused_images, record_image
 from instaflyd.store.jobs import claim_next_job, enqueue_job, finish_job, get_job, jobs_by_state
+from instaflyd.store.labels import LIKES_AND_IMAGE_KNOWN, label_target
 from instaflyd.store.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from instaflyd.store.posts import (
     attach_image,
@@ -202,9 +204,19 @@ def test_labelled_posts_follow_the_data_rules(db: Database, tmp_path: Path) -> N
             upsert_post(conn, post)
         for post_id in ("ok", "hidden", "nofollowers", "vid", "car"):
             attach_image(conn, post_id, sha)
+        upsert_post(conn, photo("zero", likes=0))
+        attach_image(conn, "zero", sha)
     rows = db.all("SELECT id, like_rate FROM labelled_posts ORDER BY id")
-    assert [(r["id"], r["like_rate"]) for r in rows] == [("car", 0.1), ("ok", 0.25)]
-    assert labelled_count(db.conn) == 2
+    assert [(r["id"], r["like_rate"]) for r in rows] == [("car", 0.1), ("ok", 0.25), ("zero", 0.0)]
+    assert labelled_count(db.conn) == 3
+    # The view (a migration) and the rule's SQL in store/labels.py agree, post by post.
+    by_rule = db.all(
+        "SELECT p.id FROM posts AS p JOIN accounts AS a ON a.id = p.owner_id"
+        f" WHERE {LIKES_AND_IMAGE_KNOWN} AND a.follower_count > 0 ORDER BY p.id"
+    )
+    assert [r["id"] for r in by_rule] == [r["id"] for r in rows]
+    # No likes is half a like: finite, and below one like of the same owner.
+    assert label_target(0, 200) == math.log(0.5 / 200) < label_target(1, 200)
 
 
 def test_events_counters_and_tls_failures_round_trip(db: Database) -> None:

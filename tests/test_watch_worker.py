@@ -337,14 +337,9 @@ def test_after_the_idle_timeout_no_process_of_the_run_tree_holds_tensorflow(
 
 
 def wait_for_daemon(daemon: Any, check: Callable[[], T | None], timeout: float = 90) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        assert daemon.process.poll() is None, daemon.output()
-        time.sleep(0.1)
-    raise AssertionError(f"timed out:\n{daemon.output()[-5000:]}")
+    return wait_until(
+        check, timeout, "the daemon's worker", process=daemon.process, output=daemon.output
+    )
 
 
 # --- crashes, restarts and the model ------------------------------------------------------------

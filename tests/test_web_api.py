@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 from helpers import jpeg_bytes
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from support_daemon import TEST_PASSWORD, give_password, seed_extras, seed_store
+from support_daemon import TEST_PASSWORD, UNREAD_SHAPE, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
 from instaflyd.status.document import ComponentStatus
@@ -110,6 +110,10 @@ def test_api_status_reports_the_store(client: FlaskClient, seeded: tuple[Config,
         ("graph.instagram.com", 1),
     ]
     assert "pins its certificates" in capture["tls_note"]
+    keys = ("path", "fingerprint", "count", "first_seen", "last_seen")
+    assert [tuple(f[key] for key in keys) for f in capture["unread_formats"]] == [
+        ("/api/v1/feed/user/{id}/", UNREAD_SHAPE, 2, 1_699_999_100, 1_699_999_200)
+    ]
     assert [e["message"] for e in capture["recent_errors"]] == [
         "upstream certificate verify failed for x.test"
     ]
@@ -166,6 +170,16 @@ def test_api_status_shows_the_model_and_training_progress(
     html = client.get("/").get_data(as_text=True)
     assert '<progress id="training-progress" max="1" value="0.25"' in html
     assert "66.0%" in html
+
+
+def test_the_page_lists_the_formats_not_understood_by_path_and_shape(client: FlaskClient) -> None:
+    html = client.get("/").get_data(as_text=True)
+    table = html[html.index('<table class="table" id="unread-formats">') :]
+    table = table[: table.index("</table>")]
+    assert "<code>/api/v1/feed/user/{id}/</code>" in table
+    assert f'<pre class="small">{UNREAD_SHAPE}</pre>' in table
+    assert '<td class="num">2</td>' in table
+    assert "max_id" not in html
 
 
 def test_the_page_tells_the_last_training_outcome_and_the_way_to_the_first_model(

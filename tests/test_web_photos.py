@@ -194,3 +194,21 @@ def test_without_the_password_photos_are_neither_listed_nor_taken(tmp_path: Path
     response = send(client, (jpeg_bytes(96, 96, 1), "a.jpg"))
     assert response.status_code == 401
     assert not (tmp_path / "drop").exists() or not list((tmp_path / "drop").iterdir())
+
+
+def test_photos_from_a_page_of_another_site_are_refused(
+    client: FlaskClient, config: Config
+) -> None:
+    """The CSRF token alone is not enough: a forged Origin (DNS rebinding) is refused too."""
+    before = drop_files(config)
+    token = token_of(client)
+    forged = client.post(
+        "/api/photos",
+        data={"photo": [(io.BytesIO(jpeg_bytes(64, 64, 9)), "a.jpg")]},
+        headers={"X-CSRF-Token": token, "Origin": "http://evil.example"},
+        content_type="multipart/form-data",
+    )
+    assert forged.status_code == 403
+    assert drop_files(config) == before
+    evil_host = client.get("/api/photos", headers={"Host": "evil.example"})
+    assert evil_host.status_code in (400, 403, 421)

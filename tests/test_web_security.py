@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import http.client
 import os
+import pty
 import re
+import select
 import socket
+import subprocess
+import sys
+import termios
 import threading
 import time
 from collections import Counter
@@ -23,7 +29,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import free_port, run_cli, wait_until, write_config
+from helpers import REPO, cli_env, free_port, run_cli, wait_until, write_config
 from support_daemon import (
     TEST_PASSWORD,
     give_password,
@@ -544,3 +550,44 @@ def test_the_real_daemon_from_a_fresh_data_dir(tmp_path: Path) -> None:
         assert "shown only this once" not in again.output()
         assert again.stop() == 0
     assert os.stat(data / PASSWORD_FILE).st_mode & 0o777 == 0o600
+
+
+def test_instaflyd_password_at_a_real_prompt(tmp_path: Path) -> None:
+    """A person at a terminal: the password is typed twice, without echo, and then kept."""
+    data = tmp_path / "data"
+    config_file = write_config(tmp_path / "c.yaml", {"data_dir": str(data)})
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "instaflyd", "--config", str(config_file), "password"],
+        stdin=slave, stdout=slave, stderr=slave, cwd=REPO, env=cli_env(),
+        start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # the pty is its terminal
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+
+    def read_until(text: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while text not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 1)[0]:
+                seen += os.read(master, 1024)
+        assert text in seen, seen
+
+    try:
+        read_until(b"New password for the status page: ")
+        os.write(master, b"typed-at-a-prompt-9\n")
+        read_until(b"The same again: ")
+        os.write(master, b"typed-at-a-prompt-9\n")
+        assert process.wait(60) == 0
+        with contextlib.suppress(OSError):  # the pty reads EIO once the child has gone
+            while select.select([master], [], [], 0.5)[0] and (chunk := os.read(master, 1024)):
+                seen += chunk
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+    assert b"typed-at-a-prompt-9" not in seen  # never echoed
+    assert b"password changed" in seen
+    kept = PasswordHash.decode((data / PASSWORD_FILE).read_text())
+    assert kept.matches("typed-at-a-prompt-9")

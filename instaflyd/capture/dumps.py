@@ -28,7 +28,7 @@ log = logging.getLogger("instafly.import")
 
 @dataclass
 class ImportSummary:
-    """DESIGN.md's `import --json` document."""
+    """The `import --json` document."""
 
     flows: int = 0
     posts_new: int = 0
@@ -58,8 +58,10 @@ def import_flow_files(config: Config, paths: Iterable[Path]) -> ImportResult:
     with Database(config.db_path) as db:
         accounts_before = count(db.conn, "accounts")
         # Images wait for their JSON as in the proxy, but through the whole import.
-        pending = PendingImages(proxy.pending_images_max, float("inf"))
-        ingester = Ingester(db, ImageFiles(config.images_dir), pending)
+        pending = PendingImages(
+            proxy.pending_images_max, float("inf"), proxy.pending_images_max_bytes
+        )
+        ingester = Ingester(db, ImageFiles(config.images_dir), pending, proxy.max_body_bytes)
         for path in paths:
             for flow in _http_flows(path, file_errors):
                 summary.flows += 1

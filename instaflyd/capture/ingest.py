@@ -14,7 +14,9 @@ import sqlite3
 from collections import Counter
 
 from instaflyd.capture.bodies import (
+    DEFAULT_MAX_BYTES,
     BodyError,
+    BodyTooLarge,
     decode_body,
     html_documents,
     is_html,
@@ -45,25 +47,42 @@ class CaptureError(Exception):
     """A response from an Instagram host that should have been readable but was not."""
 
 
+class ResponseTooLarge(CaptureError):
+    """A body over the size limit before or after decoding (a decompression bomb): skipped."""
+
+
 class Ingester:
-    def __init__(self, db: Database, images: ImageFiles, pending: PendingImages) -> None:
+    def __init__(
+        self,
+        db: Database,
+        images: ImageFiles,
+        pending: PendingImages,
+        max_body_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self.db = db
         self.images = images
         self.pending = pending
+        self.max_body_bytes = max_body_bytes  # before and after decoding
         self._replaced: list[tuple[str, str]] = []  # files to remove once the transaction commits
 
     def ingest(self, response: CapturedResponse) -> Counter[str]:
-        """Store what the response says; raises CaptureError for an unreadable document."""
+        """Store what the response says; raises CaptureError for an unreadable document and
+        ResponseTooLarge for a body that decodes to more than `max_body_bytes`."""
         outcome: Counter[str] = Counter()
         try:
             if response.kind == "image":
                 self._ingest_image(response, outcome)
             else:
                 self._ingest_document(response, outcome)
+        except BodyTooLarge as exc:
+            raise ResponseTooLarge(str(exc)) from None
         finally:
             replaced, self._replaced = self._replaced, []
         self.images.remove(replaced)  # committed: the replaced variants' files can go
         return outcome
+
+    def _decode(self, response: CapturedResponse) -> bytes:
+        return decode_body(response.body, response.content_encoding, self.max_body_bytes)
 
     # --- documents ------------------------------------------------------------------------
 
@@ -71,7 +90,7 @@ class Ingester:
         if not 200 <= response.status < 300:
             return
         try:
-            body = decode_body(response.body, response.content_encoding)
+            body = self._decode(response)
             if is_html(body, response.content_type):
                 documents = html_documents(body)
             elif "javascript" in response.content_type.lower() and not looks_like_json(body):
@@ -79,6 +98,8 @@ class Ingester:
             else:
                 documents = json_documents(body)
             parsed = [parse_document(document, response.path) for document in documents]
+        except BodyTooLarge:
+            raise
         except BodyError as exc:
             raise CaptureError(str(exc)) from None
         except Exception as exc:  # an Instagram shape the parsers did not expect
@@ -107,7 +128,9 @@ class Ingester:
             outcome["images_rejected"] += 1  # error pages, partial content
             return
         try:
-            image = verify_image(decode_body(response.body, response.content_encoding))
+            image = verify_image(self._decode(response))
+        except BodyTooLarge:
+            raise  # ingest() makes it a ResponseTooLarge
         except (BodyError, ImageRejected) as exc:
             where = response.host + path_without_query(response.path)
             log.debug("not an image: %s: %s", where, exc)

@@ -1,9 +1,10 @@
 """CDN images that arrived before the JSON naming them: held in memory by file name, bounded.
 
 An image is matched to a post by its URL's file name (`image_file_name`), never the full URL.
-When no post names the file yet, the image waits here: at most `max_count` images, each for at
-most `max_age_seconds` (of the flows' own clock, so a dump file replays the same way), the
-oldest leaving first. Of several variants with the same name, the largest is kept.
+When no post names the file yet, the image waits here: at most `max_count` images of at most
+`max_bytes` together, each for at most `max_age_seconds` (of the flows' own clock, so a dump
+file replays the same way), the oldest leaving first. Of several variants with the same name,
+the largest is kept.
 """
 
 from __future__ import annotations
@@ -12,32 +13,52 @@ from collections import OrderedDict
 
 from instaflyd.capture.images import VerifiedImage
 
+DEFAULT_MAX_BYTES = 64_000_000  # proxy.pending_images_max_bytes's default
+
 
 class PendingImages:
-    def __init__(self, max_count: int, max_age_seconds: float) -> None:
+    def __init__(
+        self, max_count: int, max_age_seconds: float, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
         self.max_count = max_count
         self.max_age_seconds = max_age_seconds
+        self.max_bytes = max_bytes
         self._waiting: OrderedDict[str, tuple[float, VerifiedImage]] = OrderedDict()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._waiting)
+
+    @property
+    def bytes(self) -> int:
+        """The image bytes waiting."""
+        return self._bytes
 
     def add(self, name: str, image: VerifiedImage, now: float) -> int:
         """Hold an image until a post names it; returns how many images gave up waiting."""
         gave_up = self.expire(now)
         known = self._waiting.get(name)
         if known is None or image.area > known[1].area:
+            self._remove(name)
             self._waiting[name] = (now, image)
-            self._waiting.move_to_end(name)
-        while len(self._waiting) > self.max_count:
-            self._waiting.popitem(last=False)
+            self._bytes += len(image.data)
+        while self._waiting and (
+            len(self._waiting) > self.max_count or self._bytes > self.max_bytes
+        ):
+            self._remove(next(iter(self._waiting)))
             gave_up += 1
         return gave_up
 
+    def _remove(self, name: str) -> VerifiedImage | None:
+        entry = self._waiting.pop(name, None)
+        if entry is None:
+            return None
+        self._bytes -= len(entry[1].data)
+        return entry[1]
+
     def pop(self, name: str) -> VerifiedImage | None:
         """The waiting image with this file name, if any (it stops waiting)."""
-        entry = self._waiting.pop(name, None)
-        return None if entry is None else entry[1]
+        return self._remove(name)
 
     def expire(self, now: float) -> int:
         """Drop images older than the age limit; returns how many."""
@@ -45,5 +66,5 @@ class PendingImages:
             name for name, (since, _) in self._waiting.items() if now - since > self.max_age_seconds
         ]
         for name in expired:
-            del self._waiting[name]
+            self._remove(name)
         return len(expired)

@@ -2,7 +2,8 @@
 
 The proxy listens on `proxy.listen_host:listen_port` in `proxy.mode` (regular, transparent or
 wireguard). `allow_hosts` limits TLS interception to Instagram's API and CDN hosts; every other
-connection passes through as raw TCP, undecrypted. The CA lives in data_dir/mitmproxy.
+connection passes through as raw TCP, undecrypted. `ConnectionLimits` bounds each client's open
+and idle connections. The CA lives in data_dir/mitmproxy.
 
 mitmproxy exits when an error is logged during start-up (its `errorcheck` addon). Here that check
 raises `ProxyStartupError` with mitmproxy's message instead, so the command fails with one clear
@@ -25,6 +26,7 @@ from mitmproxy.addons import errorcheck
 from instaflyd.capture.addon import CaptureAddon
 from instaflyd.capture.ca import ensure_ca
 from instaflyd.capture.hosts import ALLOW_HOSTS
+from instaflyd.capture.limits import ConnectionLimits
 from instaflyd.capture.writer import CaptureWriter
 from instaflyd.config import Config
 from instaflyd.store import Database
@@ -133,7 +135,10 @@ async def _serve(config: Config, writer: CaptureWriter, log_level: int) -> None:
     check = StartupCheck()
     _route_mitmproxy_logs(log_level, check)
     proxy.addons.add(*addons.default_addons())
-    proxy.addons.add(check, CaptureAddon(writer, config.proxy.max_body_bytes))
+    limits = ConnectionLimits(
+        config.proxy.max_connections_per_client, config.proxy.idle_timeout_seconds, writer.count
+    )
+    proxy.addons.add(check, limits, CaptureAddon(writer, config.proxy.max_body_bytes))
     try:
         opts.update(**proxy_options(config), **extra_options(config, opts))
     except (exceptions.OptionsError, TypeError, ValueError) as exc:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from instaflyd.capture.flows import CapturedResponse, path_without_query
-from instaflyd.capture.ingest import CaptureError, Ingester
+from instaflyd.capture.ingest import CaptureError, Ingester, ResponseTooLarge
 from instaflyd.capture.matching import PendingImages
 from instaflyd.config import Config
 from instaflyd.logs import setup_logging
@@ -263,11 +263,15 @@ def write_until_stopped(
     proxy = config.proxy
     counts: Counter[str] = Counter()
     with Database(config.db_path) as db:
-        pending = PendingImages(proxy.pending_images_max, proxy.pending_images_max_age_seconds)
+        pending = PendingImages(
+            proxy.pending_images_max,
+            proxy.pending_images_max_age_seconds,
+            proxy.pending_images_max_bytes,
+        )
         images = ImageFiles(config.images_dir)
         if pruned := prune_unused_images(db, images):  # left by versions that kept them
             log.info("removed %d stored images that no post uses any more", pruned)
-        ingester = Ingester(db, images, pending)
+        ingester = Ingester(db, images, pending, proxy.max_body_bytes)
         last_flush = time.monotonic()
         while True:
             try:
@@ -304,6 +308,9 @@ def _handle(db: Database, ingester: Ingester, item: object, counts: Counter[str]
         elif isinstance(item, CapturedResponse):
             try:
                 counts.update(ingester.ingest(item))
+            except ResponseTooLarge as exc:
+                log.warning("skipped %s%s: %s", item.host, path_without_query(item.path), exc)
+                counts["responses_too_large"] += 1
             except CaptureError as exc:
                 where = item.host + path_without_query(item.path)
                 _failed(db, "parse_error", f"{where}: {exc}", counts)

@@ -13,19 +13,18 @@ are now upright) and its ICC profile, so the photo keeps its date, camera and co
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
-log = logging.getLogger("instafly.enhance")
+from instaflyd import imaging
 
-pillow_heif.register_heif_opener()
+log = logging.getLogger("instafly.enhance")
 
 _SNIFF_BYTES = 4096
 _MAX_JPEG_EXIF = 65_533 - 6  # one APP1 segment, minus its "Exif\0\0" header
@@ -77,14 +76,8 @@ class LoadedImage:
 def open_image(path: Path, *, max_pixels: int, max_file_mb: float) -> LoadedImage:
     """Read `path` into upright RGB, or raise RejectedImage saying why it cannot be used."""
     _check_file(path, max_file_mb)
-    image = _open(path)
-    with image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise RejectedImage(
-                f"image is {width * height:,} pixels ({width:,} x {height:,}),"
-                f" over the limit of {max_pixels:,}"
-            )
+    stack, image = _open(path, max_pixels)
+    with stack:
         try:
             image.load()
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -130,27 +123,19 @@ def _check_file(path: Path, max_file_mb: float) -> None:
         )
 
 
-def _open(path: Path) -> Image.Image:
-    """Open lazily (header only); our own pixel limit replaces Pillow's bomb warning.
-
-    Pillow's limit is a module global: it is lifted only while the header is read, under a lock,
-    so two threads opening photos never restore it in the wrong order."""
-    with _PILLOW_LIMIT_LOCK:
-        previous = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None  # checked against enhance.max_pixels right after
-        try:
-            return Image.open(path)
-        except PermissionError:
-            raise RejectedImage(UNREADABLE) from None
-        except UnidentifiedImageError:
-            raise RejectedImage(_unidentified(path)) from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise RejectedImage(_damaged(exc)) from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
-
-
-_PILLOW_LIMIT_LOCK = threading.Lock()
+def _open(path: Path, max_pixels: int) -> tuple[contextlib.ExitStack, Image.Image]:
+    """The image opened lazily (header only) through the program's one opening function; its
+    refusals as RejectedImage. Errors while the caller decodes are the caller's."""
+    stack = contextlib.ExitStack()
+    try:
+        image = stack.enter_context(imaging.open_image(path, max_pixels))
+    except imaging.TooManyPixels as exc:
+        raise RejectedImage(str(exc)) from None
+    except UnidentifiedImageError:
+        raise RejectedImage(_unidentified(path)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise RejectedImage(_damaged(exc)) from None
+    return stack, image
 
 
 def _damaged(exc: BaseException) -> str:

@@ -12,7 +12,6 @@ photos with the same model compiles them once.
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from instaflyd.enhance import filters, outputs
 from instaflyd.enhance.edits import EditSearch, Progress
 from instaflyd.enhance.io import RejectedImage, encode_jpeg, open_image
 from instaflyd.enhance.pixels import PixelAscent, add_change, settings
+from instaflyd.imaging import open_image as open_image_file
 from instaflyd.model.inputs import square_copy
 from instaflyd.model.scoring import Scorer
 
@@ -125,7 +125,9 @@ def enhance_file(
         exif=photo.exif,
         icc_profile=photo.icc_profile,
     )
-    written = Image.open(io.BytesIO(jpeg)).convert("RGB")  # scored as the file will be read
+    # Scored as the file will be read; its own output, as large as the photo it came from.
+    with open_image_file(jpeg, config.enhance.max_pixels) as encoded:
+        written = encoded.convert("RGB")
     photo_path, sidecar_path = names or outputs.output_paths(output_dir or path.parent, path.stem)
     result = EnhanceResult(
         input=path,

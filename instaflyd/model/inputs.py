@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pillow_heif import register_heif_opener
 
-register_heif_opener()
+from instaflyd.imaging import CAPTURED_MAX_PIXELS, open_image
 
 
 class ImageReadError(Exception):
@@ -27,10 +26,11 @@ def square_copy(rgb: Image.Image, size: int) -> np.ndarray:
     return np.asarray(small, dtype=np.uint8)
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """(size, size, 3) uint8 RGB."""
+def load_image(path: Path, size: int, max_pixels: int = CAPTURED_MAX_PIXELS) -> np.ndarray:
+    """(size, size, 3) uint8 RGB; captured images by default (training), photos with the
+    photo limit (`instaflyd score`)."""
     try:
-        with Image.open(path) as image:
+        with open_image(path, max_pixels) as image:
             return square_copy(ImageOps.exif_transpose(image).convert("RGB"), size)
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: no such file") from exc
@@ -38,9 +38,11 @@ def load_image(path: Path, size: int) -> np.ndarray:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
 
 
-def load_images(paths: Sequence[Path], size: int) -> np.ndarray:
+def load_images(
+    paths: Sequence[Path], size: int, max_pixels: int = CAPTURED_MAX_PIXELS
+) -> np.ndarray:
     """(N, size, size, 3) float32 RGB in [0, 255]: the Scorer's input."""
     batch = np.empty((len(paths), size, size, 3), dtype=np.float32)
     for i, path in enumerate(paths):
-        batch[i] = load_image(path, size)
+        batch[i] = load_image(path, size, max_pixels)
     return batch

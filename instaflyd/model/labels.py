@@ -1,10 +1,10 @@
 """Training labels from the store, and the split of owners between training and validation.
 
-A label is DESIGN.md's: photo posts (carousels by their cover) whose like count, owner's follower
-count and image are all known; the `labelled_posts` view applies that rule, so hidden likes,
-videos, reels and posts without an image never get here. The target is log(likes / followers);
-a post with 0 likes counts as half a like, which keeps the log finite and below every post of
-the same owner that has likes.
+A label is the store's rule (ARCHITECTURE.md): photo posts (carousels by their cover) whose
+like count, owner's follower count and image are all known; the `labelled_posts` view applies
+that rule, so hidden likes, videos, reels and posts without an image never get here. The target
+is log(likes / followers); a post with 0 likes counts as half a like, which keeps the log finite
+and below every post of the same owner that has likes.
 
 Validation holds out whole owners: the model is judged on accounts it never saw. An owner's side
 depends only on the seed and its id, so owners keep their side as new ones arrive, and a model
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -24,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from instaflyd.store import ImageFiles
+from instaflyd.store.labels import label_target
 
 log = logging.getLogger("instafly.model.labels")
 
-ZERO_LIKES = 0.5  # the like count a post with no likes is scored as
 
 
 class NotEnoughData(Exception):
@@ -47,7 +46,7 @@ class LabelledPost:
     @property
     def target(self) -> float:
         """log(like rate), the regression target."""
-        return math.log(max(self.like_count, ZERO_LIKES) / self.follower_count)
+        return label_target(self.like_count, self.follower_count)
 
 
 @dataclass(frozen=True)

@@ -32,16 +32,22 @@ class Scorer(Protocol):
         ...
 
 
-def score_files(scorer: Scorer, paths: Sequence[Path], batch: int = 16) -> np.ndarray:
+def score_files(
+    scorer: Scorer, paths: Sequence[Path], batch: int = 16, max_pixels: int | None = None
+) -> np.ndarray:
     """The scores of image files, (N,) float32, decoding `batch` of them at a time; raises
-    instaflyd.model.inputs.ImageReadError for a file that is not a readable image."""
+    instaflyd.model.inputs.ImageReadError for a file that is not a readable image or has more
+    than `max_pixels` (by default what capture accepts)."""
     import numpy as np
 
+    from instaflyd.imaging import CAPTURED_MAX_PIXELS
     from instaflyd.model.inputs import load_images
+
+    limit = max_pixels or CAPTURED_MAX_PIXELS
 
     return np.concatenate(
         [
-            np.asarray(scorer(load_images(paths[start : start + batch], scorer.input_size)))
+            np.asarray(scorer(load_images(paths[start : start + batch], scorer.input_size, limit)))
             for start in range(0, len(paths), batch)
         ]
     )

@@ -89,7 +89,7 @@ class TrainResult:
     current_val_srcc: float | None
 
     def as_json(self) -> dict[str, Any]:
-        """DESIGN.md's `train --json` document."""
+        """The `train --json` document."""
         keys = ("version", "promoted", "samples", "val_srcc", "val_pairwise_accuracy", "seconds")
         values = asdict(self)
         return {key: values[key] for key in keys}

@@ -42,6 +42,7 @@ from instaflyd.status.network import is_loopback, lan_address
 from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.status.weights import weights_status
 from instaflyd.store.events import counters, recent_events
+from instaflyd.store.formats import unread_formats
 from instaflyd.store.jobs import jobs_by_state, recently_changed_jobs
 from instaflyd.store.posts import accounts_to_visit
 from instaflyd.store.stats import count, labelled_count, last_capture_time, recent_labelled_posts
@@ -63,6 +64,7 @@ RECENT_POSTS = 6
 RECENT_JOBS = 8
 RECENT_ERRORS = 10
 TLS_HOSTS = 20
+UNREAD_FORMATS = 20
 ACCOUNTS_TO_VISIT = 5
 
 
@@ -139,6 +141,7 @@ def capture_section(config: Config, conn: sqlite3.Connection) -> CaptureSection:
         ],
         tls_note=TLS_NOTE,
         accounts_to_visit=accounts_to_visit(conn, ACCOUNTS_TO_VISIT),
+        unread_formats=unread_formats(conn, UNREAD_FORMATS),
         recent_errors=[
             EventLine(row["ts"], row["component"], row["level"], row["kind"], row["message"])
             for row in recent_events(conn, limit=RECENT_ERRORS, min_level="warning")

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from instaflyd.status.training import TrainingStatus
 from instaflyd.status.weights import WeightsStatus
+from instaflyd.store.formats import UnreadFormat
 from instaflyd.store.posts import WaitingAccount
 from instaflyd.store.versions import TrainingOutcome
 
@@ -109,6 +110,7 @@ class CaptureSection:
     tls_failures: list[TlsFailureLine]
     tls_note: str
     accounts_to_visit: list[WaitingAccount]  # profiles whose posts wait for a follower count
+    unread_formats: list[UnreadFormat]  # documents with posts the parsers could not read
     recent_errors: list[EventLine]
     recent_posts: list[RecentPost]
 

@@ -89,7 +89,7 @@ CREATE TABLE training_runs (
     version     INTEGER REFERENCES model_versions(version),
     message     TEXT
 );
--- DESIGN.md's label rule: photo posts (and carousels, by their cover) with the like count,
+-- The label rule: photo posts (and carousels, by their cover) with the like count,
 -- the owner's follower count and the image all known.
 CREATE VIEW labelled_posts AS
 SELECT p.id, p.owner_id, p.like_count, a.follower_count,

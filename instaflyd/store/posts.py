@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from instaflyd.store.labels import LIKES_AND_IMAGE_KNOWN
 from instaflyd.store.records import AccountRecord, PostRecord, image_file_name
 
 
@@ -142,9 +143,9 @@ def accounts_to_visit(conn: sqlite3.Connection, limit: int) -> list[WaitingAccou
         for row in conn.execute(
             # from the accounts still waiting (few), each one's posts by the owner index
             "SELECT a.id, a.username, (SELECT COUNT(*) FROM posts AS p"
-            "   WHERE p.owner_id = a.id AND p.media_type IN ('photo', 'carousel')"
-            "     AND p.like_count >= 0 AND p.image_sha256 IS NOT NULL) AS waiting"
-            " FROM accounts AS a WHERE COALESCE(a.follower_count, 0) <= 0 AND waiting > 0"
+            f"   WHERE p.owner_id = a.id AND {LIKES_AND_IMAGE_KNOWN}) AS waiting"
+            " FROM accounts AS a"
+            " WHERE COALESCE(a.follower_count, 0) <= 0 AND waiting > 0"
             " ORDER BY waiting DESC, a.username LIMIT ?",
             (limit,),
         )

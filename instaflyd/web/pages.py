@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.config import Config
+from instaflyd.imaging import CAPTURED_MAX_PIXELS, TooManyPixels
 from instaflyd.status.collect import DaemonView, setup_section
 from instaflyd.status.weights import WeightsError, receive_weights
 from instaflyd.store import ImageFiles
@@ -90,7 +91,8 @@ def captured_image(sha256: str) -> Response:
     if row is None:
         abort(404)
     images = ImageFiles(_config().images_dir)
-    return _thumbnail_response(images.path_for(sha256, row["ext"]), [images.root])
+    path = images.path_for(sha256, row["ext"])
+    return _thumbnail_response(path, [images.root], CAPTURED_MAX_PIXELS)
 
 
 @bp.get("/thumbs/job/<int:job_id>/<which>")
@@ -103,14 +105,15 @@ def job_thumbnail(job_id: int, which: str) -> Response:
     if not path:
         abort(404)
     config = _config()
-    return _thumbnail_response(path, [config.watch.drop_dir, config.watch.output_dir])
+    roots = [config.watch.drop_dir, config.watch.output_dir]
+    return _thumbnail_response(path, roots, config.enhance.max_pixels)
 
 
-def _thumbnail_response(path: str | Path, roots: list[Path]) -> Response:
+def _thumbnail_response(path: str | Path, roots: list[Path], max_pixels: int) -> Response:
     try:
         allowed = allowed_file(path, roots)
-        data = thumbnail_jpeg(allowed)
-    except (NotAllowed, OSError):  # outside the folders, gone, or not an image Pillow reads
+        data = thumbnail_jpeg(allowed, max_pixels)
+    except (NotAllowed, OSError, TooManyPixels):  # outside, gone, not an image, too large
         abort(404)
     response = Response(data, mimetype="image/jpeg")
     response.headers["Cache-Control"] = THUMBNAIL_CACHE
