@@ -245,8 +245,10 @@ def check_page(browser: Any, daemon: RunningDaemon, name: str, **options: Any) -
     add_flows(daemon.data_dir, 1000)
     flows = store_numbers(daemon.data_dir)["capture.totals.flows"]
     wait_until(  # the daemon's snapshot takes up to a few seconds to see the new flows
-        lambda: page.evaluate("window.instafly.refresh()")
-        and shown_numbers(page)["capture.totals.flows"] == flows,
+        lambda: (
+            page.evaluate("window.instafly.refresh()")
+            and shown_numbers(page)["capture.totals.flows"] == flows
+        ),
         15,
         "the refreshed flow count",
     )

@@ -57,9 +57,7 @@ def test_a_killed_child_is_restarted_with_backoff_and_logged(db: Database) -> No
         first = supervisor.snapshot()["sleeper"]
         assert (first.state, first.restarts) == ("running", 0)
         os.kill(first.pid, signal.SIGKILL)
-        tick_until(
-            supervisor, lambda: supervisor.snapshot()["sleeper"].restarts == 1, 5, "restart"
-        )
+        tick_until(supervisor, lambda: supervisor.snapshot()["sleeper"].restarts == 1, 5, "restart")
         after = supervisor.snapshot()["sleeper"]
         assert after.state == "running"
         assert after.pid != first.pid
@@ -134,6 +132,34 @@ def test_child_output_is_relayed_with_its_name_and_kept() -> None:
     assert child.wait(10) == 0
     assert child.last_line() == "oops"
     assert sorted(out.getvalue().splitlines()) == ["proxy | hello", "proxy | oops"]
+
+
+TENSORFLOW_WITH_A_REAL_WARNING = """
+import logging, os, sys, warnings
+import tensorflow as tf
+tf.constant(1.0) + 1  # the first op: oneDNN and cuInit speak up here
+sys.stderr.flush()
+os.write(2, b"W0000 00:00:1796138348.994140   13344 op_kernel.cc:1857] OP_REQUIRES failed\\n")
+warnings.warn("a real Python warning", UserWarning)
+logging.basicConfig(format="%(levelname)s %(message)s")
+logging.getLogger("instafly.worker").error("a real error")
+"""
+
+
+@pytest.mark.slow  # imports TensorFlow
+def test_tensorflows_start_up_noise_is_dropped_and_real_warnings_are_relayed() -> None:
+    out = io.StringIO()
+    child = ChildProcess("trainer", python(TENSORFLOW_WITH_A_REAL_WARNING), relay_to=out)
+    assert child.wait(120) == 0, out.getvalue()
+    child.last_line()  # the relay has read everything
+    relayed = out.getvalue()
+    for noise in ("cuInit", "oneDNN", "cuda drivers", "absl::InitializeLog", "AVX"):
+        assert noise not in relayed, relayed
+    assert "trainer | W0000 00:00:1796138348.994140   13344 op_kernel.cc:1857] OP_REQUIRES" in (
+        relayed
+    )
+    assert "UserWarning: a real Python warning" in relayed
+    assert "trainer | ERROR a real error" in relayed
 
 
 def test_a_component_with_a_ready_check_is_starting_until_it_listens(db: Database) -> None:

@@ -121,3 +121,33 @@ def test_waiting_images_are_bounded_in_bytes_oldest_leaving_first() -> None:
     assert pending.add("big_n.jpg", waiting(5_000), now=6.0) == 3  # over the bound on its own
     assert (len(pending), pending.bytes) == (0, 0)
     assert pending.expire(time.time()) == 0
+
+
+def test_the_page_never_draws_a_thumbnail_of_a_huge_captured_image(tmp_path: Path) -> None:
+    """A 9,400 x 9,400 PNG stored before capture refused such images: /images/<sha> is a 404
+    answered from the header, and the page's other thumbnails still come."""
+    from support_daemon import basic_auth, give_password, seed_store
+
+    from instaflyd.config import build_config
+    from instaflyd.store import Database, ImageFiles
+    from instaflyd.store.images import record_image
+    from instaflyd.web import create_app
+
+    config = build_config({"model": {"input_size": 64, "weights": "none"}}, tmp_path / "data")
+    seed_store(config.data_dir, posts=2, owners=1)
+    give_password(config.data_dir)
+    huge = ImageFiles(config.images_dir).put(huge_png(), "png")
+    with Database(config.db_path) as db, db.transaction() as conn:
+        record_image(conn, huge, 9400, 9400, huge.path.stat().st_size)
+    client = create_app(config).test_client()
+    normal = next(p for p in config.images_dir.rglob("*.jpg")).stem
+    tracemalloc.start()
+    try:
+        refused = client.get(f"/images/{huge.sha256}", headers=basic_auth())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.status_code == 404
+    assert peak < 8 * MiB, f"{peak / MiB:.1f} MiB: the picture was decoded"
+    shown = client.get(f"/images/{normal}", headers=basic_auth())
+    assert (shown.status_code, shown.data[:2]) == (200, b"\xff\xd8")

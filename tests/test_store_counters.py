@@ -1,4 +1,4 @@
-"""The counts kept by triggers (migration v5) always equal a recount: labelled posts and their
+"""The counts kept by triggers (migration v6) always equal a recount: labelled posts and their
 owners against the view, rows of posts, accounts and images against COUNT(*)."""
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -21,7 +22,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from helpers import REPO, cli_env, jpeg_bytes, photo, run_cli_json, wait_until, write_config
+from helpers import (
+    REPO,
+    cli_env,
+    jpeg_bytes,
+    missing_on_this_machine,
+    photo,
+    run_cli_json,
+    wait_until,
+    write_config,
+)
 from PIL import Image
 from support_model import TINY_MODEL
 
@@ -63,11 +73,11 @@ def promote_copy(trained: Path, data_dir: Path, version: int) -> None:
 class WorkerProcess:
     """`instaflyd --config C worker` as a child process, its log in a file."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, wrapper: tuple[str, ...] = ()) -> None:
         self.log = log
         self.handle = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "instaflyd", "--config", str(config), "worker"],
+            [*wrapper, sys.executable, "-m", "instaflyd", "--config", str(config), "worker"],
             stdout=self.handle,
             stderr=subprocess.STDOUT,
             env=cli_env(),
@@ -99,8 +109,8 @@ class WorkerProcess:
 def start_worker(tmp_path: Path) -> Iterator[Callable[[Path], WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(config: Path) -> WorkerProcess:
-        worker = WorkerProcess(config, tmp_path / "worker.log")
+    def start(config: Path, wrapper: tuple[str, ...] = ()) -> WorkerProcess:
+        worker = WorkerProcess(config, tmp_path / "worker.log", wrapper)
         started.append(worker)
         return worker
 
@@ -340,6 +350,60 @@ def wait_for_daemon(daemon: Any, check: Callable[[], T | None], timeout: float =
     return wait_until(
         check, timeout, "the daemon's worker", process=daemon.process, output=daemon.output
     )
+
+
+def bound_by_file_modes() -> tuple[str, ...]:
+    """A command prefix that makes a process obey file modes as any user does.
+
+    The tests run as root, and root reads a mode-000 file anyway (CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH). `setpriv` drops both from the bounding set, so the process started
+    under it (and its children: the enhancer) keeps root's uid, and with it the temp folders it
+    owns, but is refused a file whose mode says nobody may read it. Not root: nothing to drop.
+    """
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        missing_on_this_machine("setpriv (util-linux) is needed to drop CAP_DAC_OVERRIDE")
+    return (setpriv, "--bounding-set", "-dac_override,-dac_read_search")
+
+
+def test_a_251_byte_name_and_an_unreadable_file_end_with_a_sidecar_saying_what_happened(
+    tmp_path: Path, trained_data_dir: Path, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    data_dir = with_model(trained_data_dir, tmp_path / "data")
+    config = worker_config(tmp_path, data_dir, enhance={"steps": 2})
+    drop, enhanced = data_dir / "drop", data_dir / "enhanced"
+    long_names = ["p" * 247 + ".jpg", "p" * 246 + "q.jpg"]  # 251 bytes; alike when shortened
+    for seed, name in enumerate(long_names):
+        (drop / name).write_bytes(jpeg_bytes(64, 48, seed=30 + seed))
+    locked = drop / "locked.jpg"
+    locked.write_bytes(jpeg_bytes(64, 48, seed=32))
+    locked.chmod(0)
+    worker = start_worker(config, bound_by_file_modes())
+
+    found = wait_for("the three jobs", jobs_ended(data_dir, [*long_names, "locked.jpg"]), worker)
+    assert found["locked.jpg"]["state"] == "rejected"
+    assert found["locked.jpg"]["reason"] == "cannot read the file (permission denied)"
+    assert json.loads(Path(found["locked.jpg"]["sidecar_path"]).read_text()) == {
+        "status": "rejected",
+        "input": str(locked),
+        "reason": "cannot read the file (permission denied)",
+    }
+    outputs = {found[name]["output_path"] for name in long_names}
+    assert outputs == {
+        str(enhanced / ("p" * 241 + ".instafly.jpg")),
+        str(enhanced / ("p" * 239 + "-2.instafly.jpg")),
+    }
+    for name in long_names:
+        assert (found[name]["state"], found[name]["attempts"]) == ("done", 1)
+        record = json.loads(Path(found[name]["sidecar_path"]).read_text())
+        assert (record["input"], record["output"]) == (str(drop / name), found[name]["output_path"])
+    assert sorted(output_files(data_dir)) == sorted(
+        ["locked.instafly.json"]
+        + [Path(found[n][key]).name for n in long_names for key in ("output_path", "sidecar_path")]
+    )
+    assert worker.terminate() == 0
 
 
 # --- crashes, restarts and the model ------------------------------------------------------------

@@ -35,6 +35,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
+from instaflyd import shutdown
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.ingest import CaptureError, Ingester, ResponseTooLarge
 from instaflyd.capture.matching import PendingImages
@@ -181,11 +182,17 @@ class CaptureWriter:
         self._reader.close()  # the child has its copy; a dead child now means EPIPE here
         self._started = True
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Write everything already handed over, then end the writer process."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Write everything already handed over, then end the writer process, all within
+        `timeout` seconds (default: this process's share of the shutdown budget, see
+        `instaflyd.shutdown`, so that the proxy is never killed while the writer still works).
+        What cannot be written in time is logged at ERROR as lost, never dropped silently."""
         if not self._started or self._stopped:
             return
         self._stopped = True
+        if timeout is None:
+            timeout = shutdown.for_children(shutdown.PROXY_SHARE)
+        deadline = time.monotonic() + timeout
         if self._shipping is not None:
             self._shipping.cancel()
             self._shipping = None
@@ -193,20 +200,43 @@ class CaptureWriter:
         counts, self._counts = +self._counts, Counter()
         for item in (counts, _STOP) if counts else (_STOP,):
             self._backlog.append(memoryview(_frame(item)))
-        os.set_blocking(self._fd, True)
         try:
-            while self._backlog:
-                head = self._backlog.popleft()
-                while head:
-                    head = head[os.write(self._fd, head) :]
+            self._write_backlog(deadline)
         except BrokenPipeError:
-            log.warning("capture: the writer process was gone at shutdown")
+            log.error("capture: the writer process was gone at shutdown")
+        if len(self._backlog) > 1:  # more than the stop frame: items a writer never got
+            log.error(
+                "capture: %d captured items could not be handed to the writer within %.0f s of"
+                " the shutdown budget; they are lost",
+                len(self._backlog) - 1,
+                timeout,
+            )
         self._pipe.close()
-        self._process.join(timeout)
+        self._process.join(max(0.0, deadline - time.monotonic()))
         if self._process.is_alive():
-            log.warning("the writer did not finish in %.0f s; stopping it", timeout)
+            log.error(
+                "capture: the writer did not finish within %.0f s of the shutdown budget;"
+                " stopping it: what it had not stored yet is lost",
+                timeout,
+            )
             self._process.terminate()
             self._process.join(5)
+
+    def _write_backlog(self, deadline: float) -> None:
+        """Write the backlog into the pipe as the writer reads it, until `deadline`."""
+        while self._backlog:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [self._fd], [], remaining)[1]:
+                return
+            head = self._backlog[0]
+            try:
+                written = os.write(self._fd, head)
+            except BlockingIOError:
+                continue
+            if written < len(head):
+                self._backlog[0] = head[written:]
+            else:
+                self._backlog.popleft()
 
 
 def _frame(item: object) -> bytes:

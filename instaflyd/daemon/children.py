@@ -2,8 +2,8 @@
 
 Each child is a real `python -m instaflyd <command>` process (or any argv, for tests). Its stdout
 and stderr are read line by line by a thread and written to the daemon's stderr prefixed with
-the component's name, so journald shows which part said what; the last lines are kept for the
-status page (why did it crash?).
+the component's name, so journald shows which part said what, without TensorFlow's start-up
+chatter (`logs.is_native_noise`); the last lines are kept for the status page (why did it crash?).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
+from instaflyd import shutdown
 from instaflyd.config import Config
+from instaflyd.logs import is_native_noise
 
 log = logging.getLogger("instafly.daemon")
 
@@ -39,7 +41,10 @@ def instaflyd_argv(config: Config, *command: str) -> list[str]:
 
 
 def child_environment() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key not in _DAEMON_ONLY_ENV}
+    """The daemon's environment, without systemd's notify variables, with the child's share of
+    the shutdown budget (`instaflyd.shutdown`)."""
+    inherited = {key: value for key, value in os.environ.items() if key not in _DAEMON_ONLY_ENV}
+    return {**inherited, **shutdown.child_env(shutdown.DAEMON_SHARE)}
 
 
 class ChildProcess:
@@ -111,6 +116,8 @@ class ChildProcess:
         out = self._relay_to or sys.stderr
         for line in self.process.stdout:
             line = line.rstrip("\n")
+            if is_native_noise(line):  # TensorFlow's start-up chatter in the trainer
+                continue
             self.lines.append(line)
             with contextlib.suppress(OSError, ValueError):
                 out.write(f"{self.name} | {line}\n")
@@ -129,7 +136,12 @@ def stop_all(children: Sequence[ChildProcess], timeout: float) -> dict[str, int 
             child.terminate()
     for child in children:
         if child.wait(deadline - time.monotonic()) is None:
-            log.warning("%s did not stop within %.0f s; killing it", child.name, timeout)
+            log.error(
+                "%s did not stop within %.0f s of the shutdown budget; killing it (what it had"
+                " not finished is lost)",
+                child.name,
+                timeout,
+            )
             child.kill()
             child.wait(2)
     return {child.name: child.poll() for child in children}

@@ -4,7 +4,9 @@ The daemon process itself never imports TensorFlow. It serves the status page (w
 thread), starts the proxy and the worker as child processes and keeps them running, runs the
 training scheduler, and talks sd_notify: READY once the proxy and the page listen, STATUS with a
 one-line summary, WATCHDOG from the main loop, STOPPING on SIGTERM. On SIGTERM, SIGINT or SIGHUP
-it stops every child within STOP_TIMEOUT seconds and exits 0.
+it stops every child within their share of the shutdown budget (`instaflyd.shutdown`: inside
+systemd's TimeoutStopSec) and exits 0. If the page's server dies, the daemon says so at ERROR,
+stops everything and exits 1, so that systemd restarts the whole appliance with its page.
 
 An invalid config does not crash-loop: the daemon serves only the safe-mode page with the
 problems (see `safe_mode`) and starts for real as soon as the file is fixed.
@@ -18,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from instaflyd import shutdown
 from instaflyd.config import Config, ConfigError, load_config
 from instaflyd.daemon.children import instaflyd_argv
 from instaflyd.daemon.housekeeping import Housekeeping
@@ -30,6 +33,7 @@ from instaflyd.status.collect import collect_status, with_live_daemon
 from instaflyd.status.document import ComponentStatus, DaemonState, StatusDocument, TrainerStatus
 from instaflyd.status.emitter import StatusEmitter
 from instaflyd.store import Database
+from instaflyd.store.events import record_event
 from instaflyd.web import create_app
 from instaflyd.web.password import announce_password
 from instaflyd.web.server import WebServer
@@ -38,8 +42,8 @@ log = logging.getLogger("instafly.daemon")
 
 TICK_SECONDS = 0.25
 STATUS_EVERY_SECONDS = 5.0
+EXIT_PAGE_DIED = 1  # systemd's Restart=on-failure starts the daemon again
 READY_TIMEOUT = 60.0  # READY even if the proxy is still not listening (STATUS says why)
-STOP_TIMEOUT = 8.0  # children get this long after SIGTERM; systemd's TimeoutStopSec is 20
 
 
 def run_daemon(config_path: Path | None, data_dir: Path | None, *, verbose: bool = False) -> int:
@@ -150,10 +154,22 @@ class Daemon:
             except Exception:  # a store problem must not take the proxy and the worker down
                 log.exception("the training check, housekeeping or the status summary failed")
                 next_status = now + STATUS_EVERY_SECONDS
-            if server.alive():
-                self.notifier.watchdog(now)
+            if not server.alive():
+                return self._page_died(server)
+            self.notifier.watchdog(now)
         self.shutdown(server)
         return 0
+
+    def _page_died(self, server: WebServer) -> int:
+        """The page's server ended on its own: stop everything, loudly, for systemd to restart."""
+        message = (
+            f"the status page's server on {server.address} stopped unexpectedly"
+            f" ({server.failure or 'no error'}); stopping the daemon so that it is restarted"
+        )
+        log.error("%s", message)
+        record_event(self.db, "web", "error", "page_died", message)
+        self.shutdown(server)
+        return EXIT_PAGE_DIED
 
     def begin_stopping(self) -> None:
         """From now on the page and /healthz say "stopping" (still healthy), and so does systemd."""
@@ -164,7 +180,8 @@ class Daemon:
         self.begin_stopping()
         started = time.monotonic()
         others = [self.scheduler.stop(), self.weights.stop()]
-        codes = self.supervisor.stop(STOP_TIMEOUT, also=[c for c in others if c is not None])
+        budget = shutdown.for_children(shutdown.DAEMON_SHARE)
+        codes = self.supervisor.stop(budget, also=[c for c in others if c is not None])
         log.info(
             "children stopped in %.1f s (%s)",
             time.monotonic() - started,

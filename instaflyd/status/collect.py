@@ -43,7 +43,7 @@ from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.status.weights import weights_status
 from instaflyd.store.events import counters, recent_events
 from instaflyd.store.formats import unread_formats
-from instaflyd.store.jobs import jobs_by_state, recently_changed_jobs
+from instaflyd.store.jobs import enhanced_totals, jobs_by_state, recently_changed_jobs
 from instaflyd.store.posts import accounts_to_visit
 from instaflyd.store.stats import count, labelled_count, last_capture_time, recent_labelled_posts
 from instaflyd.store.tls import tls_failures
@@ -240,6 +240,7 @@ def drop_folder_section(config: Config, conn: sqlite3.Connection) -> DropFolderS
         output_dir=str(config.watch.output_dir),
         jobs=jobs_by_state(conn),
         recent=recent,
+        enhanced=enhanced_totals(conn),
     )
 
 

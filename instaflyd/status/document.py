@@ -14,6 +14,7 @@ from typing import Any, Literal
 from instaflyd.status.training import TrainingStatus
 from instaflyd.status.weights import WeightsStatus
 from instaflyd.store.formats import UnreadFormat
+from instaflyd.store.jobs import EnhancedTotals
 from instaflyd.store.posts import WaitingAccount
 from instaflyd.store.versions import TrainingOutcome
 
@@ -187,6 +188,7 @@ class DropFolderSection:
     output_dir: str
     jobs: dict[str, int]  # every job state with its count
     recent: list[RecentJob]
+    enhanced: EnhancedTotals  # photos enhanced so far and their summed score gain
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Requests (the page, /api/status, /metrics) and the systemd STATUS line read the latest snapshot
 instead of querying the store each, so a request costs the same on any store size and a busy
-page cannot slow the capture writer down. The last `HISTORY` snapshots are kept for charts.
+page cannot slow the capture writer down. The last `HISTORY` snapshots are kept in memory; one
+snapshot per 5 minutes goes to the store's bounded history for the page's charts
+(`status.history`).
 `refresh()` asks for a new snapshot now (after "Train now" or a retry, say).
 """
 
@@ -15,6 +17,7 @@ import threading
 from instaflyd.config import Config
 from instaflyd.status.collect import DaemonView, collect_status
 from instaflyd.status.document import StatusDocument
+from instaflyd.status.history import HistorySampler
 from instaflyd.store import Database
 
 log = logging.getLogger("instafly.status")
@@ -25,11 +28,16 @@ HISTORY = 120
 
 class StatusEmitter:
     def __init__(
-        self, config: Config, daemon: DaemonView | None, every: float = EVERY_SECONDS
+        self,
+        config: Config,
+        daemon: DaemonView | None,
+        every: float = EVERY_SECONDS,
+        sampler: HistorySampler | None = None,
     ) -> None:
         self.config = config
         self.daemon = daemon
         self.every = every
+        self.sampler = sampler or HistorySampler()
         self.history: collections.deque[StatusDocument] = collections.deque(maxlen=HISTORY)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -70,5 +78,12 @@ class StatusEmitter:
                     with self._built:
                         self.history.append(document)
                         self._built.notify_all()
+                    self._sample(db, document)
                 self._wake.wait(self.every)
                 self._wake.clear()
+
+    def _sample(self, db: Database, document: StatusDocument) -> None:
+        try:
+            self.sampler.offer(db, document)
+        except Exception:  # a busy or full disk must not end the snapshots either
+            log.exception("could not record the status history; trying again")

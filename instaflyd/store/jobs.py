@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 JobState = Literal["queued", "waiting_model", "running", "done", "rejected", "failed"]
@@ -180,3 +181,19 @@ def last_queued_by_input(conn: sqlite3.Connection) -> dict[str, float]:
         row["input_path"]: row["created"]
         for row in conn.execute("SELECT input_path, MAX(created) AS created FROM jobs GROUP BY 1")
     }
+
+
+@dataclass(frozen=True)
+class EnhancedTotals:
+    """Photos enhanced so far (jobs done with both scores) and the sum of their score gains."""
+
+    photos: int
+    score_gain: float
+
+
+def enhanced_totals(conn: sqlite3.Connection) -> EnhancedTotals:
+    row = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(score_after - score_before), 0.0) FROM jobs"
+        " WHERE state = 'done' AND score_before IS NOT NULL AND score_after IS NOT NULL"
+    ).fetchone()
+    return EnhancedTotals(photos=int(row[0]), score_gain=float(row[1]))

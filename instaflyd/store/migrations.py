@@ -153,13 +153,31 @@ CREATE TABLE unread_formats (
 CREATE INDEX unread_formats_last_seen ON unread_formats(last_seen);
 """
 
-# v5: counts read on every status request kept up to date instead of recounted: the rows of
+# v5: the status history for the page's charts: one row per (tier, bucket), the last sample of
+# the bucket; tiers of 5 minutes, an hour and a day, each pruned to its span by
+# instaflyd.store.history (a few hundred kilobytes after a year).
+V5_HISTORY = """
+CREATE TABLE history (
+    tier       INTEGER NOT NULL,                 -- bucket length in seconds: 300, 3600, 86400
+    bucket     INTEGER NOT NULL,                 -- the bucket's start (Unix time, multiple of tier)
+    time       REAL NOT NULL,                    -- when the sample was taken
+    posts      INTEGER NOT NULL,                 -- totals at that time (cumulative counts)
+    labelled   INTEGER NOT NULL,
+    next_training_at INTEGER NOT NULL,           -- labelled posts at which training is due
+    flows      INTEGER NOT NULL,
+    enhanced   INTEGER NOT NULL,                 -- photos enhanced (jobs done) so far
+    score_gain REAL NOT NULL,                    -- the sum of their predicted score gains
+    PRIMARY KEY (tier, bucket)
+) WITHOUT ROWID;
+"""
+
+# v6: counts read on every status request kept up to date instead of recounted: the rows of
 # posts, accounts and images, and labelled posts per owner (kept by triggers on posts, accounts
 # and images; the sum is `labelled`, the owners with any are what validation needs); the newest
 # and the last seen posts found by an index, not a sort or a scan.
 # A post is labelled by the rule of the `labelled_posts` view (V2_MODEL): the triggers use the
 # same rule, and tests/test_store_counters.py checks them against the view.
-V5_LABELLED_COUNTERS = """
+V6_LABELLED_COUNTERS = """
 CREATE INDEX posts_recent ON posts(first_seen, id);
 CREATE INDEX posts_last_seen ON posts(last_seen);
 CREATE TABLE row_counts (
@@ -255,7 +273,8 @@ MIGRATIONS: list[str] = [
     V2_MODEL,
     V3_QUEUE_AND_COUNTERS,
     V4_UNREAD_FORMATS,
-    V5_LABELLED_COUNTERS,
+    V5_HISTORY,
+    V6_LABELLED_COUNTERS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

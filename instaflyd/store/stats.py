@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-COUNTED_TABLES = ("posts", "accounts", "images")  # rows kept in row_counts (migration v5)
+COUNTED_TABLES = ("posts", "accounts", "images")  # rows kept in row_counts (migration v6)
 
 
 def count(conn: sqlite3.Connection, table: str) -> int:
@@ -16,7 +16,7 @@ def count(conn: sqlite3.Connection, table: str) -> int:
 
 
 def labelled_count(conn: sqlite3.Connection) -> int:
-    """Rows of the `labelled_posts` view, from the per-owner counts triggers keep (migration v5):
+    """Rows of the `labelled_posts` view, from the per-owner counts triggers keep (migration v6):
     counting the view itself joins every post, hundreds of milliseconds on a big store."""
     return int(conn.execute("SELECT COALESCE(SUM(labelled), 0) FROM owner_labels").fetchone()[0])
 

@@ -166,3 +166,34 @@ def runs_since_full_pass(conn: sqlite3.Connection) -> int | None:
             return count
         count += 1
     return count if count else None
+
+
+@dataclass(frozen=True)
+class VersionMetrics:
+    """One trained version's validation figures, promoted or not (kept forever: they are few)."""
+
+    version: int
+    created: float
+    samples: int
+    val_srcc: float | None
+    val_pairwise_accuracy: float | None
+    promoted: bool
+
+
+def version_metrics(conn: sqlite3.Connection) -> list[VersionMetrics]:
+    """Every trained version, oldest first (by the primary key)."""
+    rows = conn.execute(
+        "SELECT version, created, samples, val_srcc, val_pairwise_accuracy, promoted"
+        " FROM model_versions ORDER BY version"
+    ).fetchall()
+    return [
+        VersionMetrics(
+            version=row["version"],
+            created=row["created"],
+            samples=row["samples"],
+            val_srcc=row["val_srcc"],
+            val_pairwise_accuracy=row["val_pairwise_accuracy"],
+            promoted=bool(row["promoted"]),
+        )
+        for row in rows
+    ]

@@ -1,9 +1,14 @@
-"""The machine-readable side: /api/status (JSON), /metrics (Prometheus), /healthz (public)."""
+"""The machine-readable side: /api/status and /api/history (JSON), /metrics (Prometheus),
+/healthz (public)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+import time
 
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from instaflyd.status.history import UnknownSeries, history_series, parse_request
+from instaflyd.web.database import get_db
 from instaflyd.web.metrics import render_metrics
 from instaflyd.web.status import current_status
 
@@ -16,6 +21,16 @@ CONTENT_TYPE_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 @bp.get("/api/status")
 def status() -> Response:
     return jsonify(current_status().as_dict())
+
+
+@bp.get("/api/history")
+def history() -> tuple[Response, int]:
+    """The points of one chart: ?series=posts|capture|enhanced|models&range=day|month|year."""
+    try:
+        series, range_ = parse_request(request.args.get("series"), request.args.get("range"))
+    except UnknownSeries as exc:
+        return jsonify(error=str(exc)), 400
+    return jsonify(history_series(get_db().conn, series, range_, time.time()).as_dict()), 200
 
 
 @bp.get("/metrics")

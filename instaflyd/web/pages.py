@@ -24,9 +24,11 @@ from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.config import Config
 from instaflyd.imaging import CAPTURED_MAX_PIXELS, TooManyPixels
 from instaflyd.status.collect import DaemonView, setup_section
+from instaflyd.status.history import UnknownSeries, parse_request
 from instaflyd.status.weights import WeightsError, receive_weights
 from instaflyd.store import ImageFiles
 from instaflyd.store.jobs import get_job, retry_job
+from instaflyd.web.charts import history_charts
 from instaflyd.web.database import get_db
 from instaflyd.web.status import current_status
 from instaflyd.web.thumbnails import NotAllowed, allowed_file, thumbnail_jpeg
@@ -59,7 +61,16 @@ def qr_svg(text: str) -> Markup:
 @bp.get("/")
 def index() -> str:
     status = current_status()
-    return render_template("index.html", status=status, qr=qr_svg(status.setup.setup_url))
+    try:
+        _, range_ = parse_request("posts", request.args.get("range"))
+    except UnknownSeries as exc:
+        abort(400, str(exc))
+    return render_template(
+        "index.html",
+        status=status,
+        qr=qr_svg(status.setup.setup_url),
+        history=history_charts(get_db().conn, range_, status),
+    )
 
 
 @bp.get("/setup")

@@ -114,6 +114,8 @@ class WebServer:
         self.guard = ConnectionGuard(self.server)
         self.address = f"{host}:{self.server.effective_port}"
         self._thread = threading.Thread(target=self._serve, name="waitress", daemon=True)
+        self._stopping = False
+        self.failure: str | None = None  # why the server ended, if it ended on its own
 
     def start(self) -> None:
         self._thread.start()
@@ -124,6 +126,7 @@ class WebServer:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the listening socket and open connections; let running requests finish."""
+        self._stopping = True
         self.server.task_dispatcher.shutdown(timeout=timeout)
         wasyncore.close_all(self.server._map)
         self._thread.join(timeout)
@@ -131,5 +134,12 @@ class WebServer:
     def _serve(self) -> None:
         try:
             self.server.run()
-        except Exception:  # the loop ends with EBADF once stop() closed the sockets
-            log.debug("waitress loop ended", exc_info=True)
+        except Exception as exc:
+            if self._stopping:  # the loop ends with EBADF once stop() closed the sockets
+                log.debug("waitress loop ended", exc_info=True)
+                return
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.exception("the status page's server failed")
+            return
+        if not self._stopping:
+            self.failure = "its loop returned"
