@@ -36,7 +36,7 @@ from instaflyd.store.posts import (
 )
 from instaflyd.store.records import image_file_name
 from instaflyd.store.stats import count, labelled_count
-from instaflyd.store.tls import count_tls_failure, tls_failures
+from instaflyd.store.tls import TlsFailure, count_tls_failure, tls_failures
 from instaflyd.store.versions import (
     add_model_version,
     current_model_version,
@@ -226,19 +226,19 @@ def test_events_counters_and_tls_failures_round_trip(db: Database) -> None:
         add_to_counter(conn, "flows")
         count_tls_failure(conn, "i.instagram.com", "certificate unknown", now=10.0)
         count_tls_failure(conn, "i.instagram.com", "handshake failure", now=20.0)
-    assert [e["kind"] for e in recent_events(db.conn)] == ["started", "parse_error"]
-    assert [e["message"] for e in recent_events(db.conn, min_level="warning")] == [
+    assert [e.kind for e in recent_events(db.conn)] == ["started", "parse_error"]
+    assert [e.message for e in recent_events(db.conn, min_level="warning")] == [
         "could not parse /api/v1/x"
     ]
     assert counters(db.conn) == {"flows": 4}
     [failure] = tls_failures(db.conn)
-    assert dict(failure) == {
-        "host": "i.instagram.com",
-        "count": 2,
-        "first_seen": 10.0,
-        "last_seen": 20.0,
-        "last_error": "handshake failure",
-    }
+    assert failure == TlsFailure(
+        host="i.instagram.com",
+        count=2,
+        first_seen=10.0,
+        last_seen=20.0,
+        last_error="handshake failure",
+    )
 
 
 def test_record_event_commits_on_its_own_echoes_and_never_raises(
@@ -253,7 +253,7 @@ def test_record_event_commits_on_its_own_echoes_and_never_raises(
         )
         record_event(db, "worker", "info", "quiet", "not echoed")
     [event] = recent_events(db.conn, min_level="error")
-    assert (event["component"], event["kind"]) == ("worker", "enhancer_crashed")
+    assert (event.component, event.kind) == ("worker", "enhancer_crashed")
     echoed = [(r.levelname, r.message) for r in caplog.records if r.name == "instafly.worker"]
     assert echoed == [("ERROR", "the enhancer exited; again")]
 

@@ -136,14 +136,14 @@ def capture_section(config: Config, conn: sqlite3.Connection) -> CaptureSection:
         counters=counts,
         last_capture=last_capture_time(conn),
         tls_failures=[
-            TlsFailureLine(row["host"], row["count"], row["last_seen"], row["last_error"])
+            TlsFailureLine(row.host, row.count, row.last_seen, row.last_error)
             for row in tls_failures(conn, limit=TLS_HOSTS)
         ],
         tls_note=TLS_NOTE,
         accounts_to_visit=accounts_to_visit(conn, ACCOUNTS_TO_VISIT),
         unread_formats=unread_formats(conn, UNREAD_FORMATS),
         recent_errors=[
-            EventLine(row["ts"], row["component"], row["level"], row["kind"], row["message"])
+            EventLine(row.ts, row.component, row.level, row.kind, row.message)
             for row in recent_events(conn, limit=RECENT_ERRORS, min_level="warning")
         ],
         recent_posts=[
