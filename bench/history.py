@@ -2,7 +2,8 @@
 the API's points, one sample, and the table's size after a simulated year.
 
 On one store of `--posts` labelled posts (100,000), served by waitress on loopback as
-`instaflyd run` serves it, one keep-alive client, p50 and p95 of `--requests` requests:
+`instaflyd run` serves it (the page reads the emitter's snapshot of the status document, built
+once here), one keep-alive client, p50 and p95 of `--requests` requests:
 
   /                           the page with an empty history (the baseline)
   /?range=day|month|year      the same page with a full year of history (every bucket filled)
@@ -32,6 +33,8 @@ import numpy as np  # noqa: E402
 from big_store import add_posts  # noqa: E402
 
 from instaflyd.config import Config, build_config  # noqa: E402
+from instaflyd.status.collect import collect_status  # noqa: E402
+from instaflyd.status.document import StatusDocument  # noqa: E402
 from instaflyd.status.history import HistorySampler  # noqa: E402
 from instaflyd.store import Database  # noqa: E402
 from instaflyd.store.history import DAY, MINUTES_5, HistorySample, history_size  # noqa: E402
@@ -48,6 +51,30 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class SnapshotDaemon:
+    """The daemon as the page sees it: the emitter's latest snapshot, built once."""
+
+    state = "running"
+
+    def __init__(self, document: StatusDocument) -> None:
+        self.document = document
+
+    def components(self) -> dict:
+        return {}
+
+    def heartbeat_age(self) -> float:
+        return 0.0
+
+    def request_training(self) -> tuple[bool, str]:
+        return False, "not in a benchmark"
+
+    def latest_status(self) -> StatusDocument:
+        return self.document
+
+    def refresh_status(self) -> None:
+        pass
 
 
 def a_year_of_samples(config: Config, end: float) -> tuple[int, float, int]:
@@ -69,7 +96,9 @@ def a_year_of_samples(config: Config, end: float) -> tuple[int, float, int]:
 
 
 def measure(config: Config, paths: list[str], requests: int) -> dict[str, tuple[float, float]]:
-    server = WebServer(create_app(config), "127.0.0.1", 0)
+    with Database(config.db_path) as db:
+        daemon = SnapshotDaemon(collect_status(config, db.conn))
+    server = WebServer(create_app(config, daemon), "127.0.0.1", 0)
     server.start()
     host, port = server.address.rsplit(":", 1)
     headers = {"Authorization": "Basic " + _basic(PASSWORD), "Host": server.address}
