@@ -19,6 +19,7 @@ Builds a store of `--posts` labelled posts (100,000) by `--accounts` owners (3,0
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -42,6 +43,8 @@ from instaflyd.web import create_app  # noqa: E402
 from instaflyd.web.server import WebServer  # noqa: E402
 
 INSTAFLYD = [sys.executable, "-m", "instaflyd"]
+PASSWORD = "bench-password"  # the page always needs one; scripts use HTTP basic auth
+BASIC_AUTH = "Basic " + base64.b64encode(f"bench:{PASSWORD}".encode()).decode()
 POSTS_PER_RESPONSE = 50
 
 
@@ -81,7 +84,7 @@ def measure_endpoints(config: Config, requests: int) -> dict[str, tuple[float, f
             samples = []
             for _ in range(requests + 2):
                 started = time.perf_counter()
-                client.request("GET", path)
+                client.request("GET", path, headers={"Authorization": BASIC_AUTH})
                 response = client.getresponse()
                 body = response.read()
                 samples.append((time.perf_counter() - started) * 1000)
@@ -171,8 +174,9 @@ def main() -> None:
 
     now = time.time()
     with tempfile.TemporaryDirectory(prefix="instafly-bench-") as temp:
-        small = build_config({}, data_dir=Path(temp) / "small")
-        big = build_config({}, data_dir=Path(temp) / "big")
+        settings = {"web": {"password": PASSWORD}}
+        small = build_config(settings, data_dir=Path(temp) / "small")
+        big = build_config(settings, data_dir=Path(temp) / "big")
         tenth = max(1, args.posts // 10)
         build(small, tenth, max(2, args.accounts // 10), args.events // 10, now)
         seconds = build(big, args.posts, args.accounts, args.events, now)

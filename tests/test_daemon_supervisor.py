@@ -63,8 +63,8 @@ def test_a_killed_child_is_restarted_with_backoff_and_logged(db: Database) -> No
         assert after.pid != first.pid
         assert after.last_exit == -signal.SIGKILL
         [event] = recent_events(db.conn)
-        assert (event["component"], event["level"]) == ("sleeper", "warning")
-        assert event["message"] == "sleeper was killed by signal 9; restarting in 0 s"
+        assert (event.component, event.level) == ("sleeper", "warning")
+        assert event.message == "sleeper was killed by signal 9; restarting in 0 s"
     finally:
         supervisor.stop(5)
     assert supervisor.snapshot()["sleeper"].state == "stopped"
@@ -84,9 +84,9 @@ def test_a_crash_loop_becomes_degraded_then_is_retried_later(db: Database) -> No
     assert (crasher.last_exit, crasher.last_error) == (3, "boom: port in use")
     assert time.monotonic() - started < 10
     events = recent_events(db.conn)
-    assert events[0]["level"] == "error"
-    assert "degraded and will be tried again in 2 s" in events[0]["message"]
-    assert "exited with status 3 (boom: port in use)" in events[0]["message"]
+    assert events[0].level == "error"
+    assert "degraded and will be tried again in 2 s" in events[0].message
+    assert "exited with status 3 (boom: port in use)" in events[0].message
     # Degraded means waiting, not spinning: no restart before degraded_retry_seconds.
     for _ in range(10):
         supervisor.tick()
@@ -240,8 +240,8 @@ def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_pa
         snapshot = scheduler.snapshot()
         assert (snapshot.failures, snapshot.last_exit) == (1, -signal.SIGKILL)
         [event] = recent_events(db.conn)
-        assert event["kind"] == "training_failed"
-        assert event["message"] == (
+        assert event.kind == "training_failed"
+        assert event.message == (
             "training failed (exit status -9): forced=False; next try in 1 s"
         )
         # "Train now" starts a forced run at once, whatever the schedule says.

@@ -122,10 +122,10 @@ def test_a_worse_model_is_written_but_not_promoted(copy_of_trained: Path) -> Non
     assert (result.promoted, result.current_version) == (False, 1)
     assert result.val_srcc is None or result.val_srcc < result.current_val_srcc
     with Database(trained.db_path) as db:
-        assert current_model_version(db.conn)["version"] == 1
+        assert current_model_version(db.conn).version == 1
         row = db.one("SELECT promoted FROM model_versions WHERE version = ?", (result.version,))
         assert row["promoted"] == 0
-        assert f"v{result.version} not promoted" in latest_training_run(db.conn)["message"]
+        assert f"v{result.version} not promoted" in latest_training_run(db.conn).message
     assert (trained.models_dir / f"v{result.version:04d}" / "tail.weights.h5").is_file()
     assert load_scorer(trained).version == 1
 
@@ -204,7 +204,7 @@ def test_one_owner_cannot_be_trained_and_validated(data_dir: Path) -> None:
         run_training(config)
     with Database(config.db_path) as db:
         run = latest_training_run(db.conn)
-        assert (run["state"], run["message"].split(":")[0]) == ("failed", "NotEnoughData")
+        assert (run.state, run.message.split(":")[0]) == ("failed", "NotEnoughData")
         assert current_model_version(db.conn) is None
     assert not config.models_dir.exists() or not any(config.models_dir.iterdir())
 
@@ -227,7 +227,7 @@ def test_a_live_trainer_blocks_another_and_a_dead_one_is_marked_failed(data_dir:
             stale = db.one("SELECT * FROM training_runs WHERE pid = ?", (other.pid,))
             assert stale["state"] == "failed"
             assert stale["message"] == f"the trainer (pid {other.pid}) stopped before finishing"
-            assert latest_training_run(db.conn)["id"] == run_id
+            assert latest_training_run(db.conn).id == run_id
     finally:
         other.kill()
         other.wait()
@@ -270,7 +270,7 @@ def test_the_cli_survives_sigkill_then_trains_and_scores(tmp_path: Path, data_di
     try:
         with Database(config.db_path) as db:
             wait_until(
-                lambda: (run := latest_training_run(db.conn)) is not None and run["epoch"] >= 2,
+                lambda: (run := latest_training_run(db.conn)) is not None and run.epoch >= 2,
                 120,
                 "the trainer's second epoch",
                 process=trainer,
@@ -281,7 +281,7 @@ def test_the_cli_survives_sigkill_then_trains_and_scores(tmp_path: Path, data_di
         trainer.wait()
     with Database(config.db_path) as db:
         killed = latest_training_run(db.conn)
-        assert (killed["state"], killed["pid"]) == ("running", trainer.pid)
+        assert (killed.state, killed.pid) == ("running", trainer.pid)
         assert current_model_version(db.conn) is None
     assert not config.models_dir.exists() or not any(config.models_dir.iterdir())
     stats = run_cli_json("stats", "--json", config=config_file)
@@ -294,10 +294,10 @@ def test_the_cli_survives_sigkill_then_trains_and_scores(tmp_path: Path, data_di
     assert (result["version"], result["promoted"], result["samples"]) == (1, True, 72)
     assert result["val_srcc"] >= 0.6 and result["val_pairwise_accuracy"] >= 0.6
     with Database(config.db_path) as db:
-        before = db.one("SELECT * FROM training_runs WHERE id = ?", (killed["id"],))
+        before = db.one("SELECT * FROM training_runs WHERE id = ?", (killed.id,))
         assert before["state"] == "failed"
         assert before["message"] == f"the trainer (pid {trainer.pid}) stopped before finishing"
-        assert latest_training_run(db.conn)["state"] == "done"
+        assert latest_training_run(db.conn).state == "done"
     metrics = json.loads((data_dir / "models" / "v0001" / "metrics.json").read_text())
     assert (metrics["features_computed"], metrics["features_reused"]) == (0, 72)  # the killed run's
     assert [p.name for p in config.models_dir.iterdir()] == ["v0001"]

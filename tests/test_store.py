@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import multiprocessing
@@ -37,7 +36,7 @@ from instaflyd.store.posts import (
 )
 from instaflyd.store.records import image_file_name
 from instaflyd.store.stats import count, labelled_count
-from instaflyd.store.tls import count_tls_failure, tls_failures
+from instaflyd.store.tls import TlsFailure, count_tls_failure, tls_failures
 from instaflyd.store.versions import (
     add_model_version,
     current_model_version,
@@ -78,7 +77,7 @@ def test_opening_sets_wal_busy_timeout_foreign_keys_and_current_schema(db: Datab
     assert db.scalar("PRAGMA journal_mode") == "wal"
     assert db.scalar("PRAGMA busy_timeout") == 30000
     assert db.scalar("PRAGMA foreign_keys") == 1
-    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 5
+    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 6
 
 
 def test_accounts_and_posts_round_trip_with_first_and_last_seen(db: Database) -> None:
@@ -227,19 +226,19 @@ def test_events_counters_and_tls_failures_round_trip(db: Database) -> None:
         add_to_counter(conn, "flows")
         count_tls_failure(conn, "i.instagram.com", "certificate unknown", now=10.0)
         count_tls_failure(conn, "i.instagram.com", "handshake failure", now=20.0)
-    assert [e["kind"] for e in recent_events(db.conn)] == ["started", "parse_error"]
-    assert [e["message"] for e in recent_events(db.conn, min_level="warning")] == [
+    assert [e.kind for e in recent_events(db.conn)] == ["started", "parse_error"]
+    assert [e.message for e in recent_events(db.conn, min_level="warning")] == [
         "could not parse /api/v1/x"
     ]
     assert counters(db.conn) == {"flows": 4}
     [failure] = tls_failures(db.conn)
-    assert dict(failure) == {
-        "host": "i.instagram.com",
-        "count": 2,
-        "first_seen": 10.0,
-        "last_seen": 20.0,
-        "last_error": "handshake failure",
-    }
+    assert failure == TlsFailure(
+        host="i.instagram.com",
+        count=2,
+        first_seen=10.0,
+        last_seen=20.0,
+        last_error="handshake failure",
+    )
 
 
 def test_record_event_commits_on_its_own_echoes_and_never_raises(
@@ -254,7 +253,7 @@ def test_record_event_commits_on_its_own_echoes_and_never_raises(
         )
         record_event(db, "worker", "info", "quiet", "not echoed")
     [event] = recent_events(db.conn, min_level="error")
-    assert (event["component"], event["kind"]) == ("worker", "enhancer_crashed")
+    assert (event.component, event.kind) == ("worker", "enhancer_crashed")
     echoed = [(r.levelname, r.message) for r in caplog.records if r.name == "instafly.worker"]
     assert echoed == [("ERROR", "the enhancer exited; again")]
 
@@ -285,25 +284,26 @@ def test_model_versions_and_training_runs_round_trip(db: Database) -> None:
         add_model_version(conn, 2, "models/v0002", 320, 330, {"val_srcc": 0.5}, promoted=False)
         finish_training_run(conn, run, "done", version=1, now=4.0)
     current = current_model_version(db.conn)
-    assert (current["version"], current["path"], current["samples"], current["promoted_at"]) == (
+    assert (current.version, current.path, current.samples, current.promoted_at) == (
         1,
         "models/v0001",
         300,
         3.0,
     )
-    assert json.loads(current["metrics"]) == {"val_srcc": 0.61, "val_pairwise_accuracy": 0.7}
+    assert current.metrics == {"val_srcc": 0.61, "val_pairwise_accuracy": 0.7}  # parsed once
+    assert current.promoted is True  # a bool, not SQLite's 1
     assert next_model_version(db.conn) == 3
     last = latest_training_run(db.conn)
-    assert (last["state"], last["epoch"], last["loss"], last["version"], last["finished"]) == (
+    assert (last.state, last.epoch, last.loss, last.version, last.finished) == (
         "done",
         3,
         0.5,
         1,
         4.0,
     )
-    assert json.loads(last["metrics"]) == {"val_srcc": 0.4}
+    assert last.metrics == {"val_srcc": 0.4}
     current = current_model_version(db.conn)
-    assert (current["version"], current["val_srcc"]) == (1, 0.61)
+    assert (current.version, current.val_srcc) == (1, 0.61)
     assert in_progress(latest_training_run(db.conn)) is False
 
 
@@ -314,7 +314,7 @@ def test_jobs_round_trip_one_job_per_content_and_atomic_claims(db: Database) -> 
         second = enqueue_job(conn, "/drop/b.jpg", "bbb", now=2.0)
     with db.transaction() as conn:
         claimed = claim_next_job(conn, worker_pid=77, now=5.0)
-    assert (claimed["id"], claimed["state"], claimed["attempts"], claimed["worker_pid"]) == (
+    assert (claimed.id, claimed.state, claimed.attempts, claimed.worker_pid) == (
         first,
         "running",
         1,
@@ -333,8 +333,8 @@ def test_jobs_round_trip_one_job_per_content_and_atomic_claims(db: Database) -> 
         )
         finish_job(conn, second, "rejected", reason="not an image: the file is a text document")
     done = get_job(db.conn, first)
-    assert (done["state"], done["score_after"], done["finished"]) == ("done", 0.3, 6.0)
-    assert get_job(db.conn, second)["reason"] == "not an image: the file is a text document"
+    assert (done.state, done.score_after, done.finished) == ("done", 0.3, 6.0)
+    assert get_job(db.conn, second).reason == "not an image: the file is a text document"
     assert jobs_by_state(db.conn) == {
         "queued": 0,
         "waiting_model": 0,

@@ -47,7 +47,7 @@ def _claim_until_empty(path: str, start: threading.Barrier) -> None:
         start.wait()
         while (job := claim_job(db, os.getpid())) is not None:
             with db.transaction() as conn:
-                finish_job(conn, job["id"], "done")
+                finish_job(conn, job.id, "done")
             time.sleep(0.001)  # the work itself, outside the lock
 
 
@@ -84,7 +84,7 @@ def test_a_file_is_queued_once_per_content_and_an_unreadable_one_without_a_hash(
     assert queue_file(db, tmp_path / "gone.jpg") is None
     expect_hash = os.geteuid() == 0  # root reads it anyway
     assert queue_file(db, locked) == 2
-    assert (get_job(db.conn, 2)["sha256"] is not None) == expect_hash
+    assert (get_job(db.conn, 2).sha256 is not None) == expect_hash
 
 
 def sleeper() -> subprocess.Popen[bytes]:
@@ -97,7 +97,7 @@ def recover_abandoned_jobs(db: Database, max_attempts: int) -> list[int]:
     for job in abandoned_jobs(db):
         with db.transaction() as conn:
             if end_attempt(conn, job, stopped_while_enhancing(job), max_attempts):
-                ended.append(job["id"])
+                ended.append(job.id)
     return ended
 
 
@@ -115,14 +115,14 @@ def test_a_dead_workers_job_is_retried_then_failed_after_max_attempts(db: Databa
         worker.wait()
         assert recover_abandoned_jobs(db, max_attempts=2) == [job_id]
         job = get_job(db.conn, job_id)
-        assert job["attempts"] == attempt
+        assert job.attempts == attempt
         stopped = (
             f"the worker (pid {worker.pid}) stopped while enhancing this photo"
             " (crashed, ran out of memory or was killed)"
         )
         if attempt == 1:
-            assert (job["state"], job["reason"]) == ("queued", stopped)
-    assert (job["state"], job["reason"]) == ("failed", f"gave up after 2 attempts: {stopped}")
+            assert (job.state, job.reason) == ("queued", stopped)
+    assert (job.state, job.reason) == ("failed", f"gave up after 2 attempts: {stopped}")
     assert db.scalar("SELECT COUNT(*) FROM events WHERE kind = 'job_failed'") == 1
     assert db.scalar("SELECT COUNT(*) FROM events WHERE kind = 'job_retried'") == 1
 
@@ -134,10 +134,10 @@ def test_an_attempt_is_ended_once_whoever_notices_first(db: Database) -> None:
     with db.transaction() as conn:
         assert end_attempt(conn, job, "an error", max_attempts=3) == "queued"
         assert end_attempt(conn, job, "an error", max_attempts=3) is None  # already ended
-        again = claim_next_job(conn, os.getpid(), now=job["started"] + 10)
+        again = claim_next_job(conn, os.getpid(), now=job.started + 10)
         assert end_attempt(conn, job, "an error", max_attempts=3) is None  # not that attempt
         assert end_attempt(conn, again, "an error", max_attempts=2) == "failed"
-    assert get_job(db.conn, job["id"])["reason"] == "gave up after 2 attempts: an error"
+    assert get_job(db.conn, job.id).reason == "gave up after 2 attempts: an error"
 
 
 def test_a_pid_reused_by_a_newer_process_does_not_keep_a_job(db: Database) -> None:
@@ -165,6 +165,6 @@ def test_jobs_wait_for_a_model_visibly_and_an_interrupted_job_keeps_its_attempts
         assert release_waiting_jobs(conn) == 3
     job = claim_job(db, os.getpid())
     with db.transaction() as conn:
-        requeue_job(conn, job["id"], count_attempt=False)
+        requeue_job(conn, job.id, count_attempt=False)
     again = claim_job(db, os.getpid())
-    assert (again["id"], again["attempts"]) == (job["id"], 1)
+    assert (again.id, again.attempts) == (job.id, 1)

@@ -400,19 +400,19 @@ def test_retry_needs_the_csrf_token(client: FlaskClient, seeded: tuple[Config, A
         client.post(f"/actions/retry/{rejected}", data={"csrf_token": "forged"}).status_code == 400
     )
     with Database(config.db_path) as db:
-        assert get_job(db.conn, rejected)["state"] == "rejected"
+        assert get_job(db.conn, rejected).state == "rejected"
 
     token = csrf_of(client)
     response = client.post(f"/actions/retry/{rejected}", data={"csrf_token": token})
     assert (response.status_code, response.headers["Location"]) == (302, "/#drop")
     with Database(config.db_path) as db:
         job = get_job(db.conn, rejected)
-        assert (job["state"], job["attempts"], job["reason"]) == ("queued", 0, None)
+        assert (job.state, job.attempts, job.reason) == ("queued", 0, None)
     assert f"Job {rejected} is queued again." in client.get("/").get_data(as_text=True)
 
     client.post(f"/actions/retry/{jobs['done']}", data={"csrf_token": token})
     with Database(config.db_path) as db:
-        assert get_job(db.conn, jobs["done"])["state"] == "done"
+        assert get_job(db.conn, jobs["done"]).state == "done"
     assert "only failed or rejected jobs can" in client.get("/").get_data(as_text=True)
 
 

@@ -118,7 +118,7 @@ def test_sent_photos_go_into_the_drop_folder_and_the_queue_once(
     assert not [p for p in drop.iterdir() if p.name.startswith(".")]  # no staging file left
     with Database(config.db_path) as db:
         job = get_job(db.conn, photos[0]["id"])
-        assert (job["state"], job["input_path"]) == ("queued", str(drop / "IMG_1.jpg"))
+        assert (job.state, job.input_path) == ("queued", str(drop / "IMG_1.jpg"))
     # The same photo again, under another name: the same job, no second copy.
     again = send(client, (first, "copy.jpg"), token=token).get_json()["photos"]
     assert again == [{"id": photos[0]["id"], "name": "IMG_1.jpg", "status": "queued"}]

@@ -146,7 +146,7 @@ def csrf_token(session: requests.Session, url: str) -> str:
 
 def job_state(config: Config, job_id: int) -> str:
     with Database(config.db_path) as db:
-        return get_job(db.conn, job_id)["state"]
+        return get_job(db.conn, job_id).state
 
 
 # --- 5: DNS rebinding and cross-site requests -----------------------------------------------------

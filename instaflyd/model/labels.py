@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from instaflyd.store import ImageFiles
-from instaflyd.store.labels import label_target
+from instaflyd.store.labels import label_target, labelled_rows
 
 log = logging.getLogger("instafly.model.labels")
 
@@ -87,23 +87,20 @@ class Split:
 def labelled_posts(conn: sqlite3.Connection, images: ImageFiles) -> list[LabelledPost]:
     """Every labelled post whose image file is on disk, in a stable order."""
     posts, missing = [], 0
-    for row in conn.execute(
-        "SELECT id, owner_id, like_count, follower_count, image_sha256, image_ext,"
-        " COALESCE(taken_at, first_seen) AS seen FROM labelled_posts ORDER BY id"
-    ):
-        path = images.path_for(row["image_sha256"], row["image_ext"])
+    for row in labelled_rows(conn):
+        path = images.path_for(row.image_sha256, row.image_ext)
         if not path.is_file():
             missing += 1
             continue
         posts.append(
             LabelledPost(
-                post_id=row["id"],
-                owner_id=row["owner_id"],
-                like_count=row["like_count"],
-                follower_count=row["follower_count"],
-                image_sha256=row["image_sha256"],
+                post_id=row.id,
+                owner_id=row.owner_id,
+                like_count=row.like_count,
+                follower_count=row.follower_count,
+                image_sha256=row.image_sha256,
                 image_path=path,
-                seen=float(row["seen"]),
+                seen=row.seen,
             )
         )
     if missing:

@@ -30,7 +30,7 @@ from instaflyd.model.backbone import (
     weights_file,
 )
 from instaflyd.model.scoring import NoModelError
-from instaflyd.store.versions import current_model_version
+from instaflyd.store.versions import current_model_version, model_version_numbers
 
 log = logging.getLogger("instafly.model.registry")
 
@@ -137,7 +137,7 @@ def clean_models_dir(config: Config, conn: sqlite3.Connection) -> None:
     """
     if not config.models_dir.is_dir():
         return
-    known = {row[0] for row in conn.execute("SELECT version FROM model_versions")}
+    known = set(model_version_numbers(conn))
     for entry in config.models_dir.iterdir():
         orphan = entry.name.startswith("v") and entry.name[1:].isdigit()
         if entry.name.startswith(TEMP_PREFIX) or (orphan and int(entry.name[1:]) not in known):
@@ -148,7 +148,6 @@ def clean_models_dir(config: Config, conn: sqlite3.Connection) -> None:
 def prune_versions(config: Config, conn: sqlite3.Connection) -> None:
     """Delete the folders of old versions: keep the current one and the newest KEEP_VERSIONS."""
     current = current_model_version(conn)
-    rows = conn.execute("SELECT version FROM model_versions ORDER BY version DESC").fetchall()
-    for (version,) in rows[KEEP_VERSIONS:]:
-        if current is None or version != current["version"]:
+    for version in model_version_numbers(conn)[KEEP_VERSIONS:]:
+        if current is None or version != current.version:
             shutil.rmtree(version_dir(config, version), ignore_errors=True)

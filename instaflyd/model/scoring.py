@@ -71,4 +71,4 @@ def load_scorer(config: Config) -> Scorer:
             raise NoModelError(f"no model yet: {status.reason}{hint}")
     from instaflyd.model.registry import load_version
 
-    return load_version(config, current["version"])
+    return load_version(config, current.version)

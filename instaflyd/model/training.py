@@ -50,11 +50,13 @@ from instaflyd.store import Database, ImageFiles
 from instaflyd.store.events import log_event
 from instaflyd.store.stats import labelled_count
 from instaflyd.store.versions import (
+    ModelVersion,
     add_model_version,
     current_model_version,
     finish_training_run,
     next_model_version,
     record_training_progress,
+    running_training_runs,
     runs_since_full_pass,
     start_training_run,
 )
@@ -133,13 +135,11 @@ def run_training(
 def claim_training_run(db: Database, epochs: int) -> int:
     """Start a training run unless one is alive; runs left by dead processes become failed."""
     with db.transaction() as conn:
-        for run in conn.execute(
-            "SELECT id, pid, started FROM training_runs WHERE state = 'running'"
-        ):
-            if claim_alive(run["pid"], run["started"]) and run["pid"] != os.getpid():
-                raise TrainingBusy(f"training is already running (pid {run['pid']})")
-            message = f"the trainer (pid {run['pid']}) stopped before finishing"
-            finish_training_run(conn, run["id"], "failed", message=message)
+        for run in running_training_runs(conn):
+            if claim_alive(run.pid, run.started) and run.pid != os.getpid():
+                raise TrainingBusy(f"training is already running (pid {run.pid})")
+            message = f"the trainer (pid {run.pid}) stopped before finishing"
+            finish_training_run(conn, run.id, "failed", message=message)
             log_event(conn, "trainer", "warning", "training_interrupted", message)
         return start_training_run(conn, os.getpid(), epochs)
 
@@ -161,7 +161,7 @@ def _train(
         split,
         config.train,
         cached=cache.inventory(),
-        current_trained_at=current["created"] if from_current else None,
+        current_trained_at=current.created if from_current else None,
         runs_since_full=runs_since_full_pass(db.conn),
         version=next_model_version(db.conn),
         full=full_pass,
@@ -190,7 +190,7 @@ def _train(
     metrics = fit(tail, features, split, config.train, on_epoch)
     current_srcc = None
     if current is not None:
-        current_srcc = _current_val_srcc(config, current["version"], backbone, features, split)
+        current_srcc = _current_val_srcc(config, current.version, backbone, features, split)
     promoted = _not_worse(metrics["val_srcc"], current_srcc)
 
     version = next_model_version(db.conn)
@@ -203,7 +203,7 @@ def _train(
         "train_samples": len(split.train),
         "features_computed": report.computed,
         "features_reused": report.reused,
-        "current_version": current["version"] if current else None,
+        "current_version": current.version if current else None,
         "current_val_srcc": current_srcc,
         "seconds": seconds,
     }
@@ -226,7 +226,7 @@ def _train(
         val_srcc=metrics["val_srcc"],
         val_pairwise_accuracy=metrics["val_pairwise_accuracy"],
         seconds=seconds,
-        current_version=current["version"] if current else None,
+        current_version=current.version if current else None,
         current_val_srcc=current_srcc,
     )
     with db.transaction() as conn:
@@ -351,18 +351,18 @@ def predict(tail: keras.Model, features: Features, rows: np.ndarray) -> np.ndarr
 
 
 def _starting_tail(
-    config: Config, backbone: Backbone, current: Any, split: Split
+    config: Config, backbone: Backbone, current: ModelVersion | None, split: Split
 ) -> tuple[keras.Model, bool]:
     """The current version's tail when it fits this frozen part (and True); else VGG16's conv +
     a new head (and False)."""
     if current is not None:
         try:
-            tail = registry.tail_on(config, current["version"], backbone)
+            tail = registry.tail_on(config, current.version, backbone)
         except registry.ModelLoadError as exc:
-            log.warning("cannot start from v%d (%s); starting afresh", current["version"], exc)
+            log.warning("cannot start from v%d (%s); starting afresh", current.version, exc)
             tail = None
         if tail is not None:
-            log.info("fine-tuning v%d", current["version"])
+            log.info("fine-tuning v%d", current.version)
             return tail, True
     return fresh_tail(config, backbone, split), False
 

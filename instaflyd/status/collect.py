@@ -8,7 +8,6 @@ snapshot of `StatusEmitter`). Reads only; the SQL is in `instaflyd.store`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
 import time
 from pathlib import Path
@@ -43,11 +42,12 @@ from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.status.weights import weights_status
 from instaflyd.store.events import counters, recent_events
 from instaflyd.store.formats import unread_formats
-from instaflyd.store.jobs import enhanced_totals, jobs_by_state, recently_changed_jobs
+from instaflyd.store.jobs import Job, enhanced_totals, jobs_by_state, recently_changed_jobs
 from instaflyd.store.posts import accounts_to_visit
 from instaflyd.store.stats import count, labelled_count, last_capture_time, recent_labelled_posts
 from instaflyd.store.tls import tls_failures
 from instaflyd.store.versions import (
+    TrainingRun,
     current_model_version,
     in_progress,
     last_training_outcome,
@@ -136,14 +136,14 @@ def capture_section(config: Config, conn: sqlite3.Connection) -> CaptureSection:
         counters=counts,
         last_capture=last_capture_time(conn),
         tls_failures=[
-            TlsFailureLine(row["host"], row["count"], row["last_seen"], row["last_error"])
+            TlsFailureLine(row.host, row.count, row.last_seen, row.last_error)
             for row in tls_failures(conn, limit=TLS_HOSTS)
         ],
         tls_note=TLS_NOTE,
         accounts_to_visit=accounts_to_visit(conn, ACCOUNTS_TO_VISIT),
         unread_formats=unread_formats(conn, UNREAD_FORMATS),
         recent_errors=[
-            EventLine(row["ts"], row["component"], row["level"], row["kind"], row["message"])
+            EventLine(row.ts, row.component, row.level, row.kind, row.message)
             for row in recent_events(conn, limit=RECENT_ERRORS, min_level="warning")
         ],
         recent_posts=[
@@ -166,26 +166,26 @@ def model_section(config: Config, conn: sqlite3.Connection) -> ModelSection:
     running = in_progress(run)
     upcoming = training_status(config, conn)
     return ModelSection(
-        version=current["version"] if current else None,
-        trained_at=current["created"] if current else None,
-        samples=current["samples"] if current else 0,
-        val_srcc=current["val_srcc"] if current else None,
-        val_pairwise_accuracy=current["val_pairwise_accuracy"] if current else None,
-        metrics=json.loads(current["metrics"]) if current else {},
+        version=current.version if current else None,
+        trained_at=current.created if current else None,
+        samples=current.samples if current else 0,
+        val_srcc=current.val_srcc if current else None,
+        val_pairwise_accuracy=current.val_pairwise_accuracy if current else None,
+        metrics=current.metrics if current else {},
         training=TrainingProgress(
             running=running,
-            epoch=run["epoch"] if run else None,
-            epochs=run["epochs"] if run else None,
+            epoch=run.epoch if run else None,
+            epochs=run.epochs if run else None,
             progress=_progress(run) if run and running else None,
-            loss=run["loss"] if run else None,
-            started=run["started"] if run else None,
+            loss=run.loss if run else None,
+            started=run.started if run else None,
         ),
         last_run=LastRun(
-            state=run["state"],
-            finished=run["finished"],
-            version=run["version"],
-            message=run["message"],
-            metrics=json.loads(run["metrics"]) if run["metrics"] else None,
+            state=run.state,
+            finished=run.finished,
+            version=run.version,
+            message=run.message,
+            metrics=run.metrics,
         )
         if run
         else None,
@@ -217,22 +217,22 @@ def training_goal(config: Config, upcoming: TrainingStatus) -> TrainingGoal:
 def drop_folder_section(config: Config, conn: sqlite3.Connection) -> DropFolderSection:
     recent = []
     for row in recently_changed_jobs(conn, RECENT_JOBS):
-        before, after = row["score_before"], row["score_after"]
+        before, after = row.score_before, row.score_after
         recent.append(
             RecentJob(
-                id=row["id"],
-                name=Path(row["input_path"]).name,
-                state=row["state"],
-                reason=row["reason"],
-                attempts=row["attempts"],
-                finished=row["finished"],
+                id=row.id,
+                name=Path(row.input_path).name,
+                state=row.state,
+                reason=row.reason,
+                attempts=row.attempts,
+                finished=row.finished,
                 score_before=before,
                 score_after=after,
                 score_change=after - before if before is not None and after is not None else None,
-                model_version=row["model_version"],
-                before=_thumbnail_url(row, "before", row["input_path"]),
-                after=_thumbnail_url(row, "after", row["output_path"]),
-                retryable=row["state"] in RETRYABLE_STATES,
+                model_version=row.model_version,
+                before=_thumbnail_url(row, "before", row.input_path),
+                after=_thumbnail_url(row, "after", row.output_path),
+                retryable=row.state in RETRYABLE_STATES,
             )
         )
     return DropFolderSection(
@@ -280,14 +280,14 @@ def setup_section(config: Config) -> SetupSection:
     )
 
 
-def _thumbnail_url(job: sqlite3.Row, which: str, path: str | None) -> str | None:
+def _thumbnail_url(job: Job, which: str, path: str | None) -> str | None:
     """A preview only where there is a file to show (a rejected input may not be an image)."""
-    if not path or job["state"] == "rejected" or not Path(path).is_file():
+    if not path or job.state == "rejected" or not Path(path).is_file():
         return None
-    return f"/thumbs/job/{job['id']}/{which}"
+    return f"/thumbs/job/{job.id}/{which}"
 
 
-def _progress(run: sqlite3.Row) -> float:
-    if not run["epochs"]:
+def _progress(run: TrainingRun) -> float:
+    if not run.epochs:
         return 0.0
-    return max(0.0, min(1.0, (run["epoch"] or 0) / run["epochs"]))
+    return max(0.0, min(1.0, (run.epoch or 0) / run.epochs))

@@ -45,11 +45,11 @@ def training_status(
         new = labelled
         needed = max(0, config.train.min_labelled_posts - labelled)
     else:
-        new = max(0, labelled - current["labelled_total"])
+        new = max(0, labelled - current.labelled_total)
         needed = max(0, config.train.min_new_posts - new)
     facts = dict(
         labelled=labelled, owners=owners, new_since_current=new, needed=needed,
-        current_version=current["version"] if current else None, running=running,
+        current_version=current.version if current else None, running=running,
         weights_ok=weights.ok,
     )  # fmt: skip
 
@@ -57,7 +57,7 @@ def training_status(
         return TrainingStatus(due=due, reason=reason, **facts)
 
     if running:
-        return status(False, f"training is running (pid {run['pid']})")
+        return status(False, f"training is running (pid {run.pid})")
     if not weights.ok and not allow_random_weights:
         return status(False, weights.message)
     if needed:

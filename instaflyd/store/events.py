@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
@@ -19,6 +20,20 @@ log = logging.getLogger("instafly.store")
 
 Level = Literal["debug", "info", "warning", "error"]
 KEEP_EVENTS = 10_000
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the event log."""
+
+    id: int
+    ts: float
+    component: str
+    level: Level
+    kind: str
+    message: str
+
+
 _LOG_LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -69,14 +84,17 @@ def record_event(
 
 def recent_events(
     conn: sqlite3.Connection, limit: int = 20, min_level: Level = "debug"
-) -> list[sqlite3.Row]:
+) -> list[Event]:
+    """The newest events at `min_level` or above, newest first."""
     levels = get_args(Level)
     wanted = levels[levels.index(min_level) :]
     marks = ",".join("?" * len(wanted))
-    return conn.execute(
-        f"SELECT * FROM events WHERE level IN ({marks}) ORDER BY id DESC LIMIT ?",
+    rows = conn.execute(
+        f"SELECT id, ts, component, level, kind, message FROM events"
+        f" WHERE level IN ({marks}) ORDER BY id DESC LIMIT ?",
         (*wanted, limit),
-    ).fetchall()
+    )
+    return [Event(*row) for row in rows]
 
 
 def add_to_counter(conn: sqlite3.Connection, name: str, amount: int = 1) -> None:

@@ -47,6 +47,12 @@ class ImageFiles:
             self.path_for(sha256, ext).unlink(missing_ok=True)
 
 
+def stored_image_ext(conn: sqlite3.Connection, sha256: str) -> str | None:
+    """The extension an image is stored under; None when the store has no such image."""
+    row = conn.execute("SELECT ext FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+    return None if row is None else row["ext"]
+
+
 def record_image(
     conn: sqlite3.Connection, image: StoredImage, width: int, height: int, size: int
 ) -> bool:

@@ -8,12 +8,45 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
 JobState = Literal["queued", "waiting_model", "running", "done", "rejected", "failed"]
 JOB_STATES: tuple[JobState, ...] = get_args(JobState)
 FINAL_STATES: tuple[JobState, ...] = ("done", "rejected", "failed")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One drop-folder job as its row was when read (a snapshot: read it again to see changes)."""
+
+    id: int
+    input_path: str
+    sha256: str | None  # of the input's content; None when the file could not be read
+    state: JobState
+    attempts: int
+    created: float
+    updated: float
+    started: float | None
+    finished: float | None
+    worker_pid: int | None
+    reason: str | None
+    output_path: str | None
+    sidecar_path: str | None
+    score_before: float | None
+    score_after: float | None
+    model_version: int | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        return cls(**{name: row[name] for name in _JOB_COLUMNS})
+
+
+_JOB_COLUMNS = tuple(f.name for f in fields(Job))
+
+
+def _job(row: sqlite3.Row | None) -> Job | None:
+    return None if row is None else Job.from_row(row)
 
 
 def enqueue_job(
@@ -31,16 +64,18 @@ def enqueue_job(
 
 def claim_next_job(
     conn: sqlite3.Connection, worker_pid: int, now: float | None = None
-) -> sqlite3.Row | None:
+) -> Job | None:
     """Mark the oldest queued job running for this worker and return it (call in a transaction)."""
     now = time.time() if now is None else now
-    return conn.execute(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, started = :now,"
-        "   updated = :now, worker_pid = :pid"
-        " WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1)"
-        " RETURNING *",
-        {"now": now, "pid": worker_pid},
-    ).fetchone()
+    return _job(
+        conn.execute(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started = :now,"
+            "   updated = :now, worker_pid = :pid"
+            " WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1)"
+            " RETURNING *",
+            {"now": now, "pid": worker_pid},
+        ).fetchone()
+    )
 
 
 def finish_job(
@@ -88,18 +123,19 @@ def retry_job(conn: sqlite3.Connection, job_id: int, now: float | None = None) -
     return cursor.rowcount == 1
 
 
-def get_job(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+def get_job(conn: sqlite3.Connection, job_id: int) -> Job | None:
+    return _job(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
 
-def job_for_content(conn: sqlite3.Connection, sha256: str) -> sqlite3.Row | None:
+def job_for_content(conn: sqlite3.Connection, sha256: str) -> Job | None:
     """The job of a file with this content (there is at most one)."""
-    return conn.execute("SELECT * FROM jobs WHERE sha256 = ?", (sha256,)).fetchone()
+    return _job(conn.execute("SELECT * FROM jobs WHERE sha256 = ?", (sha256,)).fetchone())
 
 
-def recent_jobs(conn: sqlite3.Connection, limit: int) -> list[sqlite3.Row]:
+def recent_jobs(conn: sqlite3.Connection, limit: int) -> list[Job]:
     """The newest jobs first: the last queued (or sent) photo leads."""
-    return conn.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    rows = conn.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
+    return [Job.from_row(row) for row in rows]
 
 
 def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
@@ -110,15 +146,17 @@ def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     return counts
 
 
-def recently_changed_jobs(conn: sqlite3.Connection, limit: int) -> list[sqlite3.Row]:
+def recently_changed_jobs(conn: sqlite3.Connection, limit: int) -> list[Job]:
     """The jobs that changed last (finished, or updated while still open), newest first."""
-    return conn.execute(
+    rows = conn.execute(
         "SELECT * FROM jobs ORDER BY COALESCE(finished, updated) DESC, id DESC LIMIT ?", (limit,)
-    ).fetchall()
+    )
+    return [Job.from_row(row) for row in rows]
 
 
-def running_jobs(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-    return conn.execute("SELECT * FROM jobs WHERE state = 'running' ORDER BY id").fetchall()
+def running_jobs(conn: sqlite3.Connection) -> list[Job]:
+    rows = conn.execute("SELECT * FROM jobs WHERE state = 'running' ORDER BY id")
+    return [Job.from_row(row) for row in rows]
 
 
 def requeue_job(

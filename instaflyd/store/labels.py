@@ -10,6 +10,8 @@ in agreement. The target is log(likes / followers), with 0 likes scored as half 
 from __future__ import annotations
 
 import math
+import sqlite3
+from dataclasses import dataclass
 
 LABELLED_MEDIA = ("photo", "carousel")
 ZERO_LIKES = 0.5  # the like count a post with no likes is scored as: finite, below one like
@@ -24,3 +26,36 @@ LIKES_AND_IMAGE_KNOWN = (
 def label_target(like_count: int, follower_count: int) -> float:
     """log(like rate), the regression target; a post with no likes counts as half a like."""
     return math.log(max(like_count, ZERO_LIKES) / follower_count)
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    """One row of the `labelled_posts` view: a post the model may train on."""
+
+    id: str
+    owner_id: str
+    like_count: int
+    follower_count: int
+    image_sha256: str
+    image_ext: str
+    seen: float  # when it was posted, else when it was first captured
+
+
+def labelled_rows(conn: sqlite3.Connection) -> list[LabelledRow]:
+    """Every labelled post, in a stable order (by post id)."""
+    rows = conn.execute(
+        "SELECT id, owner_id, like_count, follower_count, image_sha256, image_ext,"
+        " COALESCE(taken_at, first_seen) AS seen FROM labelled_posts ORDER BY id"
+    )
+    return [
+        LabelledRow(
+            id=row["id"],
+            owner_id=row["owner_id"],
+            like_count=row["like_count"],
+            follower_count=row["follower_count"],
+            image_sha256=row["image_sha256"],
+            image_ext=row["image_ext"],
+            seen=float(row["seen"]),
+        )
+        for row in rows
+    ]

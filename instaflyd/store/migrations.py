@@ -171,12 +171,110 @@ CREATE TABLE history (
 ) WITHOUT ROWID;
 """
 
+# v6: counts read on every status request kept up to date instead of recounted: the rows of
+# posts, accounts and images, and labelled posts per owner (kept by triggers on posts, accounts
+# and images; the sum is `labelled`, the owners with any are what validation needs); the newest
+# and the last seen posts found by an index, not a sort or a scan.
+# A post is labelled by the rule of the `labelled_posts` view (V2_MODEL): the triggers use the
+# same rule, and tests/test_store_counters.py checks them against the view.
+V6_LABELLED_COUNTERS = """
+CREATE INDEX posts_recent ON posts(first_seen, id);
+CREATE INDEX posts_last_seen ON posts(last_seen);
+CREATE TABLE row_counts (
+    name   TEXT PRIMARY KEY,                     -- a table whose rows are counted
+    value  INTEGER NOT NULL
+);
+INSERT INTO row_counts (name, value) VALUES
+    ('posts', (SELECT COUNT(*) FROM posts)),
+    ('accounts', (SELECT COUNT(*) FROM accounts)),
+    ('images', (SELECT COUNT(*) FROM images));
+CREATE TRIGGER row_counts_posts_insert AFTER INSERT ON posts
+BEGIN UPDATE row_counts SET value = value + 1 WHERE name = 'posts'; END;
+CREATE TRIGGER row_counts_posts_delete AFTER DELETE ON posts
+BEGIN UPDATE row_counts SET value = value - 1 WHERE name = 'posts'; END;
+CREATE TRIGGER row_counts_accounts_insert AFTER INSERT ON accounts
+BEGIN UPDATE row_counts SET value = value + 1 WHERE name = 'accounts'; END;
+CREATE TRIGGER row_counts_accounts_delete AFTER DELETE ON accounts
+BEGIN UPDATE row_counts SET value = value - 1 WHERE name = 'accounts'; END;
+CREATE TRIGGER row_counts_images_insert AFTER INSERT ON images
+BEGIN UPDATE row_counts SET value = value + 1 WHERE name = 'images'; END;
+CREATE TRIGGER row_counts_images_delete AFTER DELETE ON images
+BEGIN UPDATE row_counts SET value = value - 1 WHERE name = 'images'; END;
+CREATE TABLE owner_labels (
+    owner_id  TEXT PRIMARY KEY,
+    labelled  INTEGER NOT NULL                   -- the owner's rows in labelled_posts
+);
+INSERT INTO owner_labels (owner_id, labelled)
+    SELECT owner_id, COUNT(*) FROM labelled_posts GROUP BY owner_id;
+CREATE TRIGGER owner_labels_post_insert AFTER INSERT ON posts
+WHEN NEW.media_type IN ('photo', 'carousel') AND NEW.like_count >= 0
+  AND EXISTS (SELECT 1 FROM images WHERE sha256 = NEW.image_sha256)
+  AND (SELECT follower_count FROM accounts WHERE id = NEW.owner_id) > 0
+BEGIN
+  INSERT INTO owner_labels (owner_id, labelled) VALUES (NEW.owner_id, 1)
+  ON CONFLICT(owner_id) DO UPDATE SET labelled = labelled + 1;
+END;
+CREATE TRIGGER owner_labels_post_delete AFTER DELETE ON posts
+WHEN OLD.media_type IN ('photo', 'carousel') AND OLD.like_count >= 0
+  AND EXISTS (SELECT 1 FROM images WHERE sha256 = OLD.image_sha256)
+  AND (SELECT follower_count FROM accounts WHERE id = OLD.owner_id) > 0
+BEGIN
+  UPDATE owner_labels SET labelled = labelled - 1 WHERE owner_id = OLD.owner_id;
+END;
+CREATE TRIGGER owner_labels_post_update
+AFTER UPDATE OF media_type, like_count, image_sha256, owner_id ON posts
+BEGIN
+  UPDATE owner_labels SET labelled = labelled - 1
+  WHERE owner_id = OLD.owner_id
+    AND OLD.media_type IN ('photo', 'carousel') AND OLD.like_count >= 0
+    AND EXISTS (SELECT 1 FROM images WHERE sha256 = OLD.image_sha256)
+    AND (SELECT follower_count FROM accounts WHERE id = OLD.owner_id) > 0;
+  INSERT INTO owner_labels (owner_id, labelled)
+  SELECT NEW.owner_id, 1
+  WHERE NEW.media_type IN ('photo', 'carousel') AND NEW.like_count >= 0
+    AND EXISTS (SELECT 1 FROM images WHERE sha256 = NEW.image_sha256)
+    AND (SELECT follower_count FROM accounts WHERE id = NEW.owner_id) > 0
+  ON CONFLICT(owner_id) DO UPDATE SET labelled = labelled + 1;
+END;
+CREATE TRIGGER owner_labels_followers AFTER UPDATE OF follower_count ON accounts
+WHEN COALESCE(OLD.follower_count > 0, 0) != COALESCE(NEW.follower_count > 0, 0)
+BEGIN
+  INSERT INTO owner_labels (owner_id, labelled)
+  SELECT NEW.id, (CASE WHEN NEW.follower_count > 0 THEN 1 ELSE -1 END) * COUNT(*)
+  FROM posts AS p
+  WHERE p.owner_id = NEW.id AND p.media_type IN ('photo', 'carousel') AND p.like_count >= 0
+    AND EXISTS (SELECT 1 FROM images WHERE sha256 = p.image_sha256)
+  ON CONFLICT(owner_id) DO UPDATE SET labelled = labelled + excluded.labelled;
+END;
+CREATE TRIGGER owner_labels_image_insert AFTER INSERT ON images
+BEGIN
+  INSERT INTO owner_labels (owner_id, labelled)
+  SELECT p.owner_id, COUNT(*)
+  FROM posts AS p JOIN accounts AS a ON a.id = p.owner_id
+  WHERE p.image_sha256 = NEW.sha256 AND p.media_type IN ('photo', 'carousel')
+    AND p.like_count >= 0 AND a.follower_count > 0
+  GROUP BY p.owner_id
+  ON CONFLICT(owner_id) DO UPDATE SET labelled = labelled + excluded.labelled;
+END;
+CREATE TRIGGER owner_labels_image_delete AFTER DELETE ON images
+BEGIN
+  INSERT INTO owner_labels (owner_id, labelled)
+  SELECT p.owner_id, -COUNT(*)
+  FROM posts AS p JOIN accounts AS a ON a.id = p.owner_id
+  WHERE p.image_sha256 = OLD.sha256 AND p.media_type IN ('photo', 'carousel')
+    AND p.like_count >= 0 AND a.follower_count > 0
+  GROUP BY p.owner_id
+  ON CONFLICT(owner_id) DO UPDATE SET labelled = labelled + excluded.labelled;
+END;
+"""
+
 MIGRATIONS: list[str] = [
     V1_CAPTURE,
     V2_MODEL,
     V3_QUEUE_AND_COUNTERS,
     V4_UNREAD_FORMATS,
     V5_HISTORY,
+    V6_LABELLED_COUNTERS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

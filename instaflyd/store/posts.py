@@ -141,10 +141,12 @@ def accounts_to_visit(conn: sqlite3.Connection, limit: int) -> list[WaitingAccou
     return [
         WaitingAccount(row["id"], row["username"], row["waiting"])
         for row in conn.execute(
-            "SELECT a.id, a.username, COUNT(*) AS waiting"
-            " FROM posts AS p JOIN accounts AS a ON a.id = p.owner_id"
-            f" WHERE {LIKES_AND_IMAGE_KNOWN} AND COALESCE(a.follower_count, 0) <= 0"
-            " GROUP BY a.id ORDER BY waiting DESC, a.username LIMIT ?",
+            # from the accounts still waiting (few), each one's posts by the owner index
+            "SELECT a.id, a.username, (SELECT COUNT(*) FROM posts AS p"
+            f"   WHERE p.owner_id = a.id AND {LIKES_AND_IMAGE_KNOWN}) AS waiting"
+            " FROM accounts AS a"
+            " WHERE COALESCE(a.follower_count, 0) <= 0 AND waiting > 0"
+            " ORDER BY waiting DESC, a.username LIMIT ?",
             (limit,),
         )
     ]

@@ -5,6 +5,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TlsFailure:
+    """Failed TLS handshakes with clients for one host."""
+
+    host: str
+    count: int
+    first_seen: float
+    last_seen: float
+    last_error: str | None
 
 
 def count_tls_failure(
@@ -21,7 +33,11 @@ def count_tls_failure(
     )
 
 
-def tls_failures(conn: sqlite3.Connection, limit: int = 50) -> list[sqlite3.Row]:
-    return conn.execute(
-        "SELECT * FROM tls_failures ORDER BY count DESC, host LIMIT ?", (limit,)
-    ).fetchall()
+def tls_failures(conn: sqlite3.Connection, limit: int = 50) -> list[TlsFailure]:
+    """The hosts with the most failures first."""
+    rows = conn.execute(
+        "SELECT host, count, first_seen, last_seen, last_error FROM tls_failures"
+        " ORDER BY count DESC, host LIMIT ?",
+        (limit,),
+    )
+    return [TlsFailure(*row) for row in rows]

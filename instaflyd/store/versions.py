@@ -15,6 +15,72 @@ from typing import Any
 from instaflyd.processes import claim_alive
 
 
+@dataclass(frozen=True)
+class ModelVersion:
+    """One trained model version (its files are in models/vNNNN/)."""
+
+    version: int
+    created: float
+    path: str  # models/vNNNN
+    samples: int  # labelled posts used (train + validation)
+    labelled_total: int  # labelled posts in the store at training time
+    metrics: dict[str, Any]
+    val_srcc: float | None
+    val_pairwise_accuracy: float | None
+    promoted: bool
+    promoted_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ModelVersion:
+        return cls(
+            version=row["version"],
+            created=row["created"],
+            path=row["path"],
+            samples=row["samples"],
+            labelled_total=row["labelled_total"],
+            metrics=json.loads(row["metrics"]),
+            val_srcc=row["val_srcc"],
+            val_pairwise_accuracy=row["val_pairwise_accuracy"],
+            promoted=bool(row["promoted"]),
+            promoted_at=row["promoted_at"],
+        )
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """One training run and its progress, as its row was when read."""
+
+    id: int
+    started: float
+    finished: float | None
+    heartbeat: float | None
+    state: str  # running | done | failed
+    pid: int | None
+    epoch: int
+    epochs: int | None
+    loss: float | None
+    metrics: dict[str, Any] | None  # the latest validation metrics
+    version: int | None  # the version it wrote
+    message: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> TrainingRun:
+        return cls(
+            id=row["id"],
+            started=row["started"],
+            finished=row["finished"],
+            heartbeat=row["heartbeat"],
+            state=row["state"],
+            pid=row["pid"],
+            epoch=row["epoch"],
+            epochs=row["epochs"],
+            loss=row["loss"],
+            metrics=json.loads(row["metrics"]) if row["metrics"] else None,
+            version=row["version"],
+            message=row["message"],
+        )
+
+
 def add_model_version(
     conn: sqlite3.Connection,
     version: int,
@@ -46,11 +112,17 @@ def add_model_version(
     )
 
 
-def current_model_version(conn: sqlite3.Connection) -> sqlite3.Row | None:
+def current_model_version(conn: sqlite3.Connection) -> ModelVersion | None:
     """The newest promoted version, or None before the first model."""
-    return conn.execute(
+    row = conn.execute(
         "SELECT * FROM model_versions WHERE promoted = 1 ORDER BY version DESC LIMIT 1"
     ).fetchone()
+    return None if row is None else ModelVersion.from_row(row)
+
+
+def model_version_numbers(conn: sqlite3.Connection) -> list[int]:
+    """Every recorded version number, newest first."""
+    return [row[0] for row in conn.execute("SELECT version FROM model_versions ORDER BY 1 DESC")]
 
 
 def next_model_version(conn: sqlite3.Connection) -> int:
@@ -104,14 +176,21 @@ def finish_training_run(
     )
 
 
-def latest_training_run(conn: sqlite3.Connection) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM training_runs ORDER BY id DESC LIMIT 1").fetchone()
+def latest_training_run(conn: sqlite3.Connection) -> TrainingRun | None:
+    row = conn.execute("SELECT * FROM training_runs ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else TrainingRun.from_row(row)
 
 
-def in_progress(run: sqlite3.Row | None) -> bool:
+def running_training_runs(conn: sqlite3.Connection) -> list[TrainingRun]:
+    """Runs marked running: being trained, or left so by a trainer that was killed."""
+    rows = conn.execute("SELECT * FROM training_runs WHERE state = 'running' ORDER BY id")
+    return [TrainingRun.from_row(row) for row in rows]
+
+
+def in_progress(run: TrainingRun | None) -> bool:
     """Whether `run` is being trained now: a killed trainer leaves its run "running", so only
     one whose process is still alive counts."""
-    return run is not None and run["state"] == "running" and claim_alive(run["pid"], run["started"])
+    return run is not None and run.state == "running" and claim_alive(run.pid, run.started)
 
 
 @dataclass(frozen=True)

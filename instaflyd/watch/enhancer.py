@@ -108,8 +108,8 @@ class Enhancer:
         idle_since = time.monotonic()
         while not self.stopping.is_set():
             current = current_model_version(db.conn)
-            if current is not None and current["version"] != version:
-                self._end(db, f"model version {current['version']} was promoted")
+            if current is not None and current.version != version:
+                self._end(db, f"model version {current.version} was promoted")
                 return
             job = claim_job(db, self.pid)
             if job is not None:

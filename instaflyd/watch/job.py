@@ -9,7 +9,6 @@ middle, queued again with its attempt given back and nothing left behind.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from pathlib import Path
 
 from instaflyd.config import Config
@@ -19,7 +18,7 @@ from instaflyd.enhance.pipeline import EnhanceResult, enhance_file
 from instaflyd.model.scoring import Scorer
 from instaflyd.store import Database
 from instaflyd.store.events import log_event
-from instaflyd.store.jobs import JobState, finish_job, get_job, requeue_job
+from instaflyd.store.jobs import Job, JobState, finish_job, get_job, requeue_job
 from instaflyd.watch.job_files import JobFiles
 from instaflyd.watch.queue import file_sha256
 from instaflyd.watch.recovery import settle_attempt
@@ -42,17 +41,17 @@ class JobRunner:
         self.enhancing = False
         self.stopping = False
 
-    def process(self, job: sqlite3.Row) -> None:
+    def process(self, job: Job) -> None:
         """Enhance the photo of a claimed job and record how it ended, whatever happens."""
         try:
             self._enhance(job)
         except Exception as exc:
-            log.exception("job %d (%s) failed", job["id"], job["input_path"])
+            log.exception("job %d (%s) failed", job.id, job.input_path)
             reason = f"enhancement failed: {type(exc).__name__}: {exc}"
             settle_attempt(self.db, self.files, job, reason, self.config.watch.max_attempts)
 
-    def _enhance(self, job: sqlite3.Row) -> None:
-        source = Path(job["input_path"])
+    def _enhance(self, job: Job) -> None:
+        source = Path(job.input_path)
         self.files.release(job)  # a report of an earlier outcome, when retried from the page
         problem = input_problem(job)
         if problem == UNREADABLE:  # still there: its sidecar says why there is no result
@@ -75,9 +74,9 @@ class JobRunner:
             finally:
                 self.enhancing = False
         except Stopping:
-            self.files.release(get_job(self.db.conn, job["id"]))
+            self.files.release(get_job(self.db.conn, job.id))
             with self.db.transaction() as conn:
-                requeue_job(conn, job["id"], count_attempt=False)
+                requeue_job(conn, job.id, count_attempt=False)
                 log_event(conn, "worker", "info", "job_interrupted", f"{source.name}: queued again")
             log.info("%s: interrupted; queued again", source.name)
             raise
@@ -89,20 +88,20 @@ class JobRunner:
 
     def _finish(
         self,
-        job: sqlite3.Row,
+        job: Job,
         state: JobState,
         message: str,
         result: EnhanceResult | None = None,
         *,
         sidecar: Path | None = None,
     ) -> None:
-        name = Path(job["input_path"]).name
+        name = Path(job.input_path).name
         if result is not None:
             sidecar = result.sidecar
         with self.db.transaction() as conn:
             finish_job(
                 conn,
-                job["id"],
+                job.id,
                 state,
                 reason=None if state == "done" else message,
                 output_path=str(result.output) if result else None,
@@ -115,16 +114,16 @@ class JobRunner:
         log.info("%s: %s: %s", name, state, message)
 
 
-def input_problem(job: sqlite3.Row) -> str | None:
+def input_problem(job: Job) -> str | None:
     """Why the queued file cannot be enhanced (gone, unreadable, or changed since queued)."""
     try:
-        sha256 = file_sha256(Path(job["input_path"]))
+        sha256 = file_sha256(Path(job.input_path))
     except FileNotFoundError:
         return "the file was removed from the drop folder before it could be enhanced"
     except PermissionError:
         return UNREADABLE
     except OSError:
         return None  # enhancement refuses it, with the reason, in a sidecar
-    if job["sha256"] and sha256 != job["sha256"]:
+    if job.sha256 and sha256 != job.sha256:
         return "the file changed after it was queued; its new content is queued separately"
     return None

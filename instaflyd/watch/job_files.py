@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from pathlib import Path
 
 from instaflyd.config import WatchConfig
 from instaflyd.enhance.outputs import output_paths, write_sidecar
 from instaflyd.fsutil import remove_stale_temps
 from instaflyd.store import Database
-from instaflyd.store.jobs import output_of_another_job, reserve_outputs
+from instaflyd.store.jobs import Job, output_of_another_job, reserve_outputs
 from instaflyd.watch.queue import live_workers
 
 log = logging.getLogger("instafly.worker")
@@ -38,35 +37,35 @@ class JobFiles:
             return self.watch.output_dir / source.parent.relative_to(self.watch.drop_dir)
         return self.watch.output_dir
 
-    def reserve(self, job: sqlite3.Row) -> tuple[Path, Path]:
+    def reserve(self, job: Job) -> tuple[Path, Path]:
         """Decide the (photo, sidecar) names of this attempt and record them in the job's row."""
-        source = Path(job["input_path"])
+        source = Path(job.input_path)
         photo, sidecar = output_paths(self.output_dir_for(source), source.stem)
         with self.db.transaction() as conn:
-            reserve_outputs(conn, job["id"], str(photo), str(sidecar))
+            reserve_outputs(conn, job.id, str(photo), str(sidecar))
         return photo, sidecar
 
-    def release(self, job: sqlite3.Row | None) -> None:
+    def release(self, job: Job | None) -> None:
         """Remove the files the job's row records, and forget them: what an unfinished attempt
         reserved (and its temp files), or the sidecar of an earlier failed or rejected outcome,
         so that the next attempt writes under the same names."""
-        if job is None or not (job["output_path"] or job["sidecar_path"]):
+        if job is None or not (job.output_path or job.sidecar_path):
             return
-        for name in filter(None, (job["output_path"], job["sidecar_path"])):
-            if not output_of_another_job(self.db.conn, job["id"], name):
+        for name in filter(None, (job.output_path, job.sidecar_path)):
+            if not output_of_another_job(self.db.conn, job.id, name):
                 with contextlib.suppress(FileNotFoundError):
                     Path(name).unlink()
-        if job["output_path"]:
+        if job.output_path:
             # Temps of a live writer are young; with no other process enhancing, none are.
             others = live_workers(self.db) - {self.own_pid}
-            remove_stale_temps(Path(job["output_path"]).parent, 3600 if others else 0)
+            remove_stale_temps(Path(job.output_path).parent, 3600 if others else 0)
         with self.db.transaction() as conn:
-            reserve_outputs(conn, job["id"], None, None)
+            reserve_outputs(conn, job.id, None, None)
 
-    def write_failure_sidecar(self, job: sqlite3.Row, reason: str) -> None:
+    def write_failure_sidecar(self, job: Job, reason: str) -> None:
         """The sidecar of a job that failed for good, recorded in its row (if the output folder
         takes it: the reason is in the store and on the page either way)."""
-        source = Path(job["input_path"])
+        source = Path(job.input_path)
         try:
             _, sidecar = output_paths(self.output_dir_for(source), source.stem)
             write_sidecar(sidecar, {"status": "failed", "input": str(source), "reason": reason})
@@ -74,4 +73,4 @@ class JobFiles:
             log.warning("%s: could not write its failed sidecar: %s", source.name, exc)
             return
         with self.db.transaction() as conn:
-            reserve_outputs(conn, job["id"], None, str(sidecar))
+            reserve_outputs(conn, job.id, None, str(sidecar))

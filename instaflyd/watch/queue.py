@@ -17,6 +17,7 @@ from instaflyd.processes import claim_alive
 from instaflyd.store import Database
 from instaflyd.store.events import log_event
 from instaflyd.store.jobs import (
+    Job,
     JobState,
     claim_next_job,
     enqueue_job,
@@ -57,59 +58,59 @@ def queue_file(db: Database, path: Path) -> int | None:
     return job_id
 
 
-def claim_job(db: Database, worker_pid: int) -> sqlite3.Row | None:
+def claim_job(db: Database, worker_pid: int) -> Job | None:
     """Take the oldest queued job for this worker; no two workers ever get the same one."""
     with db.transaction() as conn:
         return claim_next_job(conn, worker_pid)
 
 
-def abandoned_jobs(db: Database) -> list[sqlite3.Row]:
+def abandoned_jobs(db: Database) -> list[Job]:
     """Jobs left running by a process that is gone (killed, out of memory, power cut)."""
     return [row for row in running_jobs(db.conn) if not _worker_alive(row)]
 
 
 def end_attempt(
-    conn: sqlite3.Connection, job: sqlite3.Row, reason: str, max_attempts: int
+    conn: sqlite3.Connection, job: Job, reason: str, max_attempts: int
 ) -> JobState | None:
     """An attempt at `job` ended without a result (an error, or its process died): the one
     decision of what happens next. The job is queued again, or, once it has used
     `max_attempts`, failed with a reason that says it gave up. Returns the new state; None when
     the attempt was ended already (by another process that noticed first). Call in a
     transaction; the outcome goes to the event log."""
-    current = get_job(conn, job["id"])
-    if current is None or current["state"] != "running" or current["started"] != job["started"]:
+    current = get_job(conn, job.id)
+    if current is None or current.state != "running" or current.started != job.started:
         return None
-    name = Path(job["input_path"]).name
-    used = current["attempts"]
+    name = Path(job.input_path).name
+    used = current.attempts
     if used >= max_attempts:
         reason = f"gave up after {attempts(used)}: {reason}"
-        finish_job(conn, job["id"], "failed", reason=reason)
+        finish_job(conn, job.id, "failed", reason=reason)
         log_event(conn, "worker", "error", "job_failed", f"{name}: {reason}")
         log.error("%s: %s", name, reason)
         return "failed"
-    requeue_job(conn, job["id"], reason=reason)
+    requeue_job(conn, job.id, reason=reason)
     message = f"{name}: {reason}; queued again (attempt {used + 1} of {max_attempts})"
     log_event(conn, "worker", "warning", "job_retried", message)
     log.warning("%s", message)
     return "queued"
 
 
-def stopped_while_enhancing(job: sqlite3.Row) -> str:
+def stopped_while_enhancing(job: Job) -> str:
     """Why a job whose process died has no result."""
     return (
-        f"the worker (pid {job['worker_pid']}) stopped while enhancing this photo"
+        f"the worker (pid {job.worker_pid}) stopped while enhancing this photo"
         " (crashed, ran out of memory or was killed)"
     )
 
 
 def live_workers(db: Database) -> set[int]:
     """The pids of workers that are running a job right now."""
-    return {row["worker_pid"] for row in running_jobs(db.conn) if _worker_alive(row)}
+    return {row.worker_pid for row in running_jobs(db.conn) if _worker_alive(row)}
 
 
-def _worker_alive(job: sqlite3.Row) -> bool:
+def _worker_alive(job: Job) -> bool:
     """Whether the process that claimed `job` still runs (and is not a newer one with its pid)."""
-    return claim_alive(job["worker_pid"], job["started"])
+    return claim_alive(job.worker_pid, job.started)
 
 
 def attempts(count: int) -> str:

@@ -8,28 +8,24 @@ once, by `queue.end_attempt`; a job that is given up on gets a sidecar saying wh
 
 from __future__ import annotations
 
-import sqlite3
-
 from instaflyd.store import Database
-from instaflyd.store.jobs import get_job
+from instaflyd.store.jobs import Job, get_job
 from instaflyd.watch.job_files import JobFiles
 from instaflyd.watch.queue import abandoned_jobs, end_attempt, stopped_while_enhancing
 
 
-def settle_attempt(
-    db: Database, files: JobFiles, job: sqlite3.Row, reason: str, max_attempts: int
-) -> None:
+def settle_attempt(db: Database, files: JobFiles, job: Job, reason: str, max_attempts: int) -> None:
     """Remove what the attempt at `job` left, then retry or fail it (with a failed sidecar)."""
-    current = get_job(db.conn, job["id"])
-    if current is None or (current["state"], current["started"]) != ("running", job["started"]):
+    current = get_job(db.conn, job.id)
+    if current is None or (current.state, current.started) != ("running", job.started):
         return  # that attempt was settled already
     files.release(current)
     with db.transaction() as conn:
         state = end_attempt(conn, job, reason, max_attempts)
     if state == "failed":
-        failed = get_job(db.conn, job["id"])
+        failed = get_job(db.conn, job.id)
         assert failed is not None
-        files.write_failure_sidecar(failed, failed["reason"])
+        files.write_failure_sidecar(failed, failed.reason)
 
 
 def recover(db: Database, files: JobFiles, max_attempts: int) -> list[int]:
@@ -37,5 +33,5 @@ def recover(db: Database, files: JobFiles, max_attempts: int) -> list[int]:
     recovered = []
     for job in abandoned_jobs(db):
         settle_attempt(db, files, job, stopped_while_enhancing(job), max_attempts)
-        recovered.append(job["id"])
+        recovered.append(job.id)
     return recovered

@@ -99,7 +99,7 @@ class Worker:
             if counts["queued"]:
                 wait_for_a_model(self.db, "no model has been trained yet")
             return
-        version = current["version"]
+        version = current.version
         if time.monotonic() < self._not_before and version == self._load_failed:
             if counts["queued"]:
                 wait_for_a_model(self.db, f"model version {version} cannot be loaded (see the log)")

@@ -27,6 +27,7 @@ from instaflyd.status.collect import DaemonView, setup_section
 from instaflyd.status.history import UnknownSeries, parse_request
 from instaflyd.status.weights import WeightsError, receive_weights
 from instaflyd.store import ImageFiles
+from instaflyd.store.images import stored_image_ext
 from instaflyd.store.jobs import get_job, retry_job
 from instaflyd.web.charts import history_charts
 from instaflyd.web.database import get_db
@@ -98,11 +99,11 @@ def captured_image(sha256: str) -> Response:
     """A thumbnail of a captured image, by content hash, from the store's image folder only."""
     if not SHA256.fullmatch(sha256):
         abort(404)
-    row = get_db().one("SELECT ext FROM images WHERE sha256 = ?", (sha256,))
-    if row is None:
+    ext = stored_image_ext(get_db().conn, sha256)
+    if ext is None:
         abort(404)
     images = ImageFiles(_config().images_dir)
-    path = images.path_for(sha256, row["ext"])
+    path = images.path_for(sha256, ext)
     return _thumbnail_response(path, [images.root], CAPTURED_MAX_PIXELS)
 
 
@@ -112,7 +113,7 @@ def job_thumbnail(job_id: int, which: str) -> Response:
     job = get_job(get_db().conn, job_id)
     if job is None or which not in ("before", "after"):
         abort(404)
-    path = job["input_path"] if which == "before" else job["output_path"]
+    path = job.input_path if which == "before" else job.output_path
     if not path:
         abort(404)
     config = _config()

@@ -10,7 +10,6 @@ same endpoints. Every POST needs the CSRF token (`X-CSRF-Token`), like every act
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 
 from instaflyd.config import Config
 from instaflyd.status.weights import WEIGHTS_BYTES
-from instaflyd.store.jobs import get_job, recent_jobs
+from instaflyd.store.jobs import Job, get_job, recent_jobs
 from instaflyd.web.database import get_db
 from instaflyd.web.thumbnails import NotAllowed, allowed_file
 from instaflyd.web.uploads import UploadRefused, receive_upload
@@ -66,28 +65,28 @@ def upload_limit(config: Config) -> int:
     return int(config.enhance.max_file_mb * 1_000_000) + MULTIPART_OVERHEAD
 
 
-def photo_record(row: sqlite3.Row, config: Config) -> Photo:
-    before, after = row["score_before"], row["score_after"]
-    output = _existing(row["output_path"], config.watch.output_dir)
-    done = row["state"] == "done" and output is not None
-    previewable = row["state"] != "rejected" and _existing(row["input_path"], config.watch.drop_dir)
+def photo_record(row: Job, config: Config) -> Photo:
+    before, after = row.score_before, row.score_after
+    output = _existing(row.output_path, config.watch.output_dir)
+    done = row.state == "done" and output is not None
+    previewable = row.state != "rejected" and _existing(row.input_path, config.watch.drop_dir)
     return Photo(
-        id=row["id"],
-        name=Path(row["input_path"]).name,
-        status=row["state"],
-        reason=row["reason"],
-        created=row["created"],
-        finished=row["finished"],
+        id=row.id,
+        name=Path(row.input_path).name,
+        status=row.state,
+        reason=row.reason,
+        created=row.created,
+        finished=row.finished,
         score_before=before,
         score_after=after,
         score_change=after - before if before is not None and after is not None else None,
-        model_version=row["model_version"],
-        edits=_edits(row["sidecar_path"], config) if done else {},
+        model_version=row.model_version,
+        edits=_edits(row.sidecar_path, config) if done else {},
         output_name=output.name if done and output else None,
         urls=PhotoUrls(
-            before=f"/thumbs/job/{row['id']}/before" if previewable else None,
-            after=f"/thumbs/job/{row['id']}/after" if done else None,
-            enhanced=f"/api/photos/{row['id']}/enhanced" if done else None,
+            before=f"/thumbs/job/{row.id}/before" if previewable else None,
+            after=f"/thumbs/job/{row.id}/after" if done else None,
+            enhanced=f"/api/photos/{row.id}/enhanced" if done else None,
         ),
     )
 
@@ -155,8 +154,8 @@ def enhanced_photo(job_id: int) -> Response:
     """The enhanced JPEG itself, full resolution and EXIF, from the output folder only."""
     row = get_job(get_db().conn, job_id)
     config = _config()
-    path = _existing(row["output_path"], config.watch.output_dir) if row else None
-    if row is None or row["state"] != "done" or path is None:
+    path = _existing(row.output_path, config.watch.output_dir) if row else None
+    if row is None or row.state != "done" or path is None:
         abort(404)
     return send_file(path, mimetype="image/jpeg", as_attachment=True, download_name=path.name)
 

@@ -87,9 +87,7 @@ def receive_upload(
         with db.transaction() as conn:
             earlier = job_for_content(conn, sha256)
             if earlier is not None:  # the same photo again: one job, no second copy
-                return Upload(
-                    earlier["id"], Path(earlier["input_path"]).name, earlier["state"], True
-                )
+                return Upload(earlier.id, Path(earlier.input_path).name, earlier.state, True)
             final = _link_free_name(staging, watch.drop_dir, name)
             try:
                 job_id = enqueue_job(conn, str(final), sha256)
