@@ -14,7 +14,7 @@ from support_daemon import TEST_PASSWORD, give_password, seed_store
 from instaflyd.config import Config, build_config
 from instaflyd.status.history import HistorySampler
 from instaflyd.store import Database
-from instaflyd.store.history import DAY, MINUTES_5, HistorySample
+from instaflyd.store.history import MINUTES_5, HistorySample
 from instaflyd.store.versions import add_model_version
 from instaflyd.web import create_app
 from instaflyd.web.server import WebServer
@@ -31,11 +31,15 @@ COUNT_POINTS = {
 }
 
 
+SAMPLES = 23 * 12 + 1  # 5-minute samples over the last 23 hours: none near the day's far edge,
+# so the counts do not change while the tests run (the range's start moves with the clock)
+
+
 def seed_a_day(config: Config, now: float) -> None:
     sampler = HistorySampler()
     with Database(config.db_path) as db:
-        for k in range(DAY // MINUTES_5 + 1):
-            at = now - DAY + k * MINUTES_5
+        for k in range(SAMPLES):
+            at = now - (SAMPLES - 1) * MINUTES_5 + k * MINUTES_5
             sampler.record(db, HistorySample(at, 100 + 2 * k, 50 + k, 400, 10 * k, k // 12,
                                              0.05 * (k // 12)))  # fmt: skip
         with db.transaction() as conn:
@@ -92,8 +96,8 @@ def test_the_charts_draw_every_point_of_the_api_at_phone_and_desktop_sizes(
         assert box["width"] > (0.8 * 390 if size == "phone" else 300)  # wide enough to read
         assert box["x"] + box["width"] <= context_options["viewport"]["width"]
     posts = page.request.get(f"{served}/api/history?series=posts&range=day").json()["points"]
-    assert len(posts) in (288, 289)  # every 5-minute bucket of the last 24 h
-    assert [p["posts"] for p in posts][-1] == 100 + 2 * 288
+    assert len(posts) == SAMPLES  # every 5-minute bucket, one sample each
+    assert [p["posts"] for p in posts][-1] == 100 + 2 * (SAMPLES - 1)
     # The numbers are there as text for screen readers, and the page does not scroll sideways.
     rows = page.locator('figure[data-chart="models"] table tbody tr').all_inner_texts()
     assert [r.split("\t")[:3] for r in rows] == [
@@ -111,8 +115,8 @@ def test_the_charts_draw_every_point_of_the_api_at_phone_and_desktop_sizes(
     page.click('.ranges a:has-text("Month")')
     page.wait_for_load_state("networkidle")
     month = page.request.get(f"{served}/api/history?series=posts&range=month").json()
-    assert len(month["points"]) == 25  # the hours of the last day (24 h span 25 buckets)
-    assert page.locator('figure[data-chart="posts"]').get_attribute("data-points") == "25"
+    assert len(month["points"]) == 24  # the hours of the samples (23 h span 24 buckets)
+    assert page.locator('figure[data-chart="posts"]').get_attribute("data-points") == "24"
     assert page.url.endswith("/?range=month#history")
     assert problems == []
     context.close()

@@ -169,16 +169,15 @@ def _bars(xs: list[float], values: Sequence[float | None], series: HistorySeries
     span = max(1.0, series.until - series.since)
     slot = (RIGHT_EDGE - LEFT) * (series.bucket_seconds or 1) / span
     width = max(1.0, slot * 0.8)
+    # Plain f-strings of numbers (nothing to escape): Markup.format per bar is 10x slower.
     bars = []
     for x, value in zip(xs, values, strict=True):
         height = (BOTTOM - TOP) * (value or 0) / top
         bars.append(
-            Markup(
-                '<rect class="bar" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}">'
-                "<title>{}</title></rect>"
-            ).format(x - width / 2, BOTTOM - height, width, height, _number(value))
+            f'<rect class="bar" x="{x - width / 2:.1f}" y="{BOTTOM - height:.1f}" '
+            f'width="{width:.1f}" height="{height:.1f}"><title>{_number(value)}</title></rect>'
         )
-    return _grid((0, top)) + Markup("").join(bars)
+    return _grid((0, top)) + Markup("".join(bars))
 
 
 def _dots(xs: list[float], values: Sequence[float | None], css: str, right: bool) -> Markup:
@@ -186,9 +185,8 @@ def _dots(xs: list[float], values: Sequence[float | None], css: str, right: bool
     low = min([0.0, *present])
     high = _nice_max(max(present, default=0.01) or 0.01)
     dots = [
-        Markup(
-            '<circle class="dot {}" cx="{:.1f}" cy="{:.1f}" r="3"><title>{}</title></circle>'
-        ).format(css, x, _y(v, (low, high)), _signed(v))
+        f'<circle class="dot {css}" cx="{x:.1f}" cy="{_y(v, (low, high)):.1f}" r="3">'
+        f"<title>{_signed(v)}</title></circle>"
         for x, v in zip(xs, values, strict=True)
         if v is not None
     ]
@@ -199,7 +197,7 @@ def _dots(xs: list[float], values: Sequence[float | None], css: str, right: bool
         if right
         else Markup("")
     )
-    return axis + Markup("").join(dots)
+    return axis + Markup("".join(dots))
 
 
 def _polyline(
@@ -343,9 +341,8 @@ def _wrap(
 
 def _table(caption: str, header: list[str], rows: list[list[str]]) -> Markup:
     head = Markup("").join(Markup('<th scope="col">{}</th>').format(h) for h in header)
-    body = Markup("").join(
-        Markup("<tr>{}</tr>").format(Markup("").join(Markup("<td>{}</td>").format(c) for c in row))
-        for row in rows
+    body = Markup(
+        "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     )
     return Markup(
         '<table class="visually-hidden"><caption>{}</caption><thead><tr>{}</tr></thead>'
