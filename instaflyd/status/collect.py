@@ -217,7 +217,6 @@ def training_goal(config: Config, upcoming: TrainingStatus) -> TrainingGoal:
 def drop_folder_section(config: Config, conn: sqlite3.Connection) -> DropFolderSection:
     recent = []
     for row in recently_changed_jobs(conn, RECENT_JOBS):
-        before, after = row.score_before, row.score_after
         recent.append(
             RecentJob(
                 id=row.id,
@@ -226,9 +225,9 @@ def drop_folder_section(config: Config, conn: sqlite3.Connection) -> DropFolderS
                 reason=row.reason,
                 attempts=row.attempts,
                 finished=row.finished,
-                score_before=before,
-                score_after=after,
-                score_change=after - before if before is not None and after is not None else None,
+                score_before=row.score_before,
+                score_after=row.score_after,
+                score_change=row.score_change,
                 model_version=row.model_version,
                 before=_thumbnail_url(row, "before", row.input_path),
                 after=_thumbnail_url(row, "after", row.output_path),

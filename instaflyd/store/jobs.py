@@ -37,6 +37,13 @@ class Job:
     score_after: float | None
     model_version: int | None
 
+    @property
+    def score_change(self) -> float | None:
+        """How much enhancing raised the score; None until both scores are known."""
+        if self.score_before is None or self.score_after is None:
+            return None
+        return self.score_after - self.score_before
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
         return cls(**{name: row[name] for name in _JOB_COLUMNS})

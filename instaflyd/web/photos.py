@@ -66,7 +66,6 @@ def upload_limit(config: Config) -> int:
 
 
 def photo_record(row: Job, config: Config) -> Photo:
-    before, after = row.score_before, row.score_after
     output = _existing(row.output_path, config.watch.output_dir)
     done = row.state == "done" and output is not None
     previewable = row.state != "rejected" and _existing(row.input_path, config.watch.drop_dir)
@@ -77,9 +76,9 @@ def photo_record(row: Job, config: Config) -> Photo:
         reason=row.reason,
         created=row.created,
         finished=row.finished,
-        score_before=before,
-        score_after=after,
-        score_change=after - before if before is not None and after is not None else None,
+        score_before=row.score_before,
+        score_after=row.score_after,
+        score_change=row.score_change,
         model_version=row.model_version,
         edits=_edits(row.sidecar_path, config) if done else {},
         output_name=output.name if done and output else None,
