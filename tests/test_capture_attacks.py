@@ -10,7 +10,6 @@ import contextlib
 import gzip
 import io
 import json
-import os
 import socket
 import sqlite3
 import ssl
@@ -229,6 +228,28 @@ def peak_rss_mib(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
+# Linux hands a child the parent's memory high-water mark when it forks (and keeps it across
+# exec), so the ru_maxrss of a process started by a big test worker (TensorFlow loaded) says
+# nothing about the process itself. A small wrapper process forks the command instead and reports
+# its RUSAGE_CHILDREN peak, which starts from the wrapper's few megabytes.
+_PEAK_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "done = subprocess.run(sys.argv[1:], capture_output=True)\n"
+    "sys.stdout.buffer.write(done.stdout); sys.stderr.buffer.write(done.stderr)\n"
+    "sys.stderr.write(f'\\nPEAK_KB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n')\n"
+)
+
+
+def run_measuring_peak_rss(command: list[str]) -> tuple[bytes, bytes, float]:
+    """Run `command` to its end; its stdout, stderr and peak resident memory in MiB."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_WRAPPER, *command], capture_output=True, env=cli_env()
+    )
+    stderr, _, peak_line = done.stderr.rstrip().rpartition(b"\n")
+    assert peak_line.startswith(b"PEAK_KB="), done.stderr[-2000:]
+    return done.stdout, stderr, int(peak_line.removeprefix(b"PEAK_KB=")) / 1024
+
+
 # The writer and `import` load mitmproxy, Pillow and SQLite (about 100 MiB here); the limit
 # (proxy.max_body_bytes, 25 MB) and one brotli step may come on top, never the 1 GiB.
 PEAK_MIB = 300
@@ -269,13 +290,7 @@ def test_bombs_through_import_are_skipped_counted_and_import_stays_small(
     dump = write_bomb_dump(tmp_path / "bombs.flows", decoded_mib=1024)
     config = write_config(tmp_path / "instafly.yaml", {"data_dir": str(tmp_path / "data")})
     command = [sys.executable, "-m", "instaflyd", "--config", str(config), "import", "--json"]
-    process = subprocess.Popen(
-        [*command, str(dump)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env()
-    )
-    stdout, stderr = process.stdout.read(), process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    peak = usage.ru_maxrss / 1024
+    stdout, stderr, peak = run_measuring_peak_rss([*command, str(dump)])
     print(f"import peak memory with four 1 GiB bombs: {peak:.0f} MiB")
     assert peak < PEAK_MIB
     summary = json.loads(stdout)

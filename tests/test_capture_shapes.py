@@ -82,13 +82,13 @@ def ingest(ingester: Ingester, document: Any, path: str) -> dict[str, int]:
 def stored_likes(ingester: Ingester, *post_ids: int) -> list[int | None]:
     rows = [get_post(ingester.db.conn, str(post_id)) for post_id in post_ids]
     assert all(row is not None for row in rows)
-    return [row["like_count"] for row in rows]
+    return [row.like_count for row in rows]
 
 
 def stored_followers(ingester: Ingester, account_id: int) -> int | None:
     row = get_account(ingester.db.conn, str(account_id))
     assert row is not None
-    return row["follower_count"]
+    return row.follower_count
 
 
 # --- the families the fixed paths dropped -------------------------------------------------
@@ -125,7 +125,7 @@ def test_related_profiles_of_a_post_page_are_labelled_posts(ingester: Ingester) 
     assert [stored_followers(ingester, account) for account in (700, 701, 702)] == [
         10_000, 20_000, 30_000]  # fmt: skip
     assert stored_followers(ingester, 305701719) == 122620202  # the post's own owner
-    assert get_post(ingester.db.conn, "7011")["owner_id"] == "701"
+    assert get_post(ingester.db.conn, "7011").owner_id == "701"
 
 
 def sections(*medias: dict[str, Any], clip: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -231,7 +231,7 @@ def test_location_pages_graphql(ingester: Ingester, wrapper: str) -> None:
         ("8503", 53, "95"), ("8501", 51, "95"), ("8502", 52, "96")]  # fmt: skip
     ingest(ingester, page, "/explore/locations/212988663/")
     assert stored_likes(ingester, 8501, 8502, 8503) == [51, 52, 53]
-    assert get_post(ingester.db.conn, "8502")["owner_id"] == "96"
+    assert get_post(ingester.db.conn, "8502").owner_id == "96"
 
 
 # --- stories are not posts -------------------------------------------------------------------

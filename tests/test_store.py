@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -89,12 +90,12 @@ def test_accounts_and_posts_round_trip_with_first_and_last_seen(db: Database) ->
         assert upsert_post(conn, photo("1", likes=25), now=200.0) == "updated"
         assert upsert_post(conn, photo("1", likes=None), now=300.0) == "updated"
     account = get_account(db.conn, "42")
-    assert dict(account) == {
+    assert asdict(account) == {
         "id": "42", "username": "alice", "full_name": "Alice A", "follower_count": 1500,
         "first_seen": 100.0, "last_seen": 300.0,
     }  # fmt: skip
     post = get_post(db.conn, "1")
-    assert dict(post) == {
+    assert asdict(post) == {
         "id": "1", "shortcode": "sc1", "owner_id": "42", "media_type": "photo",
         "like_count": 25, "comment_count": 2, "taken_at": 1500000000,
         "image_url": f"{CDN}/1_1_n.jpg?oh=sig", "image_sha256": None, "source": "test",
@@ -107,7 +108,7 @@ def test_accounts_and_posts_round_trip_with_first_and_last_seen(db: Database) ->
 def test_hidden_likes_are_stored_as_null_never_zero(db: Database) -> None:
     with db.transaction() as conn:
         upsert_post(conn, photo("7", likes=None))
-    assert get_post(db.conn, "7")["like_count"] is None
+    assert get_post(db.conn, "7").like_count is None
 
 
 def test_images_round_trip_and_the_largest_variant_is_kept(db: Database, tmp_path: Path) -> None:
@@ -123,7 +124,7 @@ def test_images_round_trip_and_the_largest_variant_is_kept(db: Database, tmp_pat
         assert attach_image(conn, "1", small)
         assert attach_image(conn, "1", large)
         assert not attach_image(conn, "1", small)  # smaller than what the post has
-    assert get_post(db.conn, "1")["image_sha256"] == large
+    assert get_post(db.conn, "1").image_sha256 == large
 
 
 def test_images_no_post_uses_are_removed_row_and_file(db: Database, tmp_path: Path) -> None:

@@ -153,7 +153,9 @@ class Ingester:
             return  # checked before writing the file; attach_image applies the same rule
         stored = self.images.put(image.data, image.ext)
         record_image(conn, stored, image.width, image.height, len(image.data))
-        previous = get_post(conn, post_id)["image_sha256"]
+        post = get_post(conn, post_id)
+        assert post is not None  # written earlier in this transaction
+        previous = post.image_sha256
         if attach_image(conn, post_id, stored.sha256):
             outcome["images_stored"] += 1
             if previous is not None:  # a smaller variant: its row and file go

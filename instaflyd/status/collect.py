@@ -148,12 +148,12 @@ def capture_section(config: Config, conn: sqlite3.Connection) -> CaptureSection:
         ],
         recent_posts=[
             RecentPost(
-                id=row["id"],
-                username=row["username"],
-                like_count=row["like_count"],
-                follower_count=row["follower_count"],
-                like_rate=row["like_rate"],
-                image=f"/images/{row['image_sha256']}",
+                id=row.id,
+                username=row.username,
+                like_count=row.like_count,
+                follower_count=row.follower_count,
+                like_rate=row.like_rate,
+                image=f"/images/{row.image_sha256}",
             )
             for row in recent_labelled_posts(conn, RECENT_POSTS)
         ],

@@ -115,12 +115,52 @@ def attach_image(conn: sqlite3.Connection, post_id: str, sha256: str) -> bool:
     return cursor.rowcount == 1
 
 
-def get_post(conn: sqlite3.Connection, post_id: str) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM posts WHERE id = ?", (post_id,)).fetchone()
+@dataclass(frozen=True)
+class StoredPost:
+    """A post as the store holds it, merged from every capture that described it."""
+
+    id: str
+    shortcode: str | None
+    owner_id: str | None
+    media_type: str
+    like_count: int | None  # None when hidden, never 0 for hidden
+    comment_count: int | None
+    taken_at: int | None
+    image_url: str | None
+    image_sha256: str | None
+    source: str | None
+    first_seen: float
+    last_seen: float
 
 
-def get_account(conn: sqlite3.Connection, account_id: str) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+@dataclass(frozen=True)
+class StoredAccount:
+    """An account as the store holds it (the latest follower count seen)."""
+
+    id: str
+    username: str | None
+    full_name: str | None
+    follower_count: int | None
+    first_seen: float
+    last_seen: float
+
+
+def get_post(conn: sqlite3.Connection, post_id: str) -> StoredPost | None:
+    row = conn.execute(
+        "SELECT id, shortcode, owner_id, media_type, like_count, comment_count, taken_at,"
+        " image_url, image_sha256, source, first_seen, last_seen FROM posts WHERE id = ?",
+        (post_id,),
+    ).fetchone()
+    return None if row is None else StoredPost(*row)
+
+
+def get_account(conn: sqlite3.Connection, account_id: str) -> StoredAccount | None:
+    row = conn.execute(
+        "SELECT id, username, full_name, follower_count, first_seen, last_seen"
+        " FROM accounts WHERE id = ?",
+        (account_id,),
+    ).fetchone()
+    return None if row is None else StoredAccount(*row)
 
 
 @dataclass(frozen=True)

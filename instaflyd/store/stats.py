@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 
 COUNTED_TABLES = ("posts", "accounts", "images")  # rows kept in row_counts (migration v6)
 
@@ -31,11 +32,24 @@ def last_capture_time(conn: sqlite3.Connection) -> float | None:
     return conn.execute("SELECT MAX(last_seen) FROM posts").fetchone()[0]
 
 
-def recent_labelled_posts(conn: sqlite3.Connection, limit: int) -> list[sqlite3.Row]:
+@dataclass(frozen=True)
+class LabelledPostLine:
+    """A labelled post with its owner's username, for the status page."""
+
+    id: str
+    username: str | None
+    like_count: int
+    follower_count: int
+    like_rate: float
+    image_sha256: str
+
+
+def recent_labelled_posts(conn: sqlite3.Connection, limit: int) -> list[LabelledPostLine]:
     """The newest labelled posts with their owner's username, newest first."""
-    return conn.execute(
+    rows = conn.execute(
         "SELECT l.id, a.username, l.like_count, l.follower_count, l.like_rate, l.image_sha256"
         " FROM labelled_posts AS l JOIN accounts AS a ON a.id = l.owner_id"
         " ORDER BY l.first_seen DESC, l.id DESC LIMIT ?",
         (limit,),
-    ).fetchall()
+    )
+    return [LabelledPostLine(*row) for row in rows]
