@@ -81,7 +81,7 @@ def capture_chart(series: HistorySeries) -> Markup:
         if total
         else "."
     )
-    xs = _time_xs([p.time for p in points], series)
+    xs = _time_xs([p.time for p in points], series, bars=True)
     return _figure(
         "capture", f"Posts captured per {per}", desc, series.range, lines,
         _bars(xs, lines[0].values, series), [p.time for p in points], series,
@@ -102,7 +102,7 @@ def enhanced_chart(series: HistorySeries) -> Markup:
     desc = f"{photos:,} photos enhanced in the range" + (
         f", with a mean predicted score gain of {sum(gains) / photos:+.4f}." if photos else "."
     )
-    xs = _time_xs([p.time for p in points], series)
+    xs = _time_xs([p.time for p in points], series, bars=True)
     body = _bars(xs, lines[0].values, series) + _dots(xs, lines[1].values, "series-b", right=True)
     return _figure(
         "enhanced", f"Photos enhanced per {per}", desc, series.range, lines, body,
@@ -245,9 +245,20 @@ def _grid(scale: tuple[float, float]) -> Markup:
     return Markup("").join(parts)
 
 
-def _time_xs(times: list[int], series: HistorySeries) -> list[float]:
+def _time_xs(times: list[int], series: HistorySeries, bars: bool = False) -> list[float]:
+    """x of each bucket: its start for a line, its middle for a bar (kept inside the plot)."""
     span = max(1.0, series.until - series.since)
-    return [LEFT + (RIGHT_EDGE - LEFT) * (t - series.since) / span for t in times]
+    width = (RIGHT_EDGE - LEFT) / span
+    if not bars:
+        return [LEFT + width * (t - series.since) for t in times]
+    half = width * (series.bucket_seconds or 0) / 2
+    return [
+        min(
+            RIGHT_EDGE - half * 0.8,
+            max(LEFT + half * 0.8, LEFT + width * (t - series.since) + half),
+        )
+        for t in times
+    ]
 
 
 def _y(value: float, scale: tuple[float, float]) -> float:
