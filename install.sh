@@ -21,9 +21,9 @@ Usage: ./install.sh [--system [--share] [--root DIR]] [--no-browser]
                          checkout and installs Instafly with its test tools into it. Run it again
                          at any time: when nothing changed it finishes in seconds and changes
                          nothing. Then:  .venv/bin/instaflyd run
-                         As root (or with passwordless sudo) it also installs Debian's Chromium
-                         and nftables for the browser and transparent-mode tests, unless
-                         --no-browser is given.
+                         As root (or with passwordless sudo) it also installs Debian's Chromium,
+                         nftables, Samba and smbclient for the browser, transparent-mode and
+                         shared-folder tests, unless --no-browser is given.
 
   sudo ./install.sh --system
                          The appliance install: Instafly in /opt/instafly/venv (not in the
@@ -42,7 +42,7 @@ Usage: ./install.sh [--system [--share] [--root DIR]] [--no-browser]
                          the user is not created and services are not started).
   --no-venv              With --system: set up the user, folders, config and unit only, for when
                          Instafly is already installed in /opt/instafly/venv by other means.
-  --no-browser           Do not install Chromium and nftables.
+  --no-browser           Do not install Chromium, nftables, Samba and smbclient.
   -h, --help             This text.
 
 Before installing it checks: Python >= 3.11, a 64-bit CPU, free disk space, and that the proxy
@@ -173,7 +173,7 @@ else
   install_venv "$VENV" "$(source_digest)" "$HERE"
 fi
 
-# --- system packages the tests use (dev path): Chromium, nftables ---------------------------
+# --- system packages the tests use (dev path): Chromium, nftables, Samba ---------------------------
 
 if [ "$MODE" = dev ] && [ "$WITH_BROWSER" = auto ]; then
   missing=()
