@@ -112,14 +112,16 @@ def test_nothing_refers_to_a_file_outside_the_repository() -> None:
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
+    # Spelled in parts so that this file does not name them itself (and is checked like the rest).
+    outside = ("DESIGN" + ".md", "../" + "shared")
     offenders = []
     for name in tracked:
-        if name.startswith("tests/fixtures/") or name == "tests/test_architecture.py":
+        if name.startswith("tests/fixtures/"):
             continue
         try:
             text = (ROOT / name).read_text()
         except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
             continue
-        if "DESIGN.md" in text or "../shared" in text:
+        if any(reference in text for reference in outside):
             offenders.append(name)
     assert offenders == []
