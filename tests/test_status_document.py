@@ -10,12 +10,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
 from support_daemon import seed_store
 
 from instaflyd.config import Config, build_config
 from instaflyd.daemon.run import status_line
-from instaflyd.status import emitter as emitter_module
 from instaflyd.status.collect import collect_status
 from instaflyd.status.document import ComponentStatus, StatusDocument, TrainerStatus
 from instaflyd.status.emitter import StatusEmitter
@@ -28,10 +26,7 @@ def config_for(data_dir: Path) -> Config:
     return build_config({"model": {"input_size": 64, "weights": "none"}}, data_dir=data_dir)
 
 
-def test_the_emitter_keeps_the_latest_snapshot_and_refreshes_on_request(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(emitter_module, "HISTORY", 3)
+def test_the_emitter_keeps_the_latest_snapshot_and_refreshes_on_request(tmp_path: Path) -> None:
     config = config_for(tmp_path / "data")
     seed_store(config.data_dir, posts=4, owners=2)
     emitter = StatusEmitter(config, None, every=3600)  # only the first build and refresh()
@@ -47,8 +42,7 @@ def test_the_emitter_keeps_the_latest_snapshot_and_refreshes_on_request(
         for _ in range(4):
             latest = emitter.refresh()
         assert latest is not first and latest.capture.totals.flows == 7
-        assert len(emitter.history) == 3  # bounded
-        assert emitter.history[-1] is latest
+        assert emitter.latest() is latest  # the newest build, and only it, is kept
     finally:
         emitter.stop()
     assert not any(t.name == "status-emitter" for t in threading.enumerate())

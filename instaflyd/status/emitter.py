@@ -2,15 +2,14 @@
 
 Requests (the page, /api/status, /metrics) and the systemd STATUS line read the latest snapshot
 instead of querying the store each, so a request costs the same on any store size and a busy
-page cannot slow the capture writer down. The last `HISTORY` snapshots are kept in memory; one
-snapshot per 5 minutes goes to the store's bounded history for the page's charts
+page cannot slow the capture writer down. Only the latest snapshot is kept in memory: one
+snapshot per 5 minutes goes to the store's bounded history, which the page's charts read
 (`status.history`).
 `refresh()` asks for a new snapshot now (after "Train now" or a retry, say).
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 
@@ -23,7 +22,6 @@ from instaflyd.store import Database
 log = logging.getLogger("instafly.status")
 
 EVERY_SECONDS = 2.0
-HISTORY = 120
 
 
 class StatusEmitter:
@@ -38,7 +36,7 @@ class StatusEmitter:
         self.daemon = daemon
         self.every = every
         self.sampler = sampler or HistorySampler()
-        self.history: collections.deque[StatusDocument] = collections.deque(maxlen=HISTORY)
+        self._latest: StatusDocument | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._built = threading.Condition()
@@ -56,7 +54,7 @@ class StatusEmitter:
 
     def latest(self) -> StatusDocument | None:
         """The newest snapshot; None before the first (the caller then builds its own)."""
-        return self.history[-1] if self.history else None
+        return self._latest
 
     def refresh(self, timeout: float = 5.0) -> StatusDocument | None:
         """Build a snapshot now and wait (up to `timeout` s) until it is the latest."""
@@ -76,7 +74,7 @@ class StatusEmitter:
                     log.exception("could not build the status snapshot; trying again")
                 else:
                     with self._built:
-                        self.history.append(document)
+                        self._latest = document
                         self._built.notify_all()
                     self._sample(db, document)
                 self._wake.wait(self.every)
