@@ -146,7 +146,7 @@ done
 # --- the virtual environment ----------------------------------------------------------------
 
 source_digest() {  # what a non-editable install copies: a change here means reinstall
-  (cd "$HERE" && find instaflyd web config -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum)
+  (cd "$HERE" && find instaflyd config -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum)
 }
 
 install_venv() {  # $1 = venv, $2 = what decides "up to date", the rest = pip install arguments

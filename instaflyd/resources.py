@@ -1,8 +1,8 @@
-"""Files that ship with Instafly: the status page's templates and static files, the default config.
+"""Files that ship with Instafly outside the package: the default config.
 
-In a wheel they live in `instaflyd/_assets/` (pyproject.toml maps the top-level `web/` and
-`config/instafly.yaml` there); in a source checkout or an editable install they are read from
-the checkout itself.
+In a wheel it lives in `instaflyd/_assets/` (pyproject.toml maps `config/instafly.yaml` there); in
+a source checkout or an editable install it is read from the checkout itself. The page's templates
+and static files live inside the package, beside `instaflyd/web/__init__.py`.
 """
 
 from __future__ import annotations

@@ -241,9 +241,7 @@ def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_pa
         assert (snapshot.failures, snapshot.last_exit) == (1, -signal.SIGKILL)
         [event] = recent_events(db.conn)
         assert event.kind == "training_failed"
-        assert event.message == (
-            "training failed (exit status -9): forced=False; next try in 1 s"
-        )
+        assert event.message == ("training failed (exit status -9): forced=False; next try in 1 s")
         # "Train now" starts a forced run at once, whatever the schedule says.
         assert scheduler.request() == (True, "training starts now")
         scheduler.tick(now=105.1)

@@ -138,7 +138,7 @@ def test_system_install_builds_a_venv_that_runs_the_appliance(tmp_path: Path) ->
         code, page = daemon.get("/")
         assert code == 200 and b"Instafly" in page and b"instafly.css" in page
         code, css = http_get(daemon.url + "/static/instafly.css")
-        assert (code, css) == (200, (REPO / "web/static/instafly.css").read_bytes())
+        assert (code, css) == (200, (REPO / "instaflyd/web/static/instafly.css").read_bytes())
         assert daemon.stop() == 0
 
     started = time.monotonic()

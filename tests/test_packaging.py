@@ -37,10 +37,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_contains_web_folder_config_and_console_script(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "instaflyd/_assets/config/instafly.yaml" in names
-    web_files = {n for n in names if n.startswith("instaflyd/_assets/web/")}
+    web = REPO / "instaflyd" / "web"
+    web_files = {
+        n for n in names if n.startswith(("instaflyd/web/templates/", "instaflyd/web/static/"))
+    }
     repo_web = {
-        "instaflyd/_assets/web/" + p.relative_to(REPO / "web").as_posix()
-        for p in (REPO / "web").rglob("*")
+        p.relative_to(REPO).as_posix()
+        for folder in (web / "templates", web / "static")
+        for p in folder.rglob("*")
         if p.is_file()
     }
     assert repo_web and web_files == repo_web

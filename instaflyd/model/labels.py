@@ -28,7 +28,6 @@ from instaflyd.store.labels import label_target, labelled_rows
 log = logging.getLogger("instafly.model.labels")
 
 
-
 class NotEnoughData(Exception):
     """Too few labelled posts or owners to train and validate; the message says what is missing."""
 

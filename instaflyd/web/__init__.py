@@ -14,7 +14,6 @@ from pathlib import Path
 from flask import Flask, Response
 
 from instaflyd.config import Config
-from instaflyd.resources import asset_path
 from instaflyd.status.collect import DaemonView
 from instaflyd.web import api, auth, database, formatting, hostcheck, pages, photos, safe_mode
 from instaflyd.web.password import PagePassword
@@ -63,11 +62,7 @@ def create_safe_mode_app(problems: list[str], source: Path | None) -> Flask:
 
 
 def _flask() -> Flask:
-    app = Flask(
-        __name__,
-        template_folder=str(asset_path("web", "templates")),
-        static_folder=str(asset_path("web", "static")),
-    )
+    app = Flask(__name__)  # templates/ and static/ beside this module
     formatting.install(app)
     app.after_request(_security_headers)
     return app
