@@ -212,6 +212,20 @@ class SetupSection:
 
 
 @dataclass(frozen=True)
+class BackupSection:
+    """The daily backups in `backup.dir`: the latest is offered for download on the page."""
+
+    folder: str
+    interval_hours: float
+    keep: int
+    backups: int  # readable backups in the folder
+    latest_name: str | None = None
+    latest_created: float | None = None  # Unix time
+    latest_bytes: int | None = None
+    latest_posts: int | None = None
+
+
+@dataclass(frozen=True)
 class StatusDocument:
     instafly: InstaflySection
     components: dict[str, ComponentStatus | TrainerStatus]
@@ -219,6 +233,7 @@ class StatusDocument:
     model: ModelSection
     drop_folder: DropFolderSection
     setup: SetupSection
+    backup: BackupSection = field(default_factory=lambda: BackupSection("", 0, 0, 0))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
