@@ -69,7 +69,11 @@ def test_a_failed_backup_is_an_event_and_is_tried_again_an_hour_later(tmp_path: 
         scheduler = BackupScheduler(config, db, first_delay=0)
         scheduler.tick(50.0)
         _finish(scheduler, 60.0)
-        assert (scheduler.made, scheduler.failures, scheduler.next_due) == (0, 1, 60 + RETRY_SECONDS)
+        assert (scheduler.made, scheduler.failures, scheduler.next_due) == (
+            0,
+            1,
+            60 + RETRY_SECONDS,
+        )
         [event] = [e for e in recent_events(db.conn) if e.kind == "backup_failed"]
         assert event.level == "error"
         assert f"cannot create the backup folder {blocked}" in event.message
