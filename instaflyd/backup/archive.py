@@ -48,9 +48,16 @@ BACKUP_MODE = 0o600  # it holds the household's data, the CA's key and the passw
 # Beside the config file, also kept: the shared folder's password (install.sh --share).
 CONFIG_SIBLINGS = ("share-password",)
 # Data folder entries never backed up: the database (copied through SQLite instead) and its
-# journal files, and the feature cache (rebuilt from the images when training next runs).
+# journal files and the copy kept by an upgrade, and the feature cache (rebuilt from the images when training next runs).
 SKIPPED_TOP = frozenset(
-    {"instafly.db", "instafly.db-wal", "instafly.db-shm", "instafly.db-journal", "features"}
+    {
+        "instafly.db",
+        "instafly.db-wal",
+        "instafly.db-shm",
+        "instafly.db-journal",
+        "instafly.db.before-upgrade",  # the copy `instaflyd migrate` keeps (backup.upgrade)
+        "features",
+    }
 )
 
 
