@@ -145,6 +145,23 @@ class EnhanceConfig(Section):
     max_file_mb: Annotated[float, Field(gt=0, le=10_000)]
 
 
+class FaultsConfig(Section):
+    disk_floor_mb: Annotated[float, Field(ge=0, le=10_000_000)]
+    disk_floor_percent: Annotated[float, Field(ge=0, le=100)]
+    hang_seconds: Annotated[float, Field(ge=1, le=86400)]
+
+    def disk_floor_bytes(self, total_bytes: int) -> int:
+        """Free space below this is a problem: the smaller of the two floors."""
+        return int(min(self.disk_floor_mb * 1e6, total_bytes * self.disk_floor_percent / 100))
+
+
+class BackupConfig(Section):
+    dir: Path
+    keep: Annotated[int, Field(ge=1, le=365)]
+    interval_hours: Annotated[float, Field(gt=0, le=8760)]
+    min_free_mb: Annotated[int, Field(ge=0, le=10_000_000)]
+
+
 class Config(Section):
     """The whole validated configuration, with the paths derived from `data_dir`."""
 
@@ -156,6 +173,8 @@ class Config(Section):
     model: ModelConfig
     train: TrainConfig
     enhance: EnhanceConfig
+    faults: FaultsConfig
+    backup: BackupConfig
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -257,6 +276,7 @@ def _finish(config: Config, user_file: Path | None, data_dir: Path | str | None)
     config.data_dir = base
     config.watch.drop_dir = _under(base, config.watch.drop_dir)
     config.watch.output_dir = _under(base, config.watch.output_dir)
+    config.backup.dir = _under(base, config.backup.dir)
     if config.model.weights.endswith(".h5"):
         config.model.weights = str(_under(base, Path(config.model.weights)))
     config._source = user_file
