@@ -172,9 +172,7 @@ def test_three_photos_sent_from_the_phone_come_back_enhanced_with_exif(
     names = page.locator("#gallery .photo .photo-text > strong").all_inner_texts()
     assert names[:3] == ["screenshot.png", "IMG_0002.heic", "IMG_0001.jpg"]
     first = page.locator("#gallery .photo").nth(2)  # IMG_0001.jpg
-    assert first.locator(".scores").inner_text().startswith(
-        "Expected likes per 1,000 followers: "
-    )
+    assert first.locator(".scores").inner_text().startswith("Expected likes per 1,000 followers: ")
     assert first.locator(".edits").inner_text().endswith(".")  # the edits in words
     assert "score (log of likes per follower)" in first.locator(".raw").text_content()
     compare = first.locator(".compare")

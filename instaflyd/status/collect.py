@@ -40,11 +40,8 @@ from instaflyd.status.document import (
     TrainingProgress,
 )
 from instaflyd.status.network import is_loopback, lan_address
-<<<<<<< HEAD
 from instaflyd.status.share import samba_share
-=======
 from instaflyd.status.storage import check_storage
->>>>>>> main
 from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.status.weights import weights_status
 from instaflyd.store.events import counters, recent_events
