@@ -47,8 +47,9 @@ log = logging.getLogger("instafly.backup")
 BACKUP_MODE = 0o600  # it holds the household's data, the CA's key and the password's hash
 # Beside the config file, also kept: the shared folder's password (install.sh --share).
 CONFIG_SIBLINGS = ("share-password",)
-# Data folder entries never backed up: the database (copied through SQLite instead) and its
-# journal files and the copy kept by an upgrade, and the feature cache (rebuilt from the images when training next runs).
+# Data folder entries never backed up: the database (copied through SQLite instead), its
+# journal files and the copy kept by an upgrade, and the feature cache (rebuilt from the images
+# when training next runs).
 SKIPPED_TOP = frozenset(
     {
         "instafly.db",

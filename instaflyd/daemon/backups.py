@@ -7,7 +7,8 @@ database with SQLite's online backup API (the proxy and the writer go on), write
 restart of the daemon the first backup is due when the newest one in the folder is
 `interval_hours` old, but not before `FIRST_DELAY_SECONDS`, so that a start-up is not slowed
 down. A failed backup (a full disk, a missing USB drive) is recorded as an event, which the page
-shows, and tried again after an hour.
+shows, and a problem in the repairs list until a backup succeeds; it is tried again after an
+hour.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import time
 from instaflyd.backup import list_backups
 from instaflyd.config import Config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
-from instaflyd.store import Database
-from instaflyd.store.events import record_event
+from instaflyd.daemon.event_writer import EventSink
+from instaflyd.repairs import RepairsRegistry
 
 log = logging.getLogger("instafly.daemon")
 
 BACKUP_NICE = 19
+PROBLEM_ID = "backup_failed"
 FIRST_DELAY_SECONDS = 600.0
 RETRY_SECONDS = 3600.0
 
@@ -31,9 +33,16 @@ RETRY_SECONDS = 3600.0
 class BackupScheduler:
     """Starts the daily backup child when it is due; one at a time."""
 
-    def __init__(self, config: Config, db: Database, first_delay: float = FIRST_DELAY_SECONDS):
+    def __init__(
+        self,
+        config: Config,
+        events: EventSink,
+        repairs: RepairsRegistry | None = None,
+        first_delay: float = FIRST_DELAY_SECONDS,
+    ) -> None:
         self.config = config
-        self.db = db
+        self.events = events
+        self.repairs = repairs
         self.interval = config.backup.interval_hours * 3600
         self.first_delay = first_delay
         self.child: ChildProcess | None = None
@@ -78,6 +87,8 @@ class BackupScheduler:
             self.made += 1
             self.failures = 0
             log.info("daily backup done: %s", last or "")
+            if self.repairs is not None:
+                self.repairs.resolve(PROBLEM_ID)
             return
         self.failures += 1
         self.next_due = now + min(RETRY_SECONDS, self.interval)
@@ -86,7 +97,18 @@ class BackupScheduler:
             f"next try in {min(RETRY_SECONDS, self.interval) / 60:.0f} minutes"
         )
         log.error("%s", message)
-        record_event(self.db, "backup", "error", "backup_failed", message)
+        self.events.record("backup", "error", "backup_failed", message)
+        if self.repairs is not None:
+            reason = (last or f"exit status {code}").removeprefix("instaflyd: ")
+            self.repairs.report(
+                PROBLEM_ID,
+                "warning",
+                f"The daily backup failed: {reason}.",
+                f"Check that {self.config.backup.dir} is there and has room (backup.dir in the"
+                " config); the box tries again every hour.",
+                title="Backup failed",
+                source="backup",
+            )
 
     def stop(self) -> ChildProcess | None:
         """Start no more backups; returns a running one for the caller to stop with the rest."""

@@ -114,7 +114,7 @@ class Daemon:
         self.scheduler = TrainingScheduler(config, self.db, self.events, self.lifelines)
         self.weights = WeightsFetcher(config)
         self.housekeeping = Housekeeping(config, self.db)
-        self.backups = BackupScheduler(config, self.db)
+        self.backups = BackupScheduler(config, self.events, self.repairs)
         self.emitter = StatusEmitter(config, self)
         self._state: DaemonState = "starting"
         self._heartbeat = time.monotonic()
