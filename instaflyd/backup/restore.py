@@ -32,6 +32,7 @@ from instaflyd.backup.manifest import (
 )
 from instaflyd.config import Config
 from instaflyd.fsutil import TEMP_PREFIX, atomic_writer
+from instaflyd.processes import processes_with_open
 from instaflyd.store import Database, StoreError
 from instaflyd.store.snapshot import (
     SnapshotError,
@@ -63,6 +64,7 @@ class RestoreResult:
 def restore(config: Config, file: Path, *, force: bool = False) -> RestoreResult:
     """Restore the backup `file` into `config`'s data folder (and config file)."""
     manifest = read_manifest(file)
+    _refuse_an_open_store(config.db_path)
     _refuse_a_used_store(config, force)
     with _open(file) as tar:
         members = _checked_members(tar, file)
@@ -144,6 +146,18 @@ def _open(file: Path) -> Iterator[tarfile.TarFile]:
         raise BackupError(f"{file}: the backup file is damaged: {exc}") from None
     except OSError as exc:
         raise BackupError(f"{file}: cannot read the backup file: {exc.strerror or exc}") from None
+
+
+def _refuse_an_open_store(db_path: Path) -> None:
+    """A running daemon keeps writing to the database it has open, and its log would be
+    replayed onto the restored file: stop it first."""
+    names = [db_path, db_path.with_name(db_path.name + "-wal")]
+    holders = processes_with_open(names)
+    if holders:
+        raise BackupError(
+            f"{db_path} is open in process {', '.join(map(str, holders))} (the daemon?): stop it"
+            " first (sudo systemctl stop instaflyd), then restore; nothing was restored"
+        )
 
 
 def _refuse_a_used_store(config: Config, force: bool) -> None:
