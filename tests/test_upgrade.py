@@ -110,7 +110,7 @@ def previous_release_store(data: Path) -> dict[str, object]:
 
 def installed(venv: Path) -> dict[str, str]:
     freeze = subprocess.run(
-        [venv / "bin/python", "-m", "pip", "freeze", "--exclude-editable"],
+        [venv / "bin/python", "-m", "pip", "freeze", "--all", "--exclude-editable"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     pins = {}
