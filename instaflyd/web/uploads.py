@@ -18,7 +18,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from instaflyd.config import Config
 from instaflyd.fsutil import atomic_writer
@@ -59,7 +59,7 @@ def safe_name(given: str | None) -> str:
 
 
 def receive_upload(
-    config: Config, db: Database, stream: BinaryIO, given_name: str | None
+    config: Config, db: Database, stream: IO[bytes], given_name: str | None
 ) -> Upload:
     """Copy one uploaded photo into the drop folder and queue it; UploadRefused over the limit."""
     watch = config.watch
