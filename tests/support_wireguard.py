@@ -90,9 +90,7 @@ class Lab:
         """Bring up a WireGuard tunnel in `ns` from a phone's configuration, routing everything
         through it (as the WireGuard app does); returns the interface's name."""
         interface = f"wg{self.tag}{len(self.processes)}"
-        fields = dict(
-            line.split(" = ", 1) for line in conf.splitlines() if " = " in line
-        )
+        fields = dict(line.split(" = ", 1) for line in conf.splitlines() if " = " in line)
         peer_conf = directory / f"{interface}.conf"
         lines = ["[Interface]", f"PrivateKey = {fields['PrivateKey']}", "", "[Peer]"]
         lines += [f"{key} = {fields[key]}" for key in WG_CONF_KEYS[1:] if key in fields]

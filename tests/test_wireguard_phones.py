@@ -31,9 +31,7 @@ def rows(db: Path, sql: str, *args: object) -> list[tuple]:
 
 def curl(the_lab: Lab, ns: str, url: str, *options: str, timeout: float = 10) -> tuple[int, str]:
     """(curl's exit status, the HTTP status or body) from inside the phone's namespace."""
-    result = the_lab.run(
-        ns, "curl", "-sS", "--max-time", str(timeout), *options, url, check=False
-    )
+    result = the_lab.run(ns, "curl", "-sS", "--max-time", str(timeout), *options, url, check=False)
     return result.returncode, result.stdout.strip()
 
 
@@ -104,8 +102,10 @@ def test_two_phones_each_through_its_own_tunnel(tmp_path: Path) -> None:
                 ben_posts = "SELECT post_id FROM device_posts WHERE device = ?"
                 wait_until(lambda: rows(db, ben_posts, ben.key), 20, "Ben's post")
                 wait_until(
-                    lambda: rows(db, "SELECT COUNT(*) FROM device_posts WHERE device = ?",
-                                 anna.key) == [(32,)],  # fmt: skip
+                    lambda: (
+                        rows(db, "SELECT COUNT(*) FROM device_posts WHERE device = ?", anna.key)
+                        == [(32,)]
+                    ),
                     20,
                     "Anna's 32 posts",
                 )
@@ -142,9 +142,7 @@ def test_two_phones_each_through_its_own_tunnel(tmp_path: Path) -> None:
                             for d in seen_devices(store.conn, time.time() - 7 * 86400, 10)
                         }
 
-                wait_until(
-                    lambda: devices()[ben.key][2] == 1, 20, "Ben's untrusted handshake"
-                )
+                wait_until(lambda: devices()[ben.key][2] == 1, 20, "Ben's untrusted handshake")
                 assert devices()[anna.key] == ("Anna's phone", 32, 0, 0)
                 assert devices()[ben.key] == ("Ben's phone", 1, 1, 0)
 

@@ -37,7 +37,7 @@ from instaflyd.capture.addon import CaptureAddon
 from instaflyd.capture.ca import ensure_ca
 from instaflyd.capture.hosts import ALLOW_HOSTS
 from instaflyd.capture.limits import ConnectionLimits
-from instaflyd.capture.listeners import DeviceListeners, all_modes, read_devices
+from instaflyd.capture.listeners import DeviceListeners, all_modes, base_modes, read_devices
 from instaflyd.capture.writer import CaptureWriter
 from instaflyd.config import Config
 from instaflyd.store import Database
@@ -73,7 +73,7 @@ def proxy_options(config: Config, modes: list[str] | None = None) -> dict[str, A
     are the listeners (default: the Wi-Fi proxy's alone)."""
     proxy = config.proxy
     return {
-        "mode": modes if modes is not None else all_modes(config, []),
+        "mode": modes if modes is not None else base_modes(config),
         "listen_host": proxy.listen_host,
         "listen_port": proxy.listen_port,
         "allow_hosts": list(ALLOW_HOSTS),
