@@ -12,7 +12,7 @@ from pathlib import Path
 
 import mitmproxy_rs
 import pytest
-from mitmproxy import dns
+from mitmproxy import dns, http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
@@ -182,7 +182,7 @@ class Recorder:
         pass
 
 
-def wireguard_flow(path: str, device_id: int, tls: bool) -> object:
+def wireguard_flow(path: str, device_id: int, tls: bool) -> http.HTTPFlow:
     flow = tflow.tflow()
     flow.client_conn.proxy_mode = ProxyMode.parse(
         f"wireguard:/d/wireguard/device-{device_id}.json@51820"

@@ -187,12 +187,12 @@ def active_devices(conn: sqlite3.Connection, config: Config) -> list[WireGuardDe
 
 def allowed_ips(box_address: str) -> list[str]:
     """Everything, except the box's own address (the phone reaches the page directly)."""
-    everything = ipaddress.ip_network("0.0.0.0/0")
+    everything = ipaddress.IPv4Network("0.0.0.0/0")
     try:
-        box = ipaddress.ip_network(f"{box_address}/32")
+        box = ipaddress.IPv4Network(f"{box_address}/32")
     except ValueError:
         return [str(everything), "::/0"]
-    rest = sorted(everything.address_exclude(box))  # type: ignore[arg-type]
+    rest = sorted(everything.address_exclude(box))
     return [str(network) for network in ipaddress.collapse_addresses(rest)] + ["::/0"]
 
 

@@ -249,4 +249,4 @@ def seen_devices(conn: sqlite3.Connection, posts_since: float, limit: int) -> li
         " ORDER BY s.last_seen DESC, s.key LIMIT ?",
         (posts_since, limit),
     )
-    return [SeenDevice(*row[:11], revoked=bool(row[11])) for row in rows]
+    return [SeenDevice(*row[:11], bool(row[11])) for row in rows]

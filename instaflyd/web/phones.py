@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, request, url_for
 from markupsafe import Markup
+from werkzeug.wrappers import Response as Redirect
 
 from instaflyd.capture.wireguard import add_device, client_conf
 from instaflyd.config import Config
@@ -86,12 +87,12 @@ def _name(field: str = "name") -> str:
     return name
 
 
-def _back(anchor: str = "phones") -> Response:
+def _back(anchor: str = "phones") -> Redirect:
     return redirect(url_for("pages.setup", _anchor=anchor))
 
 
 @bp.post("/setup/phones")
-def add() -> Response:
+def add() -> Redirect:
     config = _config()
     if not config.wireguard.enabled:
         flash("WireGuard is turned off (wireguard.enabled in the config).", "error")
@@ -114,7 +115,7 @@ def add() -> Response:
 
 
 @bp.post("/setup/phones/<int:device_id>/remove")
-def remove(device_id: int) -> Response:
+def remove(device_id: int) -> Redirect:
     db = get_db()
     with db.transaction() as conn:
         device = get_wireguard_device(conn, device_id)
@@ -142,7 +143,7 @@ def download(device_id: int) -> Response:
 
 
 @bp.post("/devices/name")
-def name_device() -> Response:
+def name_device() -> Redirect:
     key = request.form.get("key") or ""
     if len(key) > DEVICE_KEY_MAX:
         abort(400, "Not a device.")
