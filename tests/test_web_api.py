@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support_daemon import TEST_PASSWORD, UNREAD_SHAPE, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
+from instaflyd.repairs import Problem
 from instaflyd.status.document import ComponentStatus
 from instaflyd.status.network import lan_address
 from instaflyd.status.weights import WEIGHTS_FILE
@@ -214,9 +215,14 @@ def test_the_page_tells_the_last_training_outcome_and_the_way_to_the_first_model
     assert outcome["seconds"] == pytest.approx(95, abs=0.2)
     assert model["goal"]["text"] == "0 of 200 new labelled posts"  # train.min_new_posts
     html = client.get("/").get_data(as_text=True)
-    assert "<strong>v2 not promoted</strong>" in html
-    assert "· 1 min ago · took 1 min 35 s" in html
-    assert "Kept v1: the new model did worse on the same posts." in html
+    lesson = html[html.index('id="last-training"') :]
+    lesson = lesson[: lesson.index("</div>")]
+    assert "Did not do better than what the box already knew: the box keeps that." in lesson
+    assert "1 min ago · took 1 min 35 s" in lesson
+    assert "v2" not in lesson  # version numbers are for the Details
+    raw = html[html.index('id="last-training-raw"') :]
+    raw = raw[: raw.index("</dd>")]
+    assert "v2 not promoted: rank correlation 0.38; v1 before: 0.41 on the same posts" in raw
 
 
 def test_the_profiles_that_would_label_the_most_posts(
@@ -279,6 +285,9 @@ class StalledDaemon:
     def request_training(self) -> tuple[bool, str]:
         return False, "no"
 
+    def problems(self) -> list[Problem]:
+        return []
+
 
 def test_healthz_fails_when_the_daemon_loop_is_stalled(tmp_path: Path) -> None:
     app = create_app(make_config(tmp_path / "data"), StalledDaemon())
@@ -286,6 +295,7 @@ def test_healthz_fails_when_the_daemon_loop_is_stalled(tmp_path: Path) -> None:
     assert response.status_code == 503
     assert response.get_json() == {
         "status": "stalled", "state": "running", "degraded": ["proxy"], "loop_age_seconds": 45.0,
+        "problems": [],
     }  # fmt: skip
 
 
