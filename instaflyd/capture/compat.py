@@ -38,7 +38,7 @@ def set_idle_timeout(opts: options.Options, seconds: float) -> int:
     if has_tcp_timeout_option(opts):
         opts.update(**{TCP_TIMEOUT_OPTION: whole})
     else:
-        server.TCP_TIMEOUT = whole  # type: ignore[attr-defined]  # mitmproxy 11
+        vars(server)["TCP_TIMEOUT"] = whole  # mitmproxy 11 (12 has no such name)
     return whole
 
 
@@ -46,7 +46,7 @@ def idle_timeout(opts: options.Options) -> int:
     """The idle timeout a new connection gets, in seconds."""
     if has_tcp_timeout_option(opts):
         return int(getattr(opts, TCP_TIMEOUT_OPTION))
-    return int(server.TCP_TIMEOUT)  # type: ignore[attr-defined]  # mitmproxy 11
+    return int(vars(server)["TCP_TIMEOUT"])  # mitmproxy 11
 
 
 _INNER_ERRNO = re.compile(r"\[errno \d+\] ")  # lower case: Python 3.13's inner error
