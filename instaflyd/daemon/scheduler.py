@@ -1,24 +1,30 @@
 """The training scheduler: starts `instaflyd train --scheduled` when training is due.
 
-Every `train.check_interval_seconds` it asks `training_status` (plain SQL, no TensorFlow) whether
-enough new labelled posts have arrived. When they have, it starts one trainer process at the
-CPU niceness `train.nice`, never two at a time. "Train now" on the status page asks for a run
-regardless (`train --force`). A failed run is retried later, each failure doubling the wait.
+Every `train.check_interval_seconds`, counted from the end of the last run (monotonic clock), it
+asks the training policy (`policy.training`: plain SQL, no TensorFlow) whether training is due:
+new posts since the last run, the back-off after models that were not better, the daily CPU
+budget. When it is, it starts one trainer process at the CPU niceness `train.nice`, never two at
+a time. "Train now" on the status page asks for a run regardless (`--force`). When a trainer
+ends, its CPU time (the kernel's account of the child, killed or not) is recorded on its run for
+the budget. A failed run is retried later, each failure doubling the wait.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from typing import Literal
 
 from instaflyd.config import Config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
+from instaflyd.policy.training import training_plan
 from instaflyd.status.document import TrainerStatus
-from instaflyd.status.training import training_status
+from instaflyd.status.weights import weights_status
 from instaflyd.store import Database
 from instaflyd.store.events import record_event
+from instaflyd.store.versions import record_training_cpu
 
 log = logging.getLogger("instafly.daemon")
 
@@ -44,7 +50,7 @@ class TrainingScheduler:
         self._lock = threading.Lock()
 
     def argv(self, forced: bool) -> list[str]:
-        return instaflyd_argv(self.config, "train", "--force" if forced else "--scheduled")
+        return instaflyd_argv(self.config, "train", "--scheduled", *(["--force"] if forced else []))
 
     def request(self) -> tuple[bool, str]:
         """ "Train now" (from the status page's thread): start a run at the next tick."""
@@ -70,26 +76,30 @@ class TrainingScheduler:
                 return
             self._requested.clear()
             self.next_check = now + self.config.train.check_interval_seconds
-            status = training_status(self.config, self.db.conn)
+            weights = weights_status(self.config)
+            status = training_plan(
+                self.config, self.db.conn, weights_ok=weights.ok, weights_message=weights.message
+            )
             self.last_reason = status.reason
             if status.running or not (forced or status.due):
                 return
-            # `train --scheduled` lowers its own priority; a forced run gets it from here.
-            nice = self.config.train.nice if forced else 0
-            self.child = ChildProcess("trainer", self.argv(forced), nice=nice)
+            self.child = ChildProcess("trainer", self.argv(forced), nice=self.config.train.nice)
             self.runs += 1
             log.info("trainer started (pid %d): %s", self.child.pid, status.reason)
 
     def _finished(self, now: float) -> None:
         assert self.child is not None
-        self.last_exit = self.child.poll()
+        child, self.child = self.child, None
+        self.last_exit = child.poll()
         self.last_exit_at = time.time()
-        self.last_error = self.child.last_line() if self.last_exit else None
-        self.child = None
+        self.last_error = child.last_line() if self.last_exit else None
+        self._record_cpu(child)
         interval = self.config.train.check_interval_seconds
+        self.next_check = now + interval  # from the run's end, not its start
         if self.last_exit == 0:
             self.failures = 0
-            log.info("trainer finished")
+            # the trainer logged its result; this is the supervisor's account of its cost
+            log.debug("trainer finished: %.1f CPU seconds", child.cpu_seconds or 0.0)
             return
         self.failures += 1
         wait = interval * min(2 ** (self.failures - 1), MAX_FAILURE_BACKOFF)
@@ -100,6 +110,16 @@ class TrainingScheduler:
         )
         log.error("%s", message)
         record_event(self.db, "trainer", "error", "training_failed", message)
+
+    def _record_cpu(self, child: ChildProcess) -> None:
+        """The child's CPU time on its run, for the daily budget (never stops the loop)."""
+        if child.cpu_seconds is None:
+            return
+        try:
+            with self.db.transaction() as conn:
+                record_training_cpu(conn, child.cpu_seconds, pid=child.pid)
+        except sqlite3.Error as exc:
+            log.error("could not record the trainer's CPU time: %s", exc)
 
     def stop(self) -> ChildProcess | None:
         """Start no more runs; returns the running trainer for the caller to stop with the rest."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from instaflyd.status.training import TrainingStatus
+from instaflyd.policy.training import TrainingPlan
 from instaflyd.status.weights import WeightsStatus
 from instaflyd.store.formats import UnreadFormat
 from instaflyd.store.jobs import EnhancedTotals
@@ -158,7 +158,7 @@ class ModelSection:
     metrics: dict[str, Any]
     training: TrainingProgress
     last_run: LastRun | None
-    next_training: TrainingStatus
+    next_training: TrainingPlan  # when the next run is due, the back-off, the CPU budget
     goal: TrainingGoal
     last_outcome: TrainingOutcome | None  # the last finished run, promoted or not
     weights: WeightsStatus

@@ -268,6 +268,12 @@ BEGIN
 END;
 """
 
+# v7: the CPU time each training run used (the trainer's own, or its parent's measure of the
+# child), for the daily training budget.
+V7_TRAINING_CPU = """
+ALTER TABLE training_runs ADD COLUMN cpu_seconds REAL;
+"""
+
 MIGRATIONS: list[str] = [
     V1_CAPTURE,
     V2_MODEL,
@@ -275,6 +281,7 @@ MIGRATIONS: list[str] = [
     V4_UNREAD_FORMATS,
     V5_HISTORY,
     V6_LABELLED_COUNTERS,
+    V7_TRAINING_CPU,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
