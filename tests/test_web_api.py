@@ -212,8 +212,17 @@ def test_the_page_tells_the_last_training_outcome_and_the_way_to_the_first_model
         0.38, 1, 0.41,
     )  # fmt: skip
     assert outcome["seconds"] == pytest.approx(95, abs=0.2)
-    assert model["goal"]["text"] == "0 of 200 new labelled posts"  # train.min_new_posts
+    # v2 was not better: the next run waits for twice train.min_new_posts, or an hour
+    assert model["goal"]["text"] == "0 of 400 new labelled posts"
+    plan = model["next_training"]
+    assert (plan["not_better"], plan["posts_goal"], plan["due"]) == (1, 400, False)
+    assert plan["budget"] == {
+        "limit_seconds": 7200.0, "used_seconds": 0.0, "runs": 0, "free_at": None,
+    }  # fmt: skip
     html = client.get("/").get_data(as_text=True)
+    assert "<strong>The last model was not better than v1.</strong>" in html
+    assert "when 400 new labelled posts have arrived (0 so far), or in" in html
+    assert "Training used 0.0 of its 2.0 CPU-hours in the last 24 hours." in html
     assert "<strong>v2 not promoted</strong>" in html
     assert "· 1 min ago · took 1 min 35 s" in html
     assert "Kept v1: the new model did worse on the same posts." in html
