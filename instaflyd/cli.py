@@ -143,10 +143,12 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
+    from instaflyd import heartbeat
     from instaflyd.policy.training import training_plan
     from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
 
+    heartbeat.start_thread("trainer")  # an epoch can be minutes of TensorFlow
     # Priority is the caller's: the daemon's scheduler starts this at `train.nice`.
     weights_state = weights_status(config)
     with Database(config.db_path) as db:

@@ -10,6 +10,7 @@ import pytest
 
 from instaflyd.config import load_config
 from instaflyd.daemon.children import stop_all
+from instaflyd.daemon.event_writer import EventWriter
 from instaflyd.daemon.scheduler import TrainingScheduler
 from instaflyd.store import Database
 from instaflyd.store.versions import add_model_version, latest_training_run
@@ -33,7 +34,8 @@ def test_a_real_run_is_measured_logged_once_and_scheduled_from_its_end(
     config = load_config(write_config(tmp_path / "instafly.yaml", values), search=False)
     add_generated_posts(config, 48)
     db = Database(config.db_path)
-    scheduler = TrainingScheduler(config, db)
+    events = EventWriter(config.db_path).start()
+    scheduler = TrainingScheduler(config, db, events)
     try:
         scheduler.tick(now=1000.0)
         child = scheduler.child
@@ -48,6 +50,8 @@ def test_a_real_run_is_measured_logged_once_and_scheduled_from_its_end(
         assert len(results) == 1, list(child.lines)  # one line per result
         assert "INFO instafly.cli: v1 promoted: 48 posts" in results[0]
 
+        assert scheduler.cpu_writer is not None
+        scheduler.cpu_writer.join(10)
         run = latest_training_run(db.conn)
         assert child.cpu_seconds is not None and child.cpu_seconds > 1.0  # TensorFlow's import
         assert run.cpu_seconds == pytest.approx(child.cpu_seconds, abs=0.01)
@@ -75,4 +79,5 @@ def test_a_real_run_is_measured_logged_once_and_scheduled_from_its_end(
         leftover = scheduler.stop()
         if leftover:
             stop_all([leftover], 5)
+        events.stop()
         db.close()

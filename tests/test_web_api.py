@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support_daemon import TEST_PASSWORD, UNREAD_SHAPE, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
+from instaflyd.repairs import Problem
 from instaflyd.status.document import ComponentStatus
 from instaflyd.status.network import lan_address
 from instaflyd.status.weights import WEIGHTS_FILE
@@ -220,12 +221,19 @@ def test_the_page_tells_the_last_training_outcome_and_the_way_to_the_first_model
         "limit_seconds": 7200.0, "used_seconds": 0.0, "runs": 0, "free_at": None,
     }  # fmt: skip
     html = client.get("/").get_data(as_text=True)
-    assert "<strong>The last model was not better than v1.</strong>" in html
-    assert "when 400 new labelled posts have arrived (0 so far), or in" in html
-    assert "Training used 0.0 of its 2.0 CPU-hours in the last 24 hours." in html
-    assert "<strong>v2 not promoted</strong>" in html
-    assert "· 1 min ago · took 1 min 35 s" in html
-    assert "Kept v1: the new model did worse on the same posts." in html
+    lesson = html[html.index('id="last-training"') :]
+    lesson = lesson[: lesson.index("</div>")]
+    assert "Did not do better than what the box already knew: the box keeps that." in lesson
+    assert "1 min ago · took 1 min 35 s" in lesson
+    assert "v2" not in lesson  # version numbers are for the Details
+    raw = html[html.index('id="last-training-raw"') :]
+    raw = raw[: raw.index("</dd>")]
+    assert "v2 not promoted: rank correlation 0.38; v1 before: 0.41 on the same posts" in raw
+    plan_html = html[html.index('id="training-plan"') :]
+    plan_html = " ".join(plan_html[: plan_html.index("</div>")].split())
+    assert "The last lesson did not do better." in plan_html
+    assert "when 400 new labelled posts have arrived (0 so far), or in 60 min." in plan_html
+    assert "Learning used 0 of its 2 hours of processor time in the last 24 hours." in plan_html
 
 
 def test_the_profiles_that_would_label_the_most_posts(
@@ -288,6 +296,9 @@ class StalledDaemon:
     def request_training(self) -> tuple[bool, str]:
         return False, "no"
 
+    def problems(self) -> list[Problem]:
+        return []
+
 
 def test_healthz_fails_when_the_daemon_loop_is_stalled(tmp_path: Path) -> None:
     app = create_app(make_config(tmp_path / "data"), StalledDaemon())
@@ -295,6 +306,7 @@ def test_healthz_fails_when_the_daemon_loop_is_stalled(tmp_path: Path) -> None:
     assert response.status_code == 503
     assert response.get_json() == {
         "status": "stalled", "state": "running", "degraded": ["proxy"], "loop_age_seconds": 45.0,
+        "problems": [],
     }  # fmt: skip
 
 

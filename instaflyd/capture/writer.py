@@ -35,7 +35,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-from instaflyd import shutdown
+from instaflyd import heartbeat, shutdown
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.ingest import CaptureError, Ingester, ResponseTooLarge
 from instaflyd.capture.matching import PendingImages
@@ -304,6 +304,7 @@ def write_until_stopped(
         ingester = Ingester(db, images, pending, proxy.max_body_bytes)
         last_flush = time.monotonic()
         while True:
+            heartbeat.beat("proxy-writer")  # from the loop: a stuck writer goes quiet
             try:
                 item = inbox.get(timeout=FLUSH_SECONDS)
             except queue.Empty:

@@ -19,11 +19,12 @@ from typing import Literal
 
 from instaflyd.config import Config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
+from instaflyd.daemon.event_writer import EventSink
+from instaflyd.daemon.lifelines import Lifelines, Silent
 from instaflyd.policy.training import training_plan
 from instaflyd.status.document import TrainerStatus
 from instaflyd.status.weights import weights_status
 from instaflyd.store import Database
-from instaflyd.store.events import record_event
 from instaflyd.store.versions import record_training_cpu
 
 log = logging.getLogger("instafly.daemon")
@@ -34,15 +35,26 @@ MAX_FAILURE_BACKOFF = 16  # after repeated failures, wait at most 16 check inter
 class TrainingScheduler:
     """Decides when to train and runs one trainer process at a time."""
 
-    def __init__(self, config: Config, db: Database) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        events: EventSink,
+        lifelines: Lifelines | None = None,
+    ) -> None:
         self.config = config
-        self.db = db
+        self.db = db  # read only, from the daemon's loop: is training due?
+        self.events = events
+        self.lifelines = lifelines
+        self.hung_for: float | None = None  # the running trainer was killed for not answering
         self.child: ChildProcess | None = None
         self.runs = 0
         self.failures = 0  # consecutive failed runs
         self.last_exit: int | None = None
         self.last_exit_at: float | None = None
         self.last_error: str | None = None
+        self.last_cpu_seconds: float | None = None  # the last trainer's CPU time (kernel's)
+        self.cpu_writer: threading.Thread | None = None
         self.last_reason: str | None = None  # why it did or did not start a run at the last check
         self.next_check = 0.0  # monotonic; 0 = check at the first tick
         self.stopped = False
@@ -63,44 +75,70 @@ class TrainingScheduler:
             return True, "training starts now"
 
     def tick(self, now: float | None = None) -> None:
+        """Notice the trainer's end; if a check is due, ask the store and start one. The lock is
+        held only to read and change the state: the store is asked, and an event recorded,
+        without it (the page's thread reads `snapshot()` under it)."""
         now = time.monotonic() if now is None else now
+        failed: str | None = None
+        ended: ChildProcess | None = None
         with self._lock:
             if self.stopped:
                 return
             if self.child is not None:
                 if self.child.poll() is None:
                     return
-                self._finished(now)
+                ended = self.child
+                failed = self._finished(now)
             forced = self._requested.is_set()
-            if not forced and now < self.next_check:
-                return
-            self._requested.clear()
-            self.next_check = now + self.config.train.check_interval_seconds
-            weights = weights_status(self.config)
-            status = training_plan(
-                self.config, self.db.conn, weights_ok=weights.ok, weights_message=weights.message
-            )
+            due = forced or now >= self.next_check
+            if due:
+                self._requested.clear()
+                self.next_check = now + self.config.train.check_interval_seconds
+        if ended is not None:
+            self._record_cpu(ended)
+        if failed:
+            self.events.record("trainer", "error", "training_failed", failed)
+        if not due:
+            return
+        weights = weights_status(self.config)
+        status = training_plan(
+            self.config, self.db.conn, weights_ok=weights.ok, weights_message=weights.message
+        )
+        with self._lock:
             self.last_reason = status.reason
+            if self.stopped or self.child is not None:
+                return
             if status.running or not (forced or status.due):
                 return
-            self.child = ChildProcess("trainer", self.argv(forced), nice=self.config.train.nice)
+            self.child = ChildProcess(
+                "trainer", self.argv(forced), nice=self.config.train.nice, listener=self.lifelines
+            )
+            self.hung_for = None
+            if self.lifelines is not None:
+                self.lifelines.expect("trainer", self.child.pid)
             self.runs += 1
             log.info("trainer started (pid %d): %s", self.child.pid, status.reason)
 
-    def _finished(self, now: float) -> None:
+    def _finished(self, now: float) -> str | None:
+        """Note the trainer's end (under the lock); returns the event to record, if any."""
         assert self.child is not None
-        child, self.child = self.child, None
-        self.last_exit = child.poll()
+        self.last_exit = self.child.poll()
         self.last_exit_at = time.time()
-        self.last_error = child.last_line() if self.last_exit else None
-        self._record_cpu(child)
+        self.last_cpu_seconds = self.child.cpu_seconds
+        if self.hung_for is not None:
+            self.last_error = f"stopped answering for {self.hung_for:.0f} s (hung)"
+        else:
+            self.last_error = self.child.last_error() if self.last_exit else None
+        if self.lifelines is not None:
+            self.lifelines.ended("trainer")
+        self.child = None
         interval = self.config.train.check_interval_seconds
         self.next_check = now + interval  # from the run's end, not its start
         if self.last_exit == 0:
             self.failures = 0
             # the trainer logged its result; this is the supervisor's account of its cost
-            log.debug("trainer finished: %.1f CPU seconds", child.cpu_seconds or 0.0)
-            return
+            log.debug("trainer finished: %.1f CPU seconds", self.last_cpu_seconds or 0.0)
+            return None
         self.failures += 1
         wait = interval * min(2 ** (self.failures - 1), MAX_FAILURE_BACKOFF)
         self.next_check = now + wait
@@ -109,17 +147,30 @@ class TrainingScheduler:
             f"next try in {wait:.0f} s"
         )
         log.error("%s", message)
-        record_event(self.db, "trainer", "error", "training_failed", message)
+        return message
+
+    def hung(self, silent: Silent) -> bool:
+        """The trainer stopped answering: kill it (its run is then recovered and retried)."""
+        with self._lock:
+            if self.child is None or silent.pid != self.child.pid:
+                return False
+            self.hung_for = silent.silent_for
+            self.child.kill()
+        log.error("the trainer (pid %d) stopped answering for %.0f s; killing it", silent.pid,
+                  silent.silent_for)  # fmt: skip
+        return True
 
     def _record_cpu(self, child: ChildProcess) -> None:
-        """The child's CPU time on its run, for the daily budget (never stops the loop)."""
+        """The ended child's CPU time on its run, for the daily budget: written by a short thread
+        on its own connection, so the loop never waits for the store (the trainer has recorded
+        its own, smaller figure already; this one also covers a killed trainer's)."""
         if child.cpu_seconds is None:
             return
-        try:
-            with self.db.transaction() as conn:
-                record_training_cpu(conn, child.cpu_seconds, pid=child.pid)
-        except sqlite3.Error as exc:
-            log.error("could not record the trainer's CPU time: %s", exc)
+        self.cpu_writer = threading.Thread(
+            target=_write_cpu, args=(self.config, child.pid, child.cpu_seconds),
+            name="trainer-cpu", daemon=True,
+        )  # fmt: skip
+        self.cpu_writer.start()
 
     def stop(self) -> ChildProcess | None:
         """Start no more runs; returns the running trainer for the caller to stop with the rest."""
@@ -145,3 +196,11 @@ class TrainingScheduler:
                 last_check=self.last_reason,
                 next_check_in=None if self.child else round(max(0.0, self.next_check - now), 1),
             )
+
+
+def _write_cpu(config: Config, pid: int, seconds: float) -> None:
+    try:
+        with Database(config.db_path) as db, db.transaction() as conn:
+            record_training_cpu(conn, seconds, pid=pid)
+    except sqlite3.Error as exc:
+        log.error("could not record the trainer's CPU time (%.1f s): %s", seconds, exc)

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from instaflyd.policy.training import TrainingPlan
+from instaflyd.repairs import Problem
+from instaflyd.status.share import ShareNames
 from instaflyd.status.weights import WeightsStatus
 from instaflyd.store.formats import UnreadFormat
 from instaflyd.store.jobs import EnhancedTotals
@@ -189,6 +191,7 @@ class DropFolderSection:
     jobs: dict[str, int]  # every job state with its count
     recent: list[RecentJob]
     enhanced: EnhancedTotals  # photos enhanced so far and their summed score gain
+    share: ShareNames | None = None  # the Samba share holding both folders, where set up
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,15 @@ class SetupSection:
 
 
 @dataclass(frozen=True)
+class RepairsSection:
+    """What is wrong now and what to do about it (`instaflyd.repairs`), errors first."""
+
+    problems: list[Problem]
+    errors: int  # problems of severity "error": /healthz is not ok while there are any
+    warnings: int
+
+
+@dataclass(frozen=True)
 class StatusDocument:
     instafly: InstaflySection
     components: dict[str, ComponentStatus | TrainerStatus]
@@ -219,6 +231,7 @@ class StatusDocument:
     model: ModelSection
     drop_folder: DropFolderSection
     setup: SetupSection
+    repairs: RepairsSection
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
