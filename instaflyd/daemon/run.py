@@ -57,9 +57,10 @@ def run_daemon(config_path: Path | None, data_dir: Path | None, *, verbose: bool
     try:
         config = load_config(config_path, data_dir)
     except ConfigError as exc:
-        config = wait_for_valid_config(exc.problems, config_path, data_dir, notifier, stop)
-        if config is None:
+        healed = wait_for_valid_config(exc.problems, config_path, data_dir, notifier, stop)
+        if healed is None:
             return 0
+        config = healed
     if not verbose:
         logging.getLogger("instafly").setLevel(config.log.level.upper())
     return Daemon(config, notifier).run(stop)
