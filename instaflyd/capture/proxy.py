@@ -36,6 +36,7 @@ from mitmproxy.addons import errorcheck
 from instaflyd import heartbeat
 from instaflyd.capture.addon import CaptureAddon
 from instaflyd.capture.ca import ensure_ca
+from instaflyd.capture.compat import plain_os_error
 from instaflyd.capture.hosts import ALLOW_HOSTS
 from instaflyd.capture.limits import ConnectionLimits
 from instaflyd.capture.listeners import DeviceListeners, base_modes
@@ -56,6 +57,7 @@ MANAGED_OPTIONS = {
     "confdir": "the CA lives in data_dir/mitmproxy",
     "proxyauth": "set proxy.auth",
     "ssl_insecure": "capture believes only upstream certificates that mitmproxy verified",
+    "tcp_timeout": "set proxy.idle_timeout_seconds",
 }
 # Options that would write whole flows, cookies and request bodies included, to disk.
 FORBIDDEN_OPTIONS = {
@@ -125,7 +127,7 @@ class StartupCheck(errorcheck.ErrorCheck):
 
 
 def _one_line(message: str) -> str:
-    line = re.sub(r"^\[Errno \d+\]\s*", "", message.strip().splitlines()[0])
+    line = re.sub(r"^\[Errno \d+\]\s*", "", plain_os_error(message.strip().splitlines()[0]))
     if "address already in use" in line:
         line += " (another program uses this port: stop it or set proxy.listen_port)"
     return line
