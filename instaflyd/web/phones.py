@@ -159,8 +159,9 @@ def name_device() -> Redirect:
 
 def qr_for(card: PhoneCard) -> Markup:
     """The phone's configuration as a QR code for the WireGuard app (low error correction: the
-    configuration is long, and a screen is a clean source)."""
+    configuration is long, and a screen is a clean source). Sized by its viewBox, so that it
+    fits a phone's screen (setup.css)."""
     import segno
 
     code = segno.make(card.conf, error="l")
-    return Markup(code.svg_inline(scale=4, border=2, dark="#111", light="#fff"))
+    return Markup(code.svg_inline(scale=4, border=2, dark="#111", light="#fff", omitsize=True))
