@@ -26,6 +26,7 @@ from instaflyd.daemon.children import instaflyd_argv
 from instaflyd.daemon.event_writer import EventWriter
 from instaflyd.daemon.housekeeping import Housekeeping
 from instaflyd.daemon.lifelines import Lifelines
+from instaflyd.daemon.orphans import end_orphans
 from instaflyd.daemon.safe_mode import wait_for_valid_config
 from instaflyd.daemon.scheduler import TrainingScheduler
 from instaflyd.daemon.sdnotify import Notifier
@@ -158,6 +159,14 @@ class Daemon:
         server.start()
         repairs.install(self.repairs)
         self.events.start()
+        if ended := end_orphans(self.config.data_dir):
+            self.events.record(
+                "daemon",
+                "warning",
+                "orphans_ended",
+                f"ended {len(ended)} process(es) an earlier daemon left running: "
+                + ", ".join(f"{o.command} (pid {o.pid})" for o in ended),
+            )
         self.check_storage()
         self.emitter.start()
         self.supervisor.start()
