@@ -26,6 +26,7 @@ from pathlib import Path
 
 from instaflyd import repairs, shutdown
 from instaflyd.config import Config, ConfigError, load_config
+from instaflyd.daemon.backups import BackupScheduler
 from instaflyd.daemon.children import instaflyd_argv
 from instaflyd.daemon.config_watch import CHECK_EVERY_SECONDS, ConfigWatch
 from instaflyd.daemon.event_writer import EventWriter
@@ -139,6 +140,7 @@ class Daemon:
         )
         self.scheduler = TrainingScheduler(config, self.db, self.events, self.lifelines)
         self.weights = WeightsFetcher(config)
+        self.backups = BackupScheduler(config, self.events, self.repairs)
         self.emitter = StatusEmitter(config, self)
         self._state: DaemonState = "starting"
         self._heartbeat = time.monotonic()
@@ -216,6 +218,7 @@ class Daemon:
             try:
                 self.scheduler.tick(now)
                 self.weights.tick(now)
+                self.backups.tick(now)
                 proxy_up = self.supervisor.is_up("proxy") or now - started > READY_TIMEOUT
                 if self._state == "starting" and server.alive() and proxy_up:
                     self._state = "running"
@@ -258,7 +261,7 @@ class Daemon:
     def shutdown(self, server: WebServer, reloading: bool = False) -> None:
         self.begin_stopping(reloading)
         started = time.monotonic()
-        others = [self.scheduler.stop(), self.weights.stop()]
+        others = [self.scheduler.stop(), self.weights.stop(), self.backups.stop()]
         budget = shutdown.for_children(shutdown.DAEMON_SHARE)
         codes = self.supervisor.stop(budget, also=[c for c in others if c is not None])
         log.info(
