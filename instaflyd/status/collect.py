@@ -15,6 +15,7 @@ from typing import Protocol
 
 from instaflyd import __version__
 from instaflyd.capture.ca_files import ca_fingerprint
+from instaflyd.capture.writer_state import read_state
 from instaflyd.config import Config
 from instaflyd.status.document import (
     CaptureSection,
@@ -157,6 +158,7 @@ def capture_section(config: Config, conn: sqlite3.Connection) -> CaptureSection:
             )
             for row in recent_labelled_posts(conn, RECENT_POSTS)
         ],
+        store_retry=read_state(config.runtime_dir),
     )
 
 
