@@ -36,6 +36,8 @@ class CommandError(Exception):
         self.code = code
 
 
+BACKUP_NICE = 19
+
 Handler = Callable[[argparse.Namespace, Config], int]
 
 
@@ -329,6 +331,62 @@ def cmd_password(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace, config: Config) -> int:
+    """A backup file now (FILE), or the daily one into backup.dir (--scheduled, as the daemon)."""
+    from instaflyd.backup import BackupError, make_backup, read_manifest, scheduled_backup
+
+    if (args.file is None) != args.scheduled:
+        raise CommandError("backup needs FILE, or --scheduled for the daily backup", code=2)
+    try:
+        if args.scheduled:
+            os.nice(BACKUP_NICE)  # the lowest CPU priority: the proxy and the page come first
+            path = scheduled_backup(config)
+            manifest = read_manifest(path)
+        else:
+            path = args.file
+            manifest = make_backup(config, path)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print_json({"path": str(path), "bytes": path.stat().st_size, **manifest.as_dict()})
+    else:
+        counts = manifest.counts
+        print(
+            f"{path}: {counts.posts} posts, {counts.labelled} labelled, {counts.images} images,"
+            f" {counts.promoted_models} promoted models, {counts.jobs} jobs,"
+            f" {path.stat().st_size / 1e6:.1f} MB"
+        )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, config: Config) -> int:
+    from instaflyd.backup import BackupError, restore
+
+    try:
+        result = restore(config, args.file, force=args.force)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    counts = result.counts
+    if args.json:
+        print_json(
+            {
+                "manifest": result.manifest.as_dict(),
+                "counts": counts.as_dict(),
+                "files": result.files,
+                "config_written": str(result.config_written) if result.config_written else None,
+            }
+        )
+        return 0
+    print(
+        f"restored {args.file}: {counts.posts} posts, {counts.labelled} labelled,"
+        f" {counts.promoted_models} promoted models, {counts.jobs} jobs, {result.files} files"
+        f" into {config.data_dir}"
+    )
+    if result.config_written is not None:
+        print(f"the backup's config is now {result.config_written} (the one before beside it)")
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace, config: Config | None) -> int:
     """Validate; `main` has already loaded the config, so reaching here means it is valid."""
     assert config is not None
@@ -463,6 +521,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a random one only if none is set yet (printed then; nothing printed otherwise)",
     )
+    sub = command(
+        "backup", cmd_backup, "write a backup of the data, models, config and secrets to FILE"
+    )
+    sub.add_argument("file", nargs="?", type=Path, metavar="FILE")
+    sub.add_argument(
+        "--scheduled",
+        action="store_true",
+        help="the daily backup into backup.dir, oldest removed (as the daemon runs it)",
+    )
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub = command("restore", cmd_restore, "put a backup FILE back onto a fresh install")
+    sub.add_argument("file", type=Path, metavar="FILE")
+    sub.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a store that already holds posts (stop the daemon first)",
+    )
+    sub.add_argument("--json", action="store_true", help="print JSON")
     command("check-config", cmd_check_config, "validate the config; exit 0 or 1", loads_config=True)
     return parser
 

@@ -148,6 +148,13 @@ class EnhanceConfig(Section):
     max_file_mb: Annotated[float, Field(gt=0, le=10_000)]
 
 
+class BackupConfig(Section):
+    dir: Path
+    keep: Annotated[int, Field(ge=1, le=365)]
+    interval_hours: Annotated[float, Field(gt=0, le=8760)]
+    min_free_mb: Annotated[int, Field(ge=0, le=10_000_000)]
+
+
 class Config(Section):
     """The whole validated configuration, with the paths derived from `data_dir`."""
 
@@ -159,6 +166,7 @@ class Config(Section):
     model: ModelConfig
     train: TrainConfig
     enhance: EnhanceConfig
+    backup: BackupConfig
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -271,6 +279,7 @@ def _finish(config: Config, user_file: Path | None, data_dir: Path | str | None)
     config.data_dir = base
     config.watch.drop_dir = _under(base, config.watch.drop_dir)
     config.watch.output_dir = _under(base, config.watch.output_dir)
+    config.backup.dir = _under(base, config.backup.dir)
     if config.model.weights.endswith(".h5"):
         config.model.weights = str(_under(base, Path(config.model.weights)))
     config._source = user_file

@@ -1,0 +1,182 @@
+"""Write a backup file while the daemon runs: the manifest, the database, the config, the files.
+
+The database is copied first (SQLite's online backup API: one consistent moment, writers go on),
+then the data folder's files are listed and streamed into the tar file one by one, so memory
+stays flat whatever the store's size. Images are content-addressed and never rewritten, so a
+file listed is a file complete; one pruned meanwhile is left out. The backup is written under a
+temp name beside `target` and renamed at the end: a crash or a full disk never leaves a
+truncated file under a backup's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sqlite3
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from instaflyd import __version__
+from instaflyd.backup.manifest import (
+    CONFIG_PREFIX,
+    DATA_PREFIX,
+    DATABASE_MEMBER,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_MEMBER,
+    BackupError,
+    BackupManifest,
+)
+from instaflyd.config import Config
+from instaflyd.fsutil import TEMP_PREFIX, atomic_writer
+from instaflyd.store import Database, StoreError
+from instaflyd.store.snapshot import (
+    SnapshotError,
+    check_copy,
+    copy_database,
+    promoted_model_paths,
+)
+
+log = logging.getLogger("instafly.backup")
+
+BACKUP_MODE = 0o600  # it holds the household's data, the CA's key and the password's hash
+# Beside the config file, also kept: the shared folder's password (install.sh --share).
+CONFIG_SIBLINGS = ("share-password",)
+# Data folder entries never backed up: the database (copied through SQLite instead) and its
+# journal files, and the feature cache (rebuilt from the images when training next runs).
+SKIPPED_TOP = frozenset(
+    {"instafly.db", "instafly.db-wal", "instafly.db-shm", "instafly.db-journal", "features"}
+)
+
+
+@dataclass(frozen=True)
+class _File:
+    path: Path
+    name: str  # member name
+    size: int
+
+
+def make_backup(config: Config, target: Path) -> BackupManifest:
+    """Write a backup of the appliance to `target` (replaced atomically); returns its manifest."""
+    target = target.expanduser().absolute()
+    if target.is_dir():
+        raise BackupError(f"{target} is a folder; name the backup file, e.g. {target}/instafly.tar")
+    if not config.db_path.exists():
+        raise BackupError(f"{config.db_path}: there is no database to back up yet")
+    started = time.monotonic()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    database_copy = target.with_name(f"{TEMP_PREFIX}{target.name}-{os.getpid()}.db")
+    try:
+        try:
+            with Database(config.db_path) as db:
+                copy_database(db.conn, database_copy)
+                models = promoted_model_paths(db.conn)
+            counts = check_copy(database_copy)
+        except (StoreError, SnapshotError, sqlite3.Error) as exc:
+            raise BackupError(f"cannot copy the database: {exc}") from None
+        config_files = list(_config_files(config))
+        data_files = list(_data_files(config, target.parent, models))
+        manifest = BackupManifest(
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            instafly_version=__version__,
+            schema_version=counts.schema_version,
+            created=time.time(),
+            counts=counts,
+            files=len(data_files),
+            file_bytes=sum(f.size for f in data_files),
+            database_bytes=database_copy.stat().st_size,
+            config_files=len(config_files),
+        )
+        try:
+            with (
+                atomic_writer(target, BACKUP_MODE) as handle,
+                tarfile.open(fileobj=handle, mode="w:", format=tarfile.PAX_FORMAT) as tar,
+            ):
+                _add_bytes(tar, MANIFEST_MEMBER, manifest.to_json())
+                tar.add(database_copy, DATABASE_MEMBER, recursive=False)
+                for item in (*config_files, *data_files):
+                    with contextlib.suppress(FileNotFoundError):  # pruned since listed
+                        tar.add(item.path, item.name, recursive=False)
+        except OSError as exc:
+            raise BackupError(f"cannot write the backup {target}: {exc.strerror or exc}") from None
+    finally:
+        database_copy.unlink(missing_ok=True)
+    log.info(
+        "backup %s written in %.1f s: %d posts, %d files, %.1f MB",
+        target,
+        time.monotonic() - started,
+        counts.posts,
+        manifest.files,
+        target.stat().st_size / 1e6,
+    )
+    return manifest
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = int(time.time())
+    info.mode = 0o600
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _config_files(config: Config) -> Iterator[_File]:
+    if config.source is None:
+        return
+    candidates = [(config.source, "instafly.yaml")]
+    candidates += [(config.source.parent / name, name) for name in CONFIG_SIBLINGS]
+    for path, name in candidates:
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                yield _File(path, CONFIG_PREFIX + name, path.stat().st_size)
+
+
+def _data_files(config: Config, backup_folder: Path, models: list[str]) -> Iterator[_File]:
+    """Every regular file of the data folder a restore needs, sorted (images stream in order)."""
+    root = config.data_dir
+    # Folders inside the data folder that are not the appliance's state.
+    excluded = {
+        _resolved(p)
+        for p in (backup_folder, config.backup.dir, config.watch.drop_dir, config.watch.output_dir)
+    }
+    promoted = {Path(path).parts[-1] for path in models}
+    for top in sorted(root.iterdir()) if root.is_dir() else []:
+        if top.name in SKIPPED_TOP or top.name.startswith(TEMP_PREFIX):
+            continue
+        if _resolved(top) in excluded:
+            continue
+        if top.name == "models":
+            entries = [p for p in sorted(top.iterdir()) if p.name in promoted]
+        else:
+            entries = [top]
+        for entry in entries:
+            yield from _walk(entry, root, excluded)
+
+
+def _walk(path: Path, root: Path, excluded: set[Path]) -> Iterator[_File]:
+    try:
+        if path.is_symlink():
+            return
+        if path.is_file():
+            yield _File(path, DATA_PREFIX + path.relative_to(root).as_posix(), path.stat().st_size)
+            return
+        if not path.is_dir() or _resolved(path) in excluded:
+            return
+        children = sorted(path.iterdir())
+    except FileNotFoundError:
+        return
+    for child in children:
+        if not child.name.startswith(TEMP_PREFIX):
+            yield from _walk(child, root, excluded)
+
+
+def _resolved(path: Path) -> Path:
+    with contextlib.suppress(OSError):
+        return path.resolve()
+    return path
