@@ -76,6 +76,9 @@ class SnapshotDaemon:
     def refresh_status(self) -> None:
         pass
 
+    def problems(self) -> list:
+        return []
+
 
 def a_year_of_samples(config: Config, end: float) -> tuple[int, float, int]:
     """Every 5-minute sample of the year up to `end`: (samples, ms each, rows kept)."""

@@ -143,9 +143,11 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
+    from instaflyd import heartbeat
     from instaflyd.status.training import training_status
     from instaflyd.store import Database
 
+    heartbeat.start_thread("trainer")  # an epoch can be minutes of TensorFlow
     if args.scheduled:
         os.nice(config.train.nice)
     with Database(config.db_path) as db:

@@ -148,6 +148,16 @@ class EnhanceConfig(Section):
     max_file_mb: Annotated[float, Field(gt=0, le=10_000)]
 
 
+class FaultsConfig(Section):
+    disk_floor_mb: Annotated[float, Field(ge=0, le=10_000_000)]
+    disk_floor_percent: Annotated[float, Field(ge=0, le=100)]
+    hang_seconds: Annotated[float, Field(ge=1, le=86400)]
+
+    def disk_floor_bytes(self, total_bytes: int) -> int:
+        """Free space below this is a problem: the smaller of the two floors."""
+        return int(min(self.disk_floor_mb * 1e6, total_bytes * self.disk_floor_percent / 100))
+
+
 class BackupConfig(Section):
     dir: Path
     keep: Annotated[int, Field(ge=1, le=365)]
@@ -166,6 +176,7 @@ class Config(Section):
     model: ModelConfig
     train: TrainConfig
     enhance: EnhanceConfig
+    faults: FaultsConfig
     backup: BackupConfig
 
     _source: Path | None = PrivateAttr(default=None)

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+import time
 
 FORMAT = "%(asctime)s {component}[%(process)d] %(levelname)s %(name)s: %(message)s"
 
@@ -40,3 +41,41 @@ _NATIVE_NOISE = re.compile(
 def is_native_noise(line: str) -> bool:
     """Whether `line` is TensorFlow's start-up chatter (cuInit, oneDNN, CPU features, ...)."""
     return _NATIVE_NOISE.match(line) is not None
+
+
+class FaultLog:
+    """One log line per fault, not one per failure: the first failure is logged (with its
+    traceback at DEBUG), repeats only counted (a reminder every `remind_seconds`), and the
+    recovery is logged once with the count. For loops that retry every few seconds."""
+
+    def __init__(self, logger: logging.Logger, what: str, remind_seconds: float = 600.0) -> None:
+        self.logger = logger
+        self.what = what
+        self.remind_seconds = remind_seconds
+        self.failures = 0  # in a row, since it last worked
+        self._last_said = 0.0
+
+    def failed(self, exc: BaseException) -> bool:
+        """Note a failure; True if this one was logged."""
+        self.failures += 1
+        now = time.monotonic()
+        if self.failures == 1:
+            self.logger.error("%s: %s", self.what, _one_line(exc))
+            self.logger.debug("%s", self.what, exc_info=exc)
+        elif now - self._last_said >= self.remind_seconds:
+            self.logger.error("%s: still failing (%d times): %s", self.what, self.failures,
+                              _one_line(exc))  # fmt: skip
+        else:
+            return False
+        self._last_said = now
+        return True
+
+    def ok(self) -> None:
+        if self.failures:
+            self.logger.warning("%s: works again after %d failures", self.what, self.failures)
+            self.failures = 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]

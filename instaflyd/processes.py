@@ -8,8 +8,12 @@ only while its pid runs, is not a zombie, and started no later than the claim wa
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Start times from /proc come in clock ticks since boot: a little slack for rounding.
@@ -81,3 +85,41 @@ def maps_library(pid: int, name: str) -> bool:
         return name in Path(f"/proc/{pid}/maps").read_text()
     except OSError:
         return False
+
+
+# --- children that die with their parent ------------------------------------------------------
+
+PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        prctl: Callable[..., int] = libc.prctl
+    except (OSError, AttributeError):  # not Linux: no parent-death signal
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()  # looked up once, before any fork: the child only calls it
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` for `subprocess.Popen`: the child gets `signum` when the parent dies.
+
+    Linux's PR_SET_PDEATHSIG, set in the child between fork and exec (it survives the exec). If
+    the parent died before that (the fork's race), the child signals itself at once. The signal
+    is sent when the *thread* that started the child ends, so children are started from the
+    daemon's main thread. Returns None where there is no prctl (the child then outlives us, and
+    the next start ends it as an orphan).
+    """
+    if _PRCTL is None:
+        return None
+    prctl, parent = _PRCTL, os.getpid()
+
+    def in_the_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signum)
+
+    return in_the_child

@@ -1,10 +1,10 @@
-"""Fault test support: real faults for the store, injected by the kernel, always cleaned up.
+"""Real faults for tests: a small tmpfs that fills up, a read-only bind mount.
 
-`small_disk` mounts a tmpfs of a few megabytes (a full SD card), `fill` fills it to the last
-page, `read_only_bind` shows a folder through a read-only bind mount (a card the kernel
-remounted read-only). Each context manager unmounts in its teardown, also when the test fails,
-and lazily when something still holds a file there. They need root; without it the test is
-skipped (failed under INSTAFLY_STRICT=1).
+`fill` fills to the last byte unless told to leave some; `remount` switches a read-only bind
+mount to writable and back while it stays mounted (a card that heals); `logged_in` is the page
+without the daemon, logged in. Mounts are undone in each context manager's teardown, also when
+the test fails. Mounting needs the right to mount (root, as in CI's container); without it the test is skipped, or
+fails under INSTAFLY_STRICT=1.
 """
 
 from __future__ import annotations
@@ -16,81 +16,69 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
-from helpers import missing_on_this_machine
 from support_daemon import TEST_PASSWORD, give_password
 
 from instaflyd.config import Config
 from instaflyd.web import create_app
 
 
-def _mount(*args: str) -> None:
-    result = subprocess.run(["mount", *args], capture_output=True, text=True)
+def _mount(*argv: str) -> None:
+    result = subprocess.run(["mount", *argv], capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise OSError(f"mount {' '.join(args)}: {result.stderr.strip()}")
+        message = f"cannot mount ({' '.join(argv)}): {result.stderr.strip()}"
+        if os.environ.get("INSTAFLY_STRICT") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
-def _unmount(path: Path) -> None:
-    if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        missing_on_this_machine("mounting a tmpfs or a bind mount needs root")
+def _umount(target: Path) -> None:
+    subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
 
 
 @contextlib.contextmanager
-def small_disk(path: Path, size_bytes: int) -> Iterator[Path]:
-    """A tmpfs of `size_bytes` at `path` (created), unmounted at the end."""
-    _need_root()
-    path.mkdir(parents=True, exist_ok=True)
-    _mount("-t", "tmpfs", "-o", f"size={size_bytes},mode=0750", "tmpfs", str(path))
+def small_tmpfs(target: Path, megabytes: int) -> Iterator[Path]:
+    """A tmpfs of `megabytes` MB mounted on `target` (created) for the block."""
+    target.mkdir(parents=True, exist_ok=True)
+    _mount("-t", "tmpfs", "-o", f"size={megabytes}m,mode=0755", "tmpfs", str(target))
     try:
-        yield path
+        yield target
     finally:
-        _unmount(path)
+        _umount(target)
 
 
-def fill(folder: Path, name: str = "filler") -> Path:
-    """Fill the file system under `folder` to its last byte; returns the filler file."""
-    filler = folder / name
-    with filler.open("wb", buffering=0) as handle:
-        for chunk in (1 << 16, 1 << 12, 1 << 9, 1):
+@contextlib.contextmanager
+def read_only(target: Path) -> Iterator[Path]:
+    """`target` bind-mounted read-only on itself for the block (writable again after it)."""
+    _mount("--bind", str(target), str(target))
+    try:
+        _mount("-o", "remount,ro,bind", str(target))
+        yield target
+    finally:
+        _umount(target)
+
+
+def remount(target: Path, writable: bool) -> None:
+    """Make the bind mount at `target` (from `read_only`) writable or read-only again."""
+    _mount("-o", f"remount,{'rw' if writable else 'ro'},bind", str(target))
+
+
+def fill(folder: Path, leave_bytes: int = 0) -> Path:
+    """Fill the file system of `folder` up to `leave_bytes` free (0: to the last byte, as a
+    full disk is); returns the filler file."""
+    filler = folder / "filler.bin"
+    stats = os.statvfs(folder)
+    size = max(0, stats.f_bavail * stats.f_frsize - leave_bytes)
+    with filler.open("wb", buffering=0) as out:
+        for chunk in (1 << 20, 1 << 16, 1 << 12, 1 << 9, 1):
             try:
-                while True:
-                    handle.write(b"\0" * chunk)
+                while size >= chunk:
+                    size -= out.write(b"\0" * chunk)
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise
     return filler
-
-
-def free_bytes(folder: Path) -> int:
-    stats = os.statvfs(folder)
-    return stats.f_bavail * stats.f_frsize
-
-
-@contextlib.contextmanager
-def read_only_bind(source: Path, target: Path) -> Iterator[Path]:
-    """`source` seen read-only at `target` (created); `writable(target)`/`read_only(target)`
-    switch it while it stays mounted. Unmounted at the end."""
-    _need_root()
-    target.mkdir(parents=True, exist_ok=True)
-    _mount("--bind", str(source), str(target))
-    try:
-        read_only(target)
-        yield target
-    finally:
-        _unmount(target)
-
-
-def read_only(target: Path) -> None:
-    _mount("-o", "remount,bind,ro", str(target))
-
-
-def writable(target: Path) -> None:
-    _mount("-o", "remount,bind,rw", str(target))
 
 
 def logged_in(config: Config) -> FlaskClient:

@@ -25,14 +25,16 @@ from support_capture import (
     recorded_requests,
     running_proxy,
 )
-from support_faults import fill, logged_in, small_disk
+from support_faults import fill, logged_in, small_tmpfs
 
+from instaflyd import repairs
 from instaflyd.capture.flows import CapturedResponse, captured_response
 from instaflyd.capture.writer import write_until_stopped
 from instaflyd.capture.writer_state import WriterState, read_state
 from instaflyd.config import Config, build_config, load_config
+from instaflyd.repairs import RepairsRegistry
 
-DISK_BYTES = 8 * 1024 * 1024
+DISK_MB = 8
 
 
 def sample_responses(max_body_bytes: int) -> list[CapturedResponse]:
@@ -96,6 +98,17 @@ def log_lines() -> Iterator[LogLines]:
         logger.setLevel(level)
 
 
+@pytest.fixture
+def registry() -> Iterator[RepairsRegistry]:
+    """The repairs list, as in the daemon (here the writer runs in this process)."""
+    registry = RepairsRegistry()
+    repairs.install(registry, source="proxy")
+    try:
+        yield registry
+    finally:
+        repairs.install(None)
+
+
 def store_everything(config: Config) -> dict[str, list[tuple]]:
     """What the sample session leaves in a store that never fails (the reference)."""
     writer = RunningWriter(config)
@@ -115,13 +128,13 @@ def contents(config: Config) -> dict[str, list[tuple]]:
 
 
 def test_captures_made_while_the_disk_is_full_are_stored_once_space_returns(
-    tmp_path: Path, log_lines: LogLines
+    tmp_path: Path, log_lines: LogLines, registry: RepairsRegistry
 ) -> None:
     reference = store_everything(build_config({"data_dir": str(tmp_path / "reference")}))
     assert len(reference["posts"]) == 32 and len(reference["images"]) == 4
 
     responses = sample_responses(25_000_000)
-    with small_disk(tmp_path / "disk", DISK_BYTES) as disk:
+    with small_tmpfs(tmp_path / "disk", DISK_MB) as disk:
         config = build_config({"data_dir": str(disk / "data")})
         writer = RunningWriter(config)
         writer.thread.start()
@@ -138,6 +151,12 @@ def test_captures_made_while_the_disk_is_full_are_stored_once_space_returns(
             )
             assert state.fault == "disk_full"
             assert state.held_bytes > sum(len(r.body) for r in responses[1:])
+            [problem] = registry.problems()  # the page's repairs list
+            assert (problem.id, problem.severity) == ("capture.waiting", "error")
+            assert problem.sentence == (
+                "10 captured responses are waiting to be saved: the data folder's disk is full."
+            )
+            assert problem.action.startswith("Free some space")
             assert state.lost == {}
             assert posts(config) == 20
 
@@ -149,6 +168,7 @@ def test_captures_made_while_the_disk_is_full_are_stored_once_space_returns(
             )
         finally:
             writer.stop()
+        assert registry.problems() == []  # resolved once everything was stored
         assert contents(config) == reference
         state = writer.state()
         assert state is not None and state.stored_after_waiting == len(responses) - 1
@@ -180,7 +200,7 @@ def test_beyond_the_retry_queue_responses_are_lost_and_counted_with_the_reason(
 ) -> None:
     responses = [r for r in sample_responses(25_000_000) if r.kind == "document"]
     bodies = [len(r.body) for r in responses[1:]]
-    with small_disk(tmp_path / "disk", DISK_BYTES) as disk:
+    with small_tmpfs(tmp_path / "disk", DISK_MB) as disk:
         # Room for the first waiting response only.
         config = build_config(
             {"data_dir": str(disk / "data"), "proxy": {"store_retry_max_bytes": bodies[0] + 600}}
@@ -225,7 +245,7 @@ def test_through_the_real_proxy_a_full_disk_loses_nothing_and_the_page_says_so(
 ) -> None:
     port = free_port()
     with (
-        small_disk(tmp_path / "disk", 16 * 1024 * 1024) as disk,
+        small_tmpfs(tmp_path / "disk", 16) as disk,
         InstagramStandIn(tmp_path / "origin") as origin,
     ):
         data = disk / "data"
@@ -272,10 +292,16 @@ def test_through_the_real_proxy_a_full_disk_loses_nothing_and_the_page_says_so(
             assert posts(config) == 20
             status = page.get("/api/status").get_json()
             assert status["capture"]["store_retry"]["held"] == 10
+            problems = {p["id"]: p for p in status["repairs"]["problems"]}
+            assert problems["capture.waiting"]["sentence"] == (
+                "10 captured responses are waiting to be saved: the data folder's disk is full."
+            )
             html = page.get("/").get_data(as_text=True)
-            assert "10 captured responses are waiting to be saved" in html
-            assert "the data folder&#39;s disk is full" in html
-            assert "Free some space" in html
+            assert (
+                "10 captured responses are waiting to be saved: the data folder&#39;s disk is full"
+                in html
+            )
+            assert "<strong>What to do:</strong> Free some space" in html
 
             filler.unlink()
             wait_until(lambda: posts(config) == 32, 20, "every post to be stored")

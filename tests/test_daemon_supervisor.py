@@ -16,6 +16,7 @@ from support_daemon import seed_store
 
 from instaflyd.config import build_config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv, stop_all
+from instaflyd.daemon.event_writer import EventWriter
 from instaflyd.daemon.scheduler import TrainingScheduler
 from instaflyd.daemon.supervisor import ComponentSpec, RestartPolicy, Supervisor, tcp_listening
 from instaflyd.store import Database
@@ -42,6 +43,13 @@ def db(tmp_path: Path) -> Database:
     database.close()
 
 
+@pytest.fixture
+def events(db: Database) -> EventWriter:
+    writer = EventWriter(db.path).start()
+    yield writer
+    writer.stop()
+
+
 def tick_until(supervisor: Supervisor, condition, timeout: float, what: str) -> None:
     def ticked() -> bool:
         supervisor.tick()
@@ -50,8 +58,10 @@ def tick_until(supervisor: Supervisor, condition, timeout: float, what: str) -> 
     wait_until(ticked, timeout, what, interval=0.05)
 
 
-def test_a_killed_child_is_restarted_with_backoff_and_logged(db: Database) -> None:
-    supervisor = Supervisor([ComponentSpec("sleeper", SLEEPER)], db, QUICK)
+def test_a_killed_child_is_restarted_with_backoff_and_logged(
+    db: Database, events: EventWriter
+) -> None:
+    supervisor = Supervisor([ComponentSpec("sleeper", SLEEPER)], events, QUICK)
     supervisor.start()
     try:
         first = supervisor.snapshot()["sleeper"]
@@ -62,6 +72,7 @@ def test_a_killed_child_is_restarted_with_backoff_and_logged(db: Database) -> No
         assert after.state == "running"
         assert after.pid != first.pid
         assert after.last_exit == -signal.SIGKILL
+        assert events.flush()
         [event] = recent_events(db.conn)
         assert (event.component, event.level) == ("sleeper", "warning")
         assert event.message == "sleeper was killed by signal 9; restarting in 0 s"
@@ -70,9 +81,11 @@ def test_a_killed_child_is_restarted_with_backoff_and_logged(db: Database) -> No
     assert supervisor.snapshot()["sleeper"].state == "stopped"
 
 
-def test_a_crash_loop_becomes_degraded_then_is_retried_later(db: Database) -> None:
+def test_a_crash_loop_becomes_degraded_then_is_retried_later(
+    db: Database, events: EventWriter
+) -> None:
     crash = python("import sys; print('boom: port in use', file=sys.stderr); sys.exit(3)")
-    supervisor = Supervisor([ComponentSpec("crasher", crash)], db, QUICK)
+    supervisor = Supervisor([ComponentSpec("crasher", crash)], events, QUICK)
     supervisor.start()
     started = time.monotonic()
     tick_until(
@@ -83,10 +96,11 @@ def test_a_crash_loop_becomes_degraded_then_is_retried_later(db: Database) -> No
     assert crasher.restarts == QUICK.max_restarts
     assert (crasher.last_exit, crasher.last_error) == (3, "boom: port in use")
     assert time.monotonic() - started < 10
-    events = recent_events(db.conn)
-    assert events[0].level == "error"
-    assert "degraded and will be tried again in 2 s" in events[0].message
-    assert "exited with status 3 (boom: port in use)" in events[0].message
+    assert events.flush()
+    recorded = recent_events(db.conn)
+    assert recorded[0].level == "error"
+    assert "degraded and will be tried again in 2 s" in recorded[0].message
+    assert "exited with status 3 (boom: port in use)" in recorded[0].message
     # Degraded means waiting, not spinning: no restart before degraded_retry_seconds.
     for _ in range(10):
         supervisor.tick()
@@ -101,13 +115,15 @@ def test_a_crash_loop_becomes_degraded_then_is_retried_later(db: Database) -> No
     supervisor.stop(2)
 
 
-def test_stop_ends_children_in_time_killing_those_that_ignore_sigterm(db: Database) -> None:
+def test_stop_ends_children_in_time_killing_those_that_ignore_sigterm(
+    events: EventWriter,
+) -> None:
     stubborn = python(
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
         " print('ready', flush=True); time.sleep(60)"
     )
     supervisor = Supervisor(
-        [ComponentSpec("polite", SLEEPER), ComponentSpec("stubborn", stubborn)], db, QUICK
+        [ComponentSpec("polite", SLEEPER), ComponentSpec("stubborn", stubborn)], events, QUICK
     )
     supervisor.start()
     pids = {name: c.pid for name, c in supervisor.snapshot().items()}
@@ -162,14 +178,16 @@ def test_tensorflows_start_up_noise_is_dropped_and_real_warnings_are_relayed() -
     assert "trainer | ERROR a real error" in relayed
 
 
-def test_a_component_with_a_ready_check_is_starting_until_it_listens(db: Database) -> None:
+def test_a_component_with_a_ready_check_is_starting_until_it_listens(
+    events: EventWriter,
+) -> None:
     port = free_port()
     listen_later = python(
         "import socket, time; time.sleep(1); s = socket.socket();"
         f" s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(60)"
     )
     spec = ComponentSpec("proxy", listen_later, tcp_listening("0.0.0.0", port))
-    supervisor = Supervisor([spec], db, QUICK)
+    supervisor = Supervisor([spec], events, QUICK)
     supervisor.start()
     supervisor.tick()
     assert supervisor.snapshot()["proxy"].state == "starting"
@@ -213,7 +231,8 @@ def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_pa
     )
     seed_store(data, posts=4, owners=2)
     db = Database(config.db_path)
-    scheduler = SleepingTrainer(config, db)
+    events = EventWriter(config.db_path).start()
+    scheduler = SleepingTrainer(config, db, events)
     try:
         scheduler.tick(now=100.0)
         assert scheduler.child is None
@@ -239,6 +258,7 @@ def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_pa
         assert scheduler.child is None
         snapshot = scheduler.snapshot()
         assert (snapshot.failures, snapshot.last_exit) == (1, -signal.SIGKILL)
+        assert events.flush()
         [event] = recent_events(db.conn)
         assert event.kind == "training_failed"
         assert event.message == ("training failed (exit status -9): forced=False; next try in 1 s")
@@ -253,5 +273,6 @@ def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_pa
         leftover = scheduler.stop()
         if leftover:
             stop_all([leftover], 2)
+        events.stop()
         db.close()
     assert scheduler.request() == (False, "the daemon is stopping")

@@ -106,7 +106,7 @@ def test_a_page_that_dies_stops_the_daemon_with_an_error(
         daemon = Daemon(config, Notifier({}))
         # The page, with a stand-in for the proxy (a sleeping child): no mitmproxy, no worker.
         sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
-        daemon.supervisor = Supervisor([ComponentSpec("proxy", sleeper)], daemon.db)
+        daemon.supervisor = Supervisor([ComponentSpec("proxy", sleeper)], daemon.events)
         result.append(daemon.run(stop))
 
     runner = threading.Thread(target=run_the_daemon, daemon=True)

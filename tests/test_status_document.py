@@ -7,6 +7,7 @@ web pages.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -59,10 +60,9 @@ def test_the_systemd_status_line_reads_the_document(tmp_path: Path) -> None:
     proxy = ComponentStatus("running", 10, 0, None, None, None, None, None)
     worker = ComponentStatus("backoff", None, 2, None, 1, None, "boom", 4.0)
     trainer = TrainerStatus("idle", None, 0, 0, None, None, None, "waiting", 30.0)
-    document = StatusDocument(
-        document.instafly, {"proxy": proxy, "worker": worker, "trainer": trainer},
-        document.capture, document.model, document.drop_folder, document.setup,
-    )  # fmt: skip
+    document = dataclasses.replace(
+        document, components={"proxy": proxy, "worker": worker, "trainer": trainer}
+    )
     assert status_line(document) == (
         f"proxy on :{config.proxy.listen_port} (regular); worker backoff; "
         "5 posts, 5 labelled; no model yet; training epoch 3/8"

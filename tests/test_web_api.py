@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support_daemon import TEST_PASSWORD, UNREAD_SHAPE, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
+from instaflyd.repairs import Problem
 from instaflyd.status.document import ComponentStatus
 from instaflyd.status.network import lan_address
 from instaflyd.status.weights import WEIGHTS_FILE
@@ -279,6 +280,9 @@ class StalledDaemon:
     def request_training(self) -> tuple[bool, str]:
         return False, "no"
 
+    def problems(self) -> list[Problem]:
+        return []
+
 
 def test_healthz_fails_when_the_daemon_loop_is_stalled(tmp_path: Path) -> None:
     app = create_app(make_config(tmp_path / "data"), StalledDaemon())
@@ -286,6 +290,7 @@ def test_healthz_fails_when_the_daemon_loop_is_stalled(tmp_path: Path) -> None:
     assert response.status_code == 503
     assert response.get_json() == {
         "status": "stalled", "state": "running", "degraded": ["proxy"], "loop_age_seconds": 45.0,
+        "problems": [],
     }  # fmt: skip
 
 

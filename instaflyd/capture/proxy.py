@@ -23,6 +23,7 @@ from typing import Any
 from mitmproxy import addons, exceptions, master, options
 from mitmproxy.addons import errorcheck
 
+from instaflyd import heartbeat
 from instaflyd.capture.addon import CaptureAddon
 from instaflyd.capture.ca import ensure_ca
 from instaflyd.capture.hosts import ALLOW_HOSTS
@@ -147,10 +148,24 @@ async def _serve(config: Config, writer: CaptureWriter, log_level: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, proxy.shutdown)
     writer.start()
+    _beat_from_the_loop(loop)
     await proxy.run()
     # Connections still open are cancelled as the loop closes; that is not worth a traceback.
     loop.set_exception_handler(_quiet_when_cancelled)
     log.info("proxy stopped")
+
+
+def _beat_from_the_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Heartbeats from mitmproxy's own event loop: if it is stuck, phones are, and it goes quiet."""
+    every = heartbeat.interval()
+    if every is None:
+        return
+
+    def again() -> None:
+        heartbeat.beat("proxy")
+        loop.call_later(every, again)
+
+    again()
 
 
 def _quiet_when_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -39,12 +39,18 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from instaflyd import shutdown
+from instaflyd import heartbeat, repairs, shutdown
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.ingest import CaptureError, Ingester, ResponseTooLarge
 from instaflyd.capture.matching import PendingImages
 from instaflyd.capture.retry import RetryQueue
-from instaflyd.capture.writer_state import WriterState, write_state
+from instaflyd.capture.writer_state import (
+    WAITING,
+    WAITING_TITLE,
+    WriterState,
+    waiting_problem,
+    write_state,
+)
 from instaflyd.config import Config
 from instaflyd.logs import setup_logging
 from instaflyd.store import Database, ImageFiles, StoreError
@@ -302,6 +308,7 @@ def write_until_stopped(
         writing.open()
         last_flush = time.monotonic()
         while True:
+            heartbeat.beat("proxy-writer")  # from the loop: a stuck writer goes quiet
             try:
                 item = inbox.get(timeout=min(FLUSH_SECONDS, writing.retry.seconds_until_due()))
             except queue.Empty:
@@ -521,25 +528,28 @@ class StoreWriting:
         self._note(force=True)
 
     def _note(self, force: bool = False) -> None:
-        """Renew the note the page reads (at once on a change, else every few seconds)."""
+        """Renew the note the page reads and the repairs list's card (at once on a change,
+        else at most every NOTE_SECONDS)."""
         now = time.monotonic()
         if not force and now - self._noted < NOTE_SECONDS:
             return
         self._noted = now
-        write_state(
-            self.config.runtime_dir,
-            WriterState(
-                pid=os.getpid(),
-                updated=time.time(),
-                fault=self.fault,
-                fault_since=self.fault_since,
-                held=len(self.retry),
-                held_bytes=self.retry.bytes,
-                max_bytes=self.retry.max_bytes,
-                stored_after_waiting=self.retry.stored_after_waiting,
-                lost=dict(self.retry.lost),
-            ),
+        state = WriterState(
+            pid=os.getpid(),
+            updated=time.time(),
+            fault=self.fault,
+            fault_since=self.fault_since,
+            held=len(self.retry),
+            held_bytes=self.retry.bytes,
+            max_bytes=self.retry.max_bytes,
+            stored_after_waiting=self.retry.stored_after_waiting,
+            lost=dict(self.retry.lost),
         )
+        write_state(self.config.runtime_dir, state)
+        if (problem := waiting_problem(state)) is None:
+            repairs.resolve(WAITING)
+        else:
+            repairs.report(WAITING, "error", *problem, title=WAITING_TITLE)
 
     # --- counters and the end -----------------------------------------------------------------
 

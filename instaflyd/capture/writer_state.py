@@ -3,7 +3,9 @@
 While the disk is full or the data folder is read-only, the writer cannot record anything in
 the database, so it leaves this small note in the runtime folder (`Config.runtime_dir`, memory
 backed) instead: the fault, how many captured responses wait in its retry queue, how many were
-lost and why. The status collector reads it; a note whose writer is gone is ignored.
+lost and why. The status collector reads it (`capture.store_retry`); a note whose writer is
+gone is ignored. `waiting_problem` is the repairs card it makes: the writer reports it to the
+daemon, and a page without the daemon makes it from the note.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from pathlib import Path
 
 from instaflyd.fsutil import atomic_write_text
 from instaflyd.processes import claim_alive
+from instaflyd.store.faults import FAULT_ACTION, FAULT_TEXT
 
 FILE_NAME = "capture-writer.json"
+WAITING = "capture.waiting"  # the repairs list's id for captures the store refuses
+WAITING_TITLE = "Captured posts are not being saved"
 
 
 @dataclass(frozen=True)
@@ -68,3 +73,20 @@ def read_state(runtime_dir: Path) -> WriterState | None:
     if state.pid != os.getpid() and not claim_alive(state.pid):
         return None
     return state
+
+
+def waiting_problem(state: WriterState) -> tuple[str, str] | None:
+    """The repairs card's sentence and action while the store refuses captures (None: it
+    takes them)."""
+    if state.fault is None and not state.held:
+        return None
+    fault = state.fault or "io_error"
+    waiting = (
+        f"{state.held} captured responses are waiting to be saved"
+        if state.held
+        else "Captured posts cannot be saved"
+    )
+    lost = (
+        f" {state.lost_total} were lost because too many were waiting." if state.lost_total else ""
+    )
+    return f"{waiting}: {FAULT_TEXT[fault]}.{lost}", FAULT_ACTION[fault]

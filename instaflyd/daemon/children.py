@@ -12,23 +12,35 @@ import collections
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, Protocol
 
 from instaflyd import shutdown
 from instaflyd.config import Config
 from instaflyd.logs import is_native_noise
+from instaflyd.processes import die_with_parent
 
 log = logging.getLogger("instafly.daemon")
 
 # The environment systemd gives the daemon itself; children must not talk to systemd.
 _DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 KEEP_LINES = 40
+# A line of our own logging below WARNING (`logs.FORMAT`): never the reason a child ended.
+_CALM_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d \S+\[\d+\] (?:DEBUG|INFO) ")
+
+
+class Listener(Protocol):
+    """Takes the marker lines out of a child's output (`lifelines.Lifelines`)."""
+
+    def environment(self) -> dict[str, str]: ...
+
+    def hear(self, component: str, line: str) -> bool: ...
 
 
 def instaflyd_argv(config: Config, *command: str) -> list[str]:
@@ -57,18 +69,25 @@ class ChildProcess:
         *,
         nice: int = 0,
         relay_to: IO[str] | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.lines: collections.deque[str] = collections.deque(maxlen=KEEP_LINES)
-        self.started = time.time()
+        self.started = time.time()  # for people; intervals use started_monotonic
+        self.started_monotonic = time.monotonic()
         self._relay_to = relay_to
+        self._listener = listener
+        env = child_environment()
+        if listener is not None:
+            env.update(listener.environment())
         self.process = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=child_environment(),
+            env=env,
+            preexec_fn=die_with_parent(signal.SIGTERM),  # it only calls prctl: no lock
             text=True,
             encoding="utf-8",
             errors="replace",
@@ -90,10 +109,19 @@ class ChildProcess:
         return self.process.poll()
 
     def last_line(self) -> str | None:
-        """The child's last non-empty output line (the error, when it crashed)."""
+        """The child's last non-empty output line."""
         self._relay.join(timeout=0.5 if self.process.poll() is not None else 0)
         for line in reversed(self.lines):
             if line.strip():
+                return line.strip()
+        return None
+
+    def last_error(self) -> str | None:
+        """Why it ended, as far as its output says: its last line that is not one of our own
+        log lines below WARNING (a killed child's last INFO line is no reason). None if none."""
+        self._relay.join(timeout=0.5 if self.process.poll() is not None else 0)
+        for line in reversed(self.lines):
+            if line.strip() and not _CALM_LOG_LINE.match(line):
                 return line.strip()
         return None
 
@@ -114,10 +142,13 @@ class ChildProcess:
     def _relay_output(self) -> None:
         assert self.process.stdout is not None
         out = self._relay_to or sys.stderr
+        listener = self._listener
         for line in self.process.stdout:
             line = line.rstrip("\n")
             if is_native_noise(line):  # TensorFlow's start-up chatter in the trainer
                 continue
+            if listener is not None and line.startswith("\x1e") and listener.hear(self.name, line):
+                continue  # a heartbeat or a problem report, not a log line
             self.lines.append(line)
             with contextlib.suppress(OSError, ValueError):
                 out.write(f"{self.name} | {line}\n")

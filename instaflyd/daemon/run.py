@@ -20,10 +20,12 @@ import threading
 import time
 from pathlib import Path
 
-from instaflyd import shutdown
+from instaflyd import repairs, shutdown
 from instaflyd.config import Config, ConfigError, load_config
 from instaflyd.daemon.children import instaflyd_argv
+from instaflyd.daemon.event_writer import EventWriter
 from instaflyd.daemon.housekeeping import Housekeeping
+from instaflyd.daemon.lifelines import Lifelines
 from instaflyd.daemon.safe_mode import wait_for_valid_config
 from instaflyd.daemon.scheduler import TrainingScheduler
 from instaflyd.daemon.sdnotify import Notifier
@@ -32,8 +34,8 @@ from instaflyd.daemon.weights_fetch import WeightsFetcher
 from instaflyd.status.collect import collect_status, with_live_daemon
 from instaflyd.status.document import ComponentStatus, DaemonState, StatusDocument, TrainerStatus
 from instaflyd.status.emitter import StatusEmitter
+from instaflyd.status.storage import check_storage
 from instaflyd.store import Database
-from instaflyd.store.events import record_event
 from instaflyd.web import create_app
 from instaflyd.web.password import announce_password
 from instaflyd.web.server import WebServer
@@ -44,6 +46,7 @@ TICK_SECONDS = 0.25
 STATUS_EVERY_SECONDS = 5.0
 EXIT_PAGE_DIED = 1  # systemd's Restart=on-failure starts the daemon again
 READY_TIMEOUT = 60.0  # READY even if the proxy is still not listening (STATUS says why)
+STORAGE_EVERY_SECONDS = 5.0  # disk space and read-only checks of the repairs list
 
 
 def run_daemon(config_path: Path | None, data_dir: Path | None, *, verbose: bool = False) -> int:
@@ -76,8 +79,21 @@ def component_specs(config: Config) -> list[ComponentSpec]:
         else tcp_listening(config.proxy.listen_host, config.proxy.listen_port)
     )
     return [
-        ComponentSpec("proxy", instaflyd_argv(config, "proxy"), proxy_ready),
-        ComponentSpec("worker", instaflyd_argv(config, "worker")),
+        ComponentSpec(
+            "proxy",
+            instaflyd_argv(config, "proxy"),
+            proxy_ready,
+            heartbeat=True,
+            title="the proxy",
+            hung_effect="phones could not browse through it",
+        ),
+        ComponentSpec(
+            "worker",
+            instaflyd_argv(config, "worker"),
+            heartbeat=True,
+            title="the photo worker",
+            hung_effect="new photos were not picked up",
+        ),
     ]
 
 
@@ -88,8 +104,13 @@ class Daemon:
         self.config = config
         self.notifier = notifier
         self.db = Database(config.db_path)
-        self.supervisor = Supervisor(component_specs(config), self.db)
-        self.scheduler = TrainingScheduler(config, self.db)
+        self.repairs = repairs.RepairsRegistry()
+        self.events = EventWriter(config.db_path)
+        self.lifelines = Lifelines(self.repairs, config.faults.hang_seconds)
+        self.supervisor = Supervisor(
+            component_specs(config), self.events, lifelines=self.lifelines, repairs=self.repairs
+        )
+        self.scheduler = TrainingScheduler(config, self.db, self.events, self.lifelines)
         self.weights = WeightsFetcher(config)
         self.housekeeping = Housekeeping(config, self.db)
         self.emitter = StatusEmitter(config, self)
@@ -107,6 +128,9 @@ class Daemon:
 
     def heartbeat_age(self) -> float:
         return time.monotonic() - self._heartbeat
+
+    def problems(self) -> list[repairs.Problem]:
+        return self.repairs.problems()
 
     def request_training(self) -> tuple[bool, str]:
         return self.scheduler.request()
@@ -131,13 +155,23 @@ class Daemon:
         announce_password(self.config.data_dir, web.password, self.config.source)
         server = WebServer(create_app(self.config, self), web.host, web.port)
         server.start()
+        repairs.install(self.repairs)
+        self.events.start()
+        self.check_storage()
         self.emitter.start()
         self.supervisor.start()
         started = time.monotonic()
         next_status = 0.0
+        next_storage = started + STORAGE_EVERY_SECONDS
         while not stop.wait(TICK_SECONDS):
             now = self._heartbeat = time.monotonic()
             self.supervisor.tick()
+            for silent in self.lifelines.overdue():
+                if not (self.supervisor.hung(silent) or self.scheduler.hung(silent)):
+                    self.lifelines.forget(silent.pid)  # no longer ours: nothing to restart
+            if now >= next_storage:
+                self.check_storage()
+                next_storage = now + STORAGE_EVERY_SECONDS
             try:
                 self.scheduler.tick(now)
                 self.weights.tick(now)
@@ -167,7 +201,7 @@ class Daemon:
             f" ({server.failure or 'no error'}); stopping the daemon so that it is restarted"
         )
         log.error("%s", message)
-        record_event(self.db, "web", "error", "page_died", message)
+        self.events.record("web", "error", "page_died", message)
         self.shutdown(server)
         return EXIT_PAGE_DIED
 
@@ -189,7 +223,15 @@ class Daemon:
         )
         server.stop()
         self.emitter.stop()
+        self.events.stop(timeout=2)
+        repairs.install(None)
         self.db.close()
+
+    def check_storage(self) -> None:
+        try:
+            check_storage(self.config, self.repairs)
+        except Exception:  # a check must never stop the loop
+            log.exception("could not check the free disk space")
 
     def summary(self) -> str:
         """One line for `systemctl status`: components, counts, model."""
@@ -197,8 +239,13 @@ class Daemon:
 
 
 def status_line(status: StatusDocument) -> str:
-    """The systemd STATUS line: components, counts, model, training progress."""
+    """The systemd STATUS line: problems first, then components, counts, model, training."""
     parts = []
+    problems = status.repairs.problems
+    if problems:
+        first = problems[0]
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        parts.append(f"{first.severity.upper()}: {first.title}{more}")
     for name, component in status.components.items():
         if name == "proxy" and component.state == "running":
             proxy = status.capture.proxy

@@ -15,10 +15,11 @@ from typing import Literal
 
 from instaflyd.config import Config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
+from instaflyd.daemon.event_writer import EventSink
+from instaflyd.daemon.lifelines import Lifelines, Silent
 from instaflyd.status.document import TrainerStatus
 from instaflyd.status.training import training_status
 from instaflyd.store import Database
-from instaflyd.store.events import record_event
 
 log = logging.getLogger("instafly.daemon")
 
@@ -28,9 +29,18 @@ MAX_FAILURE_BACKOFF = 16  # after repeated failures, wait at most 16 check inter
 class TrainingScheduler:
     """Decides when to train and runs one trainer process at a time."""
 
-    def __init__(self, config: Config, db: Database) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        events: EventSink,
+        lifelines: Lifelines | None = None,
+    ) -> None:
         self.config = config
-        self.db = db
+        self.db = db  # read only, from the daemon's loop: is training due?
+        self.events = events
+        self.lifelines = lifelines
+        self.hung_for: float | None = None  # the running trainer was killed for not answering
         self.child: ChildProcess | None = None
         self.runs = 0
         self.failures = 0  # consecutive failed runs
@@ -57,40 +67,62 @@ class TrainingScheduler:
             return True, "training starts now"
 
     def tick(self, now: float | None = None) -> None:
+        """Notice the trainer's end; if a check is due, ask the store and start one. The lock is
+        held only to read and change the state: the store is asked, and an event recorded,
+        without it (the page's thread reads `snapshot()` under it)."""
         now = time.monotonic() if now is None else now
+        failed: str | None = None
         with self._lock:
             if self.stopped:
                 return
             if self.child is not None:
                 if self.child.poll() is None:
                     return
-                self._finished(now)
+                failed = self._finished(now)
             forced = self._requested.is_set()
-            if not forced and now < self.next_check:
-                return
-            self._requested.clear()
-            self.next_check = now + self.config.train.check_interval_seconds
-            status = training_status(self.config, self.db.conn)
+            due = forced or now >= self.next_check
+            if due:
+                self._requested.clear()
+                self.next_check = now + self.config.train.check_interval_seconds
+        if failed:
+            self.events.record("trainer", "error", "training_failed", failed)
+        if not due:
+            return
+        status = training_status(self.config, self.db.conn)
+        with self._lock:
             self.last_reason = status.reason
+            if self.stopped or self.child is not None:
+                return
             if status.running or not (forced or status.due):
                 return
             # `train --scheduled` lowers its own priority; a forced run gets it from here.
             nice = self.config.train.nice if forced else 0
-            self.child = ChildProcess("trainer", self.argv(forced), nice=nice)
+            self.child = ChildProcess(
+                "trainer", self.argv(forced), nice=nice, listener=self.lifelines
+            )
+            self.hung_for = None
+            if self.lifelines is not None:
+                self.lifelines.expect("trainer", self.child.pid)
             self.runs += 1
             log.info("trainer started (pid %d): %s", self.child.pid, status.reason)
 
-    def _finished(self, now: float) -> None:
+    def _finished(self, now: float) -> str | None:
+        """Note the trainer's end (under the lock); returns the event to record, if any."""
         assert self.child is not None
         self.last_exit = self.child.poll()
         self.last_exit_at = time.time()
-        self.last_error = self.child.last_line() if self.last_exit else None
+        if self.hung_for is not None:
+            self.last_error = f"stopped answering for {self.hung_for:.0f} s (hung)"
+        else:
+            self.last_error = self.child.last_error() if self.last_exit else None
+        if self.lifelines is not None:
+            self.lifelines.ended("trainer")
         self.child = None
         interval = self.config.train.check_interval_seconds
         if self.last_exit == 0:
             self.failures = 0
             log.info("trainer finished")
-            return
+            return None
         self.failures += 1
         wait = interval * min(2 ** (self.failures - 1), MAX_FAILURE_BACKOFF)
         self.next_check = now + wait
@@ -99,7 +131,18 @@ class TrainingScheduler:
             f"next try in {wait:.0f} s"
         )
         log.error("%s", message)
-        record_event(self.db, "trainer", "error", "training_failed", message)
+        return message
+
+    def hung(self, silent: Silent) -> bool:
+        """The trainer stopped answering: kill it (its run is then recovered and retried)."""
+        with self._lock:
+            if self.child is None or silent.pid != self.child.pid:
+                return False
+            self.hung_for = silent.silent_for
+            self.child.kill()
+        log.error("the trainer (pid %d) stopped answering for %.0f s; killing it", silent.pid,
+                  silent.silent_for)  # fmt: skip
+        return True
 
     def stop(self) -> ChildProcess | None:
         """Start no more runs; returns the running trainer for the caller to stop with the rest."""

@@ -6,14 +6,23 @@ something is persistently wrong (a port in use, a broken file): the component is
 "degraded" and tried again only after `degraded_retry_seconds`, instead of burning the CPU in a
 crash loop. Every crash is written to the event log so the status page can say why.
 
+A component that stops answering (no heartbeat for `faults.hang_seconds`, see
+`daemon.lifelines`) is killed and restarted the same way, and the event says it hung; so is a
+hung grandchild (the capture writer, the enhancer), which its parent then starts again. A
+component that is degraded or hung is also a problem on the repairs list, until it runs again.
+
 The supervisor's `tick()` runs on the daemon's main thread; the status page reads `snapshot()`
-from waitress's threads, so the state is guarded by a lock.
+from waitress's threads, so the state is guarded by a lock, which is never held while waiting
+for anything: events go to the `EventWriter`'s queue after the lock is released.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+import os
+import signal
 import socket
 import threading
 import time
@@ -22,9 +31,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from instaflyd.daemon.children import ChildProcess, stop_all
+from instaflyd.daemon.event_writer import EventSink
+from instaflyd.daemon.lifelines import Lifelines, Silent, descends_from, hung_problem_id
+from instaflyd.repairs import RepairsRegistry
 from instaflyd.status.document import ComponentStatus
-from instaflyd.store import Database
-from instaflyd.store.events import record_event
+from instaflyd.store.events import Level
 
 log = logging.getLogger("instafly.daemon")
 
@@ -48,6 +59,9 @@ class ComponentSpec:
     name: str
     argv: Sequence[str]
     ready_check: Callable[[], bool] | None = None
+    heartbeat: bool = False  # it beats (`instaflyd.heartbeat`): silence means it hangs
+    title: str = ""  # how the household calls it: "the proxy"
+    hung_effect: str = ""  # what its hang meant: "phones could not browse"
 
 
 def tcp_listening(host: str, port: int) -> Callable[[], bool]:
@@ -79,16 +93,20 @@ class Component:
         self.last_exit: int | None = None
         self.last_exit_at: float | None = None
         self.last_error: str | None = None
+        self.hung_for: float | None = None  # set when it was killed for not answering
         self._started_monotonic = 0.0
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    def start(self, now: float) -> None:
-        self.child = ChildProcess(self.name, self.spec.argv)
+    def start(self, now: float, lifelines: Lifelines | None = None) -> None:
+        self.child = ChildProcess(self.name, self.spec.argv, listener=lifelines)
+        if lifelines is not None and self.spec.heartbeat:
+            lifelines.expect(self.name, self.child.pid)
         self._started_monotonic = now
         self.next_start = None
+        self.hung_for = None
         self.state = "starting" if self.spec.ready_check else "running"
         log.info("%s started (pid %d)", self.name, self.child.pid)
 
@@ -102,13 +120,18 @@ class Component:
         assert self.child is not None
         self.last_exit = self.child.poll()
         self.last_exit_at = wall
-        self.last_error = self.child.last_line()
+        if self.hung_for is not None:
+            self.last_error = f"stopped answering for {self.hung_for:.0f} s (hung)"
+            how = f"stopped answering for {self.hung_for:.0f} s (hung), so it was killed"
+        else:
+            self.last_error = self.child.last_error()
+            how = _exit_words(self.last_exit)
+            how += f" ({self.last_error})" if self.last_error else ""
         self.child = None
         if now - self._started_monotonic >= self.policy.stable_after_seconds:
             self.backoff = self.policy.backoff_first
         while self.recent_restarts and now - self.recent_restarts[0] > self.policy.window_seconds:
             self.recent_restarts.popleft()
-        how = _exit_words(self.last_exit) + (f" ({self.last_error})" if self.last_error else "")
         if len(self.recent_restarts) >= self.policy.max_restarts:
             self.state = "degraded"
             self.next_start = now + self.policy.degraded_retry_seconds
@@ -151,12 +174,17 @@ class Supervisor:
     def __init__(
         self,
         specs: Sequence[ComponentSpec],
-        db: Database,
+        events: EventSink,
         policy: RestartPolicy | None = None,
+        *,
+        lifelines: Lifelines | None = None,
+        repairs: RepairsRegistry | None = None,
     ) -> None:
         self.policy = policy or RestartPolicy()
         self.components = {spec.name: Component(spec, self.policy) for spec in specs}
-        self.db = db
+        self.events = events
+        self.lifelines = lifelines
+        self.repairs = repairs or (lifelines.registry if lifelines else RepairsRegistry())
         self.stopping = False
         self._lock = threading.Lock()
 
@@ -164,25 +192,76 @@ class Supervisor:
         now = time.monotonic()
         with self._lock:
             for component in self.components.values():
-                component.start(now)
+                component.start(now, self.lifelines)
 
     def tick(self) -> None:
-        """Notice exits, restart what is due, mark what came up. Call a few times a second."""
+        """Notice exits and hangs, restart what is due, mark what came up. Call a few times a
+        second. Holds the lock only while it changes the state; writes nothing itself."""
         now, wall = time.monotonic(), time.time()
+        said: list[tuple[str, Level, str, str]] = []  # events, recorded once the lock is free
         with self._lock:
             if self.stopping:
                 return
             for component in self.components.values():
                 if component.child is not None and component.child.poll() is not None:
+                    hung = component.hung_for is not None
                     message = component.exited(now, wall)
                     degraded = component.state == "degraded"
-                    log.log(logging.ERROR if degraded else logging.WARNING, "%s", message)
-                    self._event(component.name, "error" if degraded else "warning", message)
+                    log.log(logging.ERROR if degraded or hung else logging.WARNING, "%s", message)
+                    level: Level = "error" if degraded or hung else "warning"
+                    said.append((component.name, level, "hung" if hung else "exited", message))
+                    if self.lifelines is not None:
+                        self.lifelines.ended(component.name)
+                    if degraded:
+                        self._report_degraded(component)
                 elif component.restart_due(now):
                     component.restarts += 1
                     component.recent_restarts.append(now)
-                    component.start(now)
+                    component.start(now, self.lifelines)
                 component.check_ready()
+                if component.state == "running":
+                    self.repairs.resolve(degraded_problem_id(component.name))
+        for name, level, kind, message in said:
+            self.events.record(name, level, kind, message)
+
+    def hung(self, silent: Silent) -> bool:
+        """`silent` stopped answering: kill it if it is one of ours (a component, or a process
+        under one); the component is then restarted, a grandchild by its parent. True if it
+        was ours to handle."""
+        with self._lock:
+            component = self.components.get(silent.component)
+            child = component.child if component else None
+            if component is None or child is None or self.stopping:
+                return False
+            if silent.pid == child.pid:
+                component.hung_for = silent.silent_for
+                child.kill()  # SIGKILL: a stopped (SIGSTOP) process cannot act on SIGTERM
+                what = component.spec.title or f"the {component.name}"
+                effect = component.spec.hung_effect
+            elif descends_from(silent.pid, child.pid):
+                _kill(silent.pid)
+                what = _GRANDCHILD_TITLES.get(silent.name, f"the {silent.name}")
+                effect = ""
+            else:
+                return False
+        message = (
+            f"{silent.name} (pid {silent.pid}) stopped answering for {silent.silent_for:.0f} s;"
+            " it was killed and is being started again"
+        )
+        log.error("%s", message)
+        if silent.pid != child.pid:  # a component's own hang is recorded when its exit is seen
+            self.events.record(silent.component, "error", "hung", message)
+        self.repairs.report(
+            hung_problem_id(silent.name),
+            "error",
+            f"{what.capitalize()} stopped answering for {silent.silent_for:.0f} seconds"
+            + (f" ({effect})" if effect else "")
+            + "; it is being restarted.",
+            "Nothing, if this goes away by itself in a moment. If it keeps coming back, restart"
+            " the box, and if that does not help, report it with the log (Details).",
+            title=f"{what.capitalize()} stopped answering",
+        )
+        return True
 
     def is_up(self, name: str) -> bool:
         """Running, or given up on for now (so that start-up does not wait forever)."""
@@ -209,8 +288,30 @@ class Supervisor:
                 component.state = "stopped"
         return codes
 
-    def _event(self, component: str, level: Literal["warning", "error"], message: str) -> None:
-        record_event(self.db, component, level, "exited", message)
+    def _report_degraded(self, component: Component) -> None:
+        what = component.spec.title or f"the {component.name}"
+        reason = f" The last error: {component.last_error}" if component.last_error else ""
+        self.repairs.report(
+            degraded_problem_id(component.name),
+            "error",
+            f"{what.capitalize()} keeps stopping, so the box has paused it and tries again in "
+            f"{self.policy.degraded_retry_seconds / 60:.0f} minutes.{reason}",
+            "Look at the last error under Details. A port used by another program, or a"
+            " setting that changed, are the usual causes; restart the box once it is fixed.",
+            title=f"{what.capitalize()} keeps stopping",
+        )
+
+
+_GRANDCHILD_TITLES = {"proxy-writer": "the capture writer", "enhancer": "the photo enhancer"}
+
+
+def degraded_problem_id(name: str) -> str:
+    return f"child.degraded.{name}"
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _exit_words(code: int | None) -> str:

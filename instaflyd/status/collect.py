@@ -15,8 +15,9 @@ from typing import Protocol
 
 from instaflyd import __version__
 from instaflyd.capture.ca_files import ca_fingerprint
-from instaflyd.capture.writer_state import read_state
+from instaflyd.capture.writer_state import WAITING, WAITING_TITLE, read_state, waiting_problem
 from instaflyd.config import Config
+from instaflyd.repairs import Problem, RepairsRegistry
 from instaflyd.status.document import (
     CaptureSection,
     CaSection,
@@ -30,6 +31,7 @@ from instaflyd.status.document import (
     ProxySection,
     RecentJob,
     RecentPost,
+    RepairsSection,
     SetupSection,
     StatusDocument,
     TlsFailureLine,
@@ -39,6 +41,7 @@ from instaflyd.status.document import (
     TrainingProgress,
 )
 from instaflyd.status.network import is_loopback, lan_address
+from instaflyd.status.storage import check_storage
 from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.status.weights import weights_status
 from instaflyd.store.events import counters, recent_events
@@ -85,6 +88,8 @@ class DaemonView(Protocol):
 
     def refresh_status(self) -> None: ...  # a new snapshot now, after an action changed things
 
+    def problems(self) -> list[Problem]: ...  # the repairs list (`instaflyd.repairs`), now
+
 
 def collect_status(
     config: Config, conn: sqlite3.Connection, daemon: DaemonView | None = None
@@ -96,16 +101,36 @@ def collect_status(
         model=model_section(config, conn),
         drop_folder=drop_folder_section(config, conn),
         setup=setup_section(config),
+        repairs=repairs_section(daemon.problems() if daemon else standalone_problems(config)),
     )
 
 
 def with_live_daemon(
     document: StatusDocument, config: Config, daemon: DaemonView
 ) -> StatusDocument:
-    """A snapshot with the daemon's own state and components as they are now (both cheap)."""
+    """A snapshot with the daemon's own state, components and problems as they are now (all
+    cheap: no store)."""
     return dataclasses.replace(
-        document, instafly=instafly_section(config, daemon), components=daemon.components()
+        document,
+        instafly=instafly_section(config, daemon),
+        components=daemon.components(),
+        repairs=repairs_section(daemon.problems()),
     )
+
+
+def repairs_section(problems: list[Problem]) -> RepairsSection:
+    errors = sum(1 for p in problems if p.severity == "error")
+    return RepairsSection(problems=problems, errors=errors, warnings=len(problems) - errors)
+
+
+def standalone_problems(config: Config) -> list[Problem]:
+    """Without the daemon (`stats`, a page on its own): what can be checked right now."""
+    registry = RepairsRegistry()
+    check_storage(config, registry)
+    writer = read_state(config.runtime_dir)
+    if writer is not None and (problem := waiting_problem(writer)) is not None:
+        registry.report(WAITING, "error", *problem, title=WAITING_TITLE, source="proxy")
+    return registry.problems()
 
 
 def instafly_section(config: Config, daemon: DaemonView | None) -> InstaflySection:

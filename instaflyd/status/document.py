@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from instaflyd.capture.writer_state import WriterState
+from instaflyd.repairs import Problem
 from instaflyd.status.training import TrainingStatus
 from instaflyd.status.weights import WeightsStatus
 from instaflyd.store.formats import UnreadFormat
@@ -215,6 +216,15 @@ class SetupSection:
 
 
 @dataclass(frozen=True)
+class RepairsSection:
+    """What is wrong now and what to do about it (`instaflyd.repairs`), errors first."""
+
+    problems: list[Problem]
+    errors: int  # problems of severity "error": /healthz is not ok while there are any
+    warnings: int
+
+
+@dataclass(frozen=True)
 class StatusDocument:
     instafly: InstaflySection
     components: dict[str, ComponentStatus | TrainerStatus]
@@ -222,6 +232,7 @@ class StatusDocument:
     model: ModelSection
     drop_folder: DropFolderSection
     setup: SetupSection
+    repairs: RepairsSection
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 
+from instaflyd import repairs
 from instaflyd.config import Config
+from instaflyd.logs import FaultLog
 from instaflyd.status.collect import DaemonView, collect_status
 from instaflyd.status.document import StatusDocument
 from instaflyd.status.history import HistorySampler
@@ -22,6 +24,7 @@ from instaflyd.store import Database
 log = logging.getLogger("instafly.status")
 
 EVERY_SECONDS = 2.0
+UNREADABLE = "store.unreadable"  # the repairs list's entry while no snapshot can be built
 
 
 class StatusEmitter:
@@ -41,6 +44,8 @@ class StatusEmitter:
         self._stop = threading.Event()
         self._built = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._build_fault = FaultLog(log, "could not build the status snapshot")
+        self._sample_fault = FaultLog(log, "could not record the status history")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="status-emitter", daemon=True)
@@ -70,9 +75,20 @@ class StatusEmitter:
             while not self._stop.is_set():
                 try:
                     document = collect_status(self.config, db.conn, self.daemon)
-                except Exception:  # a store problem must not end the snapshots for good
-                    log.exception("could not build the status snapshot; trying again")
+                except Exception as exc:  # a store problem must not end the snapshots for good
+                    self._build_fault.failed(exc)
+                    repairs.report(
+                        UNREADABLE,
+                        "error",
+                        "The box cannot read its database, so this page may be out of date"
+                        f" ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}).",
+                        "If this does not go away within a minute, restart the box. If it comes"
+                        " back, the database may be damaged: see Details for the latest backup.",
+                        title="The database cannot be read",
+                    )
                 else:
+                    self._build_fault.ok()
+                    repairs.resolve(UNREADABLE)
                     with self._built:
                         self._latest = document
                         self._built.notify_all()
@@ -83,5 +99,7 @@ class StatusEmitter:
     def _sample(self, db: Database, document: StatusDocument) -> None:
         try:
             self.sampler.offer(db, document)
-        except Exception:  # a busy or full disk must not end the snapshots either
-            log.exception("could not record the status history; trying again")
+        except Exception as exc:  # a busy or full disk must not end the snapshots either
+            self._sample_fault.failed(exc)
+        else:
+            self._sample_fault.ok()

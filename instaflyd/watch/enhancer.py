@@ -29,6 +29,7 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from instaflyd import heartbeat
 from instaflyd.config import Config
 from instaflyd.store import Database
 from instaflyd.store.events import log_event
@@ -53,6 +54,7 @@ def run_enhancer(config: Config) -> int:
     if not _die_with_parent():
         log.warning("the worker that started this enhancer is gone; not starting")
         return 0
+    heartbeat.start_thread("enhancer")  # one enhancement can be minutes of TensorFlow
     return Enhancer(config).run()
 
 

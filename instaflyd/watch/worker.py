@@ -18,7 +18,7 @@ import threading
 import time
 from types import FrameType
 
-from instaflyd import shutdown
+from instaflyd import heartbeat, shutdown
 from instaflyd.config import Config
 from instaflyd.store import Database
 from instaflyd.store.events import Level, record_event
@@ -68,6 +68,7 @@ class Worker:
         try:
             watcher.start()
             while not self.stopping:
+                heartbeat.beat("worker")  # from the loop: a stuck loop goes quiet
                 self.wake.clear()
                 try:
                     self.step()

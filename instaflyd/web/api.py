@@ -40,18 +40,31 @@ def metrics() -> Response:
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """Cheap (no database): is the daemon's loop alive? Healthy while it stops cleanly, too."""
+    """Cheap (no database): is the daemon's loop alive, and is any problem of the repairs list
+    an error? Healthy while it stops cleanly, too; the errors are named, warnings only listed."""
     daemon = current_app.config["INSTAFLY_DAEMON"]
     if daemon is None:
         return jsonify(status="ok", state="standalone"), 200
     components = daemon.components()
     degraded = sorted(name for name, c in components.items() if c.state == "degraded")
     age = daemon.heartbeat_age()
-    healthy = age < HEARTBEAT_STALE_SECONDS
+    problems = daemon.problems()
+    errors = [p for p in problems if p.severity == "error"]
+    if age >= HEARTBEAT_STALE_SECONDS:
+        status = "stalled"
+    elif daemon.state == "stopping":
+        status = "stopping"
+    elif errors:
+        status = "error"
+    else:
+        status = "ok"
     body = {
-        "status": ("stopping" if daemon.state == "stopping" else "ok") if healthy else "stalled",
+        "status": status,
         "state": daemon.state,
         "degraded": degraded,
         "loop_age_seconds": round(age, 2),
+        "problems": [
+            {"id": p.id, "severity": p.severity, "sentence": p.sentence} for p in problems
+        ],
     }
-    return jsonify(body), 200 if healthy else 503
+    return jsonify(body), 200 if status in ("ok", "stopping") else 503

@@ -111,6 +111,21 @@ class StatusCollector(Collector):
         yield up
         yield restarts
 
+        problem = GaugeMetricFamily(
+            "instafly_problem",
+            "1 for each problem on the repairs list, by id and severity",
+            labels=["id", "severity"],
+        )
+        for entry in status.repairs.problems:
+            problem.add_metric([entry.id, entry.severity], 1)
+        yield problem
+        problems = GaugeMetricFamily(
+            "instafly_problems", "Problems on the repairs list, by severity", labels=["severity"]
+        )
+        problems.add_metric(["error"], status.repairs.errors)
+        problems.add_metric(["warning"], status.repairs.warnings)
+        yield problems
+
 
 def render_metrics(status: StatusSource) -> bytes:
     registry = CollectorRegistry(auto_describe=False)

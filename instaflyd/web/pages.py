@@ -27,7 +27,6 @@ from instaflyd.status.collect import DaemonView, setup_section
 from instaflyd.status.history import UnknownSeries, parse_request
 from instaflyd.status.weights import WeightsError, receive_weights
 from instaflyd.store import ImageFiles
-from instaflyd.store.faults import FAULT_ACTION, FAULT_TEXT
 from instaflyd.store.images import stored_image_ext
 from instaflyd.store.jobs import get_job, retry_job
 from instaflyd.web.charts import history_charts
@@ -72,8 +71,6 @@ def index() -> str:
         status=status,
         qr=qr_svg(status.setup.setup_url),
         history=history_charts(get_db().conn, range_, status),
-        fault_text=FAULT_TEXT,
-        fault_action=FAULT_ACTION,
     )
 
 

@@ -37,15 +37,24 @@
             status.model.weights.ok, (status.model.weights.download || {}).state].join("|");
   }
 
-  async function redrawModelCard() {
+  // The repairs list (_repairs.html) is redrawn when a problem comes, goes or changes severity.
+  function repairsState(status) {
+    return (status.repairs ? status.repairs.problems : []).map((p) => p.id + ":" + p.severity).join("|");
+  }
+
+  async function redraw(ids) {
     const response = await fetch("/", { headers: { Accept: "text/html" } });
     if (!response.ok) return;
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    const card = fresh.getElementById("model");
-    if (card) document.getElementById("model").replaceWith(document.adoptNode(card));
+    for (const id of ids) {
+      const card = fresh.getElementById(id);
+      const shown = document.getElementById(id);
+      if (card && shown) shown.replaceWith(document.adoptNode(card));
+    }
   }
 
   let shownModel = null;
+  let shownRepairs = null;
 
   async function refresh() {
     try {
@@ -54,8 +63,13 @@
       const status = await response.json();
       apply(status);
       const state = modelState(status);
-      if (shownModel !== null && state !== shownModel) await redrawModelCard();
+      const repairs = repairsState(status);
+      const stale = [];
+      if (shownModel !== null && state !== shownModel) stale.push("model");
+      if (shownRepairs !== null && repairs !== shownRepairs) stale.push("repairs");
+      if (stale.length) await redraw(stale);
       shownModel = state;
+      shownRepairs = repairs;
     } catch (error) {
       // The box may be restarting; try again at the next tick.
     }
