@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from mitmproxy import http, io
+from support_capture import SAMPLE_DUMP
 from support_daemon import TEST_PASSWORD, give_password
 
+from instaflyd.capture.flows import CapturedResponse, captured_response
 from instaflyd.config import Config
 from instaflyd.web import create_app
 
@@ -90,3 +93,12 @@ def logged_in(config: Config) -> FlaskClient:
     login = client.post("/login", data={"password": TEST_PASSWORD, "csrf_token": token})
     assert login.status_code == 302
     return client
+
+
+def sample_responses(max_body_bytes: int) -> list[CapturedResponse]:
+    """The sample session's responses, the profile page (20 posts) first."""
+    with SAMPLE_DUMP.open("rb") as handle:
+        flows = [f for f in io.FlowReader(handle).stream() if isinstance(f, http.HTTPFlow)]
+    responses = [r for f in flows if (r := captured_response(f, max_body_bytes)) is not None]
+    [profile] = [r for r in responses if "web_profile_info" in r.path]
+    return [profile] + [r for r in responses if r is not profile]

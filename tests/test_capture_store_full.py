@@ -17,33 +17,21 @@ from pathlib import Path
 import pytest
 import requests
 from helpers import free_port, wait_until, write_config
-from mitmproxy import http, io
 from support_capture import (
-    SAMPLE_DUMP,
     InstagramStandIn,
     RecordedRequest,
     recorded_requests,
     running_proxy,
 )
-from support_faults import fill, logged_in, small_tmpfs
+from support_faults import fill, logged_in, sample_responses, small_tmpfs
 
 from instaflyd import repairs
-from instaflyd.capture.flows import CapturedResponse, captured_response
 from instaflyd.capture.writer import write_until_stopped
 from instaflyd.capture.writer_state import WriterState, read_state
 from instaflyd.config import Config, build_config, load_config
 from instaflyd.repairs import RepairsRegistry
 
 DISK_MB = 8
-
-
-def sample_responses(max_body_bytes: int) -> list[CapturedResponse]:
-    """The sample session's responses, the profile page (20 posts) first."""
-    with SAMPLE_DUMP.open("rb") as handle:
-        flows = [f for f in io.FlowReader(handle).stream() if isinstance(f, http.HTTPFlow)]
-    responses = [r for f in flows if (r := captured_response(f, max_body_bytes)) is not None]
-    [profile] = [r for r in responses if "web_profile_info" in r.path]
-    return [profile] + [r for r in responses if r is not profile]
 
 
 def rows(config: Config, sql: str) -> list[tuple]:
