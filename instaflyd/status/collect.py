@@ -41,6 +41,7 @@ from instaflyd.status.document import (
     TrainingProgress,
 )
 from instaflyd.status.network import is_loopback, lan_address
+from instaflyd.status.share import samba_share
 from instaflyd.status.storage import check_storage
 from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.status.weights import weights_status
@@ -267,6 +268,7 @@ def drop_folder_section(config: Config, conn: sqlite3.Connection) -> DropFolderS
         jobs=jobs_by_state(conn),
         recent=recent,
         enhanced=enhanced_totals(conn),
+        share=samba_share(config.watch.drop_dir, config.watch.output_dir),
     )
 
 

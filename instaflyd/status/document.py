@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from instaflyd.capture.writer_state import WriterState
 from instaflyd.repairs import Problem
+from instaflyd.status.share import ShareNames
 from instaflyd.status.training import TrainingStatus
 from instaflyd.status.weights import WeightsStatus
 from instaflyd.store.formats import UnreadFormat
@@ -193,6 +194,7 @@ class DropFolderSection:
     jobs: dict[str, int]  # every job state with its count
     recent: list[RecentJob]
     enhanced: EnhancedTotals  # photos enhanced so far and their summed score gain
+    share: ShareNames | None = None  # the Samba share holding both folders, where set up
 
 
 @dataclass(frozen=True)

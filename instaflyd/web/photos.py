@@ -2,7 +2,8 @@
 
 `POST /api/photos` (multipart, field `photo`, one or more files) answers 202 with each photo's
 job; `GET /api/photos` lists the latest photos, newest first, with their state, scores, edits
-and URLs; `GET /api/photos/<id>` is one of them; `/api/photos/<id>/enhanced` downloads the
+and URLs (and `words`: the same in the household's terms, as the page shows them);
+`GET /api/photos/<id>` is one of them; `/api/photos/<id>/enhanced` downloads the
 enhanced photo at full resolution, EXIF included. The page's "Enhance photos" control uses the
 same endpoints. Every POST needs the CSRF token (`X-CSRF-Token`), like every action of the page.
 """
@@ -20,6 +21,7 @@ from instaflyd.config import Config
 from instaflyd.status.weights import WEIGHTS_BYTES
 from instaflyd.store.jobs import Job, get_job, recent_jobs
 from instaflyd.web.database import get_db
+from instaflyd.web.formatting import ScoreChange, edits_in_words, score_change
 from instaflyd.web.thumbnails import NotAllowed, allowed_file
 from instaflyd.web.uploads import UploadRefused, receive_upload
 
@@ -35,6 +37,14 @@ class PhotoUrls:
     before: str | None  # previews (thumbnail size)
     after: str | None
     enhanced: str | None  # the full-resolution download
+
+
+@dataclass(frozen=True)
+class PhotoWords:
+    """What the gallery says of a photo, in the household's terms (web/formatting.py)."""
+
+    scores: ScoreChange | None  # expected likes per 1,000 followers, before and after
+    edits: str  # "a little brighter, warmer, ..."; "" when none
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class Photo:
     edits: dict[str, float]
     output_name: str | None
     urls: PhotoUrls
+    words: PhotoWords
 
 
 def _config() -> Config:
@@ -69,6 +80,7 @@ def photo_record(row: Job, config: Config) -> Photo:
     output = _existing(row.output_path, config.watch.output_dir)
     done = row.state == "done" and output is not None
     previewable = row.state != "rejected" and _existing(row.input_path, config.watch.drop_dir)
+    edits = _edits(row.sidecar_path, config) if done else {}
     return Photo(
         id=row.id,
         name=Path(row.input_path).name,
@@ -80,13 +92,14 @@ def photo_record(row: Job, config: Config) -> Photo:
         score_after=row.score_after,
         score_change=row.score_change,
         model_version=row.model_version,
-        edits=_edits(row.sidecar_path, config) if done else {},
+        edits=edits,
         output_name=output.name if done and output else None,
         urls=PhotoUrls(
             before=f"/thumbs/job/{row.id}/before" if previewable else None,
             after=f"/thumbs/job/{row.id}/after" if done else None,
             enhanced=f"/api/photos/{row.id}/enhanced" if done else None,
         ),
+        words=PhotoWords(score_change(row.score_before, row.score_after), edits_in_words(edits)),
     )
 
 
