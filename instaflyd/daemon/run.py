@@ -29,13 +29,13 @@ from instaflyd.daemon.lifelines import Lifelines
 from instaflyd.daemon.safe_mode import wait_for_valid_config
 from instaflyd.daemon.scheduler import TrainingScheduler
 from instaflyd.daemon.sdnotify import Notifier
+from instaflyd.daemon.store_recovery import REPLACED, IntegrityCheck, open_store
 from instaflyd.daemon.supervisor import ComponentSpec, Supervisor, tcp_listening
 from instaflyd.daemon.weights_fetch import WeightsFetcher
 from instaflyd.status.collect import collect_status, with_live_daemon
 from instaflyd.status.document import ComponentStatus, DaemonState, StatusDocument, TrainerStatus
 from instaflyd.status.emitter import StatusEmitter
 from instaflyd.status.storage import check_storage
-from instaflyd.store import Database
 from instaflyd.web import create_app
 from instaflyd.web.password import announce_password
 from instaflyd.web.server import WebServer
@@ -103,7 +103,7 @@ class Daemon:
     def __init__(self, config: Config, notifier: Notifier) -> None:
         self.config = config
         self.notifier = notifier
-        self.db = Database(config.db_path)
+        self.db, self.recovery = open_store(config)  # a damaged store: replaced, said
         self.repairs = repairs.RepairsRegistry()
         self.events = EventWriter(config.db_path)
         self.lifelines = Lifelines(self.repairs, config.faults.hang_seconds)
@@ -113,6 +113,7 @@ class Daemon:
         self.scheduler = TrainingScheduler(config, self.db, self.events, self.lifelines)
         self.weights = WeightsFetcher(config)
         self.housekeeping = Housekeeping(config, self.db)
+        self.integrity = IntegrityCheck(self.db)
         self.emitter = StatusEmitter(config, self)
         self._state: DaemonState = "starting"
         self._heartbeat = time.monotonic()
@@ -156,6 +157,9 @@ class Daemon:
         server = WebServer(create_app(self.config, self), web.host, web.port)
         server.start()
         repairs.install(self.repairs)
+        if self.recovery is not None:
+            title, sentence, action = self.recovery.problem()
+            self.repairs.report(REPLACED, "warning", sentence, action, title=title)
         self.events.start()
         self.check_storage()
         self.emitter.start()
@@ -176,6 +180,7 @@ class Daemon:
                 self.scheduler.tick(now)
                 self.weights.tick(now)
                 self.housekeeping.tick()
+                self.integrity.tick(now)
                 proxy_up = self.supervisor.is_up("proxy") or now - started > READY_TIMEOUT
                 if self._state == "starting" and server.alive() and proxy_up:
                     self._state = "running"

@@ -9,7 +9,8 @@ A data folder that is read-only (an SD card the kernel remounted after errors, o
 started on) makes SQLite open the database read-only without saying so, and such a connection
 stays read-only after the folder is writable again. So a `Database` remembers when it was opened
 on a read-only folder, or saw a write refused as read-only, and before its next write reopens
-its connection once the folder is writable (`store.faults.looks_writable`: one statvfs). Opening fails with a `StoreError` whose `fault` says when the cause is a passing one.
+its connection once the folder is writable (`store.faults.looks_writable`: one statvfs).
+Opening fails with a `StoreError` whose `fault` says when the cause is a passing one.
 """
 
 from __future__ import annotations
