@@ -28,6 +28,7 @@ from instaflyd.store import Database, StoreError
 from instaflyd.store.events import log_event
 from instaflyd.store.integrity import damage_of, move_aside, quick_check
 from instaflyd.store.snapshot import SnapshotError
+from instaflyd.store.stats import count
 
 log = logging.getLogger("instafly.daemon")
 
@@ -93,7 +94,7 @@ def open_store(config: Config) -> tuple[Database, StoreRecovery | None]:
             backup = created = None
             config.db_path.unlink(missing_ok=True)
     db = Database(config.db_path)
-    posts = int(db.scalar("SELECT COUNT(*) FROM posts"))
+    posts = count(db.conn, "posts")
     recovery = StoreRecovery(damage, kept_as, backup, created, posts, restore_error)
     _title, sentence, _action = recovery.problem()
     with db.transaction() as conn:

@@ -51,7 +51,15 @@ class HistoryRow:
 
 
 def record_sample(conn: sqlite3.Connection, sample: HistorySample) -> None:
-    """Put `sample` in the bucket of every tier that holds its time (the last sample wins)."""
+    """Put `sample` in the bucket of every tier that holds its time (the last sample wins).
+
+    Buckets after the sample's are deleted: they were written while the clock ran ahead (it
+    has been stepped back since), and their stale totals would otherwise stand as the newest."""
+    for tier in TIERS:
+        conn.execute(
+            "DELETE FROM history WHERE tier = ? AND bucket > ?",
+            (tier.seconds, bucket_of(sample.time, tier.seconds)),
+        )
     values = (
         sample.time, sample.posts, sample.labelled, sample.next_training_at, sample.flows,
         sample.enhanced, sample.score_gain,
