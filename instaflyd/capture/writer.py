@@ -44,6 +44,7 @@ from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.ingest import CaptureError, Ingester, ResponseTooLarge
 from instaflyd.capture.matching import PendingImages
 from instaflyd.capture.retry import RetryQueue
+from instaflyd.capture.wireguard import CHECK_HOST
 from instaflyd.capture.writer_state import (
     WAITING,
     WAITING_TITLE,
@@ -54,6 +55,12 @@ from instaflyd.capture.writer_state import (
 from instaflyd.config import Config
 from instaflyd.logs import setup_logging
 from instaflyd.store import Database, ImageFiles, StoreError
+from instaflyd.store.devices import (
+    count_device_tls_failure,
+    device_seen,
+    device_trusted,
+    prune_device_posts,
+)
 from instaflyd.store.events import add_to_counter, record_event
 from instaflyd.store.faults import FAULT_TEXT, Fault, looks_writable, transient_fault
 from instaflyd.store.images import prune_unused_images
@@ -66,6 +73,9 @@ PIPE_BYTES = 1024 * 1024  # asked of the kernel (Linux caps it at /proc/sys/fs/p
 FLUSH_SECONDS = 1.0  # counters and expired images are written at least this often
 COMPONENT = "proxy"
 WRITER_NICENESS = 10  # where idle scheduling is not allowed
+DEVICES_BY_ADDRESS_MAX = 64  # Wi-Fi proxy clients remembered (the least recently seen go)
+DEVICE_POSTS_DAYS = 8  # which device captured a post is kept this long ("this week" + a day)
+PRUNE_SECONDS = 3600.0
 _HEADER = struct.Struct("!I")
 _STOP = None  # the frame that ends the writer
 
@@ -74,6 +84,14 @@ _STOP = None  # the frame that ends the writer
 class TlsFailure:
     host: str
     error: str
+    device: str | None = None  # wg:<id> or ip:<address>
+
+
+@dataclass(frozen=True)
+class DeviceSeen:
+    device: str  # wg:<id> or ip:<address>
+    at: float
+    trusted: bool  # it completed a handshake with the box's certificate
 
 
 class CaptureWriter:
@@ -109,7 +127,7 @@ class CaptureWriter:
 
     # --- called from mitmproxy's event loop: never blocks -------------------------------------
 
-    def submit(self, item: CapturedResponse | TlsFailure) -> bool:
+    def submit(self, item: CapturedResponse | TlsFailure | DeviceSeen) -> bool:
         """Hand an item to the writer; False (and counted) when the backlog is full."""
         frame = _frame(item)
         if self._backlog and self._waiting + len(frame) > self.backlog_bytes:
@@ -307,6 +325,7 @@ def write_until_stopped(
     try:
         writing.open()
         last_flush = time.monotonic()
+        last_prune = -PRUNE_SECONDS
         while True:
             heartbeat.beat("proxy-writer")  # from the loop: a stuck writer goes quiet
             try:
@@ -322,6 +341,9 @@ def write_until_stopped(
             if item is _STOP or time.monotonic() - last_flush > FLUSH_SECONDS:
                 writing.flush()
                 last_flush = time.monotonic()
+            if last_flush - last_prune >= PRUNE_SECONDS:
+                writing.prune_device_posts()
+                last_prune = last_flush
             if item is _STOP:
                 writing.finish()
                 return
@@ -339,7 +361,7 @@ def _run_only_when_idle() -> None:
             os.nice(WRITER_NICENESS)
 
 
-Item = CapturedResponse | TlsFailure
+Item = CapturedResponse | TlsFailure | DeviceSeen
 Outcome = Literal["stored", "failed"] | Fault
 DRAIN_SECONDS = 0.5  # held responses stored at a time, between reads of the pipe
 NOTE_SECONDS = 1.0  # the note for the page is renewed at most this often during an outage
@@ -448,9 +470,21 @@ class StoreWriting:
     def _store(self, item: Item) -> Outcome:
         assert self.db is not None and self.ingester is not None
         try:
-            if isinstance(item, TlsFailure):
+            if isinstance(item, DeviceSeen):
+                with self.db.transaction() as conn:
+                    device_seen(conn, item.device, item.trusted, item.at, DEVICES_BY_ADDRESS_MAX)
+            elif isinstance(item, TlsFailure):
                 with self.db.transaction() as conn:
                     count_tls_failure(conn, item.host, item.error)
+                    if item.device is not None:
+                        # A device that took the box's certificate before and refuses it now
+                        # for Instagram is an app that pins; one that never took it does not
+                        # trust it.
+                        pinned = item.host != CHECK_HOST and device_trusted(conn, item.device)
+                        count_device_tls_failure(
+                            conn, item.device, item.host, item.error, pinned,
+                            max_by_address=DEVICES_BY_ADDRESS_MAX,
+                        )  # fmt: skip
             elif isinstance(item, CapturedResponse):
                 try:
                     self.counts.update(self.ingester.ingest(item))
@@ -550,6 +584,16 @@ class StoreWriting:
             repairs.resolve(WAITING)
         else:
             repairs.report(WAITING, "error", *problem, title=WAITING_TITLE)
+
+    def prune_device_posts(self) -> None:
+        if self.db is None or self.retry:
+            return  # the store refuses writes now: next time
+        try:
+            with self.db.transaction() as conn:
+                prune_device_posts(conn, time.time() - DEVICE_POSTS_DAYS * 86400)
+        except Exception as exc:
+            if transient_fault(exc) is None:
+                log.error("cannot prune which device captured which post: %s", exc)
 
     # --- counters and the end -----------------------------------------------------------------
 
