@@ -41,8 +41,9 @@ from instaflyd.capture.limits import ConnectionLimits
 from instaflyd.capture.listeners import DeviceListeners, all_modes, base_modes, read_devices
 from instaflyd.capture.writer import CaptureWriter
 from instaflyd.config import Config
-from instaflyd.store import Database
+from instaflyd.store import Database, StoreError
 from instaflyd.store.devices import WireGuardDevice
+from instaflyd.store.faults import FAULT_TEXT
 
 log = logging.getLogger("instafly.proxy")
 
@@ -135,8 +136,15 @@ def _one_line(message: str) -> str:
 def run_proxy(config: Config, verbose: bool = False) -> None:
     """Serve until SIGTERM or SIGINT; raises ProxyStartupError if the proxy cannot start."""
     ensure_ca(config.mitmproxy_dir)
-    with Database(config.db_path):
-        pass  # open and migrate now: a broken database is a start-up error, not a thread's
+    try:
+        with Database(config.db_path):
+            pass  # open and migrate now: a broken database is a start-up error, not a thread's
+    except StoreError as exc:
+        if exc.fault is None:
+            raise
+        # A passing fault (a read-only or full disk): phones can browse meanwhile, and what
+        # they capture waits in the writer's retry queue until the store takes it.
+        log.warning("starting without the store for now: %s", FAULT_TEXT[exc.fault])
     devices = read_devices(config)
     writer = CaptureWriter(config)
     try:
