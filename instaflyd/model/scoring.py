@@ -83,6 +83,8 @@ def load_scorer(config: Config) -> Scorer:
             try:
                 scorer = load_version(config, version)
             except ModelLoadError as exc:
+                if len(versions) == 1:
+                    raise  # nothing to fall back on: its own reason
                 failures.append(f"v{version}: {exc}")
                 continue
             if not failures:

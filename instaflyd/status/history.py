@@ -13,6 +13,7 @@ photos enhanced and their mean gain), and the validation figures of every model 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from instaflyd.store.history import (
     HistoryRow,
     HistorySample,
     bucket_of,
+    forget_history_after,
     history_row_before,
     history_rows,
     last_sample_time,
@@ -36,6 +38,8 @@ from instaflyd.store.history import (
     record_sample,
 )
 from instaflyd.store.versions import VersionMetrics, version_metrics
+
+log = logging.getLogger("instafly.status")
 
 SeriesName = Literal["posts", "capture", "enhanced", "models"]
 RangeName = Literal["day", "month", "year"]
@@ -151,6 +155,11 @@ class HistorySampler:
 
     def record(self, db: Database, sample: HistorySample) -> None:
         with db.transaction() as conn:
+            if forgotten := forget_history_after(conn, sample.time):
+                log.warning(
+                    "the clock was set back: %d chart points dated after now were removed",
+                    forgotten,
+                )
             record_sample(conn, sample)
             prune_history(conn, min(sample.time, self.steady.now()))
         self._last_bucket = bucket_of(sample.time, SAMPLE_EVERY)

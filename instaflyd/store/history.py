@@ -51,15 +51,7 @@ class HistoryRow:
 
 
 def record_sample(conn: sqlite3.Connection, sample: HistorySample) -> None:
-    """Put `sample` in the bucket of every tier that holds its time (the last sample wins).
-
-    Buckets after the sample's are deleted: they were written while the clock ran ahead (it
-    has been stepped back since), and their stale totals would otherwise stand as the newest."""
-    for tier in TIERS:
-        conn.execute(
-            "DELETE FROM history WHERE tier = ? AND bucket > ?",
-            (tier.seconds, bucket_of(sample.time, tier.seconds)),
-        )
+    """Put `sample` in the bucket of every tier that holds its time (the last sample wins)."""
     values = (
         sample.time, sample.posts, sample.labelled, sample.next_training_at, sample.flows,
         sample.enhanced, sample.score_gain,
@@ -68,6 +60,21 @@ def record_sample(conn: sqlite3.Connection, sample: HistorySample) -> None:
         "INSERT OR REPLACE INTO history (tier, bucket, time, posts, labelled, next_training_at,"
         "   flows, enhanced, score_gain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(tier.seconds, bucket_of(sample.time, tier.seconds), *values) for tier in TIERS],
+    )
+
+
+def forget_history_after(conn: sqlite3.Connection, now: float) -> int:
+    """Delete the buckets after the one holding `now`, in every tier; returns how many went.
+
+    A live sample taken at `now` is the newest truth: buckets dated later were written while
+    the clock ran ahead (it has been stepped back since), and their stale totals would
+    otherwise stand as the newest."""
+    return sum(
+        conn.execute(
+            "DELETE FROM history WHERE tier = ? AND bucket > ?",
+            (tier.seconds, bucket_of(now, tier.seconds)),
+        ).rowcount
+        for tier in TIERS
     )
 
 
