@@ -186,17 +186,13 @@ def cmd_score(args: argparse.Namespace, config: Config) -> int:
         scores = score_files(scorer, args.images, max_pixels=config.enhance.max_pixels)
     except (NoModelError, ImageReadError) as exc:
         raise CommandError(str(exc)) from None
-    results = [
-        {"path": str(path), "score": float(score)}
-        for path, score in zip(args.images, scores, strict=True)
-    ]
+    scored = [(str(path), float(score)) for path, score in zip(args.images, scores, strict=True)]
     if args.json:
-        print_json(results)
+        print_json([{"path": path, "score": score} for path, score in scored])
         return 0
     print(f"model v{scorer.version}: score = predicted log(likes / followers), higher is better")
-    for result in results:
-        rate = math.exp(result["score"])
-        print(f"{result['score']:8.3f}  ({rate:.2%} of followers)  {result['path']}")
+    for path, score in scored:
+        print(f"{score:8.3f}  ({math.exp(score):.2%} of followers)  {path}")
     return 0
 
 

@@ -332,7 +332,8 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], _Origi
         raise ConfigError([f"{path} line 1: the file must be a mapping of keys, like 'proxy:'"])
     origins: dict[tuple[str, ...], _Origin] = {}
     problems: list[str] = []
-    _collect_origins(root, (), path, origins, problems)
+    if root is not None:
+        _collect_origins(root, (), path, origins, problems)
     if problems:
         raise ConfigError(problems)
     return values, origins
@@ -458,7 +459,8 @@ def _unknown_key(loc: tuple[str, ...]) -> str:
 def _allowed_range(loc: tuple[str, ...]) -> str:
     section = _section_of(loc)
     field = section.model_fields.get(loc[-1]) if section else None
-    low = high = None
+    low: object = None
+    high: object = None
     low_open = high_open = False
     for rule in field.metadata if field else []:
         if isinstance(rule, annotated_types.Ge):

@@ -36,6 +36,7 @@ from instaflyd.status.collect import collect_status, with_live_daemon
 from instaflyd.status.document import ComponentStatus, DaemonState, StatusDocument, TrainerStatus
 from instaflyd.status.emitter import StatusEmitter
 from instaflyd.status.storage import check_storage
+from instaflyd.store import Database
 from instaflyd.web import create_app
 from instaflyd.web.password import announce_password
 from instaflyd.web.server import WebServer
@@ -57,9 +58,10 @@ def run_daemon(config_path: Path | None, data_dir: Path | None, *, verbose: bool
     try:
         config = load_config(config_path, data_dir)
     except ConfigError as exc:
-        config = wait_for_valid_config(exc.problems, config_path, data_dir, notifier, stop)
-        if config is None:
+        healed = wait_for_valid_config(exc.problems, config_path, data_dir, notifier, stop)
+        if healed is None:
             return 0
+        config = healed
     if not verbose:
         logging.getLogger("instafly").setLevel(config.log.level.upper())
     return Daemon(config, notifier).run(stop)
@@ -105,15 +107,15 @@ class Daemon:
         self.notifier = notifier
         self.db, self.recovery = open_store(config)  # a damaged store: replaced, said
         self.repairs = repairs.RepairsRegistry()
-        self.events = EventWriter(config.db_path)
+        self.events = EventWriter(config.db_path, chores=self._chores)
+        self.housekeeping: Housekeeping | None = None  # made on the writer's thread
         self.lifelines = Lifelines(self.repairs, config.faults.hang_seconds)
         self.supervisor = Supervisor(
             component_specs(config), self.events, lifelines=self.lifelines, repairs=self.repairs
         )
         self.scheduler = TrainingScheduler(config, self.db, self.events, self.lifelines)
         self.weights = WeightsFetcher(config)
-        self.housekeeping = Housekeeping(config, self.db)
-        self.integrity = IntegrityCheck(self.db)
+        self.integrity: IntegrityCheck | None = None  # made on the writer's thread
         self.emitter = StatusEmitter(config, self)
         self._state: DaemonState = "starting"
         self._heartbeat = time.monotonic()
@@ -179,8 +181,6 @@ class Daemon:
             try:
                 self.scheduler.tick(now)
                 self.weights.tick(now)
-                self.housekeeping.tick()
-                self.integrity.tick(now)
                 proxy_up = self.supervisor.is_up("proxy") or now - started > READY_TIMEOUT
                 if self._state == "starting" and server.alive() and proxy_up:
                     self._state = "running"
@@ -191,7 +191,7 @@ class Daemon:
                     self.notifier.status(self.summary())
                     next_status = now + STATUS_EVERY_SECONDS
             except Exception:  # a store problem must not take the proxy and the worker down
-                log.exception("the training check, housekeeping or the status summary failed")
+                log.exception("the training check or the status summary failed")
                 next_status = now + STATUS_EVERY_SECONDS
             if not server.alive():
                 return self._page_died(server)
@@ -231,6 +231,15 @@ class Daemon:
         self.events.stop(timeout=2)
         repairs.install(None)
         self.db.close()
+
+    def _chores(self, db: Database) -> None:
+        """On the event writer's thread and connection: what would keep the loop waiting."""
+        if self.housekeeping is None:
+            self.housekeeping = Housekeeping(self.config, db)
+        self.housekeeping.tick()
+        if self.integrity is None:
+            self.integrity = IntegrityCheck(db)
+        self.integrity.tick()
 
     def check_storage(self) -> None:
         try:

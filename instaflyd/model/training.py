@@ -161,7 +161,7 @@ def _train(
         split,
         config.train,
         cached=cache.inventory(),
-        current_trained_at=current.created if from_current else None,
+        current_trained_at=current.created if from_current and current is not None else None,
         runs_since_full=runs_since_full_pass(db.conn),
         version=next_model_version(db.conn),
         full=full_pass,

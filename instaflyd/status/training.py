@@ -47,16 +47,15 @@ def training_status(
     else:
         new = max(0, labelled - current.labelled_total)
         needed = max(0, config.train.min_new_posts - new)
-    facts = dict(
-        labelled=labelled, owners=owners, new_since_current=new, needed=needed,
-        current_version=current.version if current else None, running=running,
-        weights_ok=weights.ok,
-    )  # fmt: skip
 
     def status(due: bool, reason: str) -> TrainingStatus:
-        return TrainingStatus(due=due, reason=reason, **facts)
+        return TrainingStatus(
+            due=due, reason=reason, labelled=labelled, owners=owners, new_since_current=new,
+            needed=needed, current_version=current.version if current else None,
+            running=running, weights_ok=weights.ok,
+        )  # fmt: skip
 
-    if running:
+    if running and run is not None:
         return status(False, f"training is running (pid {run.pid})")
     if not weights.ok and not allow_random_weights:
         return status(False, weights.message)

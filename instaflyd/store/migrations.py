@@ -325,7 +325,7 @@ class SchemaTooNew(Exception):
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     """Apply the migrations the database lacks, up to `target`; returns the resulting version."""
     while True:
-        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        current = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if current > SCHEMA_VERSION:
             raise SchemaTooNew(
                 f"the database is at schema version {current}, newer than this Instafly "

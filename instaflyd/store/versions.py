@@ -150,7 +150,8 @@ def start_training_run(
         " VALUES (?, ?, 'running', ?, ?)",
         (now, now, pid, epochs),
     )
-    return int(cursor.lastrowid)
+    assert cursor.lastrowid is not None  # an INSERT that succeeded has one
+    return cursor.lastrowid
 
 
 def record_training_progress(
