@@ -436,7 +436,7 @@ class StoreWriting:
             self._hold(item, self.retry.fault or self.fault or "read_only")
             return
         outcome = self._store(item)
-        if outcome not in ("stored", "failed"):
+        if outcome != "stored" and outcome != "failed":
             self._hold(item, outcome)
 
     def retry_if_due(self) -> None:
