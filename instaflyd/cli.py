@@ -144,15 +144,22 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from instaflyd import heartbeat
-    from instaflyd.status.training import training_status
+    from instaflyd.policy.training import training_plan
+    from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
 
     heartbeat.start_thread("trainer")  # an epoch can be minutes of TensorFlow
-    if args.scheduled:
-        os.nice(config.train.nice)
+    # Priority is the caller's: the daemon's scheduler starts this at `train.nice`.
+    weights_state = weights_status(config)
     with Database(config.db_path) as db:
-        status = training_status(config, db.conn, allow_random_weights=args.allow_random_weights)
-    if args.scheduled and not status.due:
+        status = training_plan(
+            config,
+            db.conn,
+            weights_ok=weights_state.ok,
+            weights_message=weights_state.message,
+            allow_random_weights=args.allow_random_weights,
+        )
+    if args.scheduled and not status.due and not args.force:
         log.debug("not training: %s", status.reason)
         return 0
     if status.running:
@@ -172,6 +179,8 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(str(exc)) from None
     if args.json:
         print_json(result.as_json())
+    elif args.scheduled:
+        log.info("%s", result.summary())  # the daemon's log: one line per result
     else:
         print(result.summary())
     return 0
@@ -385,6 +394,29 @@ def cmd_restore(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
+    """Bring the store to this release's schema now (install.sh runs it on an upgrade)."""
+    from instaflyd.backup import BackupError
+    from instaflyd.backup.upgrade import upgrade_store
+
+    try:
+        result = upgrade_store(config)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print_json({"before": result.before, "after": result.after, "kept": result.kept})
+    elif result.before is None:
+        print(f"new store at schema v{result.after}")
+    elif result.before == result.after:
+        print(f"store at schema v{result.after}: nothing to migrate")
+    else:
+        print(
+            f"store migrated from schema v{result.before} to v{result.after}"
+            f" (the database before is kept as {result.kept})"
+        )
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace, config: Config | None) -> int:
     """Validate; `main` has already loaded the config, so reaching here means it is valid."""
     assert config is not None
@@ -470,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--scheduled",
         action="store_true",
-        help="as the daemon runs it: low priority, exit 0 quietly when not due",
+        help="as the daemon runs it: exit 0 quietly when not due (unless --force), log the result",
     )
     sub.add_argument(
         "--allow-random-weights",
@@ -536,6 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace a store that already holds posts (stop the daemon first)",
     )
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub = command("migrate", cmd_migrate, "bring the store to this release's schema now")
     sub.add_argument("--json", action="store_true", help="print JSON")
     command("check-config", cmd_check_config, "validate the config; exit 0 or 1", loads_config=True)
     return parser

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from instaflyd import repairs, shutdown
 from instaflyd.config import Config, ConfigError, load_config
+from instaflyd.daemon.backups import BackupScheduler
 from instaflyd.daemon.children import instaflyd_argv
 from instaflyd.daemon.event_writer import EventWriter
 from instaflyd.daemon.housekeeping import Housekeeping
@@ -116,6 +117,7 @@ class Daemon:
         self.scheduler = TrainingScheduler(config, self.db, self.events, self.lifelines)
         self.weights = WeightsFetcher(config)
         self.integrity: IntegrityCheck | None = None  # made on the writer's thread
+        self.backups = BackupScheduler(config, self.events, self.repairs)
         self.emitter = StatusEmitter(config, self)
         self._state: DaemonState = "starting"
         self._heartbeat = time.monotonic()
@@ -181,6 +183,7 @@ class Daemon:
             try:
                 self.scheduler.tick(now)
                 self.weights.tick(now)
+                self.backups.tick(now)
                 proxy_up = self.supervisor.is_up("proxy") or now - started > READY_TIMEOUT
                 if self._state == "starting" and server.alive() and proxy_up:
                     self._state = "running"
@@ -218,7 +221,7 @@ class Daemon:
     def shutdown(self, server: WebServer) -> None:
         self.begin_stopping()
         started = time.monotonic()
-        others = [self.scheduler.stop(), self.weights.stop()]
+        others = [self.scheduler.stop(), self.weights.stop(), self.backups.stop()]
         budget = shutdown.for_children(shutdown.DAEMON_SHARE)
         codes = self.supervisor.stop(budget, also=[c for c in others if c is not None])
         log.info(

@@ -65,7 +65,8 @@ def load_scorer(config: Config) -> Scorer:
     loads, and that is said: an event, a log line and a repairs card.
     """
     from instaflyd import repairs
-    from instaflyd.status.training import training_status
+    from instaflyd.policy.training import training_plan
+    from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
     from instaflyd.store.events import record_event
     from instaflyd.store.versions import promoted_version_numbers
@@ -73,7 +74,10 @@ def load_scorer(config: Config) -> Scorer:
     with Database(config.db_path) as db:
         versions = promoted_version_numbers(db.conn)
         if not versions:
-            status = training_status(config, db.conn)
+            weights = weights_status(config)
+            status = training_plan(
+                config, db.conn, weights_ok=weights.ok, weights_message=weights.message
+            )
             hint = "; run 'instaflyd train'" if status.due else ""
             raise NoModelError(f"no model yet: {status.reason}{hint}")
         from instaflyd.model.registry import ModelLoadError, load_version

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Protocol
 
 from instaflyd import __version__
+from instaflyd.backup import list_backups
 from instaflyd.capture.ca_files import ca_fingerprint
 from instaflyd.capture.writer_state import WAITING, WAITING_TITLE, read_state, waiting_problem
 from instaflyd.config import Config
+from instaflyd.policy.training import TrainingPlan, training_plan
 from instaflyd.repairs import Problem, RepairsRegistry
 from instaflyd.status.document import (
+    BackupSection,
     CaptureSection,
     CaSection,
     ComponentStatus,
@@ -46,7 +49,6 @@ from instaflyd.status.document import (
 from instaflyd.status.network import is_loopback, lan_address
 from instaflyd.status.share import samba_share
 from instaflyd.status.storage import check_storage
-from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.status.weights import weights_status
 from instaflyd.store.devices import SeenDevice, seen_devices, wireguard_devices
 from instaflyd.store.events import counters, recent_events
@@ -117,6 +119,7 @@ def collect_status(
         model=model_section(config, conn),
         drop_folder=drop_folder_section(config, conn),
         setup=setup_section(config),
+        backup=backup_section(config),
         repairs=repairs_section(daemon.problems() if daemon else standalone_problems(config)),
         devices=devices_section(config, conn),
     )
@@ -132,6 +135,22 @@ def with_live_daemon(
         instafly=instafly_section(config, daemon),
         components=daemon.components(),
         repairs=repairs_section(daemon.problems()),
+    )
+
+
+def backup_section(config: Config) -> BackupSection:
+    """The backup folder's newest readable backup (its manifest only: a few kilobytes read)."""
+    backups = list_backups(config)
+    latest = backups[0] if backups else None
+    return BackupSection(
+        folder=str(config.backup.dir),
+        interval_hours=config.backup.interval_hours,
+        keep=config.backup.keep,
+        backups=len(backups),
+        latest_name=latest.path.name if latest else None,
+        latest_created=latest.manifest.created if latest else None,
+        latest_bytes=latest.bytes if latest else None,
+        latest_posts=latest.manifest.counts.posts if latest else None,
     )
 
 
@@ -208,7 +227,8 @@ def model_section(config: Config, conn: sqlite3.Connection) -> ModelSection:
     current = current_model_version(conn)
     run = latest_training_run(conn)
     running = in_progress(run)
-    upcoming = training_status(config, conn)
+    weights = weights_status(config)
+    upcoming = training_plan(config, conn, weights_ok=weights.ok, weights_message=weights.message)
     return ModelSection(
         version=current.version if current else None,
         trained_at=current.created if current else None,
@@ -236,16 +256,16 @@ def model_section(config: Config, conn: sqlite3.Connection) -> ModelSection:
         next_training=upcoming,
         goal=training_goal(config, upcoming),
         last_outcome=last_training_outcome(conn),
-        weights=weights_status(config),
+        weights=weights,
         input_size=config.model.input_size,
     )
 
 
-def training_goal(config: Config, upcoming: TrainingStatus) -> TrainingGoal:
+def training_goal(config: Config, upcoming: TrainingPlan) -> TrainingGoal:
     train = config.train
     first = upcoming.current_version is None
-    goal = train.min_labelled_posts if first else train.min_new_posts
-    posts = upcoming.labelled if first else upcoming.new_since_current
+    goal = upcoming.posts_goal
+    posts = upcoming.new_since_last_run
     what = "labelled posts" if first else "new labelled posts"
     text = f"{posts:,} of {goal:,} {what}" if posts < goal else f"{posts:,} {what}"
     if first:

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from instaflyd.capture.writer_state import WriterState
+from instaflyd.policy.training import TrainingPlan
 from instaflyd.repairs import Problem
 from instaflyd.status.share import ShareNames
-from instaflyd.status.training import TrainingStatus
 from instaflyd.status.weights import WeightsStatus
 from instaflyd.store.formats import UnreadFormat
 from instaflyd.store.jobs import EnhancedTotals
@@ -163,7 +163,7 @@ class ModelSection:
     metrics: dict[str, Any]
     training: TrainingProgress
     last_run: LastRun | None
-    next_training: TrainingStatus
+    next_training: TrainingPlan  # when the next run is due, the back-off, the CPU budget
     goal: TrainingGoal
     last_outcome: TrainingOutcome | None  # the last finished run, promoted or not
     weights: WeightsStatus
@@ -215,6 +215,20 @@ class SetupSection:
     setup_url: str
     ca: CaSection
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BackupSection:
+    """The daily backups in `backup.dir`: the latest is offered for download on the page."""
+
+    folder: str
+    interval_hours: float
+    keep: int
+    backups: int  # readable backups in the folder
+    latest_name: str | None = None
+    latest_created: float | None = None  # Unix time
+    latest_bytes: int | None = None
+    latest_posts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +287,7 @@ class StatusDocument:
     setup: SetupSection
     repairs: RepairsSection
     devices: DevicesSection = field(default_factory=DevicesSection.empty)
+    backup: BackupSection = field(default_factory=lambda: BackupSection("", 0, 0, 0))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -306,6 +306,12 @@ CREATE TABLE device_posts (
 CREATE INDEX device_posts_seen ON device_posts(seen_at);
 """
 
+# v8: the CPU time each training run used (the trainer's own, or its parent's measure of the
+# child), for the daily training budget.
+V8_TRAINING_CPU = """
+ALTER TABLE training_runs ADD COLUMN cpu_seconds REAL;
+"""
+
 MIGRATIONS: list[str] = [
     V1_CAPTURE,
     V2_MODEL,
@@ -314,6 +320,7 @@ MIGRATIONS: list[str] = [
     V5_HISTORY,
     V6_LABELLED_COUNTERS,
     V7_DEVICES,
+    V8_TRAINING_CPU,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
