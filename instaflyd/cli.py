@@ -251,19 +251,21 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_weights(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.model import weights
-    from instaflyd.status.weights import weights_status
+    from instaflyd.weights.fetch import fetch_weights
+    from instaflyd.weights.file import WeightsError
+    from instaflyd.weights.receive import import_weights
+    from instaflyd.weights.status import weights_status
 
     if (args.action == "import") != (args.file is not None):
         raise CommandError("weights import needs FILE (and only import takes one)", code=2)
     try:
         if args.action == "fetch":
-            status = weights.fetch_weights(config)
+            status = fetch_weights(config)
         elif args.action == "import":
-            status = weights.import_weights(config, args.file)
+            status = import_weights(config, args.file)
         else:
             status = weights_status(config)
-    except weights.WeightsError as exc:
+    except WeightsError as exc:
         raise CommandError(str(exc)) from None
     if args.json:
         print_json(status.as_dict())

@@ -9,11 +9,12 @@ import pytest
 
 from instaflyd.config import Config, build_config
 from instaflyd.status.training import training_status
-from instaflyd.status.weights import WEIGHTS_FILE, weights_status
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.images import record_image
 from instaflyd.store.posts import attach_image, upsert_post
 from instaflyd.store.versions import add_model_version, start_training_run
+from instaflyd.weights.file import WEIGHTS_FILE
+from instaflyd.weights.status import weights_status
 
 
 def add_labelled(db: Database, files: ImageFiles, count: int, owners: int, start: int = 0) -> None:

@@ -11,9 +11,9 @@ import pytest
 from helpers import wait_until
 
 from instaflyd.config import build_config
+from instaflyd.jobs import file_sha256
 from instaflyd.store import Database
 from instaflyd.store.jobs import enqueue_job
-from instaflyd.watch.queue import file_sha256
 from instaflyd.watch.rules import DropRules
 from instaflyd.watch.settle import STALLED_WRITER_SECONDS, Settler
 from instaflyd.watch.watcher import DropWatcher

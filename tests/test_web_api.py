@@ -28,7 +28,6 @@ from instaflyd.config import Config, build_config
 from instaflyd.repairs import Problem
 from instaflyd.status.document import ComponentStatus
 from instaflyd.status.network import lan_address
-from instaflyd.status.weights import WEIGHTS_FILE
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.images import record_image
 from instaflyd.store.jobs import get_job
@@ -41,6 +40,7 @@ from instaflyd.store.versions import (
 )
 from instaflyd.web import create_app, create_safe_mode_app
 from instaflyd.web.auth import SECRET_FILE
+from instaflyd.weights.file import WEIGHTS_FILE
 
 PASSWORD = "correct horse"
 
@@ -609,13 +609,13 @@ def test_the_weights_upload_is_the_way_in_without_internet(
         return client.get("/").get_data(as_text=True)
 
     fake = b"weights " * 1000
-    monkeypatch.setattr("instaflyd.status.weights.WEIGHTS_BYTES", len(fake))
+    monkeypatch.setattr("instaflyd.weights.file.WEIGHTS_BYTES", len(fake))
     html = upload(fake[:-1])
     assert "Not taken: vgg16.h5 is not the ImageNet VGG16 notop file" in html
     assert "it has 7,999 bytes, not 8,000." in html
     assert not (config.weights_dir / WEIGHTS_FILE).exists()
     monkeypatch.setattr(
-        "instaflyd.status.weights.WEIGHTS_MD5", hashlib.md5(fake, usedforsecurity=False).hexdigest()
+        "instaflyd.weights.file.WEIGHTS_MD5", hashlib.md5(fake, usedforsecurity=False).hexdigest()
     )
     html = upload(fake)
     assert "ImageNet VGG16 weights present: training can start." in html

@@ -15,7 +15,7 @@ import time
 
 from instaflyd.config import Config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
-from instaflyd.status.weights import imagenet_status
+from instaflyd.weights.status import imagenet_status
 
 log = logging.getLogger("instafly.daemon")
 

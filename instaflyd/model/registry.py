@@ -27,10 +27,10 @@ from instaflyd.model.backbone import (
     build_backbone,
     build_scorer_model,
     load_tail,
-    weights_file,
 )
 from instaflyd.model.scoring import NoModelError
 from instaflyd.store.versions import current_model_version, model_version_numbers
+from instaflyd.weights.file import weights_file
 
 log = logging.getLogger("instafly.model.registry")
 
@@ -90,7 +90,7 @@ def read_info(folder: Path) -> dict[str, Any]:
 def backbone_for(config: Config, info: dict[str, Any]) -> Backbone:
     """The frozen part a version was trained on, checked against its fingerprint."""
     needed = weights_file(config, info["weights"])
-    if needed is not None and not Path(needed).is_file():
+    if needed is not None and not needed.is_file():
         raise ModelLoadError(
             f"model v{info['version']} needs the weights it was trained on, {needed}, "
             "which is missing; fetch or import it again (instaflyd weights --help)"

@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from instaflyd.config import Config
-from instaflyd.status.weights import weights_status
 from instaflyd.store.stats import labelled_count, labelled_owner_count
 from instaflyd.store.versions import current_model_version, in_progress, latest_training_run
+from instaflyd.weights.status import weights_status
 
 
 @dataclass(frozen=True)

@@ -21,20 +21,22 @@ from flask import (
 from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
+from instaflyd import jobs
 from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.config import Config
 from instaflyd.imaging import CAPTURED_MAX_PIXELS, TooManyPixels
 from instaflyd.status.collect import DaemonView, setup_section
 from instaflyd.status.history import UnknownSeries, parse_request
-from instaflyd.status.weights import WeightsError, receive_weights
 from instaflyd.store import ImageFiles
 from instaflyd.store.images import stored_image_ext
-from instaflyd.store.jobs import get_job, retry_job
+from instaflyd.store.jobs import get_job
 from instaflyd.web.charts import history_charts
 from instaflyd.web.database import get_db
 from instaflyd.web.status import current_status
 from instaflyd.web.thumbnails import NotAllowed, allowed_file, thumbnail_jpeg
 from instaflyd.web.uploads import safe_name
+from instaflyd.weights.file import WeightsError
+from instaflyd.weights.receive import receive_weights
 
 bp = Blueprint("pages", __name__)
 
@@ -164,9 +166,7 @@ def upload_weights() -> BaseResponse:
 
 @bp.post("/actions/retry/<int:job_id>")
 def retry(job_id: int) -> BaseResponse:
-    db = get_db()
-    with db.transaction() as conn:
-        queued = retry_job(conn, job_id)
+    queued = jobs.retry(get_db(), job_id)
     if (daemon := _daemon()) is not None:
         daemon.refresh_status()  # the page this redirects to shows the job queued
     if queued:

@@ -13,6 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from instaflyd.jobs.lifecycle import (
+    abandoned_jobs,
+    claim_next,
+    end_attempt,
+    enqueue_file,
+    live_workers,
+    stopped_while_enhancing,
+)
 from instaflyd.processes import process_start_time
 from instaflyd.store import Database
 from instaflyd.store.jobs import (
@@ -24,14 +32,6 @@ from instaflyd.store.jobs import (
     release_waiting_jobs,
     requeue_job,
     wait_for_model,
-)
-from instaflyd.watch.queue import (
-    abandoned_jobs,
-    claim_job,
-    end_attempt,
-    live_workers,
-    queue_file,
-    stopped_while_enhancing,
 )
 
 
@@ -45,7 +45,7 @@ def db(tmp_path: Path) -> Database:
 def _claim_until_empty(path: str, start: threading.Barrier) -> None:
     with Database(Path(path)) as db:
         start.wait()
-        while (job := claim_job(db, os.getpid())) is not None:
+        while (job := claim_next(db, os.getpid())) is not None:
             with db.transaction() as conn:
                 finish_job(conn, job.id, "done")
             time.sleep(0.001)  # the work itself, outside the lock
@@ -79,11 +79,11 @@ def test_a_file_is_queued_once_per_content_and_an_unreadable_one_without_a_hash(
     locked = tmp_path / "locked.jpg"
     locked.write_bytes(b"secret")
     locked.chmod(0)
-    assert queue_file(db, tmp_path / "a.jpg") == 1
-    assert queue_file(db, tmp_path / "copy.jpg") is None
-    assert queue_file(db, tmp_path / "gone.jpg") is None
+    assert enqueue_file(db, tmp_path / "a.jpg") == 1
+    assert enqueue_file(db, tmp_path / "copy.jpg") is None
+    assert enqueue_file(db, tmp_path / "gone.jpg") is None
     expect_hash = os.geteuid() == 0  # root reads it anyway
-    assert queue_file(db, locked) == 2
+    assert enqueue_file(db, locked) == 2
     assert (get_job(db.conn, 2).sha256 is not None) == expect_hash
 
 
@@ -160,11 +160,11 @@ def test_jobs_wait_for_a_model_visibly_and_an_interrupted_job_keeps_its_attempts
             enqueue_job(conn, f"/drop/{name}.jpg", name)
         assert wait_for_model(conn) == 3
     assert jobs_by_state(db.conn)["waiting_model"] == 3
-    assert claim_job(db, os.getpid()) is None
+    assert claim_next(db, os.getpid()) is None
     with db.transaction() as conn:
         assert release_waiting_jobs(conn) == 3
-    job = claim_job(db, os.getpid())
+    job = claim_next(db, os.getpid())
     with db.transaction() as conn:
         requeue_job(conn, job.id, count_attempt=False)
-    again = claim_job(db, os.getpid())
+    again = claim_next(db, os.getpid())
     assert (again.id, again.attempts) == (job.id, 1)
