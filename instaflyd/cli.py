@@ -178,8 +178,9 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_score(args: argparse.Namespace, config: Config) -> int:
+    from instaflyd.model.errors import NoModelError
     from instaflyd.model.inputs import ImageReadError
-    from instaflyd.model.scoring import NoModelError, load_scorer, score_files
+    from instaflyd.model.scoring import load_scorer, score_files
 
     try:
         scorer = load_scorer(config)
@@ -198,7 +199,8 @@ def cmd_score(args: argparse.Namespace, config: Config) -> int:
 
 def _current_scorer(args: argparse.Namespace, config: Config) -> Scorer:
     """The model for enhance/generate, or the one-line reason there is none (posts needed)."""
-    from instaflyd.model.scoring import NoModelError, load_scorer
+    from instaflyd.model.errors import NoModelError
+    from instaflyd.model.scoring import load_scorer
 
     if args.steps is not None and args.steps < 1:
         raise CommandError("--steps must be at least 1", 2)

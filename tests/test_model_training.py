@@ -28,10 +28,11 @@ from support_model import (
 
 from instaflyd.cli import main
 from instaflyd.config import Config
+from instaflyd.model.errors import NoModelError
 from instaflyd.model.inputs import load_images
 from instaflyd.model.labels import NotEnoughData
 from instaflyd.model.metrics import spearman
-from instaflyd.model.scoring import NoModelError, load_scorer
+from instaflyd.model.scoring import load_scorer
 from instaflyd.model.training import TrainingBusy, claim_training_run, run_training
 from instaflyd.store import Database
 from instaflyd.store.versions import current_model_version, latest_training_run

@@ -25,9 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from support_daemon import TEST_PASSWORD, UNREAD_SHAPE, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
+from instaflyd.network import lan_address
 from instaflyd.repairs import Problem
 from instaflyd.status.document import ComponentStatus
-from instaflyd.status.network import lan_address
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.images import record_image
 from instaflyd.store.jobs import get_job

@@ -28,7 +28,7 @@ from instaflyd.model.backbone import (
     build_scorer_model,
     load_tail,
 )
-from instaflyd.model.scoring import NoModelError
+from instaflyd.model.errors import ModelLoadError
 from instaflyd.store.versions import current_model_version, model_version_numbers
 from instaflyd.weights.file import weights_file
 
@@ -39,10 +39,6 @@ INFO_FILE = "model.json"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 KEEP_VERSIONS = 5  # version folders kept besides the current one; older ones are deleted
-
-
-class ModelLoadError(NoModelError):
-    """A version's files are missing or do not match the weights they need."""
 
 
 class KerasScorer:

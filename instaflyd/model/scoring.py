@@ -12,15 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from instaflyd.model.errors import NoModelError
+
 if TYPE_CHECKING:
     import numpy as np
     import tensorflow as tf
 
     from instaflyd.config import Config
-
-
-class NoModelError(Exception):
-    """No model has been promoted yet; the message says what is missing (e.g. posts needed)."""
 
 
 class Scorer(Protocol):

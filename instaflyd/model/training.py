@@ -33,6 +33,7 @@ from instaflyd.model.backbone import (
     build_backbone,
     build_tail,
 )
+from instaflyd.model.errors import ModelLoadError
 from instaflyd.model.feature_budget import admit
 from instaflyd.model.features import CachedImage, FeatureCache
 from instaflyd.model.labels import (
@@ -358,7 +359,7 @@ def _starting_tail(
     if current is not None:
         try:
             tail = registry.tail_on(config, current.version, backbone)
-        except registry.ModelLoadError as exc:
+        except ModelLoadError as exc:
             log.warning("cannot start from v%d (%s); starting afresh", current.version, exc)
             tail = None
         if tail is not None:
@@ -385,7 +386,7 @@ def _current_val_srcc(
         else:  # trained on another frozen part or input size: score the images in full
             scorer = registry.load_version(config, version)
             predictions = score_files(scorer, [post.image_path for post in split.validation])
-    except registry.ModelLoadError as exc:
+    except ModelLoadError as exc:
         log.warning("cannot evaluate the current model v%d (%s); not comparing", version, exc)
         return None
     return spearman(predictions, targets(split.validation))

@@ -16,6 +16,7 @@ from instaflyd import __version__
 from instaflyd.capture.ca_files import ca_fingerprint
 from instaflyd.config import Config
 from instaflyd.jobs.view import job_view
+from instaflyd.network import is_loopback, lan_address
 from instaflyd.repairs import Problem, RepairsRegistry
 from instaflyd.status.document import (
     CaptureSection,
@@ -38,7 +39,6 @@ from instaflyd.status.document import (
     TrainingGoal,
     TrainingProgress,
 )
-from instaflyd.status.network import is_loopback, lan_address
 from instaflyd.status.storage import check_storage
 from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.store.events import counters, recent_events

@@ -82,7 +82,8 @@ class Enhancer:
 
     def _load(self, db: Database) -> Scorer | None:
         """The current model (TensorFlow is imported here); None when it cannot be loaded."""
-        from instaflyd.model.scoring import NoModelError, load_scorer
+        from instaflyd.model.errors import NoModelError
+        from instaflyd.model.scoring import load_scorer
 
         started = time.monotonic()
         try:
