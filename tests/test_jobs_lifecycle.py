@@ -149,7 +149,7 @@ def test_a_pid_reused_by_a_newer_process_does_not_keep_a_job(db: Database) -> No
         claim_next_job(conn, os.getpid())
     assert recover_abandoned_jobs(db, max_attempts=3) == [1]
     counts = jobs_by_state(db.conn)
-    assert (counts["queued"], counts["running"]) == (1, 1)  # this process still runs job 2
+    assert (counts.queued, counts.running) == (1, 1)  # this process still runs job 2
 
 
 def test_jobs_wait_for_a_model_visibly_and_an_interrupted_job_keeps_its_attempts(
@@ -159,7 +159,7 @@ def test_jobs_wait_for_a_model_visibly_and_an_interrupted_job_keeps_its_attempts
         for name in "abc":
             enqueue_job(conn, f"/drop/{name}.jpg", name)
         assert wait_for_model(conn) == 3
-    assert jobs_by_state(db.conn)["waiting_model"] == 3
+    assert jobs_by_state(db.conn).waiting_model == 3
     assert claim_next(db, os.getpid()) is None
     with db.transaction() as conn:
         assert release_waiting_jobs(conn) == 3

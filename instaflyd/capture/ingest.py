@@ -4,7 +4,8 @@ The proxy's writer process and `instaflyd import` both feed responses through an
 dump file is read exactly as the live proxy would have read it. Each response is one write
 transaction. A document that held post- or user-like objects the parsers could not read is
 counted in the store by path and shape (`formats not understood`). What happened is returned
-as a `Counter` (posts_new, images_stored, ...); the caller decides where those numbers go.
+as a `CaptureCounts` record (posts_new, images_stored, ...); the caller decides where those
+numbers go.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from instaflyd.capture.bodies import (
     json_documents,
     looks_like_json,
 )
+from instaflyd.capture.counts import CaptureCounts
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.images import ImageRejected, VerifiedImage, verify_image
 from instaflyd.capture.matching import PendingImages
@@ -65,7 +67,7 @@ class Ingester:
         self.max_body_bytes = max_body_bytes  # before and after decoding
         self._replaced: list[tuple[str, str]] = []  # files to remove once the transaction commits
 
-    def ingest(self, response: CapturedResponse) -> Counter[str]:
+    def ingest(self, response: CapturedResponse) -> CaptureCounts:
         """Store what the response says; raises CaptureError for an unreadable document and
         ResponseTooLarge for a body that decodes to more than `max_body_bytes`."""
         outcome: Counter[str] = Counter()
@@ -79,7 +81,7 @@ class Ingester:
         finally:
             replaced, self._replaced = self._replaced, []
         self.images.remove(replaced)  # committed: the replaced variants' files can go
-        return outcome
+        return CaptureCounts.of(outcome)
 
     def _decode(self, response: CapturedResponse) -> bytes:
         return decode_body(response.body, response.content_encoding, self.max_body_bytes)

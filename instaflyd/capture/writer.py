@@ -10,7 +10,7 @@ The event loop's side, `CaptureWriter`, turns each item into one length-prefixed
 writes it to a non-blocking pipe (`submit()`: never blocks). What the pipe cannot take at once
 waits in a backlog of at most BACKLOG_BYTES that the event loop drains when the pipe is writable;
 beyond it, items are dropped and counted. Counters (`count()`) are kept in memory and shipped as
-a frame once a second.
+one `CaptureCounts` record once a second.
 
 The writer process (`write_until_stopped`) owns its own `Database`, feeds captured responses
 through an `Ingester`, records TLS failures and flushes counters to the `counters` table. A
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from instaflyd import heartbeat, shutdown
+from instaflyd.capture.counts import CaptureCounts
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.ingest import CaptureError, Ingester, ResponseTooLarge
 from instaflyd.capture.matching import PendingImages
@@ -96,7 +97,7 @@ class CaptureWriter:
 
     # --- called from mitmproxy's event loop: never blocks -------------------------------------
 
-    def submit(self, item: CapturedResponse | TlsFailure) -> bool:
+    def submit(self, item: CapturedResponse | TlsFailure | CaptureCounts) -> bool:
         """Hand an item to the writer; False (and counted) when the backlog is full."""
         frame = _frame(item)
         if self._backlog and self._waiting + len(frame) > self.backlog_bytes:
@@ -118,7 +119,7 @@ class CaptureWriter:
         self._shipping = None
         counts, self._counts = +self._counts, Counter()
         if counts:
-            self.submit(counts)  # type: ignore[arg-type]
+            self.submit(CaptureCounts.of(counts))
 
     def _drain(self) -> None:
         """Write what the pipe takes now; wait for it to be writable for the rest."""
@@ -198,7 +199,7 @@ class CaptureWriter:
             self._shipping = None
         self._stop_waiting()
         counts, self._counts = +self._counts, Counter()
-        for item in (counts, _STOP) if counts else (_STOP,):
+        for item in (CaptureCounts.of(counts), _STOP) if counts else (_STOP,):
             self._backlog.append(memoryview(_frame(item)))
         try:
             self._write_backlog(deadline)
@@ -308,9 +309,9 @@ def write_until_stopped(
             try:
                 item = inbox.get(timeout=FLUSH_SECONDS)
             except queue.Empty:
-                item = Counter()  # nothing came: a good moment to flush
-            if isinstance(item, Counter):
-                counts.update(item)
+                item = CaptureCounts()  # nothing came: a good moment to flush
+            if isinstance(item, CaptureCounts):
+                counts.update(dict(item.nonzero()))
             elif item is not _STOP:
                 _handle(db, ingester, item, counts)
             if item is _STOP or time.monotonic() - last_flush > FLUSH_SECONDS:
@@ -338,7 +339,7 @@ def _handle(db: Database, ingester: Ingester, item: object, counts: Counter[str]
                 count_tls_failure(conn, item.host, item.error)
         elif isinstance(item, CapturedResponse):
             try:
-                counts.update(ingester.ingest(item))
+                counts.update(dict(ingester.ingest(item).nonzero()))
             except ResponseTooLarge as exc:
                 log.warning("skipped %s%s: %s", item.host, path_without_query(item.path), exc)
                 counts["responses_too_large"] += 1

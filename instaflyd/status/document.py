@@ -15,7 +15,7 @@ from instaflyd.jobs.view import JobView
 from instaflyd.repairs import Problem
 from instaflyd.status.training import TrainingStatus
 from instaflyd.store.formats import UnreadFormat
-from instaflyd.store.jobs import EnhancedTotals
+from instaflyd.store.jobs import EnhancedTotals, JobCounts
 from instaflyd.store.posts import WaitingAccount
 from instaflyd.store.versions import TrainingOutcome
 from instaflyd.weights.status import WeightsStatus
@@ -171,7 +171,7 @@ class ModelSection:
 class DropFolderSection:
     drop_dir: str
     output_dir: str
-    jobs: dict[str, int]  # every job state with its count
+    jobs: JobCounts  # every job state with its count
     recent: list[JobView]  # the jobs that changed last
     enhanced: EnhancedTotals  # photos enhanced so far and their summed score gain
 

@@ -145,12 +145,32 @@ def recent_jobs(conn: sqlite3.Connection, limit: int) -> list[Job]:
     return [Job.from_row(row) for row in rows]
 
 
-def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+@dataclass(frozen=True)
+class JobCounts:
+    """How many jobs are in each state."""
+
+    queued: int = 0
+    waiting_model: int = 0
+    running: int = 0
+    done: int = 0
+    rejected: int = 0
+    failed: int = 0
+
+    @property
+    def waiting(self) -> int:
+        """Jobs that still need an enhancer: queued, or waiting for a model."""
+        return self.queued + self.waiting_model
+
+    def items(self) -> list[tuple[JobState, int]]:
+        """Every state with its count, in the order of a job's life."""
+        return [(state, getattr(self, state)) for state in JOB_STATES]
+
+
+def jobs_by_state(conn: sqlite3.Connection) -> JobCounts:
     """Every state with its count (zero included)."""
-    counts: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
-    for row in conn.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
-        counts[row["state"]] = row["n"]
-    return counts
+    rows = conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+    counts = {str(state): int(n) for state, n in rows}
+    return JobCounts(**{state: counts.get(state, 0) for state in JOB_STATES})
 
 
 def recently_changed_jobs(conn: sqlite3.Connection, limit: int) -> list[Job]:

@@ -91,16 +91,16 @@ class Worker:
         if self.enhancer.running:
             return
         counts = jobs_by_state(self.db.conn)
-        if counts["queued"] + counts["waiting_model"] == 0:
+        if counts.waiting == 0:
             return
         current = current_model_version(self.db.conn)
         if current is None:
-            if counts["queued"]:
+            if counts.queued:
                 jobs.wait_for_a_model(self.db, "no model has been trained yet")
             return
         version = current.version
         if time.monotonic() < self._not_before and version == self._load_failed:
-            if counts["queued"]:
+            if counts.queued:
                 jobs.wait_for_a_model(
                     self.db, f"model version {version} cannot be loaded (see the log)"
                 )
