@@ -36,6 +36,7 @@ from instaflyd.store.posts import (
     attach_image,
     cover_area,
     get_post,
+    larger_image_wins,
     post_for_image_name,
     upsert_account,
     upsert_post,
@@ -150,8 +151,7 @@ class Ingester:
         self, conn: sqlite3.Connection, post_id: str, image: VerifiedImage, outcome: Counter[str]
     ) -> None:
         """Store the image as the post's cover unless the post has one at least as large."""
-        current = cover_area(conn, post_id)
-        if current is not None and current >= image.area:
+        if not larger_image_wins(image.area, cover_area(conn, post_id)):
             return  # checked before writing the file; attach_image applies the same rule
         stored = self.images.put(image.data, image.ext)
         record_image(conn, stored, image.width, image.height, len(image.data))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal, get_args
+
+from instaflyd.store.rows import record
 
 JobState = Literal["queued", "waiting_model", "running", "done", "rejected", "failed"]
 JOB_STATES: tuple[JobState, ...] = get_args(JobState)
@@ -44,16 +46,9 @@ class Job:
             return None
         return self.score_after - self.score_before
 
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Job:
-        return cls(**{name: row[name] for name in _JOB_COLUMNS})
-
-
-_JOB_COLUMNS = tuple(f.name for f in fields(Job))
-
 
 def _job(row: sqlite3.Row | None) -> Job | None:
-    return None if row is None else Job.from_row(row)
+    return None if row is None else record(Job, row)
 
 
 def enqueue_job(
@@ -142,7 +137,7 @@ def job_for_content(conn: sqlite3.Connection, sha256: str) -> Job | None:
 def recent_jobs(conn: sqlite3.Connection, limit: int) -> list[Job]:
     """The newest jobs first: the last queued (or sent) photo leads."""
     rows = conn.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
-    return [Job.from_row(row) for row in rows]
+    return [record(Job, row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -178,12 +173,12 @@ def recently_changed_jobs(conn: sqlite3.Connection, limit: int) -> list[Job]:
     rows = conn.execute(
         "SELECT * FROM jobs ORDER BY COALESCE(finished, updated) DESC, id DESC LIMIT ?", (limit,)
     )
-    return [Job.from_row(row) for row in rows]
+    return [record(Job, row) for row in rows]
 
 
 def running_jobs(conn: sqlite3.Connection) -> list[Job]:
     rows = conn.execute("SELECT * FROM jobs WHERE state = 'running' ORDER BY id")
-    return [Job.from_row(row) for row in rows]
+    return [record(Job, row) for row in rows]
 
 
 def requeue_job(

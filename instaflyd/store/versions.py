@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from instaflyd.processes import claim_alive
+from instaflyd.store.rows import record
 
 
 @dataclass(frozen=True)
@@ -32,18 +33,7 @@ class ModelVersion:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ModelVersion:
-        return cls(
-            version=row["version"],
-            created=row["created"],
-            path=row["path"],
-            samples=row["samples"],
-            labelled_total=row["labelled_total"],
-            metrics=json.loads(row["metrics"]),
-            val_srcc=row["val_srcc"],
-            val_pairwise_accuracy=row["val_pairwise_accuracy"],
-            promoted=bool(row["promoted"]),
-            promoted_at=row["promoted_at"],
-        )
+        return record(cls, row, metrics=json.loads(row["metrics"]), promoted=bool(row["promoted"]))
 
 
 @dataclass(frozen=True)
@@ -65,20 +55,8 @@ class TrainingRun:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> TrainingRun:
-        return cls(
-            id=row["id"],
-            started=row["started"],
-            finished=row["finished"],
-            heartbeat=row["heartbeat"],
-            state=row["state"],
-            pid=row["pid"],
-            epoch=row["epoch"],
-            epochs=row["epochs"],
-            loss=row["loss"],
-            metrics=json.loads(row["metrics"]) if row["metrics"] else None,
-            version=row["version"],
-            message=row["message"],
-        )
+        metrics = json.loads(row["metrics"]) if row["metrics"] else None
+        return record(cls, row, metrics=metrics)
 
 
 def add_model_version(
@@ -266,14 +244,4 @@ def version_metrics(conn: sqlite3.Connection) -> list[VersionMetrics]:
         "SELECT version, created, samples, val_srcc, val_pairwise_accuracy, promoted"
         " FROM model_versions ORDER BY version"
     ).fetchall()
-    return [
-        VersionMetrics(
-            version=row["version"],
-            created=row["created"],
-            samples=row["samples"],
-            val_srcc=row["val_srcc"],
-            val_pairwise_accuracy=row["val_pairwise_accuracy"],
-            promoted=bool(row["promoted"]),
-        )
-        for row in rows
-    ]
+    return [record(VersionMetrics, row, promoted=bool(row["promoted"])) for row in rows]
