@@ -85,11 +85,20 @@ class ProxyConfig(Section):
         return value
 
 
+class WireGuardConfig(Section):
+    enabled: bool
+    port: Port
+    max_devices: Annotated[int, Field(ge=1, le=64)]
+    endpoint: Annotated[str, Field(max_length=253)] | None
+
+
 class WebConfig(Section):
     host: str
     port: Port
     password: str | None
     allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]]
+    uploads_max_total_mb: Annotated[float, Field(gt=0, le=10_000_000)]
+    uploads_min_free_mb: Annotated[float, Field(ge=0, le=10_000_000)]
 
 
 class WatchConfig(Section):
@@ -168,6 +177,7 @@ class Config(Section):
     data_dir: Path
     log: LogConfig
     proxy: ProxyConfig
+    wireguard: WireGuardConfig
     web: WebConfig
     watch: WatchConfig
     model: ModelConfig

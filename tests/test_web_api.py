@@ -215,9 +215,14 @@ def test_the_page_tells_the_last_training_outcome_and_the_way_to_the_first_model
     assert outcome["seconds"] == pytest.approx(95, abs=0.2)
     assert model["goal"]["text"] == "0 of 200 new labelled posts"  # train.min_new_posts
     html = client.get("/").get_data(as_text=True)
-    assert "<strong>v2 not promoted</strong>" in html
-    assert "· 1 min ago · took 1 min 35 s" in html
-    assert "Kept v1: the new model did worse on the same posts." in html
+    lesson = html[html.index('id="last-training"') :]
+    lesson = lesson[: lesson.index("</div>")]
+    assert "Did not do better than what the box already knew: the box keeps that." in lesson
+    assert "1 min ago · took 1 min 35 s" in lesson
+    assert "v2" not in lesson  # version numbers are for the Details
+    raw = html[html.index('id="last-training-raw"') :]
+    raw = raw[: raw.index("</dd>")]
+    assert "v2 not promoted: rank correlation 0.38; v1 before: 0.41 on the same posts" in raw
 
 
 def test_the_profiles_that_would_label_the_most_posts(

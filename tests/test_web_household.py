@@ -172,8 +172,9 @@ def test_three_photos_sent_from_the_phone_come_back_enhanced_with_exif(
     names = page.locator("#gallery .photo .photo-text > strong").all_inner_texts()
     assert names[:3] == ["screenshot.png", "IMG_0002.heic", "IMG_0001.jpg"]
     first = page.locator("#gallery .photo").nth(2)  # IMG_0001.jpg
-    assert first.locator(".scores").inner_text().startswith("score ")
-    assert first.locator(".edits").inner_text().startswith("Edits: ")
+    assert first.locator(".scores").inner_text().startswith("Expected likes per 1,000 followers: ")
+    assert first.locator(".edits").inner_text().endswith(".")  # the edits in words
+    assert "score (log of likes per follower)" in first.locator(".raw").text_content()
     compare = first.locator(".compare")
     compare.scroll_into_view_if_needed()
     page.wait_for_function(
@@ -181,13 +182,21 @@ def test_three_photos_sent_from_the_phone_come_back_enhanced_with_exif(
         ".every(i => i.complete && i.naturalWidth > 0)"
     )
     assert compare.locator("img").count() == 2
+    assert compare.locator(".compare-label").all_inner_texts() == ["Before", "After"]
     split = "c => getComputedStyle(c).getPropertyValue('--split').trim()"
     assert compare.evaluate(split) == "50%"
-    compare.locator(".compare-slider").fill("20")  # slide
+    slider = first.locator(".compare-slider")
+    assert slider.bounding_box()["height"] >= 44  # a real touch target
+    slider.fill("20")  # slide
     assert compare.evaluate(split) == "20%"
-    compare.locator(".compare-before").tap(position={"x": 20, "y": 20})  # tap: all before
+    slider.focus()
+    page.keyboard.press("ArrowRight")  # and keys move it
+    assert compare.evaluate(split) == "25%"
+    compare.tap(position={"x": 20, "y": 20})  # tap: all before
     assert compare.evaluate(split) == "100%"
-    compare.locator(".compare-before").tap(position={"x": 20, "y": 20})  # tap again: all after
+    assert compare.locator(".compare-label-before").is_visible()
+    assert compare.locator(".compare-label-after").is_hidden()
+    compare.tap(position={"x": 20, "y": 20})  # tap again: all after
     assert compare.evaluate(split) == "0%"
     page.locator("#photos").screenshot(path=str(ARTIFACTS / "household-photos-phone.png"))
 
@@ -214,20 +223,21 @@ def test_train_now_shows_the_outcome_when_it_is_done(daemon: RunningDaemon, brow
     page = context.new_page()
     problems = watch_for_problems(page)
     log_in(page, daemon.url + "/#model", TEST_PASSWORD)
-    assert "v1 promoted" in page.locator("#last-training").inner_text()  # the fixture's run
+    assert "now in use" in page.locator("#last-training").inner_text()  # the fixture's run
     goal = page.locator("#training-goal").inner_text()
     assert goal == "0 of 1,000 new labelled posts"
-    page.locator("#model button", has_text="Train now").click()
+    page.locator("#model button", has_text="Learn now").click()
     assert page.locator(".flash-ok").inner_text() == "Training starts now."
     # No reload: the card redraws itself when the run has ended, with its outcome.
     page.wait_for_function(
-        "() => document.querySelector('#last-training strong')?.textContent.startsWith('v2 ')",
+        "() => document.querySelector('#last-training')?.dataset.finished !== "
+        + repr(page.locator("#last-training").get_attribute("data-finished")),
         timeout=240000,
         polling=1000,
     )
     text = page.locator("#last-training").inner_text()
-    assert "v2 promoted" in text or "v2 not promoted" in text
-    assert "v1 before" in text and "took " in text
+    assert "now in use" in text or "the box keeps that" in text
+    assert "took " in text
     outcome = daemon.status()["model"]["last_outcome"]
     assert outcome["version"] == 2 and outcome["current_version"] == 1
     page.locator("#model").screenshot(path=str(ARTIFACTS / "household-model-phone.png"))

@@ -12,17 +12,33 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, Response
+from werkzeug.routing import IntegerConverter, Map, ValidationError
 
+from instaflyd.capture.wireguard import CHECK_HOST
 from instaflyd.config import Config
 from instaflyd.status.collect import DaemonView
-from instaflyd.web import api, auth, database, formatting, hostcheck, pages, photos, safe_mode
+from instaflyd.web import (
+    api,
+    auth,
+    database,
+    formatting,
+    hostcheck,
+    pages,
+    phones,
+    photos,
+    safe_mode,
+    uploads,
+)
 from instaflyd.web.password import PagePassword
 from instaflyd.web.sessions import SessionRegistry
 from instaflyd.web.throttle import LoginThrottle
+from instaflyd.web.thumbnails import CACHE_FOLDER, Thumbnails, srcset
 
 SESSION_LIFETIME = timedelta(days=30)
+# connect-src: the set-up page's live check loads the check the proxy answers on CHECK_HOST.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    f"connect-src 'self' http://{CHECK_HOST} https://{CHECK_HOST}; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
@@ -36,6 +52,7 @@ def create_app(config: Config, daemon: DaemonView | None = None) -> Flask:
         INSTAFLY_PASSWORD=PagePassword(config.data_dir, config.web.password),
         INSTAFLY_SESSIONS=SessionRegistry(config.data_dir, SESSION_LIFETIME.total_seconds()),
         INSTAFLY_THROTTLE=LoginThrottle(),
+        INSTAFLY_THUMBNAILS=Thumbnails(config.data_dir / CACHE_FOLDER),
         SECRET_KEY=auth.load_secret_key(config.data_dir),
         SESSION_COOKIE_NAME="instafly_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -43,12 +60,16 @@ def create_app(config: Config, daemon: DaemonView | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
+    app.jinja_env.globals["thumbnail_srcset"] = srcset
+    uploads.remove_stale_uploads(config.watch.drop_dir)  # what a killed upload left
     hostcheck.install(app, hostcheck.OwnNames(config.web.allowed_hosts, config.web.host))
     database.install(app)
     photos.install(app)  # its body limit applies before the CSRF check reads a form
     auth.install(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(phones.bp)
+    app.jinja_env.globals["phone_qr"] = phones.qr_for
     app.register_blueprint(api.bp)
     return app
 
@@ -61,8 +82,22 @@ def create_safe_mode_app(problems: list[str], source: Path | None) -> Flask:
     return app
 
 
+class RowId(IntegerConverter):
+    """`<row_id:name>`: a number SQLite can hold (below 2**63); a larger one is a 404, never an
+    OverflowError in the store."""
+
+    def __init__(self, map: Map, *args: object, **kwargs: object) -> None:
+        super().__init__(map, max=2**63 - 1)
+
+    def to_python(self, value: str) -> int:
+        if len(value) > 19:  # 2**63 has 19 digits; int() of 5,000 digits raises, not 404s
+            raise ValidationError()
+        return int(super().to_python(value))
+
+
 def _flask() -> Flask:
     app = Flask(__name__)  # templates/ and static/ beside this module
+    app.url_map.converters["row_id"] = RowId
     formatting.install(app)
     app.after_request(_security_headers)
     return app

@@ -356,8 +356,8 @@ def _table(caption: str, header: list[str], rows: list[list[str]]) -> Markup:
         "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     )
     return Markup(
-        '<table class="visually-hidden"><caption>{}</caption><thead><tr>{}</tr></thead>'
-        "<tbody>{}</tbody></table>"
+        '<div class="visually-hidden"><table><caption>{}</caption><thead><tr>{}</tr></thead>'
+        "<tbody>{}</tbody></table></div>"
     ).format(caption, head, body)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import segno
@@ -23,17 +24,27 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from instaflyd import jobs
 from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
+from instaflyd.capture.wireguard import CHECK_HOST, CHECK_PATH
 from instaflyd.config import Config
-from instaflyd.imaging import CAPTURED_MAX_PIXELS, TooManyPixels
+from instaflyd.imaging import CAPTURED_MAX_PIXELS
 from instaflyd.status.collect import DaemonView, setup_section
 from instaflyd.status.history import UnknownSeries, parse_request
 from instaflyd.store import ImageFiles
 from instaflyd.store.images import stored_image_ext
 from instaflyd.store.jobs import get_job
+from instaflyd.web.auth import has_session
 from instaflyd.web.charts import history_charts
 from instaflyd.web.database import get_db
+from instaflyd.web.phones import phone_cards
 from instaflyd.web.status import current_status
-from instaflyd.web.thumbnails import NotAllowed, allowed_file, thumbnail_jpeg
+from instaflyd.web.thumbnails import (
+    Busy,
+    NoPreview,
+    NotAllowed,
+    Thumbnails,
+    allowed_file,
+    width_from,
+)
 from instaflyd.web.uploads import safe_name
 from instaflyd.weights.file import WeightsError
 from instaflyd.weights.receive import receive_weights
@@ -46,6 +57,14 @@ CA_FILES = {
     "cer": (CER_FILE, "application/x-x509-ca-cert"),
 }
 THUMBNAIL_CACHE = "private, max-age=3600"
+
+
+@dataclass(frozen=True)
+class LiveCheck:
+    """Where the set-up page's script checks the phone (answered by the proxy itself)."""
+
+    host: str
+    path: str
 
 
 def _config() -> Config:
@@ -79,9 +98,20 @@ def index() -> str:
 
 @bp.get("/setup")
 def setup() -> str:
-    """What a phone needs, without any captured data: public even with a password."""
-    section = setup_section(_config())  # the box's own address, never the Host header
-    return render_template("setup.html", setup=section, qr=qr_svg(section.setup_url))
+    """What a phone needs, without any captured data: public even with a password. The
+    phones' codes and the devices list only for the logged-in household."""
+    config = _config()
+    section = setup_section(config)  # the box's own address, never the Host header
+    logged_in = has_session()
+    return render_template(
+        "setup.html",
+        setup=section,
+        qr=qr_svg(section.setup_url),
+        live_check=LiveCheck(CHECK_HOST, CHECK_PATH),
+        wireguard=config.wireguard,
+        phones=phone_cards(config) if logged_in else None,
+        devices=current_status().devices if logged_in else None,
+    )
 
 
 @bp.get("/ca/instafly-ca.<kind>")
@@ -110,7 +140,7 @@ def captured_image(sha256: str) -> Response:
     return _thumbnail_response(path, [images.root], CAPTURED_MAX_PIXELS)
 
 
-@bp.get("/thumbs/job/<int:job_id>/<which>")
+@bp.get("/thumbs/job/<row_id:job_id>/<which>")
 def job_thumbnail(job_id: int, which: str) -> Response:
     """Before/after thumbnails of a drop-folder job, only from the drop and output folders."""
     job = get_job(get_db().conn, job_id)
@@ -125,11 +155,20 @@ def job_thumbnail(job_id: int, which: str) -> Response:
 
 
 def _thumbnail_response(path: str | Path, roots: list[Path], max_pixels: int) -> Response:
+    """The thumbnail at the width asked for (`?w=`, one of thumbnails.WIDTHS)."""
+    thumbnails: Thumbnails = current_app.config["INSTAFLY_THUMBNAILS"]
     try:
-        allowed = allowed_file(path, roots)
-        data = thumbnail_jpeg(allowed, max_pixels)
-    except (NotAllowed, OSError, TooManyPixels):  # outside, gone, not an image, too large
+        width = width_from(request.args.get("w"))
+        data = thumbnails.jpeg(allowed_file(path, roots), width, max_pixels)
+    except (NotAllowed, NoPreview, OSError):  # outside, odd width, gone, not an image, too large
         abort(404)
+    except Busy:
+        return Response(
+            "previews are being drawn: try again in a moment\n",
+            503,
+            {"Retry-After": "2"},
+            mimetype="text/plain",
+        )
     response = Response(data, mimetype="image/jpeg")
     response.headers["Cache-Control"] = THUMBNAIL_CACHE
     return response
@@ -164,7 +203,7 @@ def upload_weights() -> BaseResponse:
     return redirect(url_for("pages.index", _anchor="model"))
 
 
-@bp.post("/actions/retry/<int:job_id>")
+@bp.post("/actions/retry/<row_id:job_id>")
 def retry(job_id: int) -> BaseResponse:
     queued = jobs.retry(get_db(), job_id)
     if (daemon := _daemon()) is not None:

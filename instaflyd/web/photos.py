@@ -2,13 +2,15 @@
 
 `POST /api/photos` (multipart, field `photo`, one or more files) answers 202 with each photo's
 job; `GET /api/photos` lists the latest photos, newest first, with their state, scores, edits
-and URLs; `GET /api/photos/<id>` is one of them; `/api/photos/<id>/enhanced` downloads the
+and URLs (and `words`: the same in the household's terms, as the page shows them);
+`GET /api/photos/<id>` is one of them; `/api/photos/<id>/enhanced` downloads the
 enhanced photo at full resolution, EXIF included. The page's "Enhance photos" control uses the
 same endpoints. Every POST needs the CSRF token (`X-CSRF-Token`), like every action of the page.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from instaflyd.config import Config
 from instaflyd.jobs.view import inside, job_view
 from instaflyd.store.jobs import Job, get_job, recent_jobs
 from instaflyd.web.database import get_db
+from instaflyd.web.formatting import ScoreChange, edits_in_words, score_change
 from instaflyd.web.uploads import UploadRefused, receive_upload
 from instaflyd.weights.file import WEIGHTS_BYTES
 
@@ -33,6 +36,14 @@ class PhotoUrls:
     before: str | None  # previews (thumbnail size)
     after: str | None
     enhanced: str | None  # the full-resolution download
+
+
+@dataclass(frozen=True)
+class PhotoWords:
+    """What the gallery says of a photo, in the household's terms (web/formatting.py)."""
+
+    scores: ScoreChange | None  # expected likes per 1,000 followers, before and after
+    edits: str  # "a little brighter, warmer, ..."; "" when none
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class Photo:
     edits: dict[str, float]
     output_name: str | None
     urls: PhotoUrls
+    words: PhotoWords
 
     @classmethod
     def of(cls, job: Job, config: Config) -> Photo:
@@ -70,6 +82,9 @@ class Photo:
             edits=view.edits,
             output_name=view.output_name,
             urls=PhotoUrls(before=view.before, after=view.after, enhanced=view.enhanced),
+            words=PhotoWords(
+                score_change(view.score_before, view.score_after), edits_in_words(view.edits)
+            ),
         )
 
 
@@ -95,8 +110,8 @@ def send_photos() -> tuple[Response, int]:
         for file in files:
             upload = receive_upload(config, db, file.stream, file.filename)
             received.append({"id": upload.id, "name": upload.name, "status": upload.status})
-    except UploadRefused as exc:
-        return jsonify(error=str(exc), photos=received), 413
+    except UploadRefused as exc:  # too large (413), or no room for it (507)
+        return jsonify(error=str(exc), photos=received), exc.status
     return jsonify(photos=received), 202
 
 
@@ -107,7 +122,7 @@ def list_photos() -> Response:
     return jsonify(photos=photos)
 
 
-@bp.get("/api/photos/<int:job_id>")
+@bp.get("/api/photos/<row_id:job_id>")
 def one_photo(job_id: int) -> Response:
     row = get_job(get_db().conn, job_id)
     if row is None:
@@ -115,7 +130,7 @@ def one_photo(job_id: int) -> Response:
     return jsonify(asdict(Photo.of(row, _config())))
 
 
-@bp.get("/api/photos/<int:job_id>/enhanced")
+@bp.get("/api/photos/<row_id:job_id>/enhanced")
 def enhanced_photo(job_id: int) -> Response:
     """The enhanced JPEG itself, full resolution and EXIF, from the output folder only."""
     row = get_job(get_db().conn, job_id)
@@ -123,7 +138,15 @@ def enhanced_photo(job_id: int) -> Response:
     path = inside(row.output_path, config.watch.output_dir) if row else None
     if row is None or row.state != "done" or path is None:
         abort(404)
-    return send_file(path, mimetype="image/jpeg", as_attachment=True, download_name=path.name)
+    return send_file(
+        path, mimetype="image/jpeg", as_attachment=True, download_name=download_name(path.name)
+    )
+
+
+def download_name(name: str) -> str:
+    """A file's name as a download may carry it: control characters (a newline is allowed in a
+    file name on Linux, and a Samba user can make one) cannot go into a header."""
+    return "".join("_" if unicodedata.category(ch)[0] == "C" else ch for ch in name) or "photo.jpg"
 
 
 def install(app: Any) -> None:

@@ -66,6 +66,7 @@
   async function sendAll(files) {
     const rows = Array.from(files).map((file) => {
       const bar = element("progress", { max: 1, value: 0 });
+      bar.setAttribute("aria-label", "Sending " + file.name);
       const text = element("span", { className: "upload-state", textContent: "waiting" });
       const item = element("li", { className: "upload" }, [element("span", { className: "upload-name", textContent: file.name }), bar, text]);
       item.dataset.state = "waiting";
@@ -82,21 +83,39 @@
 
   // --- the gallery -------------------------------------------------------------------------
 
+  const SRCSET_WIDTHS = [360, 720, 1080];  // the widths the box draws previews in (?w=)
+  const SIZES = "(max-width: 40rem) calc(100vw - 3rem), 28rem";
+
+  function preview(url, alt, className) {
+    const image = element("img", { src: url, alt, className, sizes: SIZES, decoding: "async" });
+    image.srcset = SRCSET_WIDTHS.map((width) => url + "?w=" + width + " " + width + "w").join(", ");
+    return image;
+  }
+
   function comparison(photo) {
-    const after = element("img", { src: photo.urls.after, alt: photo.name + " enhanced", className: "compare-after" });
-    const before = element("img", { src: photo.urls.before, alt: photo.name + " before", className: "compare-before" });
-    const slider = element("input", { type: "range", min: 0, max: 100, value: 50, className: "compare-slider" });
-    slider.setAttribute("aria-label", "Compare before and after");
-    const box = element("div", { className: "compare" }, [after, before, slider]);
-    const show = (value) => box.style.setProperty("--split", value + "%");
+    const after = preview(photo.urls.after, photo.name + ", enhanced", "compare-after");
+    const before = preview(photo.urls.before, photo.name + ", before", "compare-before");
+    const beforeLabel = element("span", { className: "compare-label compare-label-before", textContent: "Before" });
+    const afterLabel = element("span", { className: "compare-label compare-label-after", textContent: "After" });
+    beforeLabel.setAttribute("aria-hidden", "true");
+    afterLabel.setAttribute("aria-hidden", "true");
+    const line = element("span", { className: "compare-line" });
+    line.setAttribute("aria-hidden", "true");
+    const box = element("div", { className: "compare" }, [after, before, line, beforeLabel, afterLabel]);
+    const slider = element("input", { type: "range", min: 0, max: 100, step: 5, value: 50, className: "compare-slider" });
+    slider.setAttribute("aria-label", "Before and after of " + photo.name + ": before on the left, after on the right");
+    const show = (value) => {
+      box.style.setProperty("--split", value + "%");
+      box.dataset.showing = value >= 100 ? "before" : value <= 0 ? "after" : "both";
+      slider.setAttribute("aria-valuetext", value >= 100 ? "all before" : value <= 0 ? "all after" : value + "% before");
+    };
     show(50);
-    slider.addEventListener("input", () => show(slider.value));
-    box.addEventListener("click", (event) => {  // a tap flips between all before and all after
-      if (event.target === slider) return;
-      slider.value = Number(slider.value) > 50 ? 0 : 100;
-      show(slider.value);
+    slider.addEventListener("input", () => show(Number(slider.value)));
+    box.addEventListener("click", () => {  // a tap flips between all before and all after
+      slider.value = Number(slider.value) >= 100 ? 0 : 100;
+      show(Number(slider.value));
     });
-    return box;
+    return element("div", { className: "compare-wrap" }, [box, slider]);
   }
 
   function share(photo) {
@@ -113,6 +132,35 @@
     return button;
   }
 
+  function retry(photo) {
+    const form = element("form", { method: "post", action: "/actions/retry/" + photo.id, className: "inline" }, [
+      element("input", { type: "hidden", name: "csrf_token", value: token }),
+      element("button", { type: "submit", className: "small-button", textContent: "Try again" }),
+    ]);
+    return form;
+  }
+
+  const STATES = {
+    queued: "waiting", waiting_model: "waiting for the box to learn", running: "being enhanced",
+    done: "enhanced", failed: "could not be enhanced", rejected: "not a photo the box can read",
+  };
+
+  function raw(photo) {
+    const lines = [];
+    if (photo.score_change !== null) {
+      lines.push("score (log of likes per follower) " + photo.score_before.toFixed(3) + " → " +
+        photo.score_after.toFixed(3) + " (" + signed(photo.score_change) + ")");
+    }
+    const edits = Object.entries(photo.edits);
+    if (edits.length) lines.push("edits: " + edits.map(([name, value]) => name.replace("_", " ") + " " + signed(value)).join(", "));
+    if (photo.model_version !== null) lines.push("model v" + photo.model_version);
+    if (!lines.length) return null;
+    return element("details", { className: "raw small" }, [
+      element("summary", { textContent: "Figures" }),
+      element("p", { textContent: lines.join("; ") }),
+    ]);
+  }
+
   function card(photo) {
     const item = element("li", { className: "photo" });
     item.dataset.photoId = photo.id;
@@ -120,30 +168,32 @@
     if (photo.urls.after && photo.urls.before) {
       item.append(comparison(photo));
     } else if (photo.urls.before) {
-      item.append(element("div", { className: "compare" }, [element("img", { src: photo.urls.before, alt: photo.name, className: "compare-after" })]));
+      item.append(element("div", { className: "compare" }, [preview(photo.urls.before, photo.name, "compare-after")]));
     }
     const text = element("div", { className: "photo-text" }, [
-      element("strong", { textContent: photo.name }), " ",
-      element("span", { className: "pill pill-" + photo.status, textContent: photo.status.replace("_", " ") }),
+      element("strong", { className: "photo-name", textContent: photo.name }), " ",
+      element("span", { className: "pill pill-" + photo.status, textContent: STATES[photo.status] || photo.status.replace("_", " ") }),
     ]);
-    if (photo.score_change !== null) {
+    const words = photo.words || {};
+    if (words.scores) {
       text.append(element("div", { className: "scores" }, [
-        "score " + photo.score_before.toFixed(3) + " → " + photo.score_after.toFixed(3) + " ",
-        element("strong", { className: photo.score_change >= 0 ? "up" : "down", textContent: signed(photo.score_change) }),
+        "Expected likes per 1,000 followers: " + words.scores.before + " → " + words.scores.after + " ",
+        element("strong", { className: words.scores.up ? "up" : "down", textContent: "(" + words.scores.change + ")" }),
       ]));
     }
-    const edits = Object.entries(photo.edits);
-    if (edits.length) {
-      text.append(element("div", { className: "edits small", textContent: "Edits: " + edits.map(([name, value]) => name.replace("_", " ") + " " + signed(value)).join(", ") }));
+    if (words.edits) {
+      text.append(element("div", { className: "edits", textContent: words.edits[0].toUpperCase() + words.edits.slice(1) + "." }));
     }
-    if (photo.reason && photo.status !== "done") text.append(element("div", { className: "muted small", textContent: photo.reason }));
+    if (photo.reason && photo.status !== "done") text.append(element("div", { className: "muted small reason", textContent: photo.reason }));
+    const actions = element("div", { className: "photo-actions" });
     if (photo.urls.enhanced) {
-      const actions = element("div", { className: "photo-actions" }, [
-        element("a", { className: "button small-button download", href: photo.urls.enhanced, download: photo.output_name, textContent: "Download" }),
-      ]);
+      actions.append(element("a", { className: "button small-button download", href: photo.urls.enhanced, download: photo.output_name, textContent: "Download" }));
       if (navigator.canShare) actions.append(share(photo));
-      text.append(actions);
     }
+    if (photo.status === "failed" || photo.status === "rejected") actions.append(retry(photo));
+    if (actions.childElementCount) text.append(actions);
+    const figures = raw(photo);
+    if (figures) text.append(figures);
     item.append(text);
     return item;
   }
