@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import sql_all, sql_scalar
 
 from instaflyd.jobs.lifecycle import (
     abandoned_jobs,
@@ -65,7 +66,7 @@ def test_concurrent_workers_never_take_the_same_job(db: Database) -> None:
     for process in workers:
         process.join(120)
     assert [p.exitcode for p in workers] == [0, 0, 0]
-    rows = db.all("SELECT state, attempts, worker_pid FROM jobs")
+    rows = sql_all(db, "SELECT state, attempts, worker_pid FROM jobs")
     assert {(row["state"], row["attempts"]) for row in rows} == {("done", 1)}
     claimed_by = {row["worker_pid"] for row in rows}
     assert claimed_by <= {p.pid for p in workers} and len(claimed_by) > 1  # they did compete
@@ -123,8 +124,8 @@ def test_a_dead_workers_job_is_retried_then_failed_after_max_attempts(db: Databa
         if attempt == 1:
             assert (job.state, job.reason) == ("queued", stopped)
     assert (job.state, job.reason) == ("failed", f"gave up after 2 attempts: {stopped}")
-    assert db.scalar("SELECT COUNT(*) FROM events WHERE kind = 'job_failed'") == 1
-    assert db.scalar("SELECT COUNT(*) FROM events WHERE kind = 'job_retried'") == 1
+    assert sql_scalar(db, "SELECT COUNT(*) FROM events WHERE kind = 'job_failed'") == 1
+    assert sql_scalar(db, "SELECT COUNT(*) FROM events WHERE kind = 'job_retried'") == 1
 
 
 def test_an_attempt_is_ended_once_whoever_notices_first(db: Database) -> None:

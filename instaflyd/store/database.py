@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from instaflyd.store.migrations import SchemaTooNew, migrate, write_transaction
 
@@ -56,20 +54,6 @@ class Database:
     def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
         return write_transaction(self.conn)
-
-    def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
-        return row
-
-    def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, params).fetchall()
-
-    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        row = self.conn.execute(sql, params).fetchone()
-        return None if row is None else row[0]
-
-    def schema_version(self) -> int:
-        return int(self.scalar("PRAGMA user_version"))
 
 
 def _create_private(path: Path) -> None:
