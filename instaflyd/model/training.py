@@ -43,6 +43,7 @@ from instaflyd.model.labels import (
     split_by_owner,
     targets,
 )
+from instaflyd.model.manifest import VersionManifest
 from instaflyd.model.metrics import spearman, validation_metrics
 from instaflyd.model.replay import plan_run
 from instaflyd.model.scoring import score_files
@@ -208,18 +209,18 @@ def _train(
         "current_val_srcc": current_srcc,
         "seconds": seconds,
     }
-    info = {
-        "version": version,
-        "backbone": BACKBONE,
-        "input_size": backbone.input_size,
-        "weights": backbone.weights,
-        "fingerprint": backbone.fingerprint,
-        "seed": config.train.seed,  # what rebuilds random weights
-        "objective": config.train.objective,
-        "keras": keras.__version__,
-        "created": time.time(),
-    }
-    folder = registry.write_version(config, version, tail, info, metrics)
+    manifest = VersionManifest(
+        version=version,
+        backbone=BACKBONE,
+        input_size=backbone.input_size,
+        weights=backbone.weights,
+        fingerprint=backbone.fingerprint,
+        seed=config.train.seed,
+        objective=config.train.objective,
+        keras=keras.__version__,
+        created=time.time(),
+    )
+    folder = registry.write_version(config, version, tail, manifest, metrics)
     result = TrainResult(
         version=version,
         promoted=promoted,
@@ -239,6 +240,9 @@ def _train(
             labelled_total,
             metrics,
             promoted=promoted,
+            pass_kind=plan.kind,
+            compared_version=current.version if current else None,
+            compared_val_srcc=current_srcc,
         )
         finish_training_run(conn, run_id, "done", version=version, message=result.summary())
         log_event(conn, "trainer", "info", "model_trained", result.summary())
