@@ -144,15 +144,22 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from instaflyd import heartbeat
-    from instaflyd.status.training import training_status
+    from instaflyd.policy.training import training_plan
     from instaflyd.store import Database
+    from instaflyd.weights.status import weights_status
 
     heartbeat.start_thread("trainer")  # an epoch can be minutes of TensorFlow
-    if args.scheduled:
-        os.nice(config.train.nice)
+    # Priority is the caller's: the daemon's scheduler starts this at `train.nice`.
+    weights_state = weights_status(config)
     with Database(config.db_path) as db:
-        status = training_status(config, db.conn, allow_random_weights=args.allow_random_weights)
-    if args.scheduled and not status.due:
+        status = training_plan(
+            config,
+            db.conn,
+            weights_ok=weights_state.ok,
+            weights_message=weights_state.message,
+            allow_random_weights=args.allow_random_weights,
+        )
+    if args.scheduled and not status.due and not args.force:
         log.debug("not training: %s", status.reason)
         return 0
     if status.running:
@@ -172,6 +179,8 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(str(exc)) from None
     if args.json:
         print_json(result.as_json())
+    elif args.scheduled:
+        log.info("%s", result.summary())  # the daemon's log: one line per result
     else:
         print(result.summary())
     return 0
@@ -474,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--scheduled",
         action="store_true",
-        help="as the daemon runs it: low priority, exit 0 quietly when not due",
+        help="as the daemon runs it: exit 0 quietly when not due (unless --force), log the result",
     )
     sub.add_argument(
         "--allow-random-weights",

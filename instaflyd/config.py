@@ -140,6 +140,7 @@ class TrainConfig(Section):
     full_pass_every: Annotated[int, Field(ge=1, le=1000)]
     validation_max_posts: Annotated[int, Field(ge=1, le=1_000_000)]
     feature_cache_max_gb: Annotated[float, Field(gt=0, le=100_000)]
+    cpu_budget_hours_per_day: Annotated[float, Field(gt=0, le=24 * 64)]
 
     @property
     def feature_cache_max_bytes(self) -> int:

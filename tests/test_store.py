@@ -86,7 +86,7 @@ def test_opening_sets_wal_busy_timeout_foreign_keys_and_current_schema(db: Datab
     assert sql_scalar(db, "PRAGMA journal_mode") == "wal"
     assert sql_scalar(db, "PRAGMA busy_timeout") == 30000
     assert sql_scalar(db, "PRAGMA foreign_keys") == 1
-    assert sql_scalar(db, "PRAGMA user_version") == SCHEMA_VERSION == len(MIGRATIONS) == 8
+    assert sql_scalar(db, "PRAGMA user_version") == SCHEMA_VERSION == len(MIGRATIONS) == 9
 
 
 def test_accounts_and_posts_round_trip_with_first_and_last_seen(db: Database) -> None:

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from instaflyd.jobs.view import JobView
+from instaflyd.policy.training import TrainingPlan
 from instaflyd.repairs import Problem
 from instaflyd.status.share import ShareNames
-from instaflyd.status.training import TrainingStatus
 from instaflyd.store.formats import UnreadFormat
 from instaflyd.store.jobs import EnhancedTotals, JobCounts
 from instaflyd.store.posts import WaitingAccount
@@ -161,7 +161,7 @@ class ModelSection:
     metrics: dict[str, Any]
     training: TrainingProgress
     last_run: LastRun | None
-    next_training: TrainingStatus
+    next_training: TrainingPlan  # when the next run is due, the back-off, the CPU budget
     goal: TrainingGoal
     last_outcome: TrainingOutcome | None  # the last finished run, promoted or not
     weights: WeightsStatus

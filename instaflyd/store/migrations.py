@@ -306,11 +306,17 @@ CREATE TABLE device_posts (
 CREATE INDEX device_posts_seen ON device_posts(seen_at);
 """
 
-# v8: what is asked of a model version gets real columns instead of keys inside its metrics
+# v8: the CPU time each training run used (the trainer's own, or its parent's measure of the
+# child), for the daily training budget.
+V8_TRAINING_CPU = """
+ALTER TABLE training_runs ADD COLUMN cpu_seconds REAL;
+"""
+
+# v9: what is asked of a model version gets real columns instead of keys inside its metrics
 # JSON: the kind of pass that trained it (incremental runs count since the last full one), and
 # the version it was compared with before promotion, with that version's score on the same
 # validation posts (the page's "last training" line). Filled from the JSON for earlier rows.
-V8_VERSION_COLUMNS = """
+V9_VERSION_COLUMNS = """
 ALTER TABLE model_versions ADD COLUMN pass_kind TEXT CHECK (pass_kind IN ('full', 'incremental'));
 ALTER TABLE model_versions ADD COLUMN compared_version INTEGER;
 ALTER TABLE model_versions ADD COLUMN compared_val_srcc REAL;
@@ -329,7 +335,8 @@ MIGRATIONS: list[str] = [
     V5_HISTORY,
     V6_LABELLED_COUNTERS,
     V7_DEVICES,
-    V8_VERSION_COLUMNS,
+    V8_TRAINING_CPU,
+    V9_VERSION_COLUMNS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
