@@ -202,7 +202,10 @@ def test_the_page_tells_the_last_training_outcome_and_the_way_to_the_first_model
         )
         run = start_training_run(conn, pid=1, epochs=8, now=time.time() - 200)
         metrics = {"val_srcc": 0.38, "current_version": 1, "current_val_srcc": 0.41}
-        add_model_version(conn, 2, "models/v0002", 12, 12, metrics, promoted=False)
+        add_model_version(
+            conn, 2, "models/v0002", 12, 12, metrics, promoted=False,
+            compared_version=1, compared_val_srcc=0.41,
+        )  # fmt: skip
         finish_training_run(
             conn, run, "done", version=2, message="v2 not promoted", now=time.time() - 105
         )

@@ -55,6 +55,9 @@ class Database:
         """A write transaction: committed when the block ends, rolled back if it raises."""
         return write_transaction(self.conn)
 
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
 
 def _create_private(path: Path) -> None:
     """Create the database file 0600 before SQLite does (it would use 0644), or tighten it."""
