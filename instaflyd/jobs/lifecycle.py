@@ -164,7 +164,7 @@ def retry(db: Database, job_id: int) -> bool:
 def wait_for_a_model(db: Database, why: str) -> int:
     """Move the queued jobs to waiting_model, saying why; returns how many."""
     with db.transaction() as conn:
-        parked = wait_for_model(conn)
+        parked = wait_for_model(conn, why[:500] or "the model cannot be loaded")
         if parked:
             message = f"{'1 photo waits' if parked == 1 else f'{parked} photos wait'}: {why}"
             log_event(conn, SOURCE, "warning", "waiting_model", message)

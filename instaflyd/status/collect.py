@@ -15,6 +15,7 @@ from typing import Protocol
 from instaflyd import __version__
 from instaflyd.backup import list_backups
 from instaflyd.capture.ca_files import ca_fingerprint
+from instaflyd.capture.writer_state import WAITING, WAITING_TITLE, read_state, waiting_problem
 from instaflyd.config import Config
 from instaflyd.jobs.view import job_view
 from instaflyd.network import is_loopback, lan_address
@@ -160,6 +161,9 @@ def standalone_problems(config: Config) -> list[Problem]:
     """Without the daemon (`stats`, a page on its own): what can be checked right now."""
     registry = RepairsRegistry()
     check_storage(config, registry)
+    writer = read_state(config.runtime_dir)
+    if writer is not None and (problem := waiting_problem(writer)) is not None:
+        registry.report(WAITING, "error", *problem, title=WAITING_TITLE, source="proxy")
     return registry.problems()
 
 
@@ -213,6 +217,7 @@ def capture_section(config: Config, conn: sqlite3.Connection) -> CaptureSection:
             )
             for row in recent_labelled_posts(conn, RECENT_POSTS)
         ],
+        store_retry=read_state(config.runtime_dir),
     )
 
 

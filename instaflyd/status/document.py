@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from instaflyd.capture.writer_state import WriterState
 from instaflyd.jobs.view import JobView
 from instaflyd.policy.training import TrainingPlan
 from instaflyd.repairs import Problem
@@ -117,6 +118,8 @@ class CaptureSection:
     unread_formats: list[UnreadFormat]  # documents with posts the parsers could not read
     recent_errors: list[EventLine]
     recent_posts: list[RecentPost]
+    # The capture writer's retry queue while the store refuses writes (None: no writer running).
+    store_retry: WriterState | None = None
 
 
 @dataclass(frozen=True)
