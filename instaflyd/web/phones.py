@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as Redirect
 
 from instaflyd.capture.wireguard import add_device, client_conf
 from instaflyd.config import Config
-from instaflyd.status.network import is_loopback, lan_address
+from instaflyd.network import is_loopback, lan_address
 from instaflyd.store.devices import (
     NAME_MAX,
     DeviceBudgetFull,
