@@ -47,6 +47,7 @@ from instaflyd.status.weights import weights_status
 from instaflyd.store.events import counters, recent_events
 from instaflyd.store.formats import unread_formats
 from instaflyd.store.jobs import Job, enhanced_totals, jobs_by_state, recently_changed_jobs
+from instaflyd.store.learned import lessons
 from instaflyd.store.posts import accounts_to_visit
 from instaflyd.store.stats import count, labelled_count, last_capture_time, recent_labelled_posts
 from instaflyd.store.tls import tls_failures
@@ -217,6 +218,7 @@ def model_section(config: Config, conn: sqlite3.Connection) -> ModelSection:
         last_outcome=last_training_outcome(conn),
         weights=weights_status(config),
         input_size=config.model.input_size,
+        learned=lessons(conn, current.version) if current else None,
     )
 
 

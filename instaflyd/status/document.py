@@ -17,6 +17,7 @@ from instaflyd.status.training import TrainingStatus
 from instaflyd.status.weights import WeightsStatus
 from instaflyd.store.formats import UnreadFormat
 from instaflyd.store.jobs import EnhancedTotals
+from instaflyd.store.learned import Lessons
 from instaflyd.store.posts import WaitingAccount
 from instaflyd.store.versions import TrainingOutcome
 
@@ -165,6 +166,7 @@ class ModelSection:
     last_outcome: TrainingOutcome | None  # the last finished run, promoted or not
     weights: WeightsStatus
     input_size: int
+    learned: Lessons | None = None  # what the current model learned (store.learned)
 
 
 @dataclass(frozen=True)

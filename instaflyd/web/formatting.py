@@ -184,6 +184,17 @@ def edits_in_words(edits: Mapping[str, float]) -> str:
     return ", ".join(text for _, text in said)
 
 
+def edit_name(edit: Mapping[str, float]) -> str:
+    """One edit in one direction by its words, without strength: {"exposure": 1} -> "Brighter"."""
+    said = []
+    for name, value in edit.items():
+        words = EDIT_WORDS.get(name)
+        text = (words.up if value > 0 else words.down) if words else name.replace("_", " ")
+        said.append(text)
+    joined = ", ".join(said)
+    return joined[:1].upper() + joined[1:]
+
+
 # --- the model -----------------------------------------------------------------------------
 
 
@@ -295,7 +306,9 @@ def install(app: Flask) -> None:
         ("rate_likes", lambda rate: likes_text(None if rate is None else rate * 1000)),
         ("group_events", group_events),
         ("srcset", srcset),
+        ("edit_name", edit_name),
     ):
         app.jinja_env.filters[name] = function
     app.jinja_env.globals["score_change"] = score_change
     app.jinja_env.globals["tls_note"] = tls_note
+    app.jinja_env.globals["change_text"] = change_text
