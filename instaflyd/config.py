@@ -90,6 +90,8 @@ class WebConfig(Section):
     port: Port
     password: str | None
     allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]]
+    uploads_max_total_mb: Annotated[float, Field(gt=0, le=10_000_000)]
+    uploads_min_free_mb: Annotated[float, Field(ge=0, le=10_000_000)]
 
 
 class WatchConfig(Section):

@@ -57,7 +57,7 @@ def test_typo_in_a_key_names_file_line_path_and_suggestion(tmp_path: Path) -> No
 def test_unknown_key_without_a_close_match_lists_the_keys(tmp_path: Path) -> None:
     path = write(tmp_path, "web:\n  colour: red\n")
     assert problems_of(path) == [
-        f"{path} line 2: web -> colour: unknown key; the keys here are allowed_hosts, host, password, port"
+        f"{path} line 2: web -> colour: unknown key; the keys here are allowed_hosts, host, password, port, uploads_max_total_mb, uploads_min_free_mb"
     ]
 
 

@@ -21,8 +21,8 @@ from instaflyd.capture.matching import PendingImages
 from instaflyd.enhance.io import RejectedImage
 from instaflyd.enhance.io import open_image as open_photo
 from instaflyd.imaging import CAPTURED_MAX_PIXELS, TooManyPixels, open_image
+from instaflyd.imaging_thumbnail import render_thumbnail
 from instaflyd.model.inputs import ImageReadError, load_image
-from instaflyd.web.thumbnails import thumbnail_jpeg
 
 MiB = 1024 * 1024
 
@@ -44,7 +44,9 @@ def test_a_huge_png_is_refused_by_every_decoder_before_a_pixel_is_decoded(tmp_pa
         with pytest.raises(ImageRejected, match=message):
             verify_image(data)  # capture
         with pytest.raises(TooManyPixels, match=message):
-            thumbnail_jpeg(path, CAPTURED_MAX_PIXELS)  # the page's thumbnail of a captured image
+            render_thumbnail(
+                path, 360, CAPTURED_MAX_PIXELS
+            )  # the page's thumbnail of a captured image
         with pytest.raises(ImageReadError, match=message):
             load_image(path, 64)  # training
         with pytest.raises(RejectedImage, match="over the limit of 50,000,000"):
@@ -60,8 +62,8 @@ def test_drop_folder_photos_keep_their_own_larger_limit(tmp_path: Path) -> None:
     path = tmp_path / "phone.jpg"
     path.write_bytes(encode(Image.new("RGB", (4000, 3000), (90, 120, 30)), "JPEG"))
     with pytest.raises(TooManyPixels):
-        thumbnail_jpeg(path, CAPTURED_MAX_PIXELS)
-    thumbnail = thumbnail_jpeg(path, 100_000_000)
+        render_thumbnail(path, 360, CAPTURED_MAX_PIXELS)
+    thumbnail = render_thumbnail(path, 360, 100_000_000)
     assert Image.open(io.BytesIO(thumbnail)).size == (360, 270)
     assert load_image(path, 64, max_pixels=100_000_000).shape == (64, 64, 3)
     with open_image(path, 12_000_000) as image:

@@ -12,13 +12,25 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, Response
+from werkzeug.routing import IntegerConverter, Map, ValidationError
 
 from instaflyd.config import Config
 from instaflyd.status.collect import DaemonView
-from instaflyd.web import api, auth, database, formatting, hostcheck, pages, photos, safe_mode
+from instaflyd.web import (
+    api,
+    auth,
+    database,
+    formatting,
+    hostcheck,
+    pages,
+    photos,
+    safe_mode,
+    uploads,
+)
 from instaflyd.web.password import PagePassword
 from instaflyd.web.sessions import SessionRegistry
 from instaflyd.web.throttle import LoginThrottle
+from instaflyd.web.thumbnails import CACHE_FOLDER, Thumbnails, srcset
 
 SESSION_LIFETIME = timedelta(days=30)
 CONTENT_SECURITY_POLICY = (
@@ -36,6 +48,7 @@ def create_app(config: Config, daemon: DaemonView | None = None) -> Flask:
         INSTAFLY_PASSWORD=PagePassword(config.data_dir, config.web.password),
         INSTAFLY_SESSIONS=SessionRegistry(config.data_dir, SESSION_LIFETIME.total_seconds()),
         INSTAFLY_THROTTLE=LoginThrottle(),
+        INSTAFLY_THUMBNAILS=Thumbnails(config.data_dir / CACHE_FOLDER),
         SECRET_KEY=auth.load_secret_key(config.data_dir),
         SESSION_COOKIE_NAME="instafly_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -43,6 +56,8 @@ def create_app(config: Config, daemon: DaemonView | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
+    app.jinja_env.globals["thumbnail_srcset"] = srcset
+    uploads.remove_stale_uploads(config.watch.drop_dir)  # what a killed upload left
     hostcheck.install(app, hostcheck.OwnNames(config.web.allowed_hosts, config.web.host))
     database.install(app)
     photos.install(app)  # its body limit applies before the CSRF check reads a form
@@ -61,8 +76,22 @@ def create_safe_mode_app(problems: list[str], source: Path | None) -> Flask:
     return app
 
 
+class RowId(IntegerConverter):
+    """`<row_id:name>`: a number SQLite can hold (below 2**63); a larger one is a 404, never an
+    OverflowError in the store."""
+
+    def __init__(self, map: Map, *args: object, **kwargs: object) -> None:
+        super().__init__(map, max=2**63 - 1)
+
+    def to_python(self, value: str) -> int:
+        if len(value) > 19:  # 2**63 has 19 digits; int() of 5,000 digits raises, not 404s
+            raise ValidationError()
+        return int(super().to_python(value))
+
+
 def _flask() -> Flask:
     app = Flask(__name__)  # templates/ and static/ beside this module
+    app.url_map.converters["row_id"] = RowId
     formatting.install(app)
     app.after_request(_security_headers)
     return app

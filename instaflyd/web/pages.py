@@ -22,7 +22,7 @@ from markupsafe import Markup
 
 from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.config import Config
-from instaflyd.imaging import CAPTURED_MAX_PIXELS, TooManyPixels
+from instaflyd.imaging import CAPTURED_MAX_PIXELS
 from instaflyd.status.collect import DaemonView, setup_section
 from instaflyd.status.history import UnknownSeries, parse_request
 from instaflyd.status.weights import WeightsError, receive_weights
@@ -32,7 +32,14 @@ from instaflyd.store.jobs import get_job, retry_job
 from instaflyd.web.charts import history_charts
 from instaflyd.web.database import get_db
 from instaflyd.web.status import current_status
-from instaflyd.web.thumbnails import NotAllowed, allowed_file, thumbnail_jpeg
+from instaflyd.web.thumbnails import (
+    Busy,
+    NoPreview,
+    NotAllowed,
+    Thumbnails,
+    allowed_file,
+    width_from,
+)
 from instaflyd.web.uploads import safe_name
 
 bp = Blueprint("pages", __name__)
@@ -107,7 +114,7 @@ def captured_image(sha256: str) -> Response:
     return _thumbnail_response(path, [images.root], CAPTURED_MAX_PIXELS)
 
 
-@bp.get("/thumbs/job/<int:job_id>/<which>")
+@bp.get("/thumbs/job/<row_id:job_id>/<which>")
 def job_thumbnail(job_id: int, which: str) -> Response:
     """Before/after thumbnails of a drop-folder job, only from the drop and output folders."""
     job = get_job(get_db().conn, job_id)
@@ -122,11 +129,20 @@ def job_thumbnail(job_id: int, which: str) -> Response:
 
 
 def _thumbnail_response(path: str | Path, roots: list[Path], max_pixels: int) -> Response:
+    """The thumbnail at the width asked for (`?w=`, one of thumbnails.WIDTHS)."""
+    thumbnails: Thumbnails = current_app.config["INSTAFLY_THUMBNAILS"]
     try:
-        allowed = allowed_file(path, roots)
-        data = thumbnail_jpeg(allowed, max_pixels)
-    except (NotAllowed, OSError, TooManyPixels):  # outside, gone, not an image, too large
+        width = width_from(request.args.get("w"))
+        data = thumbnails.jpeg(allowed_file(path, roots), width, max_pixels)
+    except (NotAllowed, NoPreview, OSError):  # outside, odd width, gone, not an image, too large
         abort(404)
+    except Busy:
+        return Response(
+            "previews are being drawn: try again in a moment\n",
+            503,
+            {"Retry-After": "2"},
+            mimetype="text/plain",
+        )
     response = Response(data, mimetype="image/jpeg")
     response.headers["Cache-Control"] = THUMBNAIL_CACHE
     return response
@@ -161,7 +177,7 @@ def upload_weights() -> Response:
     return redirect(url_for("pages.index", _anchor="model"))
 
 
-@bp.post("/actions/retry/<int:job_id>")
+@bp.post("/actions/retry/<row_id:job_id>")
 def retry(job_id: int) -> Response:
     db = get_db()
     with db.transaction() as conn:

@@ -11,6 +11,7 @@ same endpoints. Every POST needs the CSRF token (`X-CSRF-Token`), like every act
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -141,8 +142,8 @@ def send_photos() -> tuple[Response, int]:
         for file in files:
             upload = receive_upload(config, db, file.stream, file.filename)
             received.append({"id": upload.id, "name": upload.name, "status": upload.status})
-    except UploadRefused as exc:
-        return jsonify(error=str(exc), photos=received), 413
+    except UploadRefused as exc:  # too large (413), or no room for it (507)
+        return jsonify(error=str(exc), photos=received), exc.status
     return jsonify(photos=received), 202
 
 
@@ -153,7 +154,7 @@ def list_photos() -> Response:
     return jsonify(photos=photos)
 
 
-@bp.get("/api/photos/<int:job_id>")
+@bp.get("/api/photos/<row_id:job_id>")
 def one_photo(job_id: int) -> Response:
     row = get_job(get_db().conn, job_id)
     if row is None:
@@ -161,7 +162,7 @@ def one_photo(job_id: int) -> Response:
     return jsonify(asdict(photo_record(row, _config())))
 
 
-@bp.get("/api/photos/<int:job_id>/enhanced")
+@bp.get("/api/photos/<row_id:job_id>/enhanced")
 def enhanced_photo(job_id: int) -> Response:
     """The enhanced JPEG itself, full resolution and EXIF, from the output folder only."""
     row = get_job(get_db().conn, job_id)
@@ -169,7 +170,15 @@ def enhanced_photo(job_id: int) -> Response:
     path = _existing(row.output_path, config.watch.output_dir) if row else None
     if row is None or row.state != "done" or path is None:
         abort(404)
-    return send_file(path, mimetype="image/jpeg", as_attachment=True, download_name=path.name)
+    return send_file(
+        path, mimetype="image/jpeg", as_attachment=True, download_name=download_name(path.name)
+    )
+
+
+def download_name(name: str) -> str:
+    """A file's name as a download may carry it: control characters (a newline is allowed in a
+    file name on Linux, and a Samba user can make one) cannot go into a header."""
+    return "".join("_" if unicodedata.category(ch)[0] == "C" else ch for ch in name) or "photo.jpg"
 
 
 def install(app: Any) -> None:

@@ -8,20 +8,30 @@ file its name, so the folder's watcher (which may skip odd names) finds it queue
 Nothing the client sends is believed: the file name is reduced to a short plain name (never a
 path, never hidden, never one of Instafly's own output names), and the size is counted while
 the bytes are copied, so a lying Content-Length does not matter.
+
+Disk is budgeted in total, not per upload: an upload is refused (507, with the reason) once the
+drop folder holds `web.uploads_max_total_mb`, or when its disk would keep less free than
+`web.uploads_min_free_mb`; uploads in progress count against both. A photo is staged as a
+hidden `.upload-PID-...` file (the watcher ignores hidden files); one that a killed process left
+behind is removed when the page starts (`remove_stale_uploads`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import os
 import re
+import shutil
+import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from instaflyd.config import Config
-from instaflyd.fsutil import atomic_writer
+from instaflyd.fsutil import remove_stale_temps
 from instaflyd.store import Database
 from instaflyd.store.events import log_event
 from instaflyd.store.jobs import enqueue_job, job_for_content
@@ -31,8 +41,25 @@ CHUNK = 1 << 20
 _UNSAFE = re.compile(r"[^\w\-. ()+,]+")
 
 
+STAGING_PREFIX = ".upload-"
+STALE_AFTER_SECONDS = 86_400.0  # a staging file this old is stale whatever its pid says
+MB = 1_000_000
+
+
 class UploadRefused(Exception):
     """The upload breaks a limit; the message says which, for the person who sent it."""
+
+    status = 413  # HTTP: too large
+
+
+class NoRoom(UploadRefused):
+    """The drop folder is at its budget, or its disk at the free-space floor."""
+
+    status = 507  # HTTP: insufficient storage
+
+
+_STAGED = itertools.count(1)
+RECHECK_BYTES = 8 * MB  # the budgets are checked again after each this many bytes copied
 
 
 @dataclass(frozen=True)
@@ -63,21 +90,31 @@ def receive_upload(
 ) -> Upload:
     """Copy one uploaded photo into the drop folder and queue it; UploadRefused over the limit."""
     watch = config.watch
-    limit = int(config.enhance.max_file_mb * 1_000_000)
     name = safe_name(given_name)
     watch.drop_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    staging = watch.drop_dir / f".upload-{os.getpid()}-{id(stream)}{Path(name).suffix}"
-    with atomic_writer(staging) as handle:  # hidden until complete: the watcher ignores it
-        while chunk := stream.read(CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise UploadRefused(
-                    f"{name} is larger than {config.enhance.max_file_mb:g} MB (enhance.max_file_mb)"
-                )
-            digest.update(chunk)
-            handle.write(chunk)
+    staging = watch.drop_dir / f"{STAGING_PREFIX}{os.getpid()}-{next(_STAGED)}{Path(name).suffix}"
+    limit = int(config.enhance.max_file_mb * MB)
+    _check_room(config, name, 0)
+    try:
+        with staging.open("xb") as handle:  # hidden until complete: the watcher ignores it
+            while chunk := stream.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise UploadRefused(
+                        f"{name} is larger than {config.enhance.max_file_mb:g} MB"
+                        " (enhance.max_file_mb)"
+                    )
+                if size // RECHECK_BYTES != (size - len(chunk)) // RECHECK_BYTES:
+                    _check_room(config, name, 0)  # other uploads may be filling it too
+                digest.update(chunk)
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
     try:
         if size == 0:
             raise UploadRefused(f"{name} is empty")
@@ -100,6 +137,70 @@ def receive_upload(
         return Upload(job_id, final.name, "queued", False)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def _check_room(config: Config, name: str, coming: int) -> None:
+    """NoRoom when the drop folder is at its budget or its disk at the free-space floor
+    (staging files of uploads in progress are in the folder, so they count)."""
+    web = config.web
+    folder = config.watch.drop_dir
+    held = folder_bytes(folder) + coming
+    if held >= web.uploads_max_total_mb * MB:
+        raise NoRoom(
+            f"{name} is not taken: the drop folder holds {held / MB:,.0f} MB, and photos are "
+            f"taken from the page only while it holds less than {web.uploads_max_total_mb:,.0f}"
+            " MB (web.uploads_max_total_mb); remove photos that are done, or raise the limit"
+        )
+    free = shutil.disk_usage(folder).free - coming
+    if free <= web.uploads_min_free_mb * MB:
+        raise NoRoom(
+            f"{name} is not taken: the box's disk has {max(0, free) / MB:,.0f} MB free, and "
+            f"{web.uploads_min_free_mb:,.0f} MB must stay free (web.uploads_min_free_mb); "
+            "free some space on the box, or lower the limit"
+        )
+
+
+def folder_bytes(folder: Path) -> int:
+    """The bytes of the files in `folder` and below (links not followed)."""
+    total = 0
+    stack = [folder]
+    while stack:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def remove_stale_uploads(folder: Path, now: float | None = None) -> int:
+    """Remove staging files that a killed upload left in `folder`: those of a process that is
+    gone, and any a day old; the temp files of the writer before them too. Returns how many."""
+    now = time.time() if now is None else now
+    removed = remove_stale_temps(folder, 0)
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            if not entry.name.startswith(STAGING_PREFIX):
+                continue
+            pid = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+            with contextlib.suppress(OSError):
+                old = now - entry.stat().st_mtime > STALE_AFTER_SECONDS
+                if old or not pid.isdigit() or not _running(int(pid)):
+                    entry.unlink()
+                    removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _link_free_name(staging: Path, folder: Path, name: str) -> Path:
