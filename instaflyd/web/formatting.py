@@ -23,6 +23,8 @@ from typing import Protocol
 
 from flask import Flask
 
+from instaflyd.web.thumbnails import srcset
+
 MINUS = "\u2212"  # a real minus sign: "−12%" reads better than "-12%"
 
 
@@ -281,17 +283,6 @@ def tls_note(failures: Iterable[_TlsFailure]) -> str:
     return TLS_EITHER
 
 
-# --- previews ------------------------------------------------------------------------------
-
-SRCSET_WIDTHS = (360, 720, 1080)  # the widths instaflyd.web.thumbnails draws (`?w=`)
-
-
-def srcset(url: str) -> str:
-    """A thumbnail URL in every width, for an <img srcset>."""
-    join = "&" if "?" in url else "?"
-    return ", ".join(f"{url}{join}w={width} {width}w" for width in SRCSET_WIDTHS)
-
-
 def install(app: Flask) -> None:
     for name, function in (
         ("number", number),
@@ -305,7 +296,7 @@ def install(app: Flask) -> None:
         ("pairs_of_100", pairs_of_100),
         ("rate_likes", lambda rate: likes_text(None if rate is None else rate * 1000)),
         ("group_events", group_events),
-        ("srcset", srcset),
+        ("srcset", srcset),  # thumbnails.srcset: the widths the box draws
         ("edit_name", edit_name),
     ):
         app.jinja_env.filters[name] = function
