@@ -78,7 +78,7 @@ def test_opening_sets_wal_busy_timeout_foreign_keys_and_current_schema(db: Datab
     assert db.scalar("PRAGMA journal_mode") == "wal"
     assert db.scalar("PRAGMA busy_timeout") == 30000
     assert db.scalar("PRAGMA foreign_keys") == 1
-    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 6
+    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
 
 
 def test_accounts_and_posts_round_trip_with_first_and_last_seen(db: Database) -> None:
@@ -379,6 +379,7 @@ def test_a_v1_database_migrates_with_its_rows_intact(tmp_path: Path) -> None:
             "legacy",
             1.0,
             2.0,
+            0,  # v7: captured by the proxy, not imported
         )
         assert db.scalar("SELECT message FROM events") == "hello"
         assert [tuple(r) for r in db.all("SELECT id, like_rate FROM labelled_posts")] == [

@@ -10,7 +10,7 @@ import numpy as np
 
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.images import record_image
-from instaflyd.store.migrations import SCHEMA_VERSION, migrate
+from instaflyd.store.migrations import migrate
 from instaflyd.store.posts import attach_image, upsert_account, upsert_post
 from instaflyd.store.stats import COUNTED_TABLES, count, labelled_count, labelled_owner_count
 
@@ -118,12 +118,20 @@ def test_the_migration_counts_what_was_already_there(data_dir: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
-    migrate(conn, target=SCHEMA_VERSION - 1)
+    migrate(conn, target=5)  # the schema before v6's counters
     files = ImageFiles(data_dir / "images")
     conn.execute("BEGIN")
-    for i in range(30):
-        owner = AccountRecord(str(i % 4), follower_count=100 if i % 4 else None)
-        upsert_post(conn, PostRecord(f"p{i}", "photo", owner=owner, like_count=i))
+    for i in range(30):  # rows as the code of v5 wrote them (today's upsert knows later columns)
+        conn.execute(
+            "INSERT OR IGNORE INTO accounts (id, follower_count, first_seen, last_seen)"
+            " VALUES (?, ?, 0, 0)",
+            (str(i % 4), 100 if i % 4 else None),
+        )
+        conn.execute(
+            "INSERT INTO posts (id, owner_id, media_type, like_count, first_seen, last_seen)"
+            " VALUES (?, ?, 'photo', ?, 0, 0)",
+            (f"p{i}", str(i % 4), i),
+        )
         stored = files.put(f"old image {i}".encode(), "jpg")
         record_image(conn, stored, 1, 1, 1)
         attach_image(conn, f"p{i}", stored.sha256)
