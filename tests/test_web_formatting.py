@@ -99,3 +99,16 @@ def test_the_model_is_said_as_pairs_out_of_100() -> None:
     assert pairs_of_100(None) == "–"
     assert pairs_of_100(1.2) == "100 of 100"
     assert model_quality(0.72) == "how well it predicts which of two posts does better: 72 of 100"
+
+
+def test_the_log_names_the_page_addresses_that_answer_lan_first() -> None:
+    from instaflyd.status.network import lan_address
+    from instaflyd.web.server import page_urls
+
+    urls = page_urls("0.0.0.0", 8081)
+    assert urls[-1] == "http://127.0.0.1:8081/ (on this box)"
+    assert "0.0.0.0" not in " ".join(urls)
+    if not lan_address().startswith("127."):
+        assert urls[0] == f"http://{lan_address()}:8081/"
+    assert page_urls("192.168.1.5", 80) == ["http://192.168.1.5:80/"]
+    assert page_urls("::1", 8081) == ["http://[::1]:8081/"]
