@@ -46,7 +46,8 @@ Usage: ./install.sh [--system [--share] [--root DIR]] [--config FILE] [--no-brow
   --config FILE          The config Instafly will run with, for the port checks and the summary
                          (default: $INSTAFLY_CONFIG, the system install's, else the one instaflyd
                          finds: /etc/instafly/instafly.yaml, ~/.config/instafly/instafly.yaml).
-  --no-browser           Do not install Chromium, nftables, Samba and smbclient.
+  --no-browser           Do not install Chromium, nftables, Samba, smbclient, wireguard-go and
+                         wireguard-tools.
   -h, --help             This text.
 
 Before installing it checks: Python >= 3.11, a 64-bit CPU and free disk space; once Instafly
@@ -208,7 +209,7 @@ fi
 read_ports
 check_ports
 
-# --- system packages the tests use (dev path): Chromium, nftables, Samba ---------------------------
+# --- system packages the tests use (dev path): Chromium, nftables, Samba, WireGuard ---------------
 
 if [ "$MODE" = dev ] && [ "$WITH_BROWSER" = auto ]; then
   missing=()
@@ -225,6 +226,21 @@ if [ "$MODE" = dev ] && [ "$WITH_BROWSER" = auto ]; then
       || warn "could not install ${missing[*]}; the tests that need them will be skipped (sudo apt install ${missing[*]})"
   else
     warn "${missing[*]} missing and cannot be installed without root; the tests that need them will be skipped (sudo apt install ${missing[*]})"
+  fi
+  # WireGuard phones in network namespaces (tests/test_wireguard_phones.py). Without
+  # recommends: wireguard-tools would pull in a kernel image.
+  wg_missing=()
+  command -v wireguard-go >/dev/null 2>&1 || wg_missing+=(wireguard-go)
+  command -v wg >/dev/null 2>&1 || wg_missing+=(wireguard-tools)
+  if [ ${#wg_missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null 2>&1 && as_root true; then
+      say "Installing Debian's ${wg_missing[*]} for the WireGuard phone tests"
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wg_missing[@]}" >/dev/null 2>&1 \
+        || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wg_missing[@]}" >/dev/null; } \
+        || warn "could not install ${wg_missing[*]}; the WireGuard tests will be skipped (sudo apt-get install --no-install-recommends ${wg_missing[*]})"
+    else
+      warn "${wg_missing[*]} missing; the WireGuard tests will be skipped (sudo apt-get install --no-install-recommends ${wg_missing[*]})"
+    fi
   fi
 fi
 
@@ -359,5 +375,6 @@ else
   echo "    Password:        set already, or printed once by the service's first start (journalctl -u instaflyd);"
   echo "                     change it with: sudo -u instafly /opt/instafly/venv/bin/instaflyd password"
 fi
-echo "    Phone proxy:     Wi-Fi settings -> HTTP proxy -> manual, server $lan_ip, port $PROXY_PORT"
-echo "                     then open http://$lan_ip:$WEB_PORT/ on the phone to install the certificate"
+echo "    Phones:          open http://$lan_ip:$WEB_PORT/setup: Add a phone, scan its QR code with the"
+echo "                     WireGuard app, trust the certificate; the page says when it is ready"
+echo "    Or Wi-Fi proxy:  Wi-Fi settings -> HTTP proxy -> manual, server $lan_ip, port $PROXY_PORT"

@@ -154,10 +154,12 @@ def show(page: Any, url: str, width: int, scheme: str) -> None:
     try:
         page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     except Exception:
-        raise AssertionError(page.evaluate(
-            "[...document.images].filter(i => !(i.complete && i.naturalWidth > 0))"
-            ".map(i => i.currentSrc || i.src)"
-        )) from None
+        raise AssertionError(
+            page.evaluate(
+                "[...document.images].filter(i => !(i.complete && i.naturalWidth > 0))"
+                ".map(i => i.currentSrc || i.src)"
+            )
+        ) from None
     page.evaluate("window.scrollTo(0, 0)")
 
 

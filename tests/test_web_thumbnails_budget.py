@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import free_port, write_config
+from helpers import free_port, wait_until, write_config
 from PIL import Image
 from support_daemon import TEST_PASSWORD, give_password
 from support_page import page_process
@@ -224,6 +224,7 @@ def test_beyond_the_waiting_budget_previews_are_refused_at_once(
         thread.start()
     for _ in range(thumbnails.MAX_DRAWING):
         assert entered.acquire(timeout=5)
+    wait_until(lambda: cache._waiting == thumbnails.MAX_WAITING, 10, "the others waiting")
     started = time.monotonic()
     with pytest.raises(thumbnails.Busy):
         cache.jpeg(photos[-1], 360, 10**8)

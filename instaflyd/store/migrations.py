@@ -268,11 +268,55 @@ BEGIN
 END;
 """
 
-# v7: posts only ever seen in an imported dump told apart from the proxy's own captures (so
+# v7: phones. WireGuard devices the household added (one listener each; the keys are the
+# household's secrets, like the CA: the database is 0600), every device the proxy has seen
+# (by WireGuard device or by client address, bounded by the writer), and which device each
+# post came from (pruned to the last week and a day).
+V7_DEVICES = """
+CREATE TABLE wireguard_devices (
+    id                  INTEGER PRIMARY KEY,
+    name                TEXT NOT NULL,
+    port                INTEGER NOT NULL,            -- its own UDP listener
+    address             TEXT NOT NULL,               -- the device's address in the tunnel
+    server_private_key  TEXT NOT NULL,               -- '' once revoked
+    device_private_key  TEXT NOT NULL,               -- '' once revoked
+    created             REAL NOT NULL,
+    revoked             REAL
+);
+CREATE UNIQUE INDEX wireguard_devices_port ON wireguard_devices(port) WHERE revoked IS NULL;
+CREATE TABLE seen_devices (
+    key             TEXT PRIMARY KEY,                -- 'wg:<device id>' or 'ip:<address>'
+    name            TEXT,                            -- the household's name for an address
+    first_seen      REAL NOT NULL,
+    last_seen       REAL NOT NULL,
+    trusted_at      REAL,                            -- first handshake that took our certificate
+    tls_untrusted   INTEGER NOT NULL DEFAULT 0,      -- failures before it trusted the box
+    tls_pinned      INTEGER NOT NULL DEFAULT 0,      -- failures after: an app that pins
+    tls_last_host   TEXT,
+    tls_last_error  TEXT,
+    tls_last_at     REAL
+);
+CREATE INDEX seen_devices_last_seen ON seen_devices(last_seen);
+CREATE TABLE device_posts (
+    device   TEXT NOT NULL,
+    post_id  TEXT NOT NULL,
+    seen_at  REAL NOT NULL,
+    PRIMARY KEY (device, post_id)
+) WITHOUT ROWID;
+CREATE INDEX device_posts_seen ON device_posts(seen_at);
+"""
+
+# v8: the CPU time each training run used (the trainer's own, or its parent's measure of the
+# child), for the daily training budget.
+V8_TRAINING_CPU = """
+ALTER TABLE training_runs ADD COLUMN cpu_seconds REAL;
+"""
+
+# v9: posts only ever seen in an imported dump told apart from the proxy's own captures (so
 # "nothing captured for N days" is about phones, not a dump's old times; a partial index finds
 # the last capture), and what each model version learned, as the trainer found it: the captured
 # posts it scores highest and lowest, and the edits that raised the household's photos most.
-V7_CAPTURED_AND_LEARNED = """
+V9_CAPTURED_AND_LEARNED = """
 ALTER TABLE posts ADD COLUMN imported INTEGER NOT NULL DEFAULT 0;  -- 1: only seen in an import
 CREATE INDEX posts_captured_last_seen ON posts(last_seen) WHERE imported = 0;
 CREATE TABLE learned_posts (
@@ -301,7 +345,9 @@ MIGRATIONS: list[str] = [
     V4_UNREAD_FORMATS,
     V5_HISTORY,
     V6_LABELLED_COUNTERS,
-    V7_CAPTURED_AND_LEARNED,
+    V7_DEVICES,
+    V8_TRAINING_CPU,
+    V9_CAPTURED_AND_LEARNED,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -313,7 +359,7 @@ class SchemaTooNew(Exception):
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     """Apply the migrations the database lacks, up to `target`; returns the resulting version."""
     while True:
-        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        current = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if current > SCHEMA_VERSION:
             raise SchemaTooNew(
                 f"the database is at schema version {current}, newer than this Instafly "

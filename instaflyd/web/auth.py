@@ -37,6 +37,7 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.wrappers import Response as BaseResponse
 
 from instaflyd.fsutil import atomic_write_bytes
 from instaflyd.web.password import PagePassword
@@ -98,7 +99,7 @@ def install(app: Flask) -> None:
     app.before_request(_check_csrf)
 
 
-def _require_password() -> Response | None:
+def _require_password() -> BaseResponse | None:
     if request.endpoint in PUBLIC_ENDPOINTS or has_session():
         return None
     basic = request.authorization
@@ -148,7 +149,7 @@ def _check_csrf() -> Response | None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str | tuple[str, int, dict[str, str]]:
+def login() -> BaseResponse | str | tuple[str, int, dict[str, str]]:
     target = _safe_next(request.values.get("next"))
     if has_session():
         return redirect(target)
@@ -171,7 +172,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> BaseResponse:
     _sessions().close(session.get("sid"))
     session.clear()
     return redirect(url_for("auth.login"))
