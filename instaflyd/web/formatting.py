@@ -282,8 +282,10 @@ def group_events(events: Iterable[_Event]) -> list[GroupedEvent]:
     return sorted(grouped, key=lambda g: -g.last)
 
 
-class _TlsFailure(Protocol):
-    host: str
+class _Device(Protocol):
+    trusts_box: bool
+    tls_not_trusted: int  # refusals before it trusted the box's certificate
+    tls_pinned: int  # refusals by an app although the phone trusts it
 
 
 TLS_NOT_TRUSTED = (
@@ -301,16 +303,19 @@ TLS_EITHER = (
 )
 
 
-def tls_note(failures: Iterable[_TlsFailure]) -> str:
-    """What the refused TLS connections mean, from their recorded cause where there is one
-    (`cause`: "not_trusted" or "pinning"); both sentences when the cause is not known."""
-    causes = {getattr(row, "cause", None) for row in failures}
-    if causes == {"not_trusted"}:
-        return TLS_NOT_TRUSTED
-    if causes == {"pinning"}:
-        return TLS_PINNING
-    if causes == {"not_trusted", "pinning"}:
+def tls_note(devices: Iterable[_Device]) -> str:
+    """What the refused TLS connections mean, from the causes the proxy recorded per device:
+    a phone that does not trust the certificate yet, or an app that pins (both may be true);
+    both sentences when no device says which."""
+    seen = list(devices)
+    untrusted = any(d.tls_not_trusted and not d.trusts_box for d in seen)
+    pinned = any(d.tls_pinned for d in seen)
+    if untrusted and pinned:
         return TLS_NOT_TRUSTED + " " + TLS_PINNING
+    if untrusted:
+        return TLS_NOT_TRUSTED
+    if pinned:
+        return TLS_PINNING
     return TLS_EITHER
 
 
