@@ -57,10 +57,12 @@ def native_noise_filtered() -> Iterator[None]:
     os.dup2(write, 2)
     os.close(write)
 
+    sink_fd = os.dup(saved)  # the pump's own copy: `saved` may be closed before it runs
+
     def pump() -> None:
         with (
             os.fdopen(read, "r", encoding="utf-8", errors="replace") as source,
-            os.fdopen(os.dup(saved), "w", encoding="utf-8") as sink,
+            os.fdopen(sink_fd, "w", encoding="utf-8") as sink,
         ):
             for line in source:
                 if not is_native_noise(line.rstrip("\n")):
@@ -75,7 +77,7 @@ def native_noise_filtered() -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(saved, 2)  # the pipe's last writer goes: the filter ends after what was written
         os.close(saved)
-        thread.join(5)
+        thread.join(30)  # what was written before the block ended comes out first
 
 
 class FaultLog:
