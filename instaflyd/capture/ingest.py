@@ -26,7 +26,7 @@ from instaflyd.capture.bodies import (
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.images import ImageRejected, VerifiedImage, verify_image
 from instaflyd.capture.matching import PendingImages
-from instaflyd.capture.parsers import parse_document
+from instaflyd.capture.parsers import Parsed, parse_document
 from instaflyd.store import Database, ImageFiles
 from instaflyd.store.devices import record_device_posts
 from instaflyd.store.formats import count_unread_format
@@ -107,26 +107,45 @@ class Ingester:
             raise CaptureError(str(exc)) from None
         except Exception as exc:  # an Instagram shape the parsers did not expect
             raise CaptureError(f"parser failed: {type(exc).__name__}: {exc}") from exc
-        with self.db.transaction() as conn:
-            for result in parsed:
-                if result is None:
-                    continue
-                outcome["instagram_json"] += 1
-                if result.fingerprint is not None:
-                    count_unread_format(conn, response.path, result.fingerprint, response.seen_at)
-                    outcome["formats_not_understood"] += 1
-                for account in result.accounts:
-                    upsert_account(conn, account, response.seen_at)
-                if response.device is not None and result.posts:
-                    ids = [post.id for post in result.posts]
-                    record_device_posts(conn, response.device, ids, response.seen_at)
-                for post in result.posts:
-                    change = upsert_post(conn, post, response.seen_at, self.imported)
-                    outcome[f"posts_{change}"] += 1
-                    for name in {image_file_name(url) for url in post.image_urls}:
-                        image = self.pending.pop(name)
-                        if image is not None:
-                            self._attach(conn, post.id, image, outcome)
+        matched: list[tuple[str, VerifiedImage]] = []
+        try:
+            with self.db.transaction() as conn:
+                self._store_documents(conn, response, parsed, matched, outcome)
+        except BaseException:
+            # Nothing was stored: the images matched in the transaction wait again, so that a
+            # retry of this response (after a full disk, say) still finds them.
+            for name, image in matched:
+                self.pending.add(name, image, response.seen_at)
+            raise
+
+    def _store_documents(
+        self,
+        conn: sqlite3.Connection,
+        response: CapturedResponse,
+        parsed: list[Parsed | None],
+        matched: list[tuple[str, VerifiedImage]],
+        outcome: Counter[str],
+    ) -> None:
+        for result in parsed:
+            if result is None:
+                continue
+            outcome["instagram_json"] += 1
+            if result.fingerprint is not None:
+                count_unread_format(conn, response.path, result.fingerprint, response.seen_at)
+                outcome["formats_not_understood"] += 1
+            for account in result.accounts:
+                upsert_account(conn, account, response.seen_at)
+            if response.device is not None and result.posts:
+                ids = [post.id for post in result.posts]
+                record_device_posts(conn, response.device, ids, response.seen_at)
+            for post in result.posts:
+                change = upsert_post(conn, post, response.seen_at, self.imported)
+                outcome[f"posts_{change}"] += 1
+                for name in {image_file_name(url) for url in post.image_urls}:
+                    image = self.pending.pop(name)
+                    if image is not None:
+                        matched.append((name, image))
+                        self._attach(conn, post.id, image, outcome)
 
     # --- images ---------------------------------------------------------------------------
 

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Protocol
 
 from instaflyd import __version__
+from instaflyd.backup import list_backups
 from instaflyd.capture.ca_files import ca_fingerprint
+from instaflyd.capture.writer_state import WAITING, WAITING_TITLE, read_state, waiting_problem
 from instaflyd.config import Config
 from instaflyd.policy.training import TrainingPlan, training_plan
 from instaflyd.repairs import Problem, RepairsRegistry
 from instaflyd.status.document import (
+    BackupSection,
     CaptureSection,
     CaSection,
     ComponentStatus,
@@ -117,6 +120,7 @@ def collect_status(
         model=model_section(config, conn),
         drop_folder=drop_folder_section(config, conn),
         setup=setup_section(config),
+        backup=backup_section(config),
         repairs=repairs_section(daemon.problems() if daemon else standalone_problems(config)),
         devices=devices_section(config, conn),
     )
@@ -135,6 +139,22 @@ def with_live_daemon(
     )
 
 
+def backup_section(config: Config) -> BackupSection:
+    """The backup folder's newest readable backup (its manifest only: a few kilobytes read)."""
+    backups = list_backups(config)
+    latest = backups[0] if backups else None
+    return BackupSection(
+        folder=str(config.backup.dir),
+        interval_hours=config.backup.interval_hours,
+        keep=config.backup.keep,
+        backups=len(backups),
+        latest_name=latest.path.name if latest else None,
+        latest_created=latest.manifest.created if latest else None,
+        latest_bytes=latest.bytes if latest else None,
+        latest_posts=latest.manifest.counts.posts if latest else None,
+    )
+
+
 def repairs_section(problems: list[Problem]) -> RepairsSection:
     errors = sum(1 for p in problems if p.severity == "error")
     return RepairsSection(problems=problems, errors=errors, warnings=len(problems) - errors)
@@ -144,6 +164,9 @@ def standalone_problems(config: Config) -> list[Problem]:
     """Without the daemon (`stats`, a page on its own): what can be checked right now."""
     registry = RepairsRegistry()
     check_storage(config, registry)
+    writer = read_state(config.runtime_dir)
+    if writer is not None and (problem := waiting_problem(writer)) is not None:
+        registry.report(WAITING, "error", *problem, title=WAITING_TITLE, source="proxy")
     return registry.problems()
 
 
@@ -197,6 +220,7 @@ def capture_section(config: Config, conn: sqlite3.Connection) -> CaptureSection:
             )
             for row in recent_labelled_posts(conn, RECENT_POSTS)
         ],
+        store_retry=read_state(config.runtime_dir),
     )
 
 

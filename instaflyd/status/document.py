@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from instaflyd.capture.writer_state import WriterState
 from instaflyd.policy.training import TrainingPlan
 from instaflyd.repairs import Problem
 from instaflyd.status.share import ShareNames
@@ -117,6 +118,8 @@ class CaptureSection:
     unread_formats: list[UnreadFormat]  # documents with posts the parsers could not read
     recent_errors: list[EventLine]
     recent_posts: list[RecentPost]
+    # The capture writer's retry queue while the store refuses writes (None: no writer running).
+    store_retry: WriterState | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,20 @@ class SetupSection:
 
 
 @dataclass(frozen=True)
+class BackupSection:
+    """The daily backups in `backup.dir`: the latest is offered for download on the page."""
+
+    folder: str
+    interval_hours: float
+    keep: int
+    backups: int  # readable backups in the folder
+    latest_name: str | None = None
+    latest_created: float | None = None  # Unix time
+    latest_bytes: int | None = None
+    latest_posts: int | None = None
+
+
+@dataclass(frozen=True)
 class DeviceLine:
     """A device the proxy has seen: a phone's WireGuard tunnel, or a Wi-Fi proxy client."""
 
@@ -272,6 +289,7 @@ class StatusDocument:
     setup: SetupSection
     repairs: RepairsSection
     devices: DevicesSection = field(default_factory=DevicesSection.empty)
+    backup: BackupSection = field(default_factory=lambda: BackupSection("", 0, 0, 0))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -110,18 +110,22 @@ def counters(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 PRUNE_BATCH = 5_000
+KEEP_NEWEST = 1_000  # never pruned by age, whatever the clock says
 
 
-def prune_events(db: Database, older_than: float) -> int:
-    """Delete the events older than `older_than` (unix seconds); returns how many. In batches,
-    each its own transaction, so that a long backlog never holds the store's write lock long."""
+def prune_events(db: Database, older_than: float, keep_newest: int = KEEP_NEWEST) -> int:
+    """Delete the events older than `older_than` (unix seconds), except the newest
+    `keep_newest` (a clock stepped far ahead must not empty the log); returns how many. In
+    batches, each its own transaction, so that a long backlog never holds the write lock long."""
     deleted = 0
     while True:
         with db.transaction() as conn:
             cursor = conn.execute(
                 "DELETE FROM events WHERE id IN"
-                " (SELECT id FROM events WHERE ts < ? ORDER BY ts LIMIT ?)",
-                (older_than, PRUNE_BATCH),
+                " (SELECT id FROM events WHERE ts < ?"
+                "   AND id <= (SELECT COALESCE(MAX(id), 0) FROM events) - ?"
+                "  ORDER BY ts LIMIT ?)",
+                (older_than, keep_newest, PRUNE_BATCH),
             )
         deleted += cursor.rowcount
         if cursor.rowcount < PRUNE_BATCH:

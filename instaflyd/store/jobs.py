@@ -183,11 +183,16 @@ def requeue_job(
     )
 
 
-def wait_for_model(conn: sqlite3.Connection, now: float | None = None) -> int:
-    """Queued jobs -> waiting_model (no model can be loaded); returns how many."""
+def wait_for_model(
+    conn: sqlite3.Connection, reason: str | None = None, now: float | None = None
+) -> int:
+    """Queued jobs -> waiting_model (no model can be loaded), each with the `reason` the page
+    shows; returns how many."""
     now = time.time() if now is None else now
     return conn.execute(
-        "UPDATE jobs SET state = 'waiting_model', updated = ? WHERE state = 'queued'", (now,)
+        "UPDATE jobs SET state = 'waiting_model', updated = ?, reason = COALESCE(?, reason)"
+        " WHERE state = 'queued'",
+        (now, reason),
     ).rowcount
 
 
@@ -195,7 +200,9 @@ def release_waiting_jobs(conn: sqlite3.Connection, now: float | None = None) -> 
     """Jobs waiting for a model -> queued (a model is loaded); returns how many."""
     now = time.time() if now is None else now
     return conn.execute(
-        "UPDATE jobs SET state = 'queued', updated = ? WHERE state = 'waiting_model'", (now,)
+        "UPDATE jobs SET state = 'queued', updated = ?, reason = NULL"
+        " WHERE state = 'waiting_model'",
+        (now,),
     ).rowcount
 
 

@@ -122,6 +122,16 @@ def current_model_version(conn: sqlite3.Connection) -> ModelVersion | None:
     return None if row is None else ModelVersion.from_row(row)
 
 
+def promoted_version_numbers(conn: sqlite3.Connection) -> list[int]:
+    """The promoted versions, newest (the current one) first: what to fall back on."""
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT version FROM model_versions WHERE promoted = 1 ORDER BY version DESC"
+        )
+    ]
+
+
 def model_version_numbers(conn: sqlite3.Connection) -> list[int]:
     """Every recorded version number, newest first."""
     return [row[0] for row in conn.execute("SELECT version FROM model_versions ORDER BY 1 DESC")]

@@ -124,7 +124,7 @@ def attempts(count: int) -> str:
 def wait_for_a_model(db: Database, why: str) -> int:
     """Move the queued jobs to waiting_model, saying why; returns how many."""
     with db.transaction() as conn:
-        parked = wait_for_model(conn)
+        parked = wait_for_model(conn, why[:500] or "the model cannot be loaded")
         if parked:
             message = f"{'1 photo waits' if parked == 1 else f'{parked} photos wait'}: {why}"
             log_event(conn, "worker", "warning", "waiting_model", message)
