@@ -102,7 +102,7 @@ def test_the_model_is_said_as_pairs_out_of_100() -> None:
 
 
 def test_the_log_names_the_page_addresses_that_answer_lan_first() -> None:
-    from instaflyd.status.network import lan_address
+    from instaflyd.network import lan_address
     from instaflyd.web.server import page_urls
 
     urls = page_urls("0.0.0.0", 8081)

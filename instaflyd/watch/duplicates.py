@@ -5,8 +5,9 @@ the same picture sent from two phones) gets no job of its own. So that nobody wa
 that never comes, the copy gets, in the output folder under its own name:
 
 - the enhanced photo, copied from the first one's result, when that is done, and
-- always a sidecar (`<name>.instafly.json`) that says which photo it matched and where that
-  one's result is (or will be).
+- always a note beside it (`<name>.instafly.json`: `input`, `same_as`, `job`, `state`,
+  `note`, and `output` with the scores when the result was copied) that says which photo it
+  matched and where that one's result is (or will be).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from instaflyd.enhance.outputs import SUFFIX, output_paths, write_sidecar
+from instaflyd.fsutil import atomic_write_text
+from instaflyd.jobs.outputs import SUFFIX, output_paths
 from instaflyd.store import Database
 from instaflyd.store.jobs import job_for_content
 
@@ -64,7 +66,7 @@ def note_duplicate(db: Database, path: Path, output_dir: Path) -> Path | None:
             f"The same photo as {same_as}, which is enhanced once: its result will be named "
             f"after {same_as} in this folder."
         )
-    write_sidecar(sidecar, record)
+    atomic_write_text(sidecar, json.dumps(record, indent=2) + "\n")
     log.info("%s: the same photo as %s; its result noted in %s", path, same_as, sidecar.name)
     return sidecar
 

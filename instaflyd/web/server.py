@@ -21,7 +21,7 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 
-from instaflyd.status.network import is_loopback, lan_address
+from instaflyd.network import is_loopback, lan_address
 
 log = logging.getLogger("instafly.web")
 
