@@ -7,7 +7,7 @@ import json
 import threading
 from pathlib import Path
 
-from helpers import jpeg_bytes, wait_until
+from helpers import jpeg_bytes, sql_scalar, wait_until
 
 from instaflyd.config import build_config
 from instaflyd.store import Database
@@ -72,4 +72,4 @@ def test_the_watcher_notes_a_copy_of_a_queued_photo_in_the_output_folder(tmp_pat
 
 def watcher_jobs(db_path: Path) -> int:
     with Database(db_path) as db:
-        return int(db.scalar("SELECT COUNT(*) FROM jobs"))
+        return int(sql_scalar(db, "SELECT COUNT(*) FROM jobs"))
