@@ -13,6 +13,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from instaflyd.store.rows import record
+
 MINUTES_5 = 300
 HOUR = 3600
 DAY = 86400
@@ -133,16 +135,4 @@ def bucket_of(time: float, seconds: int) -> int:
 
 
 def _row(row: sqlite3.Row) -> HistoryRow:
-    return HistoryRow(
-        tier=row["tier"],
-        bucket=row["bucket"],
-        sample=HistorySample(
-            time=row["time"],
-            posts=row["posts"],
-            labelled=row["labelled"],
-            next_training_at=row["next_training_at"],
-            flows=row["flows"],
-            enhanced=row["enhanced"],
-            score_gain=row["score_gain"],
-        ),
-    )
+    return record(HistoryRow, row, sample=record(HistorySample, row))

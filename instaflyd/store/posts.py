@@ -185,7 +185,7 @@ def accounts_to_visit(conn: sqlite3.Connection, limit: int) -> list[WaitingAccou
     a profile response: opening the profile once labels all of them.
     """
     return [
-        WaitingAccount(row["id"], row["username"], row["waiting"])
+        record(WaitingAccount, row)
         for row in conn.execute(
             # from the accounts still waiting (few), each one's posts by the owner index
             "SELECT a.id, a.username, (SELECT COUNT(*) FROM posts AS p"
