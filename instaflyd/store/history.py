@@ -109,6 +109,16 @@ def history_row_before(conn: sqlite3.Connection, tier: int, bucket: int) -> Hist
     return _row(row) if row is not None else None
 
 
+def first_finer_row(conn: sqlite3.Connection, tier: int, bucket: int) -> HistoryRow | None:
+    """The earliest sample of a finer tier inside `tier`'s `bucket`: where the changes of a
+    tier's first bucket start (its own row holds the bucket's last sample, not its first)."""
+    row = conn.execute(
+        "SELECT * FROM history WHERE tier < ? AND bucket >= ? AND bucket < ? ORDER BY time LIMIT 1",
+        (tier, bucket, bucket + tier),
+    ).fetchone()
+    return _row(row) if row is not None else None
+
+
 def last_sample_time(conn: sqlite3.Connection) -> float | None:
     row = conn.execute(
         "SELECT MAX(time) FROM history WHERE tier = ?", (TIERS[0].seconds,)
