@@ -10,12 +10,15 @@ training scheduler finds the weights at its next check.
 
 from __future__ import annotations
 
+import io
 import logging
+import re
 import time
 
 from instaflyd.config import Config
+from instaflyd.daemon.backoff import Backoff
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
-from instaflyd.status.weights import imagenet_status
+from instaflyd.weights.status import imagenet_status
 
 log = logging.getLogger("instafly.daemon")
 
@@ -28,11 +31,11 @@ class WeightsFetcher:
 
     def __init__(self, config: Config, first_retry: float = FIRST_RETRY_SECONDS) -> None:
         self.config = config
-        self.first_retry = first_retry
+        self.retries = Backoff(first_retry, MAX_RETRY_SECONDS)
         self.child: ChildProcess | None = None
-        self.failures = 0
         self.next_try = 0.0  # monotonic
         self.stopped = False
+        self.last_reason: str | None = None  # of the last failure, logged once
 
     def argv(self) -> list[str]:
         return instaflyd_argv(self.config, "weights", "fetch")
@@ -53,7 +56,8 @@ class WeightsFetcher:
             self._finished(code, now)
         if now < self.next_try or not self.wanted():
             return
-        self.child = ChildProcess("weights", self.argv())
+        # Its own output is kept (for the reason), not relayed: this fetcher logs one line.
+        self.child = ChildProcess("weights", self.argv(), relay_to=io.StringIO())
         log.info("fetching the ImageNet VGG16 weights in the background (pid %d)", self.child.pid)
 
     def _finished(self, code: int, now: float) -> None:
@@ -61,16 +65,31 @@ class WeightsFetcher:
         last = self.child.last_line()
         self.child = None
         if code == 0:
-            self.failures = 0
+            self.retries.succeeded()
+            self.last_reason = None
             log.info("the ImageNet VGG16 weights are in place")
             return
-        self.failures += 1
-        wait = min(self.first_retry * 2 ** (self.failures - 1), MAX_RETRY_SECONDS)
+        wait = self.retries.failed()
         self.next_try = now + wait
-        log.warning("fetching the weights failed: %s; next try in %.0f s", last, wait)
+        reason = _without_url(last or f"exit code {code}")
+        if reason != self.last_reason:  # one line per reason; the page says it all along
+            log.warning("fetching the weights failed: %s; trying again by itself", reason)
+        else:
+            log.debug("fetching the weights failed again: %s; next try in %.0f s", reason, wait)
+        self.last_reason = reason
+
+    @property
+    def failures(self) -> int:
+        return self.retries.failures
 
     def stop(self) -> ChildProcess | None:
         """Start no more fetches; returns a running one for the caller to stop with the rest."""
         self.stopped = True
         child, self.child = self.child, None
         return child
+
+
+def _without_url(line: str) -> str:
+    """The child's last line without its log prefix and the long download URL."""
+    line = re.sub(r"https?://\S+?(:?)(\s|$)", r"the download server\1\2", line)
+    return re.sub(r"^\S+ \S+ (WARNING|ERROR|INFO) [\w.]+: ", "", line).strip()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from instaflyd.store.rows import record
+
 MINUTES_5 = 300
 HOUR = 3600
 DAY = 86400
@@ -63,6 +65,21 @@ def record_sample(conn: sqlite3.Connection, sample: HistorySample) -> None:
     )
 
 
+def forget_history_after(conn: sqlite3.Connection, now: float) -> int:
+    """Delete the buckets after the one holding `now`, in every tier; returns how many went.
+
+    A live sample taken at `now` is the newest truth: buckets dated later were written while
+    the clock ran ahead (it has been stepped back since), and their stale totals would
+    otherwise stand as the newest."""
+    return sum(
+        conn.execute(
+            "DELETE FROM history WHERE tier = ? AND bucket > ?",
+            (tier.seconds, bucket_of(now, tier.seconds)),
+        ).rowcount
+        for tier in TIERS
+    )
+
+
 def prune_history(conn: sqlite3.Connection, now: float) -> int:
     """Delete the buckets older than their tier's span; returns how many went."""
     deleted = 0
@@ -92,6 +109,16 @@ def history_row_before(conn: sqlite3.Connection, tier: int, bucket: int) -> Hist
     return _row(row) if row is not None else None
 
 
+def first_finer_row(conn: sqlite3.Connection, tier: int, bucket: int) -> HistoryRow | None:
+    """The earliest sample of a finer tier inside `tier`'s `bucket`: where the changes of a
+    tier's first bucket start (its own row holds the bucket's last sample, not its first)."""
+    row = conn.execute(
+        "SELECT * FROM history WHERE tier < ? AND bucket >= ? AND bucket < ? ORDER BY time LIMIT 1",
+        (tier, bucket, bucket + tier),
+    ).fetchone()
+    return _row(row) if row is not None else None
+
+
 def last_sample_time(conn: sqlite3.Connection) -> float | None:
     row = conn.execute(
         "SELECT MAX(time) FROM history WHERE tier = ?", (TIERS[0].seconds,)
@@ -108,16 +135,4 @@ def bucket_of(time: float, seconds: int) -> int:
 
 
 def _row(row: sqlite3.Row) -> HistoryRow:
-    return HistoryRow(
-        tier=row["tier"],
-        bucket=row["bucket"],
-        sample=HistorySample(
-            time=row["time"],
-            posts=row["posts"],
-            labelled=row["labelled"],
-            next_training_at=row["next_training_at"],
-            flows=row["flows"],
-            enhanced=row["enhanced"],
-            score_gain=row["score_gain"],
-        ),
-    )
+    return record(HistoryRow, row, sample=record(HistorySample, row))

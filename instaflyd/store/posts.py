@@ -9,6 +9,7 @@ from typing import Literal
 
 from instaflyd.store.labels import LIKES_AND_IMAGE_KNOWN
 from instaflyd.store.records import AccountRecord, PostRecord, image_file_name
+from instaflyd.store.rows import record
 
 
 def upsert_account(
@@ -37,12 +38,14 @@ def upsert_account(
 
 
 def upsert_post(
-    conn: sqlite3.Connection, post: PostRecord, now: float | None = None
+    conn: sqlite3.Connection, post: PostRecord, now: float | None = None, imported: bool = False
 ) -> Literal["new", "updated"]:
     """Insert or update a post (and a stub of its owner); register its image file names.
 
-    A later capture updates the counts and `last_seen`; `first_seen` stays. A value the record
-    leaves out (None) never erases a known one.
+    A later capture updates the counts and `last_seen` (which never goes back: an old dump
+    imported later does not make a post look older); `first_seen` stays. A value the record
+    leaves out (None) never erases a known one. `imported`: seen in an imported dump, not by
+    the proxy; a post the proxy has seen stays captured whatever is imported later.
     """
     now = time.time() if now is None else now
     if post.owner is not None:
@@ -50,9 +53,9 @@ def upsert_post(
     existed = conn.execute("SELECT 1 FROM posts WHERE id = ?", (post.id,)).fetchone() is not None
     conn.execute(
         "INSERT INTO posts (id, shortcode, owner_id, media_type, like_count, comment_count,"
-        "                   taken_at, image_url, source, first_seen, last_seen)"
+        "                   taken_at, image_url, source, first_seen, last_seen, imported)"
         " VALUES (:id, :shortcode, :owner_id, :media_type, :like_count, :comment_count,"
-        "         :taken_at, :image_url, :source, :now, :now)"
+        "         :taken_at, :image_url, :source, :now, :now, :imported)"
         " ON CONFLICT(id) DO UPDATE SET"
         "   shortcode = COALESCE(excluded.shortcode, shortcode),"
         "   owner_id = COALESCE(excluded.owner_id, owner_id),"
@@ -62,7 +65,8 @@ def upsert_post(
         "   taken_at = COALESCE(excluded.taken_at, taken_at),"
         "   image_url = COALESCE(excluded.image_url, image_url),"
         "   source = COALESCE(excluded.source, source),"
-        "   last_seen = excluded.last_seen",
+        "   last_seen = MAX(last_seen, excluded.last_seen),"
+        "   imported = MIN(imported, excluded.imported)",
         {
             "id": post.id,
             "shortcode": post.shortcode,
@@ -74,6 +78,7 @@ def upsert_post(
             "image_url": post.image_urls[0] if post.image_urls else None,
             "source": post.source,
             "now": now,
+            "imported": int(imported),
         },
     )
     conn.executemany(
@@ -99,19 +104,20 @@ def cover_area(conn: sqlite3.Connection, post_id: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-def attach_image(conn: sqlite3.Connection, post_id: str, sha256: str) -> bool:
-    """Make the image the post's cover unless the post already has one at least as large.
+def larger_image_wins(area: int, current: int | None) -> bool:
+    """The rule for a post's cover (and for an image waiting for its post): a variant replaces
+    the one there only when it has more pixels; the first one is always taken."""
+    return current is None or area > current
 
-    Returns True when the post's image changed. The image's row must exist.
-    """
-    cursor = conn.execute(
-        "UPDATE posts SET image_sha256 = :sha256"
-        " WHERE id = :post_id AND (image_sha256 IS NULL OR ("
-        "   SELECT new.width * new.height > old.width * old.height"
-        "   FROM images AS new, images AS old"
-        "   WHERE new.sha256 = :sha256 AND old.sha256 = posts.image_sha256))",
-        {"post_id": post_id, "sha256": sha256},
-    )
+
+def attach_image(conn: sqlite3.Connection, post_id: str, sha256: str) -> bool:
+    """Make the image the post's cover unless the post already has one at least as large
+    (`larger_image_wins`). Returns True when the post's image changed. The image's row must
+    exist; call in a transaction."""
+    row = conn.execute("SELECT width * height FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+    if row is None or not larger_image_wins(int(row[0]), cover_area(conn, post_id)):
+        return False
+    cursor = conn.execute("UPDATE posts SET image_sha256 = ? WHERE id = ?", (sha256, post_id))
     return cursor.rowcount == 1
 
 
@@ -151,7 +157,7 @@ def get_post(conn: sqlite3.Connection, post_id: str) -> StoredPost | None:
         " image_url, image_sha256, source, first_seen, last_seen FROM posts WHERE id = ?",
         (post_id,),
     ).fetchone()
-    return None if row is None else StoredPost(*row)
+    return None if row is None else record(StoredPost, row)
 
 
 def get_account(conn: sqlite3.Connection, account_id: str) -> StoredAccount | None:
@@ -160,7 +166,7 @@ def get_account(conn: sqlite3.Connection, account_id: str) -> StoredAccount | No
         " FROM accounts WHERE id = ?",
         (account_id,),
     ).fetchone()
-    return None if row is None else StoredAccount(*row)
+    return None if row is None else record(StoredAccount, row)
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,7 @@ def accounts_to_visit(conn: sqlite3.Connection, limit: int) -> list[WaitingAccou
     a profile response: opening the profile once labels all of them.
     """
     return [
-        WaitingAccount(row["id"], row["username"], row["waiting"])
+        record(WaitingAccount, row)
         for row in conn.execute(
             # from the accounts still waiting (few), each one's posts by the owner index
             "SELECT a.id, a.username, (SELECT COUNT(*) FROM posts AS p"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from instaflyd.store.rows import record
+
 COUNTED_TABLES = ("posts", "accounts", "images")  # rows kept in row_counts (migration v6)
 
 
@@ -28,8 +30,9 @@ def labelled_owner_count(conn: sqlite3.Connection) -> int:
 
 
 def last_capture_time(conn: sqlite3.Connection) -> float | None:
-    """When a post was last seen by the proxy or an import (Unix time), None before the first."""
-    value = conn.execute("SELECT MAX(last_seen) FROM posts").fetchone()[0]
+    """When the proxy last saw a post (Unix time), None before the first; posts only ever seen
+    in an imported dump do not count (their times are the dump's)."""
+    value = conn.execute("SELECT MAX(last_seen) FROM posts WHERE imported = 0").fetchone()[0]
     return None if value is None else float(value)
 
 
@@ -53,4 +56,4 @@ def recent_labelled_posts(conn: sqlite3.Connection, limit: int) -> list[Labelled
         " ORDER BY l.first_seen DESC, l.id DESC LIMIT ?",
         (limit,),
     )
-    return [LabelledPostLine(*row) for row in rows]
+    return [record(LabelledPostLine, row) for row in rows]

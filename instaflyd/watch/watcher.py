@@ -30,9 +30,10 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from instaflyd.config import WatchConfig
+from instaflyd.jobs import enqueue_file
 from instaflyd.store import Database
 from instaflyd.store.jobs import last_queued_by_input
-from instaflyd.watch.queue import queue_file
+from instaflyd.watch.duplicates import note_duplicate
 from instaflyd.watch.rules import DropRules
 from instaflyd.watch.settle import Settler
 
@@ -92,6 +93,7 @@ class DropWatcher:
     ) -> None:
         self.drop_dir = watch.drop_dir
         self.recursive = watch.recursive
+        self.output_dir = watch.output_dir
         self.rules = DropRules(watch.drop_dir, watch.output_dir, watch.recursive)
         self.settler = Settler(watch.settle_seconds)
         self.tick = min(0.25, max(0.05, watch.settle_seconds / 4))
@@ -193,10 +195,10 @@ class DropWatcher:
             if queued_at.get(str(path), float("-inf")) > info.st_ctime:
                 self._hashed[path] = identity
                 continue
-            job_id = queue_file(db, path)
+            job_id = enqueue_file(db, path)
             self._hashed[path] = identity
             if job_id is not None:
                 log.info("queued %s as job %d", path, job_id)
                 self.on_queued()
-            else:
-                log.info("%s: same content as a photo already queued; skipped", path)
+            else:  # a copy of a photo already queued: its own result, under its own name
+                note_duplicate(db, path, self.output_dir)
