@@ -33,6 +33,8 @@ from instaflyd.model.backbone import (
     Backbone,
     build_backbone,
     build_tail,
+    frozen_batch,
+    rows_per_pass,
 )
 from instaflyd.model.feature_budget import admit
 from instaflyd.model.features import CachedImage, FeatureCache
@@ -64,8 +66,6 @@ from instaflyd.store.versions import (
 )
 
 log = logging.getLogger("instafly.model.training")
-
-PREDICT_BATCH = 256
 
 
 class TrainingBusy(Exception):
@@ -352,10 +352,13 @@ def same_owner_pairs(
 
 
 def predict(tail: keras.Model, features: Features, rows: np.ndarray) -> np.ndarray:
-    """The tail's scores for the given rows of `features`."""
+    """The tail's scores for the given rows of `features`, a memory-sized batch at a time."""
+    if len(rows) == 0:
+        return np.empty(0, dtype=np.float32)
+    size = rows_per_pass(features[rows[:1]][0].size)
     out = [
-        np.asarray(tail(_float32(features[rows[start : start + PREDICT_BATCH]]), training=False))
-        for start in range(0, len(rows), PREDICT_BATCH)
+        np.asarray(tail(_float32(features[rows[start : start + size]]), training=False))
+        for start in range(0, len(rows), size)
     ]
     return np.concatenate(out)[:, 0] if out else np.empty(0, dtype=np.float32)
 
@@ -394,7 +397,8 @@ def _current_val_srcc(
             predictions = predict(tail, features, split.validation_rows)
         else:  # trained on another frozen part or input size: score the images in full
             scorer = registry.load_version(config, version)
-            predictions = score_files(scorer, [post.image_path for post in split.validation])
+            paths = [post.image_path for post in split.validation]
+            predictions = score_files(scorer, paths, batch=frozen_batch(scorer.input_size))
     except registry.ModelLoadError as exc:
         log.warning("cannot evaluate the current model v%d (%s); not comparing", version, exc)
         return None
