@@ -27,23 +27,6 @@ TAIL_CONV = "block5_conv3"
 FEATURE_CHANNELS = 512
 FEATURE_STRIDE = 16  # four 2x2 poolings before block5
 HEAD_UNITS = 16  # the 2017 project's Dense(16)
-FIRST_BLOCK_CHANNELS = 64  # block1's feature maps: the frozen part's largest activations
-# What one batch's largest tensors may take: at 320 px one image's block1 maps are 26 MB (and
-# TensorFlow holds a few such tensors at once), one post's cached features 0.8 MB as float32.
-FROZEN_BATCH_BYTES = 64 * 2**20
-TAIL_BATCH_BYTES = 32 * 2**20
-
-
-def frozen_batch(input_size: int, most: int = 16) -> int:
-    """Images per pass of the frozen part at `input_size`: 16 at 64 px, 2 at 320 px."""
-    per_image = input_size * input_size * FIRST_BLOCK_CHANNELS * 4
-    return max(1, min(most, FROZEN_BATCH_BYTES // per_image))
-
-
-def rows_per_pass(values_per_row: int, most: int = 256) -> int:
-    """Rows of cached features (`values_per_row` each, float32 in the tail) per prediction pass
-    of the tail: 256 at 64 px, 40 at 320 px."""
-    return max(1, min(most, TAIL_BATCH_BYTES // max(1, values_per_row * 4)))
 
 
 class VGG16Preprocess(keras.layers.Layer):

@@ -29,12 +29,13 @@ import numpy as np
 
 from instaflyd.fsutil import TEMP_PREFIX, atomic_write_bytes, atomic_write_text, remove_stale_temps
 from instaflyd.model import feature_codec
-from instaflyd.model.backbone import BACKBONE, Backbone, frozen_batch
+from instaflyd.model.backbone import BACKBONE, Backbone
 from instaflyd.model.inputs import ImageReadError, load_image, load_images
 
 log = logging.getLogger("instafly.model.features")
 
 KEY_FILE = "key.json"
+BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -173,10 +174,9 @@ class FeatureCache:
         missing = [i for i, image in enumerate(images) if not self._is_cached(image.sha256)]
         unreadable: list[int] = []
         over_budget: list[int] = []
-        batch = frozen_batch(self.backbone.input_size)  # the activations, not the files, are big
-        for start in range(0, len(missing), batch):
+        for start in range(0, len(missing), BATCH):
             rows, pixels = [], []
-            for i in missing[start : start + batch]:
+            for i in missing[start : start + BATCH]:
                 try:
                     pixels.append(load_image(images[i].path, self.backbone.input_size))
                     rows.append(i)

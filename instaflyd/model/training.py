@@ -33,8 +33,6 @@ from instaflyd.model.backbone import (
     Backbone,
     build_backbone,
     build_tail,
-    frozen_batch,
-    rows_per_pass,
 )
 from instaflyd.model.feature_budget import admit
 from instaflyd.model.features import CachedImage, FeatureCache
@@ -66,6 +64,8 @@ from instaflyd.store.versions import (
 )
 
 log = logging.getLogger("instafly.model.training")
+
+PREDICT_BATCH = 256
 
 
 class TrainingBusy(Exception):
@@ -352,13 +352,10 @@ def same_owner_pairs(
 
 
 def predict(tail: keras.Model, features: Features, rows: np.ndarray) -> np.ndarray:
-    """The tail's scores for the given rows of `features`, a memory-sized batch at a time."""
-    if len(rows) == 0:
-        return np.empty(0, dtype=np.float32)
-    size = rows_per_pass(features[rows[:1]][0].size)
+    """The tail's scores for the given rows of `features`."""
     out = [
-        np.asarray(tail(_float32(features[rows[start : start + size]]), training=False))
-        for start in range(0, len(rows), size)
+        np.asarray(tail(_float32(features[rows[start : start + PREDICT_BATCH]]), training=False))
+        for start in range(0, len(rows), PREDICT_BATCH)
     ]
     return np.concatenate(out)[:, 0] if out else np.empty(0, dtype=np.float32)
 
@@ -397,8 +394,7 @@ def _current_val_srcc(
             predictions = predict(tail, features, split.validation_rows)
         else:  # trained on another frozen part or input size: score the images in full
             scorer = registry.load_version(config, version)
-            paths = [post.image_path for post in split.validation]
-            predictions = score_files(scorer, paths, batch=frozen_batch(scorer.input_size))
+            predictions = score_files(scorer, [post.image_path for post in split.validation])
     except registry.ModelLoadError as exc:
         log.warning("cannot evaluate the current model v%d (%s); not comparing", version, exc)
         return None
