@@ -145,8 +145,8 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from instaflyd import heartbeat
     from instaflyd.policy.training import training_plan
-    from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
+    from instaflyd.weights.status import weights_status
 
     heartbeat.start_thread("trainer")  # an epoch can be minutes of TensorFlow
     # Priority is the caller's: the daemon's scheduler starts this at `train.nice`.
@@ -187,8 +187,9 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_score(args: argparse.Namespace, config: Config) -> int:
+    from instaflyd.model.errors import NoModelError
     from instaflyd.model.inputs import ImageReadError
-    from instaflyd.model.scoring import NoModelError, load_scorer, score_files
+    from instaflyd.model.scoring import load_scorer, score_files
 
     try:
         scorer = load_scorer(config)
@@ -207,7 +208,8 @@ def cmd_score(args: argparse.Namespace, config: Config) -> int:
 
 def _current_scorer(args: argparse.Namespace, config: Config) -> Scorer:
     """The model for enhance/generate, or the one-line reason there is none (posts needed)."""
-    from instaflyd.model.scoring import NoModelError, load_scorer
+    from instaflyd.model.errors import NoModelError
+    from instaflyd.model.scoring import load_scorer
 
     if args.steps is not None and args.steps < 1:
         raise CommandError("--steps must be at least 1", 2)
@@ -260,19 +262,21 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_weights(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.model import weights
-    from instaflyd.status.weights import weights_status
+    from instaflyd.weights.fetch import fetch_weights
+    from instaflyd.weights.file import WeightsError
+    from instaflyd.weights.receive import import_weights
+    from instaflyd.weights.status import weights_status
 
     if (args.action == "import") != (args.file is not None):
         raise CommandError("weights import needs FILE (and only import takes one)", code=2)
     try:
         if args.action == "fetch":
-            status = weights.fetch_weights(config)
+            status = fetch_weights(config)
         elif args.action == "import":
-            status = weights.import_weights(config, args.file)
+            status = import_weights(config, args.file)
         else:
             status = weights_status(config)
-    except weights.WeightsError as exc:
+    except WeightsError as exc:
         raise CommandError(str(exc)) from None
     if args.json:
         print_json(status.as_dict())
@@ -391,6 +395,29 @@ def cmd_restore(args: argparse.Namespace, config: Config) -> int:
     )
     if result.config_written is not None:
         print(f"the backup's config is now {result.config_written} (the one before beside it)")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
+    """Bring the store to this release's schema now (install.sh runs it on an upgrade)."""
+    from instaflyd.backup import BackupError
+    from instaflyd.backup.upgrade import upgrade_store
+
+    try:
+        result = upgrade_store(config)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print_json({"before": result.before, "after": result.after, "kept": result.kept})
+    elif result.before is None:
+        print(f"new store at schema v{result.after}")
+    elif result.before == result.after:
+        print(f"store at schema v{result.after}: nothing to migrate")
+    else:
+        print(
+            f"store migrated from schema v{result.before} to v{result.after}"
+            f" (the database before is kept as {result.kept})"
+        )
     return 0
 
 
@@ -545,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace a store that already holds posts (stop the daemon first)",
     )
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub = command("migrate", cmd_migrate, "bring the store to this release's schema now")
     sub.add_argument("--json", action="store_true", help="print JSON")
     command("check-config", cmd_check_config, "validate the config; exit 0 or 1", loads_config=True)
     return parser

@@ -79,14 +79,6 @@ def resident_bytes(pid: int) -> int | None:
     return 0  # a zombie: nothing resident
 
 
-def maps_library(pid: int, name: str) -> bool:
-    """Whether a file whose path contains `name` is mapped into the process (e.g. tensorflow)."""
-    try:
-        return name in Path(f"/proc/{pid}/maps").read_text()
-    except OSError:
-        return False
-
-
 # --- children that die with their parent ------------------------------------------------------
 
 PR_SET_PDEATHSIG = 1
@@ -123,3 +115,20 @@ def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
             os.kill(os.getpid(), signum)
 
     return in_the_child
+
+
+def processes_with_open(paths: list[Path]) -> list[int]:
+    """The pids of other processes that have one of `paths` open (those /proc lets us see: our
+    own user's, or all as root)."""
+    wanted = {str(path.absolute()) for path in paths}
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
+        except OSError:  # gone, or not ours to look at
+            continue
+        if links & wanted:
+            found.append(int(proc.name))
+    return sorted(found)

@@ -36,13 +36,14 @@ from mitmproxy.addons import errorcheck
 from instaflyd import heartbeat
 from instaflyd.capture.addon import CaptureAddon
 from instaflyd.capture.ca import ensure_ca
+from instaflyd.capture.compat import plain_os_error
 from instaflyd.capture.hosts import ALLOW_HOSTS
 from instaflyd.capture.limits import ConnectionLimits
-from instaflyd.capture.listeners import DeviceListeners, all_modes, base_modes, read_devices
+from instaflyd.capture.listeners import DeviceListeners, base_modes
 from instaflyd.capture.writer import CaptureWriter
 from instaflyd.config import Config
-from instaflyd.store import Database
-from instaflyd.store.devices import WireGuardDevice
+from instaflyd.store import Database, StoreError
+from instaflyd.store.faults import FAULT_TEXT
 
 log = logging.getLogger("instafly.proxy")
 
@@ -57,6 +58,7 @@ MANAGED_OPTIONS = {
     "confdir": "the CA lives in data_dir/mitmproxy",
     "proxyauth": "set proxy.auth",
     "ssl_insecure": "capture believes only upstream certificates that mitmproxy verified",
+    "tcp_timeout": "set proxy.idle_timeout_seconds",
 }
 # Options that would write whole flows, cookies and request bodies included, to disk.
 FORBIDDEN_OPTIONS = {
@@ -69,12 +71,12 @@ class ProxyStartupError(Exception):
     """The proxy cannot start; the message says why in one line."""
 
 
-def proxy_options(config: Config, modes: list[str] | None = None) -> dict[str, Any]:
-    """The mitmproxy options for this config (without the escape hatch's extras); `modes`
-    are the listeners (default: the Wi-Fi proxy's alone)."""
+def proxy_options(config: Config) -> dict[str, Any]:
+    """The mitmproxy options for this config (without the escape hatch's extras); the phones'
+    WireGuard listeners are added to `mode` once the proxy runs."""
     proxy = config.proxy
     return {
-        "mode": modes if modes is not None else base_modes(config),
+        "mode": base_modes(config),
         "listen_host": proxy.listen_host,
         "listen_port": proxy.listen_port,
         "allow_hosts": list(ALLOW_HOSTS),
@@ -126,7 +128,7 @@ class StartupCheck(errorcheck.ErrorCheck):
 
 
 def _one_line(message: str) -> str:
-    line = re.sub(r"^\[Errno \d+\]\s*", "", message.strip().splitlines()[0])
+    line = re.sub(r"^\[Errno \d+\]\s*", "", plain_os_error(message.strip().splitlines()[0]))
     if "address already in use" in line:
         line += " (another program uses this port: stop it or set proxy.listen_port)"
     return line
@@ -140,20 +142,24 @@ def run_proxy(config: Config, verbose: bool = False) -> None:
             " (set proxy.mode: regular, or wireguard.enabled: true)"
         )
     ensure_ca(config.mitmproxy_dir)
-    with Database(config.db_path):
-        pass  # open and migrate now: a broken database is a start-up error, not a thread's
-    devices = read_devices(config)
+    try:
+        with Database(config.db_path):
+            pass  # open and migrate now: a broken database is a start-up error, not a thread's
+    except StoreError as exc:
+        if exc.fault is None:
+            raise
+        # A passing fault (a read-only or full disk): phones can browse meanwhile, and what
+        # they capture waits in the writer's retry queue until the store takes it.
+        log.warning("starting without the store for now: %s", FAULT_TEXT[exc.fault])
     writer = CaptureWriter(config)
     try:
         level = logging.DEBUG if verbose else logging.WARNING
-        asyncio.run(_serve(config, writer, level, devices))
+        asyncio.run(_serve(config, writer, level))
     finally:
         writer.stop()
 
 
-async def _serve(
-    config: Config, writer: CaptureWriter, log_level: int, devices: list[WireGuardDevice]
-) -> None:
+async def _serve(config: Config, writer: CaptureWriter, log_level: int) -> None:
     opts = options.Options()
     proxy = master.Master(opts)
     check = StartupCheck()
@@ -162,12 +168,11 @@ async def _serve(
     limits = ConnectionLimits(
         config.proxy.max_connections_per_client, config.proxy.idle_timeout_seconds, writer.count
     )
-    listeners = DeviceListeners(config, devices)
     capture = CaptureAddon(writer, config.proxy.max_body_bytes)
-    proxy.addons.add(check, limits, listeners, capture)
+    proxy.addons.add(check, limits, DeviceListeners(config), capture)
     try:
-        modes = all_modes(config, devices)
-        opts.update(**{**proxy_options(config, modes), **extra_options(config, opts)})
+        # The phones' listeners follow once the proxy runs (DeviceListeners).
+        opts.update(**{**proxy_options(config), **extra_options(config, opts)})
     except (exceptions.OptionsError, TypeError, ValueError) as exc:
         raise ProxyStartupError(f"mitmproxy rejected an option: {exc}") from None
     loop = asyncio.get_running_loop()

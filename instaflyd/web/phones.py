@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as Redirect
 
 from instaflyd.capture.wireguard import add_device, client_conf
 from instaflyd.config import Config
-from instaflyd.status.network import lan_address
+from instaflyd.network import is_loopback, lan_address
 from instaflyd.store.devices import (
     NAME_MAX,
     DeviceBudgetFull,
@@ -57,8 +57,11 @@ def endpoint_host(config: Config) -> str:
 
 
 def box_address(config: Config) -> str:
-    """The address phones open the page on (left out of their tunnel)."""
-    return lan_address(config.web.host)
+    """The address phones open the page on (left out of their tunnel): the page's own address,
+    or the box's LAN address when the page listens on every address (or only on loopback,
+    where the set-up page warns that phones cannot reach it)."""
+    address = lan_address(config.web.host)
+    return lan_address() if is_loopback(address) else address
 
 
 def phone_conf(config: Config, device: WireGuardDevice) -> str:
@@ -114,7 +117,7 @@ def add() -> Redirect:
     return _back(f"phone-{device.id}")
 
 
-@bp.post("/setup/phones/<int:device_id>/remove")
+@bp.post("/setup/phones/<row_id:device_id>/remove")
 def remove(device_id: int) -> Redirect:
     db = get_db()
     with db.transaction() as conn:
@@ -131,7 +134,7 @@ def remove(device_id: int) -> Redirect:
     return _back()
 
 
-@bp.get("/setup/phones/<int:device_id>.conf")
+@bp.get("/setup/phones/<row_id:device_id>.conf")
 def download(device_id: int) -> Response:
     device = get_wireguard_device(get_db().conn, device_id)
     if device is None or device.revoked is not None:
@@ -159,8 +162,9 @@ def name_device() -> Redirect:
 
 def qr_for(card: PhoneCard) -> Markup:
     """The phone's configuration as a QR code for the WireGuard app (low error correction: the
-    configuration is long, and a screen is a clean source)."""
+    configuration is long, and a screen is a clean source). Sized by its viewBox, so that it
+    fits a phone's screen (setup.css)."""
     import segno
 
     code = segno.make(card.conf, error="l")
-    return Markup(code.svg_inline(scale=4, border=2, dark="#111", light="#fff"))
+    return Markup(code.svg_inline(scale=4, border=2, dark="#111", light="#fff", omitsize=True))
