@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import sql_all, sql_scalar
 
 from instaflyd.clock import SteadyClock
 from instaflyd.config import build_config
@@ -63,7 +64,7 @@ def add_events(db: Database, count: int, ts: float) -> None:
 
 
 def events(db: Database) -> int:
-    return int(db.scalar("SELECT COUNT(*) FROM events"))
+    return int(sql_scalar(db, "SELECT COUNT(*) FROM events"))
 
 
 def test_a_step_forward_does_not_prune_the_event_log(tmp_path: Path) -> None:
@@ -107,7 +108,7 @@ def test_a_step_back_leaves_no_future_dated_history_hiding_new_samples(
         day = history_series(db.conn, "posts", "day", now)
         assert day.points[-1].posts == 9_999  # type: ignore[union-attr]
         assert all(p.time <= now for p in day.points)
-        assert not [r for r in db.all("SELECT bucket FROM history") if r[0] > now]
+        assert not [r for r in sql_all(db, "SELECT bucket FROM history") if r[0] > now]
 
 
 def test_a_step_forward_does_not_prune_the_history(tmp_path: Path) -> None:
@@ -122,7 +123,7 @@ def test_a_step_forward_does_not_prune_the_history(tmp_path: Path) -> None:
         sampler.record(db, sample(clock.wall(), 500))
         # Nothing before the step was pruned; the sample after it was added to each tier.
         assert history_size(db.conn) == kept + 3
-        assert db.scalar("SELECT MIN(time) FROM history") == START
+        assert sql_scalar(db, "SELECT MIN(time) FROM history") == START
 
 
 def test_real_history_is_still_bounded_without_steps(tmp_path: Path) -> None:
@@ -132,5 +133,7 @@ def test_real_history_is_still_bounded_without_steps(tmp_path: Path) -> None:
         for n in range(0, 4 * 24):  # four days, hourly
             sampler.record(db, sample(clock.wall(), n))
             clock.advance(HOUR)
-        five_minute_rows = db.scalar("SELECT COUNT(*) FROM history WHERE tier = ?", (MINUTES_5,))
+        five_minute_rows = sql_scalar(
+            db, "SELECT COUNT(*) FROM history WHERE tier = ?", (MINUTES_5,)
+        )
     assert five_minute_rows == 49  # two days' span of hourly samples, the edge included

@@ -9,16 +9,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers import sql_all
 from support_model import tiny_config
 
 from instaflyd import repairs
+from instaflyd.jobs import wait_for_a_model
 from instaflyd.model.registry import TAIL_FILE, ModelLoadError, version_dir
 from instaflyd.model.scoring import MODEL_FALLBACK, load_scorer
 from instaflyd.repairs import RepairsRegistry
 from instaflyd.store import Database
 from instaflyd.store.jobs import enqueue_job
 from instaflyd.store.versions import add_model_version
-from instaflyd.watch.queue import wait_for_a_model
 
 pytestmark = pytest.mark.slow  # loads TensorFlow and a model
 
@@ -75,6 +76,6 @@ def test_when_no_version_loads_the_waiting_photos_say_why(copy_of_trained: Path)
         with db.transaction() as conn:
             enqueue_job(conn, str(copy_of_trained / "photo.jpg"), "sha-photo")
         assert wait_for_a_model(db, f"the model cannot be loaded: {why}") == 1
-        [(state, reason)] = db.all("SELECT state, reason FROM jobs")
+        [(state, reason)] = sql_all(db, "SELECT state, reason FROM jobs")
     assert state == "waiting_model"
     assert reason.startswith("the model cannot be loaded: no promoted model version can be")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import jpeg_bytes, wait_until
+from helpers import jpeg_bytes, sql_scalar, wait_until
 from support_faults import read_only, remount, sample_responses
 
 from instaflyd.capture.flows import CapturedResponse
@@ -46,7 +46,7 @@ def test_a_connection_opened_read_only_is_reopened_read_write_once_the_folder_he
             db = Database(path)  # SQLite opens it read-only, silently
             try:
                 assert db.read_only
-                assert db.scalar("SELECT COUNT(*) FROM posts") == 0  # reads work
+                assert sql_scalar(db, "SELECT COUNT(*) FROM posts") == 0  # reads work
                 with pytest.raises(sqlite3.OperationalError) as refused, db.transaction() as conn:
                     add_to_counter(conn, "flows", 1)
                 assert transient_fault(refused.value) == "read_only"

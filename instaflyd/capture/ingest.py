@@ -4,7 +4,8 @@ The proxy's writer process and `instaflyd import` both feed responses through an
 dump file is read exactly as the live proxy would have read it. Each response is one write
 transaction. A document that held post- or user-like objects the parsers could not read is
 counted in the store by path and shape (`formats not understood`). What happened is returned
-as a `Counter` (posts_new, images_stored, ...); the caller decides where those numbers go.
+as a `CaptureCounts` record (posts_new, images_stored, ...); the caller decides where those
+numbers go.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from instaflyd.capture.bodies import (
     json_documents,
     looks_like_json,
 )
+from instaflyd.capture.counts import CaptureCounts
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.images import ImageRejected, VerifiedImage, verify_image
 from instaflyd.capture.matching import PendingImages
@@ -35,6 +37,7 @@ from instaflyd.store.posts import (
     attach_image,
     cover_area,
     get_post,
+    larger_image_wins,
     post_for_image_name,
     upsert_account,
     upsert_post,
@@ -66,7 +69,7 @@ class Ingester:
         self.max_body_bytes = max_body_bytes  # before and after decoding
         self._replaced: list[tuple[str, str]] = []  # files to remove once the transaction commits
 
-    def ingest(self, response: CapturedResponse) -> Counter[str]:
+    def ingest(self, response: CapturedResponse) -> CaptureCounts:
         """Store what the response says; raises CaptureError for an unreadable document and
         ResponseTooLarge for a body that decodes to more than `max_body_bytes`."""
         outcome: Counter[str] = Counter()
@@ -80,7 +83,7 @@ class Ingester:
         finally:
             replaced, self._replaced = self._replaced, []
         self.images.remove(replaced)  # committed: the replaced variants' files can go
-        return outcome
+        return CaptureCounts.of(outcome)
 
     def _decode(self, response: CapturedResponse) -> bytes:
         return decode_body(response.body, response.content_encoding, self.max_body_bytes)
@@ -171,8 +174,7 @@ class Ingester:
         self, conn: sqlite3.Connection, post_id: str, image: VerifiedImage, outcome: Counter[str]
     ) -> None:
         """Store the image as the post's cover unless the post has one at least as large."""
-        current = cover_area(conn, post_id)
-        if current is not None and current >= image.area:
+        if not larger_image_wins(image.area, cover_area(conn, post_id)):
             return  # checked before writing the file; attach_image applies the same rule
         stored = self.images.put(image.data, image.ext)
         record_image(conn, stored, image.width, image.height, len(image.data))

@@ -10,7 +10,7 @@ The event loop's side, `CaptureWriter`, turns each item into one length-prefixed
 writes it to a non-blocking pipe (`submit()`: never blocks). What the pipe cannot take at once
 waits in a backlog of at most BACKLOG_BYTES that the event loop drains when the pipe is writable;
 beyond it, items are dropped and counted. Counters (`count()`) are kept in memory and shipped as
-a frame once a second.
+one `CaptureCounts` record once a second.
 
 The writer process (`write_until_stopped`, `StoreWriting`) owns its own `Database`, feeds
 captured responses through an `Ingester`, records TLS failures and flushes counters to the
@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from instaflyd import heartbeat, repairs, shutdown
+from instaflyd.capture.counts import CaptureCounts
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.ingest import CaptureError, Ingester, ResponseTooLarge
 from instaflyd.capture.matching import PendingImages
@@ -127,7 +128,7 @@ class CaptureWriter:
 
     # --- called from mitmproxy's event loop: never blocks -------------------------------------
 
-    def submit(self, item: CapturedResponse | TlsFailure | DeviceSeen) -> bool:
+    def submit(self, item: CapturedResponse | TlsFailure | DeviceSeen | CaptureCounts) -> bool:
         """Hand an item to the writer; False (and counted) when the backlog is full."""
         frame = _frame(item)
         if self._backlog and self._waiting + len(frame) > self.backlog_bytes:
@@ -149,7 +150,7 @@ class CaptureWriter:
         self._shipping = None
         counts, self._counts = +self._counts, Counter()
         if counts:
-            self.submit(counts)  # type: ignore[arg-type]
+            self.submit(CaptureCounts.of(counts))
 
     def _drain(self) -> None:
         """Write what the pipe takes now; wait for it to be writable for the rest."""
@@ -229,7 +230,7 @@ class CaptureWriter:
             self._shipping = None
         self._stop_waiting()
         counts, self._counts = +self._counts, Counter()
-        for item in (counts, _STOP) if counts else (_STOP,):
+        for item in (CaptureCounts.of(counts), _STOP) if counts else (_STOP,):
             self._backlog.append(memoryview(_frame(item)))
         try:
             self._write_backlog(deadline)
@@ -331,9 +332,9 @@ def write_until_stopped(
             try:
                 item = inbox.get(timeout=min(FLUSH_SECONDS, writing.retry.seconds_until_due()))
             except queue.Empty:
-                item = Counter()  # nothing came: a good moment to flush
-            if isinstance(item, Counter):
-                writing.counts.update(item)
+                item = CaptureCounts()  # nothing came: a good moment to flush
+            if isinstance(item, CaptureCounts):
+                writing.counts.update(dict(item.nonzero()))
             elif item is not _STOP:
                 writing.take(item)
             if writing.retry or writing.db is None:
@@ -487,7 +488,7 @@ class StoreWriting:
                         )  # fmt: skip
             elif isinstance(item, CapturedResponse):
                 try:
-                    self.counts.update(self.ingester.ingest(item))
+                    self.counts.update(dict(self.ingester.ingest(item).nonzero()))
                 except ResponseTooLarge as exc:
                     log.warning("skipped %s%s: %s", item.host, path_without_query(item.path), exc)
                     self.counts["responses_too_large"] += 1

@@ -12,15 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from instaflyd.model.errors import NoModelError
+
 if TYPE_CHECKING:
     import numpy as np
     import tensorflow as tf
 
     from instaflyd.config import Config
-
-
-class NoModelError(Exception):
-    """No model has been promoted yet; the message says what is missing (e.g. posts needed)."""
 
 
 class Scorer(Protocol):
@@ -66,10 +64,10 @@ def load_scorer(config: Config) -> Scorer:
     """
     from instaflyd import repairs
     from instaflyd.policy.training import training_plan
-    from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
     from instaflyd.store.events import record_event
     from instaflyd.store.versions import promoted_version_numbers
+    from instaflyd.weights.status import weights_status
 
     with Database(config.db_path) as db:
         versions = promoted_version_numbers(db.conn)
@@ -80,7 +78,8 @@ def load_scorer(config: Config) -> Scorer:
             )
             hint = "; run 'instaflyd train'" if status.due else ""
             raise NoModelError(f"no model yet: {status.reason}{hint}")
-        from instaflyd.model.registry import ModelLoadError, load_version
+        from instaflyd.model.errors import ModelLoadError
+        from instaflyd.model.registry import load_version
 
         failures: list[str] = []
         for version in versions:

@@ -20,9 +20,8 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from instaflyd.store.faults import Fault, looks_writable, transient_fault
 from instaflyd.store.migrations import SchemaTooNew, migrate, write_transaction
@@ -131,19 +130,8 @@ class Database:
             old.close()
         log.info("the data folder is writable again: reopened %s read-write", self.path.name)
 
-    def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
-        return row
-
-    def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, params).fetchall()
-
-    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        row = self.conn.execute(sql, params).fetchone()
-        return None if row is None else row[0]
-
     def schema_version(self) -> int:
-        return int(self.scalar("PRAGMA user_version"))
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def _create_private(path: Path) -> None:

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
+from instaflyd.store.rows import record
+
 if TYPE_CHECKING:
     from instaflyd.store.database import Database
 
@@ -94,7 +96,7 @@ def recent_events(
         f" WHERE level IN ({marks}) ORDER BY id DESC LIMIT ?",
         (*wanted, limit),
     )
-    return [Event(*row) for row in rows]
+    return [record(Event, row) for row in rows]
 
 
 def add_to_counter(conn: sqlite3.Connection, name: str, amount: int = 1) -> None:
