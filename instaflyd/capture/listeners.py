@@ -119,7 +119,9 @@ class DeviceListeners:
         modes = await asyncio.to_thread(all_modes, self.config, devices)
         if list(ctx.options.mode) != modes:
             ctx.options.update(mode=modes)
-        self._current = _signature(devices)
+        first, self._current = self._current is None, _signature(devices)
+        if first and not devices:
+            return False
         log.info("WireGuard listeners: %d phone(s) on UDP %s", len(devices),
                  ", ".join(str(d.port) for d in devices) or "none")  # fmt: skip
         return True

@@ -7,6 +7,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from instaflyd.store.rows import record
+
 
 @dataclass(frozen=True)
 class TlsFailure:
@@ -40,4 +42,4 @@ def tls_failures(conn: sqlite3.Connection, limit: int = 50) -> list[TlsFailure]:
         " ORDER BY count DESC, host LIMIT ?",
         (limit,),
     )
-    return [TlsFailure(*row) for row in rows]
+    return [record(TlsFailure, row) for row in rows]
