@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from instaflyd import processes
+from instaflyd.jobs.lifecycle import abandoned_jobs
 from instaflyd.processes import claim_alive, process_start_time
 from instaflyd.store import Database
 from instaflyd.store.jobs import claim_next_job, enqueue_job
 from instaflyd.store.versions import in_progress, latest_training_run, start_training_run
-from instaflyd.watch.queue import abandoned_jobs
 
 HOUR = 3600.0
 SLEEP = "import time; time.sleep(120)"
