@@ -23,8 +23,6 @@ from helpers import jpeg_bytes, wait_until
 from support_capture import InstagramStandIn, recorded_requests
 from support_daemon import RunningDaemon, daemon_config, http_get, running_daemon
 
-from instaflyd.processes import process_start_time, process_tree
-
 pytestmark = pytest.mark.slow
 
 HANG_SECONDS = 3
@@ -212,50 +210,3 @@ def test_a_stopped_worker_is_restarted_and_drops_are_queued_again(
         "the hang in the event log",
     )
     assert event["message"].startswith("worker stopped answering for ")
-
-
-def replay_session(daemon: RunningDaemon) -> list[int]:
-    """A phone's browsing session: every recorded Instagram request through the proxy."""
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies = {"https": f"http://127.0.0.1:{daemon.proxy_port}"}
-    ca = daemon.data_dir / "mitmproxy" / "mitmproxy-ca-cert.pem"
-    return [
-        session.request(
-            r.method, r.url, data=r.body, headers={"Cookie": r.cookie}, verify=str(ca), timeout=30
-        ).status_code
-        for r in recorded_requests()
-    ]
-
-
-def test_a_stopped_capture_writer_is_killed_and_the_proxy_starts_another(
-    daemon: tuple[RunningDaemon, InstagramStandIn],
-) -> None:
-    running, _ = daemon
-    proxy = running.status()["components"]["proxy"]
-    [writer] = process_tree(proxy["pid"])[1:2]  # the proxy's one child
-    time.sleep(1)
-    with Watcher(running, "child.hung.proxy-writer") as watcher:
-        stopped = time.monotonic()
-        os.kill(writer, signal.SIGSTOP)
-        wait_until(lambda: process_start_time(writer) is None, 20, "the hung writer's end")
-        killed = time.monotonic()
-        wait_until(lambda: len(watcher.seen) == 3, 10, "the hang on /healthz, /metrics and /")
-        # The next capture finds the writer gone: the proxy starts another, which stores it.
-        assert replay_session(running)[:11] == [200] * 11
-        posts = wait_until(
-            lambda: running.status()["capture"]["totals"]["posts"], 30, "the session's posts"
-        )
-    said = {where: round(when - stopped, 1) for where, when in watcher.seen.items()}
-    print(f"writer SIGSTOP: said after {said}, killed after {killed - stopped:.1f} s")
-    assert all(after_seconds < HANG_SECONDS + 3 for after_seconds in said.values())
-    assert posts > 0
-    assert running.status()["components"]["proxy"]["pid"] == proxy["pid"]  # the proxy stayed
-    wait_until(
-        lambda: (
-            "child.hung.proxy-writer"
-            not in {p["id"] for p in json.loads(http_get(running.url + "/healthz")[1])["problems"]}
-        ),
-        15,
-        "the new writer's first beat",
-    )
