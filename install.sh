@@ -42,7 +42,8 @@ Usage: ./install.sh [--system [--share] [--root DIR]] [--no-browser]
                          the user is not created and services are not started).
   --no-venv              With --system: set up the user, folders, config and unit only, for when
                          Instafly is already installed in /opt/instafly/venv by other means.
-  --no-browser           Do not install Chromium, nftables, Samba and smbclient.
+  --no-browser           Do not install Chromium, nftables, Samba, smbclient, wireguard-go and
+                         wireguard-tools.
   -h, --help             This text.
 
 Before installing it checks: Python >= 3.11, a 64-bit CPU, free disk space, and that the proxy
@@ -173,7 +174,7 @@ else
   install_venv "$VENV" "$(source_digest)" "$HERE"
 fi
 
-# --- system packages the tests use (dev path): Chromium, nftables, Samba ---------------------------
+# --- system packages the tests use (dev path): Chromium, nftables, Samba, WireGuard ---------------
 
 if [ "$MODE" = dev ] && [ "$WITH_BROWSER" = auto ]; then
   missing=()
@@ -190,6 +191,21 @@ if [ "$MODE" = dev ] && [ "$WITH_BROWSER" = auto ]; then
       || warn "could not install ${missing[*]}; the tests that need them will be skipped (sudo apt install ${missing[*]})"
   else
     warn "${missing[*]} missing and cannot be installed without root; the tests that need them will be skipped (sudo apt install ${missing[*]})"
+  fi
+  # WireGuard phones in network namespaces (tests/test_wireguard_phones.py). Without
+  # recommends: wireguard-tools would pull in a kernel image.
+  wg_missing=()
+  command -v wireguard-go >/dev/null 2>&1 || wg_missing+=(wireguard-go)
+  command -v wg >/dev/null 2>&1 || wg_missing+=(wireguard-tools)
+  if [ ${#wg_missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null 2>&1 && as_root true; then
+      say "Installing Debian's ${wg_missing[*]} for the WireGuard phone tests"
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wg_missing[@]}" >/dev/null 2>&1 \
+        || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wg_missing[@]}" >/dev/null; } \
+        || warn "could not install ${wg_missing[*]}; the WireGuard tests will be skipped (sudo apt-get install --no-install-recommends ${wg_missing[*]})"
+    else
+      warn "${wg_missing[*]} missing; the WireGuard tests will be skipped (sudo apt-get install --no-install-recommends ${wg_missing[*]})"
+    fi
   fi
 fi
 
@@ -322,5 +338,6 @@ else
   echo "    Password:        set already, or printed once by the service's first start (journalctl -u instaflyd);"
   echo "                     change it with: sudo -u instafly /opt/instafly/venv/bin/instaflyd password"
 fi
-echo "    Phone proxy:     Wi-Fi settings -> HTTP proxy -> manual, server $lan_ip, port $PROXY_PORT"
-echo "                     then open http://$lan_ip:$WEB_PORT/ on the phone to install the certificate"
+echo "    Phones:          open http://$lan_ip:$WEB_PORT/setup: Add a phone, scan its QR code with the"
+echo "                     WireGuard app, trust the certificate; the page says when it is ready"
+echo "    Or Wi-Fi proxy:  Wi-Fi settings -> HTTP proxy -> manual, server $lan_ip, port $PROXY_PORT"

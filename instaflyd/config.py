@@ -85,6 +85,13 @@ class ProxyConfig(Section):
         return value
 
 
+class WireGuardConfig(Section):
+    enabled: bool
+    port: Port
+    max_devices: Annotated[int, Field(ge=1, le=64)]
+    endpoint: Annotated[str, Field(max_length=253)] | None
+
+
 class WebConfig(Section):
     host: str
     port: Port
@@ -170,6 +177,7 @@ class Config(Section):
     data_dir: Path
     log: LogConfig
     proxy: ProxyConfig
+    wireguard: WireGuardConfig
     web: WebConfig
     watch: WatchConfig
     model: ModelConfig

@@ -134,13 +134,15 @@ class InstagramStandIn:
         directory: Path,
         dump: Path = SAMPLE_DUMP,
         answer: Callable[[str], Recorded | None] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
-        """`answer(path)` makes responses the dump does not have, one request at a time."""
+        """`answer(path)` makes responses the dump does not have, one request at a time;
+        `host` is the address it listens on (and its certificate names)."""
         directory.mkdir(parents=True, exist_ok=True)
         key, ca = certs.create_ca(organization="Instafly tests", cn="Stand-in CA", key_size=2048)
         sans = [
             x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            *{x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", host)},
             *(x509.DNSName(name) for name in INSTAGRAM_NAMES),
         ]
         leaf = certs.dummy_cert(key, ca, "localhost", sans)
@@ -158,7 +160,8 @@ class InstagramStandIn:
         self.leaf_der = ssl.PEM_cert_to_DER_cert(leaf.to_pem().decode())
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(chain)
-        self._server = _StandInServer(("127.0.0.1", 0), _Handler)
+        self.host = host
+        self._server = _StandInServer((host, 0), _Handler)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._server.responses = _responses_of(dump)
         self._server.answer = answer
@@ -176,7 +179,7 @@ class InstagramStandIn:
     def mitmproxy_options(self) -> dict[str, object]:
         """Send every decrypted request here; verify this server's certificate."""
         return {
-            "map_remote": [f"|^https://[^/]+/|https://127.0.0.1:{self.port}/"],
+            "map_remote": [f"|^https://[^/]+/|https://{self.host}:{self.port}/"],
             "ssl_verify_upstream_trusted_ca": str(self.ca_path),
             "connection_strategy": "lazy",  # no connection to the real host on CONNECT
         }

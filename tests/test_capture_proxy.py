@@ -182,7 +182,7 @@ def test_a_port_in_use_is_a_one_line_startup_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["transparent", "wireguard"])
+@pytest.mark.parametrize("mode", ["transparent"])  # WireGuard: tests/test_wireguard_*.py
 def test_the_other_modes_start_and_stop_cleanly(tmp_path: Path, mode: str) -> None:
     port = free_port()
     config = write_config(
@@ -206,8 +206,6 @@ def test_the_other_modes_start_and_stop_cleanly(tmp_path: Path, mode: str) -> No
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
     assert process.returncode == 0
-    if mode == "wireguard":  # the phones' WireGuard configuration is in the log
-        assert f"Endpoint = 127.0.0.1:{port}" in log.read_text()
 
 
 def test_an_option_mitmproxy_rejects_is_a_one_line_startup_error(tmp_path: Path) -> None:
@@ -242,13 +240,14 @@ def test_proxy_options_follow_the_config(tmp_path: Path, mode: str) -> None:
         {"proxy": {"mode": mode, "listen_port": 9090, "auth": "family:s3cret"}}, tmp_path
     )
     assert proxy_options(config) == {
-        "mode": [mode],
+        "mode": [] if mode == "wireguard" else [f"{mode}@9090"],  # + one listener per phone
         "listen_host": "0.0.0.0",
         "listen_port": 9090,
         "allow_hosts": ALLOW_HOSTS,
         "confdir": str(tmp_path / "mitmproxy"),
         "proxyauth": "family:s3cret",
         "stream_large_bodies": "25000000",
+        "connection_strategy": "lazy",
     }
 
 

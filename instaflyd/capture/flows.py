@@ -41,6 +41,7 @@ class CapturedResponse:
     content_encoding: str
     body: bytes  # as it came over the wire (still content-encoded)
     seen_at: float
+    device: str | None = None  # the device it was captured from (wg:<id>, ip:<address>)
 
 
 def response_kind(host: str, content_type: str) -> Kind | None:
@@ -83,7 +84,7 @@ def verified_host(flow: http.HTTPFlow) -> str | None:
 
 
 def captured_response(
-    flow: http.HTTPFlow, max_body_bytes: int, host: str | None = None
+    flow: http.HTTPFlow, max_body_bytes: int, host: str | None = None, device: str | None = None
 ) -> CapturedResponse | None:
     """The response if capture wants it (an Instagram host, a body within the size limit).
 
@@ -107,4 +108,5 @@ def captured_response(
         content_encoding=response.headers.get("content-encoding", ""),
         body=response.raw_content,
         seen_at=response.timestamp_end or time.time(),
+        device=device,
     )

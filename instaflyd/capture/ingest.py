@@ -28,6 +28,7 @@ from instaflyd.capture.images import ImageRejected, VerifiedImage, verify_image
 from instaflyd.capture.matching import PendingImages
 from instaflyd.capture.parsers import parse_document
 from instaflyd.store import Database, ImageFiles
+from instaflyd.store.devices import record_device_posts
 from instaflyd.store.formats import count_unread_format
 from instaflyd.store.images import forget_unused_images, record_image
 from instaflyd.store.posts import (
@@ -114,6 +115,9 @@ class Ingester:
                     outcome["formats_not_understood"] += 1
                 for account in result.accounts:
                     upsert_account(conn, account, response.seen_at)
+                if response.device is not None and result.posts:
+                    ids = [post.id for post in result.posts]
+                    record_device_posts(conn, response.device, ids, response.seen_at)
                 for post in result.posts:
                     outcome[f"posts_{upsert_post(conn, post, response.seen_at)}"] += 1
                     for name in {image_file_name(url) for url in post.image_urls}:

@@ -1,9 +1,19 @@
 """`instaflyd proxy`: mitmproxy in-process, decrypting only Instagram, with the capture addon.
 
-The proxy listens on `proxy.listen_host:listen_port` in `proxy.mode` (regular, transparent or
-wireguard). `allow_hosts` limits TLS interception to Instagram's API and CDN hosts; every other
+The proxy listens on `proxy.listen_host:listen_port` in `proxy.mode` (regular or transparent;
+`wireguard` leaves that listener out) and, beside it, one WireGuard listener per phone set up on
+the page (`listeners.DeviceListeners` keeps them in step with the store). `allow_hosts`
+limits TLS interception to Instagram's API and CDN hosts; every other
 connection passes through as raw TCP, undecrypted. `ConnectionLimits` bounds each client's open
 and idle connections. The CA lives in data_dir/mitmproxy.
+
+Connections are opened to the server lazily (`connection_strategy: lazy`, which
+`proxy.mitmproxy_options` may override): the live check's host is answered by the addon itself
+and must never be connected to, and WireGuard and transparent flows would otherwise connect to
+their destination before the addon sees which host the phone asked for.
+
+mitmproxy logs each WireGuard client's configuration, private key included, when a listener
+starts; `_hide_private_keys` keeps any line with a private key out of the log.
 
 mitmproxy exits when an error is logged during start-up (its `errorcheck` addon). Here that check
 raises `ProxyStartupError` with mitmproxy's message instead, so the command fails with one clear
@@ -28,9 +38,11 @@ from instaflyd.capture.addon import CaptureAddon
 from instaflyd.capture.ca import ensure_ca
 from instaflyd.capture.hosts import ALLOW_HOSTS
 from instaflyd.capture.limits import ConnectionLimits
+from instaflyd.capture.listeners import DeviceListeners, all_modes, base_modes, read_devices
 from instaflyd.capture.writer import CaptureWriter
 from instaflyd.config import Config
 from instaflyd.store import Database
+from instaflyd.store.devices import WireGuardDevice
 
 log = logging.getLogger("instafly.proxy")
 
@@ -57,11 +69,12 @@ class ProxyStartupError(Exception):
     """The proxy cannot start; the message says why in one line."""
 
 
-def proxy_options(config: Config) -> dict[str, Any]:
-    """The mitmproxy options for this config (without the escape hatch's extras)."""
+def proxy_options(config: Config, modes: list[str] | None = None) -> dict[str, Any]:
+    """The mitmproxy options for this config (without the escape hatch's extras); `modes`
+    are the listeners (default: the Wi-Fi proxy's alone)."""
     proxy = config.proxy
     return {
-        "mode": [proxy.mode],
+        "mode": modes if modes is not None else base_modes(config),
         "listen_host": proxy.listen_host,
         "listen_port": proxy.listen_port,
         "allow_hosts": list(ALLOW_HOSTS),
@@ -69,6 +82,7 @@ def proxy_options(config: Config) -> dict[str, Any]:
         "proxyauth": proxy.auth,
         # Bodies capture will not read (videos) stream through instead of being buffered.
         "stream_large_bodies": str(proxy.max_body_bytes),
+        "connection_strategy": "lazy",
     }
 
 
@@ -123,14 +137,18 @@ def run_proxy(config: Config, verbose: bool = False) -> None:
     ensure_ca(config.mitmproxy_dir)
     with Database(config.db_path):
         pass  # open and migrate now: a broken database is a start-up error, not a thread's
+    devices = read_devices(config)
     writer = CaptureWriter(config)
     try:
-        asyncio.run(_serve(config, writer, logging.DEBUG if verbose else logging.WARNING))
+        level = logging.DEBUG if verbose else logging.WARNING
+        asyncio.run(_serve(config, writer, level, devices))
     finally:
         writer.stop()
 
 
-async def _serve(config: Config, writer: CaptureWriter, log_level: int) -> None:
+async def _serve(
+    config: Config, writer: CaptureWriter, log_level: int, devices: list[WireGuardDevice]
+) -> None:
     opts = options.Options()
     proxy = master.Master(opts)
     check = StartupCheck()
@@ -139,9 +157,12 @@ async def _serve(config: Config, writer: CaptureWriter, log_level: int) -> None:
     limits = ConnectionLimits(
         config.proxy.max_connections_per_client, config.proxy.idle_timeout_seconds, writer.count
     )
-    proxy.addons.add(check, limits, CaptureAddon(writer, config.proxy.max_body_bytes))
+    listeners = DeviceListeners(config, devices)
+    capture = CaptureAddon(writer, config.proxy.max_body_bytes)
+    proxy.addons.add(check, limits, listeners, capture)
     try:
-        opts.update(**proxy_options(config), **extra_options(config, opts))
+        modes = all_modes(config, devices)
+        opts.update(**{**proxy_options(config, modes), **extra_options(config, opts)})
     except (exceptions.OptionsError, TypeError, ValueError) as exc:
         raise ProxyStartupError(f"mitmproxy rejected an option: {exc}") from None
     loop = asyncio.get_running_loop()
@@ -173,12 +194,22 @@ def _quiet_when_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, An
         loop.default_exception_handler(context)
 
 
+def _hide_private_keys(record: logging.LogRecord) -> bool:
+    """Log filter: a message with a WireGuard private key (mitmproxy logs each listener's client
+    configuration) is not written; the phones' configurations are on the set-up page."""
+    try:
+        return "PrivateKey" not in record.getMessage()
+    except Exception:
+        return True
+
+
 def _route_mitmproxy_logs(level: int, check: StartupCheck) -> None:
     """mitmproxy's own messages go to stderr (journald) in Instafly's format."""
     handler = logging.StreamHandler(sys.stderr)
     for ours in logging.getLogger("instafly").handlers[:1]:
         handler.setFormatter(ours.formatter)
     handler.addFilter(check.quiet_while_starting)
+    handler.addFilter(_hide_private_keys)
     mitmproxy_log = logging.getLogger("mitmproxy")
     mitmproxy_log.setLevel(level)
     mitmproxy_log.handlers[:] = [handler]

@@ -39,9 +39,16 @@ from instaflyd import heartbeat, shutdown
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.ingest import CaptureError, Ingester, ResponseTooLarge
 from instaflyd.capture.matching import PendingImages
+from instaflyd.capture.wireguard import CHECK_HOST
 from instaflyd.config import Config
 from instaflyd.logs import setup_logging
 from instaflyd.store import Database, ImageFiles
+from instaflyd.store.devices import (
+    count_device_tls_failure,
+    device_seen,
+    device_trusted,
+    prune_device_posts,
+)
 from instaflyd.store.events import add_to_counter, record_event
 from instaflyd.store.images import prune_unused_images
 from instaflyd.store.tls import count_tls_failure
@@ -53,6 +60,9 @@ PIPE_BYTES = 1024 * 1024  # asked of the kernel (Linux caps it at /proc/sys/fs/p
 FLUSH_SECONDS = 1.0  # counters and expired images are written at least this often
 COMPONENT = "proxy"
 WRITER_NICENESS = 10  # where idle scheduling is not allowed
+DEVICES_BY_ADDRESS_MAX = 64  # Wi-Fi proxy clients remembered (the least recently seen go)
+DEVICE_POSTS_DAYS = 8  # which device captured a post is kept this long ("this week" + a day)
+PRUNE_SECONDS = 3600.0
 _HEADER = struct.Struct("!I")
 _STOP = None  # the frame that ends the writer
 
@@ -61,6 +71,14 @@ _STOP = None  # the frame that ends the writer
 class TlsFailure:
     host: str
     error: str
+    device: str | None = None  # wg:<id> or ip:<address>
+
+
+@dataclass(frozen=True)
+class DeviceSeen:
+    device: str  # wg:<id> or ip:<address>
+    at: float
+    trusted: bool  # it completed a handshake with the box's certificate
 
 
 class CaptureWriter:
@@ -96,7 +114,7 @@ class CaptureWriter:
 
     # --- called from mitmproxy's event loop: never blocks -------------------------------------
 
-    def submit(self, item: CapturedResponse | TlsFailure) -> bool:
+    def submit(self, item: CapturedResponse | TlsFailure | DeviceSeen) -> bool:
         """Hand an item to the writer; False (and counted) when the backlog is full."""
         frame = _frame(item)
         if self._backlog and self._waiting + len(frame) > self.backlog_bytes:
@@ -303,6 +321,7 @@ def write_until_stopped(
             log.info("removed %d stored images that no post uses any more", pruned)
         ingester = Ingester(db, images, pending, proxy.max_body_bytes)
         last_flush = time.monotonic()
+        last_prune = -PRUNE_SECONDS
         while True:
             heartbeat.beat("proxy-writer")  # from the loop: a stuck writer goes quiet
             try:
@@ -317,6 +336,9 @@ def write_until_stopped(
                 counts["images_unmatched"] += pending.expire(time.time())
                 _flush_counts(db, counts)
                 last_flush = time.monotonic()
+            if last_flush - last_prune >= PRUNE_SECONDS:
+                _prune_device_posts(db)
+                last_prune = last_flush
             if item is _STOP:
                 return
 
@@ -333,9 +355,20 @@ def _run_only_when_idle() -> None:
 
 def _handle(db: Database, ingester: Ingester, item: object, counts: Counter[str]) -> None:
     try:
-        if isinstance(item, TlsFailure):
+        if isinstance(item, DeviceSeen):
+            with db.transaction() as conn:
+                device_seen(conn, item.device, item.trusted, item.at, DEVICES_BY_ADDRESS_MAX)
+        elif isinstance(item, TlsFailure):
             with db.transaction() as conn:
                 count_tls_failure(conn, item.host, item.error)
+                if item.device is not None:
+                    # A device that took the box's certificate before and refuses it now for
+                    # Instagram is an app that pins; one that never took it does not trust it.
+                    pinned = item.host != CHECK_HOST and device_trusted(conn, item.device)
+                    count_device_tls_failure(
+                        conn, item.device, item.host, item.error, pinned,
+                        max_by_address=DEVICES_BY_ADDRESS_MAX,
+                    )  # fmt: skip
         elif isinstance(item, CapturedResponse):
             try:
                 counts.update(ingester.ingest(item))
@@ -348,6 +381,14 @@ def _handle(db: Database, ingester: Ingester, item: object, counts: Counter[str]
     except Exception as exc:
         log.exception("capture: cannot store a response")
         _failed(db, "store_error", f"{type(exc).__name__}: {exc}", counts)
+
+
+def _prune_device_posts(db: Database) -> None:
+    try:
+        with db.transaction() as conn:
+            prune_device_posts(conn, time.time() - DEVICE_POSTS_DAYS * 86400)
+    except Exception as exc:
+        log.error("cannot prune which device captured which post: %s", exc)
 
 
 def _failed(db: Database, kind: str, message: str, counts: Counter[str]) -> None:

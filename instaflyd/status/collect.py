@@ -22,6 +22,8 @@ from instaflyd.status.document import (
     CaSection,
     ComponentStatus,
     DaemonState,
+    DeviceLine,
+    DevicesSection,
     DropFolderSection,
     EventLine,
     InstaflySection,
@@ -38,12 +40,14 @@ from instaflyd.status.document import (
     TrainerStatus,
     TrainingGoal,
     TrainingProgress,
+    WireGuardSection,
 )
 from instaflyd.status.network import is_loopback, lan_address
 from instaflyd.status.share import samba_share
 from instaflyd.status.storage import check_storage
 from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.status.weights import weights_status
+from instaflyd.store.devices import SeenDevice, seen_devices, wireguard_devices
 from instaflyd.store.events import counters, recent_events
 from instaflyd.store.formats import unread_formats
 from instaflyd.store.jobs import Job, enhanced_totals, jobs_by_state, recently_changed_jobs
@@ -59,9 +63,20 @@ from instaflyd.store.versions import (
 )
 
 TLS_NOTE = (
-    "The Instagram app pins its certificates: it refuses any proxy, so its connections fail "
-    "here and nothing is captured from it. Open instagram.com in the phone's browser instead; "
-    "that works and is captured."
+    "Connections a phone refused: either it does not trust the box's certificate yet (install "
+    "and trust it: see Set up a phone), or an app pins its certificates (the Instagram app "
+    "does: use instagram.com in the phone's browser instead). The devices list tells which."
+)
+DEVICES_SHOWN = 30
+WEEK = 7 * 86400
+NOT_TRUSTED_ADVICE = (
+    "Not trusted yet: this phone refused the box's certificate {count}. Install the certificate "
+    "and turn on full trust for it (Set up a phone, step 2), then reload the set-up page."
+)
+PINNED_ADVICE = (
+    "An app refused the box {count} (last: {host}) although this phone trusts the certificate: "
+    "it pins its certificates, as the Instagram app does. Use instagram.com in the phone's "
+    "browser; that is captured."
 )
 RETRYABLE_STATES = ("failed", "rejected")
 RECENT_POSTS = 6
@@ -102,6 +117,7 @@ def collect_status(
         drop_folder=drop_folder_section(config, conn),
         setup=setup_section(config),
         repairs=repairs_section(daemon.problems() if daemon else standalone_problems(config)),
+        devices=devices_section(config, conn),
     )
 
 
@@ -300,6 +316,54 @@ def setup_section(config: Config) -> SetupSection:
             sha256=fingerprint,
         ),
         warnings=warnings,
+    )
+
+
+def devices_section(
+    config: Config, conn: sqlite3.Connection, now: float | None = None
+) -> DevicesSection:
+    now = time.time() if now is None else now
+    wireguard = config.wireguard
+    return DevicesSection(
+        wireguard=WireGuardSection(
+            enabled=wireguard.enabled,
+            first_port=wireguard.port,
+            phones=len(wireguard_devices(conn)),
+            max_phones=wireguard.max_devices,
+        ),
+        seen=[_device_line(d) for d in seen_devices(conn, now - WEEK, DEVICES_SHOWN)],
+    )
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count:,} times"
+
+
+def _device_line(device: SeenDevice) -> DeviceLine:
+    advice = None
+    trusted = device.trusted_at is not None
+    if device.tls_pinned and trusted:
+        advice = PINNED_ADVICE.format(
+            count=_times(device.tls_pinned), host=device.tls_last_host or "an Instagram host"
+        )
+    elif device.tls_untrusted and not trusted:
+        advice = NOT_TRUSTED_ADVICE.format(count=_times(device.tls_untrusted))
+    wireguard = device.wireguard_id is not None
+    return DeviceLine(
+        key=device.key,
+        name=device.name
+        or (f"Phone {device.wireguard_id}" if wireguard else device.address or "?"),
+        named=bool(device.name),
+        kind="wireguard" if wireguard else "proxy",
+        last_seen=device.last_seen,
+        posts_this_week=device.posts_since,
+        trusts_box=trusted,
+        tls_not_trusted=device.tls_untrusted,
+        tls_pinned=device.tls_pinned,
+        tls_last_host=device.tls_last_host,
+        tls_last_at=device.tls_last_at,
+        advice=advice,
+        removed=device.revoked,
     )
 
 

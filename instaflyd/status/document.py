@@ -215,6 +215,43 @@ class SetupSection:
 
 
 @dataclass(frozen=True)
+class DeviceLine:
+    """A device the proxy has seen: a phone's WireGuard tunnel, or a Wi-Fi proxy client."""
+
+    key: str  # wg:<id> or ip:<address>
+    name: str  # the household's name, or the address it was seen from
+    named: bool  # the household named it (a WireGuard phone always is)
+    kind: Literal["wireguard", "proxy"]
+    last_seen: float
+    posts_this_week: int  # posts captured from it in the last 7 days
+    trusts_box: bool  # it completed a handshake with the box's certificate
+    tls_not_trusted: int  # handshakes it refused before trusting the certificate
+    tls_pinned: int  # handshakes an app refused although the phone trusts it
+    tls_last_host: str | None
+    tls_last_at: float | None
+    advice: str | None  # what to do about its failures, in the household's words
+    removed: bool  # a WireGuard phone that was removed
+
+
+@dataclass(frozen=True)
+class WireGuardSection:
+    enabled: bool
+    first_port: int  # phone n listens on first_port + n
+    phones: int  # set up now
+    max_phones: int
+
+
+@dataclass(frozen=True)
+class DevicesSection:
+    wireguard: WireGuardSection
+    seen: list[DeviceLine]  # most recently seen first
+
+    @classmethod
+    def empty(cls) -> DevicesSection:
+        return cls(WireGuardSection(False, 0, 0, 0), [])
+
+
+@dataclass(frozen=True)
 class RepairsSection:
     """What is wrong now and what to do about it (`instaflyd.repairs`), errors first."""
 
@@ -232,6 +269,7 @@ class StatusDocument:
     drop_folder: DropFolderSection
     setup: SetupSection
     repairs: RepairsSection
+    devices: DevicesSection = field(default_factory=DevicesSection.empty)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -268,6 +268,44 @@ BEGIN
 END;
 """
 
+# v7: phones. WireGuard devices the household added (one listener each; the keys are the
+# household's secrets, like the CA: the database is 0600), every device the proxy has seen
+# (by WireGuard device or by client address, bounded by the writer), and which device each
+# post came from (pruned to the last week and a day).
+V7_DEVICES = """
+CREATE TABLE wireguard_devices (
+    id                  INTEGER PRIMARY KEY,
+    name                TEXT NOT NULL,
+    port                INTEGER NOT NULL,            -- its own UDP listener
+    address             TEXT NOT NULL,               -- the device's address in the tunnel
+    server_private_key  TEXT NOT NULL,               -- '' once revoked
+    device_private_key  TEXT NOT NULL,               -- '' once revoked
+    created             REAL NOT NULL,
+    revoked             REAL
+);
+CREATE UNIQUE INDEX wireguard_devices_port ON wireguard_devices(port) WHERE revoked IS NULL;
+CREATE TABLE seen_devices (
+    key             TEXT PRIMARY KEY,                -- 'wg:<device id>' or 'ip:<address>'
+    name            TEXT,                            -- the household's name for an address
+    first_seen      REAL NOT NULL,
+    last_seen       REAL NOT NULL,
+    trusted_at      REAL,                            -- first handshake that took our certificate
+    tls_untrusted   INTEGER NOT NULL DEFAULT 0,      -- failures before it trusted the box
+    tls_pinned      INTEGER NOT NULL DEFAULT 0,      -- failures after: an app that pins
+    tls_last_host   TEXT,
+    tls_last_error  TEXT,
+    tls_last_at     REAL
+);
+CREATE INDEX seen_devices_last_seen ON seen_devices(last_seen);
+CREATE TABLE device_posts (
+    device   TEXT NOT NULL,
+    post_id  TEXT NOT NULL,
+    seen_at  REAL NOT NULL,
+    PRIMARY KEY (device, post_id)
+) WITHOUT ROWID;
+CREATE INDEX device_posts_seen ON device_posts(seen_at);
+"""
+
 MIGRATIONS: list[str] = [
     V1_CAPTURE,
     V2_MODEL,
@@ -275,6 +313,7 @@ MIGRATIONS: list[str] = [
     V4_UNREAD_FORMATS,
     V5_HISTORY,
     V6_LABELLED_COUNTERS,
+    V7_DEVICES,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

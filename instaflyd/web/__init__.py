@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Flask, Response
 from werkzeug.routing import IntegerConverter, Map, ValidationError
 
+from instaflyd.capture.wireguard import CHECK_HOST
 from instaflyd.config import Config
 from instaflyd.status.collect import DaemonView
 from instaflyd.web import (
@@ -23,6 +24,7 @@ from instaflyd.web import (
     formatting,
     hostcheck,
     pages,
+    phones,
     photos,
     safe_mode,
     uploads,
@@ -33,8 +35,10 @@ from instaflyd.web.throttle import LoginThrottle
 from instaflyd.web.thumbnails import CACHE_FOLDER, Thumbnails, srcset
 
 SESSION_LIFETIME = timedelta(days=30)
+# connect-src: the set-up page's live check loads the check the proxy answers on CHECK_HOST.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    f"connect-src 'self' http://{CHECK_HOST} https://{CHECK_HOST}; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
@@ -64,6 +68,8 @@ def create_app(config: Config, daemon: DaemonView | None = None) -> Flask:
     auth.install(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(phones.bp)
+    app.jinja_env.globals["phone_qr"] = phones.qr_for
     app.register_blueprint(api.bp)
     # For the server: the largest body it takes, and who may send more than a small one.
     app.config["INSTAFLY_MAX_BODY"] = photos.largest_upload(config) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import segno
@@ -21,6 +22,7 @@ from flask import (
 from markupsafe import Markup
 
 from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
+from instaflyd.capture.wireguard import CHECK_HOST, CHECK_PATH
 from instaflyd.config import Config
 from instaflyd.imaging import CAPTURED_MAX_PIXELS
 from instaflyd.status.collect import DaemonView, setup_section
@@ -29,8 +31,10 @@ from instaflyd.status.weights import WeightsError, receive_weights
 from instaflyd.store import ImageFiles
 from instaflyd.store.images import stored_image_ext
 from instaflyd.store.jobs import get_job, retry_job
+from instaflyd.web.auth import has_session
 from instaflyd.web.charts import history_charts
 from instaflyd.web.database import get_db
+from instaflyd.web.phones import phone_cards
 from instaflyd.web.status import current_status
 from instaflyd.web.thumbnails import (
     Busy,
@@ -50,6 +54,14 @@ CA_FILES = {
     "cer": (CER_FILE, "application/x-x509-ca-cert"),
 }
 THUMBNAIL_CACHE = "private, max-age=3600"
+
+
+@dataclass(frozen=True)
+class LiveCheck:
+    """Where the set-up page's script checks the phone (answered by the proxy itself)."""
+
+    host: str
+    path: str
 
 
 def _config() -> Config:
@@ -83,9 +95,20 @@ def index() -> str:
 
 @bp.get("/setup")
 def setup() -> str:
-    """What a phone needs, without any captured data: public even with a password."""
-    section = setup_section(_config())  # the box's own address, never the Host header
-    return render_template("setup.html", setup=section, qr=qr_svg(section.setup_url))
+    """What a phone needs, without any captured data: public even with a password. The
+    phones' codes and the devices list only for the logged-in household."""
+    config = _config()
+    section = setup_section(config)  # the box's own address, never the Host header
+    logged_in = has_session()
+    return render_template(
+        "setup.html",
+        setup=section,
+        qr=qr_svg(section.setup_url),
+        live_check=LiveCheck(CHECK_HOST, CHECK_PATH),
+        wireguard=config.wireguard,
+        phones=phone_cards(config) if logged_in else None,
+        devices=current_status().devices if logged_in else None,
+    )
 
 
 @bp.get("/ca/instafly-ca.<kind>")
