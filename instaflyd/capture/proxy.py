@@ -35,6 +35,8 @@ from mitmproxy.addons import errorcheck
 
 from instaflyd import heartbeat
 from instaflyd.capture.addon import CaptureAddon
+from instaflyd.capture.body_budget import BodyBudget
+from instaflyd.capture.box_guard import BoxGuard
 from instaflyd.capture.ca import ensure_ca
 from instaflyd.capture.hosts import ALLOW_HOSTS
 from instaflyd.capture.limits import ConnectionLimits
@@ -159,7 +161,13 @@ async def _serve(
     )
     listeners = DeviceListeners(config, devices)
     capture = CaptureAddon(writer, config.proxy.max_body_bytes)
-    proxy.addons.add(check, limits, listeners, capture)
+    guard = BoxGuard(
+        writer.count, config.proxy.box_ports_allowed
+    )  # before capture: a refused connection never opens
+    budget = BodyBudget(
+        config.proxy.max_buffered_bytes, config.proxy.max_body_bytes, writer.count
+    )  # before capture: its response hook hands capture the kept copy
+    proxy.addons.add(check, limits, guard, listeners, budget, capture)
     try:
         modes = all_modes(config, devices)
         opts.update(**{**proxy_options(config, modes), **extra_options(config, opts)})
