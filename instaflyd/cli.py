@@ -144,15 +144,22 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from instaflyd import heartbeat
-    from instaflyd.status.training import training_status
+    from instaflyd.policy.training import training_plan
+    from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
 
     heartbeat.start_thread("trainer")  # an epoch can be minutes of TensorFlow
-    if args.scheduled:
-        os.nice(config.train.nice)
+    # Priority is the caller's: the daemon's scheduler starts this at `train.nice`.
+    weights_state = weights_status(config)
     with Database(config.db_path) as db:
-        status = training_status(config, db.conn, allow_random_weights=args.allow_random_weights)
-    if args.scheduled and not status.due:
+        status = training_plan(
+            config,
+            db.conn,
+            weights_ok=weights_state.ok,
+            weights_message=weights_state.message,
+            allow_random_weights=args.allow_random_weights,
+        )
+    if args.scheduled and not status.due and not args.force:
         log.debug("not training: %s", status.reason)
         return 0
     if status.running:
@@ -172,6 +179,8 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(str(exc)) from None
     if args.json:
         print_json(result.as_json())
+    elif args.scheduled:
+        log.info("%s", result.summary())  # the daemon's log: one line per result
     else:
         print(result.summary())
     return 0
@@ -186,17 +195,13 @@ def cmd_score(args: argparse.Namespace, config: Config) -> int:
         scores = score_files(scorer, args.images, max_pixels=config.enhance.max_pixels)
     except (NoModelError, ImageReadError) as exc:
         raise CommandError(str(exc)) from None
-    results = [
-        {"path": str(path), "score": float(score)}
-        for path, score in zip(args.images, scores, strict=True)
-    ]
+    scored = [(str(path), float(score)) for path, score in zip(args.images, scores, strict=True)]
     if args.json:
-        print_json(results)
+        print_json([{"path": path, "score": score} for path, score in scored])
         return 0
     print(f"model v{scorer.version}: score = predicted log(likes / followers), higher is better")
-    for result in results:
-        rate = math.exp(result["score"])
-        print(f"{result['score']:8.3f}  ({rate:.2%} of followers)  {result['path']}")
+    for path, score in scored:
+        print(f"{score:8.3f}  ({math.exp(score):.2%} of followers)  {path}")
     return 0
 
 
@@ -474,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--scheduled",
         action="store_true",
-        help="as the daemon runs it: low priority, exit 0 quietly when not due",
+        help="as the daemon runs it: exit 0 quietly when not due (unless --force), log the result",
     )
     sub.add_argument(
         "--allow-random-weights",

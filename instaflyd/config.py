@@ -142,6 +142,7 @@ class TrainConfig(Section):
     full_pass_every: Annotated[int, Field(ge=1, le=1000)]
     validation_max_posts: Annotated[int, Field(ge=1, le=1_000_000)]
     feature_cache_max_gb: Annotated[float, Field(gt=0, le=100_000)]
+    cpu_budget_hours_per_day: Annotated[float, Field(gt=0, le=24 * 64)]
 
     @property
     def feature_cache_max_bytes(self) -> int:
@@ -320,7 +321,8 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], _Origi
         raise ConfigError([f"{path} line 1: the file must be a mapping of keys, like 'proxy:'"])
     origins: dict[tuple[str, ...], _Origin] = {}
     problems: list[str] = []
-    _collect_origins(root, (), path, origins, problems)
+    if root is not None:
+        _collect_origins(root, (), path, origins, problems)
     if problems:
         raise ConfigError(problems)
     return values, origins
@@ -446,7 +448,8 @@ def _unknown_key(loc: tuple[str, ...]) -> str:
 def _allowed_range(loc: tuple[str, ...]) -> str:
     section = _section_of(loc)
     field = section.model_fields.get(loc[-1]) if section else None
-    low = high = None
+    low: object = None
+    high: object = None
     low_open = high_open = False
     for rule in field.metadata if field else []:
         if isinstance(rule, annotated_types.Ge):

@@ -243,7 +243,7 @@ def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_pa
         scheduler.tick(now=101.0)
         child = scheduler.child
         assert child is not None
-        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 0  # train --scheduled nices itself
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 7  # the scheduler nices every run
         assert scheduler.last_reason == "training is due: 6 new labelled posts"
         for now in (102.0, 103.0, 104.0):
             scheduler.tick(now=now)

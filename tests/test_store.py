@@ -78,7 +78,7 @@ def test_opening_sets_wal_busy_timeout_foreign_keys_and_current_schema(db: Datab
     assert db.scalar("PRAGMA journal_mode") == "wal"
     assert db.scalar("PRAGMA busy_timeout") == 30000
     assert db.scalar("PRAGMA foreign_keys") == 1
-    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 7
+    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 8
 
 
 def test_accounts_and_posts_round_trip_with_first_and_last_seen(db: Database) -> None:

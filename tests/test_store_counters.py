@@ -10,7 +10,7 @@ import numpy as np
 
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.images import record_image
-from instaflyd.store.migrations import SCHEMA_VERSION, migrate
+from instaflyd.store.migrations import MIGRATIONS, V6_LABELLED_COUNTERS, migrate
 from instaflyd.store.posts import attach_image, upsert_account, upsert_post
 from instaflyd.store.stats import COUNTED_TABLES, count, labelled_count, labelled_owner_count
 
@@ -118,7 +118,7 @@ def test_the_migration_counts_what_was_already_there(data_dir: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
-    migrate(conn, target=SCHEMA_VERSION - 1)
+    migrate(conn, target=MIGRATIONS.index(V6_LABELLED_COUNTERS))  # the schema before v6
     files = ImageFiles(data_dir / "images")
     conn.execute("BEGIN")
     for i in range(30):

@@ -213,7 +213,13 @@ def test_the_page_tells_the_last_training_outcome_and_the_way_to_the_first_model
         0.38, 1, 0.41,
     )  # fmt: skip
     assert outcome["seconds"] == pytest.approx(95, abs=0.2)
-    assert model["goal"]["text"] == "0 of 200 new labelled posts"  # train.min_new_posts
+    # v2 was not better: the next run waits for twice train.min_new_posts, or an hour
+    assert model["goal"]["text"] == "0 of 400 new labelled posts"
+    plan = model["next_training"]
+    assert (plan["not_better"], plan["posts_goal"], plan["due"]) == (1, 400, False)
+    assert plan["budget"] == {
+        "limit_seconds": 7200.0, "used_seconds": 0.0, "runs": 0, "free_at": None,
+    }  # fmt: skip
     html = client.get("/").get_data(as_text=True)
     lesson = html[html.index('id="last-training"') :]
     lesson = lesson[: lesson.index("</div>")]
@@ -223,6 +229,11 @@ def test_the_page_tells_the_last_training_outcome_and_the_way_to_the_first_model
     raw = html[html.index('id="last-training-raw"') :]
     raw = raw[: raw.index("</dd>")]
     assert "v2 not promoted: rank correlation 0.38; v1 before: 0.41 on the same posts" in raw
+    plan_html = html[html.index('id="training-plan"') :]
+    plan_html = " ".join(plan_html[: plan_html.index("</div>")].split())
+    assert "The last lesson did not do better." in plan_html
+    assert "when 400 new labelled posts have arrived (0 so far), or in 60 min." in plan_html
+    assert "Learning used 0 of its 2 hours of processor time in the last 24 hours." in plan_html
 
 
 def test_the_profiles_that_would_label_the_most_posts(

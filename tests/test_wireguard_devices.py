@@ -7,11 +7,15 @@ import base64
 import ipaddress
 import json
 import queue
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import mitmproxy_rs
 import pytest
+from helpers import REPO, cli_env, free_port, run_cli, wait_until, write_config
 from mitmproxy import dns, http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
@@ -32,7 +36,7 @@ from instaflyd.capture.wireguard import (
     x25519,
 )
 from instaflyd.capture.writer import DeviceSeen, TlsFailure, write_until_stopped
-from instaflyd.config import Config, build_config
+from instaflyd.config import Config, build_config, load_config
 from instaflyd.store import Database
 from instaflyd.store.devices import (
     DeviceBudgetFull,
@@ -249,3 +253,54 @@ def test_sightings_are_shipped_once_then_on_first_trust() -> None:
     for trusted in (False, False, True, True, False):
         sightings.seen("wg:1", trusted)
     assert [(i.device, i.trusted) for i in writer.items] == [("wg:1", False), ("wg:1", True)]  # type: ignore[attr-defined]
+
+
+# --- the proxy process ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_wireguard_only_proxy_listens_for_each_phone_and_logs_no_key(tmp_path: Path) -> None:
+    port, wg_port = free_port(), free_port()
+    config_path = write_config(
+        tmp_path / "instafly.yaml",
+        {
+            "data_dir": str(tmp_path / "data"),
+            "log": {"level": "debug"},
+            "proxy": {"mode": "wireguard", "listen_host": "127.0.0.1", "listen_port": port},
+            "wireguard": {"port": wg_port},
+        },
+    )
+    config = load_config(config_path, search=False)
+    with Database(config.db_path) as db, db.transaction() as conn:
+        phone = add_device(conn, config, "Anna")
+    log = tmp_path / "proxy.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "instaflyd", "--config", str(config_path), "--verbose", "proxy"],
+            stdout=output, stderr=subprocess.STDOUT, env=cli_env(), cwd=REPO,
+        )  # fmt: skip
+        try:
+            listening = f"proxy listening on 127.0.0.1:{wg_port} (wireguard:"
+            wait_until(lambda: listening in log.read_text(), 60, listening, process=process,
+                       output=log.read_text)  # fmt: skip
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    assert process.returncode == 0
+    text = log.read_text()
+    assert f"127.0.0.1:{port}" not in text  # no Wi-Fi proxy listener in this mode
+    assert "PrivateKey" not in text
+    assert phone.device_private_key not in text and phone.server_private_key not in text
+
+
+def test_a_wireguard_only_proxy_without_wireguard_is_refused(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "instafly.yaml",
+        {"proxy": {"mode": "wireguard"}, "wireguard": {"enabled": False}},
+    )
+    result = run_cli("proxy", config=config, data_dir=tmp_path / "data", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "instaflyd: proxy: cannot start: proxy.mode is wireguard but wireguard.enabled is false:"
+        " nothing to listen on (set proxy.mode: regular, or wireguard.enabled: true)"
+    )

@@ -84,6 +84,7 @@ class Box:
     origin_address: str
     first_phone: WireGuardDevice  # added before the proxy started
     log: Path
+    proxy_port: int  # the Wi-Fi proxy's
 
     @property
     def ca(self) -> Path:
@@ -118,7 +119,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
             first = new_device(config, "Anna's phone")
             with running_proxy(config, port, tmp / "proxy.log") as process:
                 yield Box(the_lab, config, data, wg_port, origin, origin_address, first,
-                          tmp / "proxy.log")  # fmt: skip
+                          tmp / "proxy.log", port)  # fmt: skip
         # mitmproxy may end with SIGSEGV on SIGTERM after WireGuard traffic: a stop all the same.
         assert process.returncode in (0, -11)
     assert "PrivateKey" not in (tmp / "proxy.log").read_text()
@@ -127,7 +128,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
 def test_two_phones_each_through_its_own_tunnel(box: Box, tmp_path: Path) -> None:
     the_lab, data, wg_port, origin = box.lab, box.data, box.wg_port, box.origin
     origin_address, ca, db = box.origin_address, box.ca, box.db
-    phone_a, box_a, _ = the_lab.namespace("a")
+    phone_a, box_a, anna_address = the_lab.namespace("a")
     phone_b, box_b, _ = the_lab.namespace("b")
     anna = box.first_phone  # added before the proxy started
     ben = new_device(box.config, "Ben's phone")  # while it runs: a listener appears
@@ -196,6 +197,23 @@ def test_two_phones_each_through_its_own_tunnel(box: Box, tmp_path: Path) -> Non
     assert status == 28  # curl: timed out, nothing answers
     status, body = curl(the_lab, phone_b, url)
     assert json.loads(body)["device"] == ben.key
+
+    # Anna sets the Wi-Fi proxy instead: the box knows her phone by its address now.
+    wifi = ["-x", f"http://{box_a}:{box.proxy_port}"]
+    status, body = curl(the_lab, phone_a, url, *wifi)
+    assert json.loads(body) == {
+        "instafly": "check", "secure": False, "device": f"ip:{anna_address}", "via": "proxy",
+    }  # fmt: skip
+    post = "https://www.instagram.com/p/CAnqPB-Jzcj/?__a=1"
+    cookie = next(r.cookie for r in recorded_requests() if r.url == post)
+    status, body = curl(the_lab, phone_a, post, *wifi, "--cacert", str(ca), "-H", f"Cookie: {cookie}",
+                        "-o", "/dev/null", "-w", "%{http_code}")  # fmt: skip
+    assert (status, body) == (0, "200")
+    wait_until(
+        lambda: rows(db, ben_posts, f"ip:{anna_address}") == rows(db, ben_posts, ben.key),
+        20,
+        "the post captured through the Wi-Fi proxy, by Anna's address",
+    )
 
 
 def spki_sha256(pem: Path) -> str:

@@ -27,7 +27,7 @@ the document "not understood", and so does a document with user-like objects tha
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -316,10 +316,6 @@ def graph_image_urls(node: dict[str, Json]) -> list[str]:
     return _largest_first(sized)
 
 
-def _is_graph_media(node: dict[str, Json]) -> bool:
-    return any(key in node for key in ("shortcode", "code", "display_url", "display_src"))
-
-
 # --- v1 media -------------------------------------------------------------------------------
 
 V1_PHOTO, V1_VIDEO, V1_CAROUSEL = 1, 2, 8
@@ -484,6 +480,6 @@ def _edge_nodes(connection: dict[str, Json]) -> Iterator[dict[str, Json]]:
             yield node
 
 
-def _largest_first(sized: list[tuple[float, str]]) -> list[str]:
+def _largest_first(sized: Sequence[tuple[float, str]]) -> list[str]:
     ordered = sorted(sized, key=lambda pair: -pair[0])  # stable: ties keep document order
     return list(dict.fromkeys(url for _, url in ordered))

@@ -136,6 +136,11 @@ def _one_line(message: str) -> str:
 
 def run_proxy(config: Config, verbose: bool = False) -> None:
     """Serve until SIGTERM or SIGINT; raises ProxyStartupError if the proxy cannot start."""
+    if config.proxy.mode == "wireguard" and not config.wireguard.enabled:
+        raise ProxyStartupError(
+            "proxy.mode is wireguard but wireguard.enabled is false: nothing to listen on"
+            " (set proxy.mode: regular, or wireguard.enabled: true)"
+        )
     ensure_ca(config.mitmproxy_dir)
     with Database(config.db_path):
         pass  # open and migrate now: a broken database is a start-up error, not a thread's

@@ -76,6 +76,7 @@ class ChildProcess:
         self.lines: collections.deque[str] = collections.deque(maxlen=KEEP_LINES)
         self.started = time.time()  # for people; intervals use started_monotonic
         self.started_monotonic = time.monotonic()
+        self.cpu_seconds: float | None = None  # user + system CPU time, once reaped by `poll`
         self._relay_to = relay_to
         self._listener = listener
         env = child_environment()
@@ -105,12 +106,23 @@ class ChildProcess:
         return self.process.pid
 
     def poll(self) -> int | None:
-        """The exit status once the child has ended (negative: killed by that signal)."""
-        return self.process.poll()
+        """The exit status once the child has ended (negative: killed by that signal).
+
+        Reaped with wait4 so that the kernel's account of its CPU time is kept (`cpu_seconds`).
+        """
+        if self.process.returncode is None:
+            try:
+                pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (Popen.wait): the status is there
+                return self.process.poll()
+            if pid:
+                self.cpu_seconds = usage.ru_utime + usage.ru_stime
+                self.process.returncode = os.waitstatus_to_exitcode(status)
+        return self.process.returncode
 
     def last_line(self) -> str | None:
         """The child's last non-empty output line."""
-        self._relay.join(timeout=0.5 if self.process.poll() is not None else 0)
+        self._relay.join(timeout=0.5 if self.poll() is not None else 0)
         for line in reversed(self.lines):
             if line.strip():
                 return line.strip()
@@ -119,7 +131,7 @@ class ChildProcess:
     def last_error(self) -> str | None:
         """Why it ended, as far as its output says: its last line that is not one of our own
         log lines below WARNING (a killed child's last INFO line is no reason). None if none."""
-        self._relay.join(timeout=0.5 if self.process.poll() is not None else 0)
+        self._relay.join(timeout=0.5 if self.poll() is not None else 0)
         for line in reversed(self.lines):
             if line.strip() and not _CALM_LOG_LINE.match(line):
                 return line.strip()

@@ -1,12 +1,13 @@
-"""The daemon's events, written by a thread of their own: the supervisor's loop never waits for the
-store.
+"""The daemon's own writes (its events, and its chores such as pruning the event log), done by a
+thread of their own: the supervisor's loop never waits for the store.
 
 Another program holding the database's write lock makes a write wait up to the busy timeout
 (30 s). Written from the supervisor's loop (as it once was, under the supervisor's lock), one
 event held up the restart of every child and, through the lock, /healthz and /api/status. Now
 `record()` only appends to a bounded queue and returns; the writer thread stores the events in
 order on its own connection, and what does not fit in the queue while the store is stuck is
-counted and said in one log line when the store answers again.
+counted and said in one log line when the store answers again. `chores(db)` runs on the same
+thread about once a second between events, on the writer's own connection.
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from instaflyd.logs import FaultLog
 from instaflyd.store import Database
 from instaflyd.store.events import Level, record_event
 
 log = logging.getLogger("instafly.daemon")
 
 MAX_WAITING = 1000  # events kept while the store does not answer
+CHORES_EVERY_SECONDS = 1.0
 
 
 class EventSink(Protocol):
@@ -41,15 +46,22 @@ class _Event:
 class EventWriter:
     """A thread that writes the daemon's events; `record` never blocks."""
 
-    def __init__(self, db_path: Path, max_waiting: int = MAX_WAITING) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        max_waiting: int = MAX_WAITING,
+        chores: Callable[[Database], None] | None = None,
+    ) -> None:
         self.db_path = db_path
         self.max_waiting = max_waiting
+        self.chores = chores
         self.dropped = 0  # events that did not fit while the store was stuck
         self._waiting: collections.deque[_Event] = collections.deque()
         self._cond = threading.Condition()
         self._busy = False
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._fault = FaultLog(log, "could not write the daemon's events or prune the event log")
 
     def start(self) -> EventWriter:
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
@@ -80,13 +92,15 @@ class EventWriter:
 
     def _run(self) -> None:
         db: Database | None = None
+        next_chores = time.monotonic()
         try:
             while True:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._waiting or self._stopping)
-                    if not self._waiting:
+                    timeout = max(0.0, next_chores - time.monotonic()) if self.chores else None
+                    self._cond.wait_for(lambda: self._waiting or self._stopping, timeout)
+                    if self._stopping and not self._waiting:
                         return
-                    event = self._waiting.popleft()
+                    event = self._waiting.popleft() if self._waiting else None
                     self._busy = True
                     dropped, self.dropped = self.dropped, 0
                 try:
@@ -94,9 +108,15 @@ class EventWriter:
                         db = Database(self.db_path)
                     if dropped:
                         log.warning("%d events were not recorded: the store was stuck", dropped)
-                    record_event(db, event.component, event.level, event.kind, event.message)
-                except Exception as exc:  # the store cannot be opened: say so once per event
-                    log.warning("could not write the event log: %s", exc)
+                    if event is not None:
+                        record_event(db, event.component, event.level, event.kind, event.message)
+                    if self.chores is not None and time.monotonic() >= next_chores:
+                        next_chores = time.monotonic() + CHORES_EVERY_SECONDS
+                        self.chores(db)
+                except Exception as exc:  # the store cannot be opened: said once, tried again
+                    self._fault.failed(exc)
+                else:
+                    self._fault.ok()
                 finally:
                     with self._cond:
                         self._busy = False

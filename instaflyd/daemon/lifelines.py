@@ -35,6 +35,7 @@ class _Heard:
     last: float  # monotonic time of the last beat (or of the start)
     allowance: float  # seconds of silence allowed from `last`
     reported: bool = False  # overdue() has named it already
+    beaten: bool = False  # it has beaten at least once
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,9 @@ class Lifelines:
     def _beat(self, component: str, beat: heartbeat.Beat) -> None:
         with self._lock:
             known = self._heard.get(beat.pid)
-            new = known is None or known.name != beat.name
+            new = known is None or known.name != beat.name or not known.beaten
             self._heard[beat.pid] = _Heard(
-                component, beat.name, beat.pid, self.clock(), self.hang_seconds
+                component, beat.name, beat.pid, self.clock(), self.hang_seconds, beaten=True
             )
         if new:  # a new process of that name answers: an earlier one's hang is healed
             self.registry.resolve(hung_problem_id(beat.name))

@@ -57,9 +57,10 @@ def run_daemon(config_path: Path | None, data_dir: Path | None, *, verbose: bool
     try:
         config = load_config(config_path, data_dir)
     except ConfigError as exc:
-        config = wait_for_valid_config(exc.problems, config_path, data_dir, notifier, stop)
-        if config is None:
+        healed = wait_for_valid_config(exc.problems, config_path, data_dir, notifier, stop)
+        if healed is None:
             return 0
+        config = healed
     if not verbose:
         logging.getLogger("instafly").setLevel(config.log.level.upper())
     return Daemon(config, notifier).run(stop)
@@ -105,14 +106,14 @@ class Daemon:
         self.notifier = notifier
         self.db = Database(config.db_path)
         self.repairs = repairs.RepairsRegistry()
-        self.events = EventWriter(config.db_path)
+        self.events = EventWriter(config.db_path, chores=self._chores)
+        self.housekeeping: Housekeeping | None = None  # made on the writer's thread
         self.lifelines = Lifelines(self.repairs, config.faults.hang_seconds)
         self.supervisor = Supervisor(
             component_specs(config), self.events, lifelines=self.lifelines, repairs=self.repairs
         )
         self.scheduler = TrainingScheduler(config, self.db, self.events, self.lifelines)
         self.weights = WeightsFetcher(config)
-        self.housekeeping = Housekeeping(config, self.db)
         self.emitter = StatusEmitter(config, self)
         self._state: DaemonState = "starting"
         self._heartbeat = time.monotonic()
@@ -175,7 +176,6 @@ class Daemon:
             try:
                 self.scheduler.tick(now)
                 self.weights.tick(now)
-                self.housekeeping.tick()
                 proxy_up = self.supervisor.is_up("proxy") or now - started > READY_TIMEOUT
                 if self._state == "starting" and server.alive() and proxy_up:
                     self._state = "running"
@@ -186,7 +186,7 @@ class Daemon:
                     self.notifier.status(self.summary())
                     next_status = now + STATUS_EVERY_SECONDS
             except Exception:  # a store problem must not take the proxy and the worker down
-                log.exception("the training check, housekeeping or the status summary failed")
+                log.exception("the training check or the status summary failed")
                 next_status = now + STATUS_EVERY_SECONDS
             if not server.alive():
                 return self._page_died(server)
@@ -226,6 +226,12 @@ class Daemon:
         self.events.stop(timeout=2)
         repairs.install(None)
         self.db.close()
+
+    def _chores(self, db: Database) -> None:
+        """On the event writer's thread and connection: what would keep the loop waiting."""
+        if self.housekeeping is None:
+            self.housekeeping = Housekeeping(self.config, db)
+        self.housekeeping.tick()
 
     def check_storage(self) -> None:
         try:

@@ -1,14 +1,18 @@
 """The training scheduler: starts `instaflyd train --scheduled` when training is due.
 
-Every `train.check_interval_seconds` it asks `training_status` (plain SQL, no TensorFlow) whether
-enough new labelled posts have arrived. When they have, it starts one trainer process at the
-CPU niceness `train.nice`, never two at a time. "Train now" on the status page asks for a run
-regardless (`train --force`). A failed run is retried later, each failure doubling the wait.
+Every `train.check_interval_seconds`, counted from the end of the last run (monotonic clock), it
+asks the training policy (`policy.training`: plain SQL, no TensorFlow) whether training is due:
+new posts since the last run, the back-off after models that were not better, the daily CPU
+budget. When it is, it starts one trainer process at the CPU niceness `train.nice`, never two at
+a time. "Train now" on the status page asks for a run regardless (`--force`). When a trainer
+ends, its CPU time (the kernel's account of the child, killed or not) is recorded on its run for
+the budget. A failed run is retried later, each failure doubling the wait.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from typing import Literal
@@ -17,9 +21,11 @@ from instaflyd.config import Config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
 from instaflyd.daemon.event_writer import EventSink
 from instaflyd.daemon.lifelines import Lifelines, Silent
+from instaflyd.policy.training import training_plan
 from instaflyd.status.document import TrainerStatus
-from instaflyd.status.training import training_status
+from instaflyd.status.weights import weights_status
 from instaflyd.store import Database
+from instaflyd.store.versions import record_training_cpu
 
 log = logging.getLogger("instafly.daemon")
 
@@ -47,6 +53,8 @@ class TrainingScheduler:
         self.last_exit: int | None = None
         self.last_exit_at: float | None = None
         self.last_error: str | None = None
+        self.last_cpu_seconds: float | None = None  # the last trainer's CPU time (kernel's)
+        self.cpu_writer: threading.Thread | None = None
         self.last_reason: str | None = None  # why it did or did not start a run at the last check
         self.next_check = 0.0  # monotonic; 0 = check at the first tick
         self.stopped = False
@@ -54,7 +62,7 @@ class TrainingScheduler:
         self._lock = threading.Lock()
 
     def argv(self, forced: bool) -> list[str]:
-        return instaflyd_argv(self.config, "train", "--force" if forced else "--scheduled")
+        return instaflyd_argv(self.config, "train", "--scheduled", *(["--force"] if forced else []))
 
     def request(self) -> tuple[bool, str]:
         """ "Train now" (from the status page's thread): start a run at the next tick."""
@@ -72,33 +80,38 @@ class TrainingScheduler:
         without it (the page's thread reads `snapshot()` under it)."""
         now = time.monotonic() if now is None else now
         failed: str | None = None
+        ended: ChildProcess | None = None
         with self._lock:
             if self.stopped:
                 return
             if self.child is not None:
                 if self.child.poll() is None:
                     return
+                ended = self.child
                 failed = self._finished(now)
             forced = self._requested.is_set()
             due = forced or now >= self.next_check
             if due:
                 self._requested.clear()
                 self.next_check = now + self.config.train.check_interval_seconds
+        if ended is not None:
+            self._record_cpu(ended)
         if failed:
             self.events.record("trainer", "error", "training_failed", failed)
         if not due:
             return
-        status = training_status(self.config, self.db.conn)
+        weights = weights_status(self.config)
+        status = training_plan(
+            self.config, self.db.conn, weights_ok=weights.ok, weights_message=weights.message
+        )
         with self._lock:
             self.last_reason = status.reason
             if self.stopped or self.child is not None:
                 return
             if status.running or not (forced or status.due):
                 return
-            # `train --scheduled` lowers its own priority; a forced run gets it from here.
-            nice = self.config.train.nice if forced else 0
             self.child = ChildProcess(
-                "trainer", self.argv(forced), nice=nice, listener=self.lifelines
+                "trainer", self.argv(forced), nice=self.config.train.nice, listener=self.lifelines
             )
             self.hung_for = None
             if self.lifelines is not None:
@@ -111,6 +124,7 @@ class TrainingScheduler:
         assert self.child is not None
         self.last_exit = self.child.poll()
         self.last_exit_at = time.time()
+        self.last_cpu_seconds = self.child.cpu_seconds
         if self.hung_for is not None:
             self.last_error = f"stopped answering for {self.hung_for:.0f} s (hung)"
         else:
@@ -119,9 +133,11 @@ class TrainingScheduler:
             self.lifelines.ended("trainer")
         self.child = None
         interval = self.config.train.check_interval_seconds
+        self.next_check = now + interval  # from the run's end, not its start
         if self.last_exit == 0:
             self.failures = 0
-            log.info("trainer finished")
+            # the trainer logged its result; this is the supervisor's account of its cost
+            log.debug("trainer finished: %.1f CPU seconds", self.last_cpu_seconds or 0.0)
             return None
         self.failures += 1
         wait = interval * min(2 ** (self.failures - 1), MAX_FAILURE_BACKOFF)
@@ -143,6 +159,18 @@ class TrainingScheduler:
         log.error("the trainer (pid %d) stopped answering for %.0f s; killing it", silent.pid,
                   silent.silent_for)  # fmt: skip
         return True
+
+    def _record_cpu(self, child: ChildProcess) -> None:
+        """The ended child's CPU time on its run, for the daily budget: written by a short thread
+        on its own connection, so the loop never waits for the store (the trainer has recorded
+        its own, smaller figure already; this one also covers a killed trainer's)."""
+        if child.cpu_seconds is None:
+            return
+        self.cpu_writer = threading.Thread(
+            target=_write_cpu, args=(self.config, child.pid, child.cpu_seconds),
+            name="trainer-cpu", daemon=True,
+        )  # fmt: skip
+        self.cpu_writer.start()
 
     def stop(self) -> ChildProcess | None:
         """Start no more runs; returns the running trainer for the caller to stop with the rest."""
@@ -168,3 +196,11 @@ class TrainingScheduler:
                 last_check=self.last_reason,
                 next_check_in=None if self.child else round(max(0.0, self.next_check - now), 1),
             )
+
+
+def _write_cpu(config: Config, pid: int, seconds: float) -> None:
+    try:
+        with Database(config.db_path) as db, db.transaction() as conn:
+            record_training_cpu(conn, seconds, pid=pid)
+    except sqlite3.Error as exc:
+        log.error("could not record the trainer's CPU time (%.1f s): %s", seconds, exc)

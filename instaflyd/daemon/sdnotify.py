@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 
 log = logging.getLogger("instafly.sdnotify")
 
@@ -26,7 +27,7 @@ def notify_socket_address(value: str | None) -> str | bytes | None:
     return value
 
 
-def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
+def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
     """Seconds between WATCHDOG=1 pings (half the timeout), or None when no watchdog is asked.
 
     $WATCHDOG_PID, when set, names the process the watchdog is meant for; another process
@@ -46,7 +47,7 @@ def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
 class Notifier:
     """Sends sd_notify messages to systemd, if systemd is listening."""
 
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self.address = notify_socket_address(env.get("NOTIFY_SOCKET"))
         self.watchdog_every = watchdog_interval(env)

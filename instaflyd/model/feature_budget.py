@@ -40,7 +40,7 @@ def keep_order(posts: list[LabelledPost]) -> list[LabelledPost]:
     by_owner: dict[str, list[LabelledPost]] = defaultdict(list)
     for post in posts:
         by_owner[post.owner_id].append(post)
-    ranked = []
+    ranked: list[tuple[int, LabelledPost]] = []
     for owned in by_owner.values():
         owned.sort(key=lambda post: (-post.seen, post.post_id))
         ranked.extend((rank, post) for rank, post in enumerate(owned))
@@ -56,7 +56,7 @@ def admit(posts: list[LabelledPost], cache: FeatureCache) -> Admission:
     cached = cache.inventory()
     sizes = [file.bytes for file in cached.values()]
     estimate = statistics.median(sizes) if sizes else _first_guess(cache)
-    budget, total = cache.max_bytes, 0
+    budget, total = cache.max_bytes, 0.0
     kept_shas: set[str] = set()
     for post in keep_order(posts):
         if post.image_sha256 in kept_shas:

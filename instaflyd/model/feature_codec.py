@@ -16,6 +16,7 @@ reads only the zip directory at the end, so a truncated file is recognised witho
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 import zlib
 
@@ -40,7 +41,7 @@ def encode(value: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def decode(source: io.BytesIO | str | object) -> np.ndarray:
+def decode(source: io.BytesIO | str | os.PathLike[str]) -> np.ndarray:
     """A compact file (a path or a file object) -> (H, W, C) float16 features."""
     with np.load(source, allow_pickle=False) as archive:
         quantised, scale = archive["q"], archive["scale"]
@@ -50,11 +51,11 @@ def decode(source: io.BytesIO | str | object) -> np.ndarray:
     return (channels_last * (scale / LEVELS)).astype(np.float16)
 
 
-def is_complete(path: object) -> bool:
+def is_complete(path: str | os.PathLike[str]) -> bool:
     """Whether a file is a whole compact archive (its zip directory names both arrays),
     without decoding it."""
     try:
-        with zipfile.ZipFile(path) as archive:  # type: ignore[arg-type]
+        with zipfile.ZipFile(path) as archive:
             return sorted(archive.namelist()) == ["q.npy", "scale.npy"]
     except DECODE_ERRORS:
         return False

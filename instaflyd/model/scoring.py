@@ -59,14 +59,18 @@ def load_scorer(config: Config) -> Scorer:
     The error's message says what training still waits for (how many labelled posts, ...);
     TensorFlow is imported only when there is a model to load.
     """
-    from instaflyd.status.training import training_status
+    from instaflyd.policy.training import training_plan
+    from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
     from instaflyd.store.versions import current_model_version
 
     with Database(config.db_path) as db:
         current = current_model_version(db.conn)
         if current is None:
-            status = training_status(config, db.conn)
+            weights = weights_status(config)
+            status = training_plan(
+                config, db.conn, weights_ok=weights.ok, weights_message=weights.message
+            )
             hint = "; run 'instaflyd train'" if status.due else ""
             raise NoModelError(f"no model yet: {status.reason}{hint}")
     from instaflyd.model.registry import load_version

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -55,6 +56,7 @@ from instaflyd.store.versions import (
     current_model_version,
     finish_training_run,
     next_model_version,
+    record_training_cpu,
     record_training_progress,
     running_training_runs,
     runs_since_full_pass,
@@ -127,9 +129,18 @@ def run_training(
             message = f"{type(exc).__name__}: {exc}"
             with db.transaction() as conn:
                 finish_training_run(conn, run_id, "failed", message=message)
+                record_training_cpu(conn, own_cpu_seconds(), run_id=run_id)
                 log_event(conn, "trainer", "error", "training_failed", message)
             raise
+        with db.transaction() as conn:  # the daily budget counts it (the daemon's figure wins)
+            record_training_cpu(conn, own_cpu_seconds(), run_id=run_id)
     return result
+
+
+def own_cpu_seconds() -> float:
+    """This process's user + system CPU time so far (its threads included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def claim_training_run(db: Database, epochs: int) -> int:
@@ -161,7 +172,7 @@ def _train(
         split,
         config.train,
         cached=cache.inventory(),
-        current_trained_at=current.created if from_current else None,
+        current_trained_at=current.created if from_current and current is not None else None,
         runs_since_full=runs_since_full_pass(db.conn),
         version=next_model_version(db.conn),
         full=full_pass,
@@ -242,8 +253,7 @@ def _train(
         finish_training_run(conn, run_id, "done", version=version, message=result.summary())
         log_event(conn, "trainer", "info", "model_trained", result.summary())
     registry.prune_versions(config, db.conn)
-    log.info("%s", result.summary())
-    return result
+    return result  # the caller says it once (`instaflyd train` prints or logs the summary)
 
 
 def regression_loss(scores: tf.Tensor, target: tf.Tensor) -> tf.Tensor:

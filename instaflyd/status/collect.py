@@ -16,6 +16,7 @@ from typing import Protocol
 from instaflyd import __version__
 from instaflyd.capture.ca_files import ca_fingerprint
 from instaflyd.config import Config
+from instaflyd.policy.training import TrainingPlan, training_plan
 from instaflyd.repairs import Problem, RepairsRegistry
 from instaflyd.status.document import (
     CaptureSection,
@@ -45,7 +46,6 @@ from instaflyd.status.document import (
 from instaflyd.status.network import is_loopback, lan_address
 from instaflyd.status.share import samba_share
 from instaflyd.status.storage import check_storage
-from instaflyd.status.training import TrainingStatus, training_status
 from instaflyd.status.weights import weights_status
 from instaflyd.store.devices import SeenDevice, seen_devices, wireguard_devices
 from instaflyd.store.events import counters, recent_events
@@ -203,7 +203,8 @@ def model_section(config: Config, conn: sqlite3.Connection) -> ModelSection:
     current = current_model_version(conn)
     run = latest_training_run(conn)
     running = in_progress(run)
-    upcoming = training_status(config, conn)
+    weights = weights_status(config)
+    upcoming = training_plan(config, conn, weights_ok=weights.ok, weights_message=weights.message)
     return ModelSection(
         version=current.version if current else None,
         trained_at=current.created if current else None,
@@ -231,16 +232,16 @@ def model_section(config: Config, conn: sqlite3.Connection) -> ModelSection:
         next_training=upcoming,
         goal=training_goal(config, upcoming),
         last_outcome=last_training_outcome(conn),
-        weights=weights_status(config),
+        weights=weights,
         input_size=config.model.input_size,
     )
 
 
-def training_goal(config: Config, upcoming: TrainingStatus) -> TrainingGoal:
+def training_goal(config: Config, upcoming: TrainingPlan) -> TrainingGoal:
     train = config.train
     first = upcoming.current_version is None
-    goal = train.min_labelled_posts if first else train.min_new_posts
-    posts = upcoming.labelled if first else upcoming.new_since_current
+    goal = upcoming.posts_goal
+    posts = upcoming.new_since_last_run
     what = "labelled posts" if first else "new labelled posts"
     text = f"{posts:,} of {goal:,} {what}" if posts < goal else f"{posts:,} {what}"
     if first:

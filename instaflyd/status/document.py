@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from instaflyd.policy.training import TrainingPlan
 from instaflyd.repairs import Problem
 from instaflyd.status.share import ShareNames
-from instaflyd.status.training import TrainingStatus
 from instaflyd.status.weights import WeightsStatus
 from instaflyd.store.formats import UnreadFormat
 from instaflyd.store.jobs import EnhancedTotals
@@ -160,7 +160,7 @@ class ModelSection:
     metrics: dict[str, Any]
     training: TrainingProgress
     last_run: LastRun | None
-    next_training: TrainingStatus
+    next_training: TrainingPlan  # when the next run is due, the back-off, the CPU budget
     goal: TrainingGoal
     last_outcome: TrainingOutcome | None  # the last finished run, promoted or not
     weights: WeightsStatus

@@ -156,7 +156,7 @@ def parse_request(series: str | None, range_: str | None) -> tuple[SeriesName, R
     range_ = range_ or "day"
     if range_ not in RANGES:
         raise UnknownSeries(f"unknown range {_shown(range_)}: choose one of {', '.join(RANGES)}")
-    return series, range_  # type: ignore[return-value]
+    return series, range_
 
 
 def history_series(

@@ -32,7 +32,7 @@ def _routed_address(_minute: int) -> str:
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect(_PROBE_ADDRESS)
-            return probe.getsockname()[0]
+            return str(probe.getsockname()[0])
     except OSError:
         pass
     try:

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import IO, Any, Literal
 
 from instaflyd.config import Config
 from instaflyd.fsutil import atomic_writer
@@ -160,7 +160,7 @@ def weights_status(config: Config) -> WeightsStatus:
 
 
 def receive_weights(
-    config: Config, reader: BinaryIO, name: str, size: int | None = None
+    config: Config, reader: IO[bytes], name: str, size: int | None = None
 ) -> WeightsStatus:
     """Write the weights read from `reader` into place once their size and md5 check out.
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 WIREGUARD_PREFIX = "wg:"
 ADDRESS_PREFIX = "ip:"
@@ -77,7 +78,7 @@ _DEVICE_COLUMNS = (
 )
 
 
-def _device(row: sqlite3.Row | tuple) -> WireGuardDevice:
+def _device(row: sqlite3.Row | tuple[Any, ...]) -> WireGuardDevice:
     return WireGuardDevice(*row)
 
 
@@ -249,4 +250,5 @@ def seen_devices(conn: sqlite3.Connection, posts_since: float, limit: int) -> li
         " ORDER BY s.last_seen DESC, s.key LIMIT ?",
         (posts_since, limit),
     )
-    return [SeenDevice(*row[:11], bool(row[11])) for row in rows]
+    names = [f.name for f in fields(SeenDevice)]
+    return [SeenDevice(**dict(zip(names, (*row[:11], bool(row[11])), strict=True))) for row in rows]

@@ -96,7 +96,7 @@ def last_sample_time(conn: sqlite3.Connection) -> float | None:
     row = conn.execute(
         "SELECT MAX(time) FROM history WHERE tier = ?", (TIERS[0].seconds,)
     ).fetchone()
-    return row[0]
+    return None if row[0] is None else float(row[0])
 
 
 def history_size(conn: sqlite3.Connection) -> int:

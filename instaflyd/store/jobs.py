@@ -147,7 +147,7 @@ def recent_jobs(conn: sqlite3.Connection, limit: int) -> list[Job]:
 
 def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     """Every state with its count (zero included)."""
-    counts = dict.fromkeys(JOB_STATES, 0)
+    counts: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
     for row in conn.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
         counts[row["state"]] = row["n"]
     return counts

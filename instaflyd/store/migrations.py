@@ -306,6 +306,12 @@ CREATE TABLE device_posts (
 CREATE INDEX device_posts_seen ON device_posts(seen_at);
 """
 
+# v8: the CPU time each training run used (the trainer's own, or its parent's measure of the
+# child), for the daily training budget.
+V8_TRAINING_CPU = """
+ALTER TABLE training_runs ADD COLUMN cpu_seconds REAL;
+"""
+
 MIGRATIONS: list[str] = [
     V1_CAPTURE,
     V2_MODEL,
@@ -314,6 +320,7 @@ MIGRATIONS: list[str] = [
     V5_HISTORY,
     V6_LABELLED_COUNTERS,
     V7_DEVICES,
+    V8_TRAINING_CPU,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -325,7 +332,7 @@ class SchemaTooNew(Exception):
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     """Apply the migrations the database lacks, up to `target`; returns the resulting version."""
     while True:
-        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        current = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if current > SCHEMA_VERSION:
             raise SchemaTooNew(
                 f"the database is at schema version {current}, newer than this Instafly "

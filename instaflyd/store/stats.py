@@ -29,7 +29,8 @@ def labelled_owner_count(conn: sqlite3.Connection) -> int:
 
 def last_capture_time(conn: sqlite3.Connection) -> float | None:
     """When a post was last seen by the proxy or an import (Unix time), None before the first."""
-    return conn.execute("SELECT MAX(last_seen) FROM posts").fetchone()[0]
+    value = conn.execute("SELECT MAX(last_seen) FROM posts").fetchone()[0]
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)

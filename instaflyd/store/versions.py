@@ -62,6 +62,7 @@ class TrainingRun:
     metrics: dict[str, Any] | None  # the latest validation metrics
     version: int | None  # the version it wrote
     message: str | None
+    cpu_seconds: float | None  # CPU time it used, once measured (at its end)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> TrainingRun:
@@ -78,6 +79,7 @@ class TrainingRun:
             metrics=json.loads(row["metrics"]) if row["metrics"] else None,
             version=row["version"],
             message=row["message"],
+            cpu_seconds=row["cpu_seconds"],
         )
 
 
@@ -140,7 +142,8 @@ def start_training_run(
         " VALUES (?, ?, 'running', ?, ?)",
         (now, now, pid, epochs),
     )
-    return int(cursor.lastrowid)
+    assert cursor.lastrowid is not None  # an INSERT that succeeded has one
+    return cursor.lastrowid
 
 
 def record_training_progress(
@@ -174,6 +177,47 @@ def finish_training_run(
         " WHERE id = ?",
         (state, version, message, now, now, run_id),
     )
+
+
+def record_training_cpu(
+    conn: sqlite3.Connection, seconds: float, *, run_id: int | None = None, pid: int | None = None
+) -> None:
+    """The CPU time a run used: by the run's id (the trainer's own measure), or on the newest
+    run of trainer process `pid` (its parent's measure, which also covers a killed trainer and
+    its start-up); the larger figure is kept."""
+    where, key = ("id = ?", run_id) if run_id is not None else ("pid = ?", pid)
+    conn.execute(
+        "UPDATE training_runs SET cpu_seconds = MAX(COALESCE(cpu_seconds, 0), ?)"
+        f" WHERE id = (SELECT MAX(id) FROM training_runs WHERE {where})",
+        (seconds, key),
+    )
+
+
+def training_cpu_since(conn: sqlite3.Connection, since: float) -> list[tuple[float, float]]:
+    """(when, CPU seconds) of the runs that ended (or were last heard of) at or after `since`,
+    oldest first: what the daily training budget counts."""
+    rows = conn.execute(
+        "SELECT COALESCE(finished, heartbeat, started) AS at, cpu_seconds FROM training_runs"
+        " WHERE cpu_seconds IS NOT NULL AND COALESCE(finished, heartbeat, started) >= ?"
+        " ORDER BY at",
+        (since,),
+    )
+    return [(row["at"], row["cpu_seconds"]) for row in rows]
+
+
+def latest_model_version(conn: sqlite3.Connection) -> ModelVersion | None:
+    """The newest version written, promoted or not: the last training run that finished."""
+    row = conn.execute("SELECT * FROM model_versions ORDER BY version DESC LIMIT 1").fetchone()
+    return None if row is None else ModelVersion.from_row(row)
+
+
+def not_promoted_streak(conn: sqlite3.Connection) -> int:
+    """How many of the newest versions in a row were not promoted (0 when the newest was)."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM model_versions"
+        " WHERE version > COALESCE((SELECT MAX(version) FROM model_versions WHERE promoted = 1), 0)"
+    ).fetchone()
+    return int(row[0])
 
 
 def latest_training_run(conn: sqlite3.Connection) -> TrainingRun | None:

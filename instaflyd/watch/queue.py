@@ -105,7 +105,11 @@ def stopped_while_enhancing(job: Job) -> str:
 
 def live_workers(db: Database) -> set[int]:
     """The pids of workers that are running a job right now."""
-    return {row.worker_pid for row in running_jobs(db.conn) if _worker_alive(row)}
+    return {
+        row.worker_pid
+        for row in running_jobs(db.conn)
+        if row.worker_pid is not None and _worker_alive(row)
+    }
 
 
 def _worker_alive(job: Job) -> bool:

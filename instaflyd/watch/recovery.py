@@ -25,7 +25,7 @@ def settle_attempt(db: Database, files: JobFiles, job: Job, reason: str, max_att
     if state == "failed":
         failed = get_job(db.conn, job.id)
         assert failed is not None
-        files.write_failure_sidecar(failed, failed.reason)
+        files.write_failure_sidecar(failed, failed.reason or reason)
 
 
 def recover(db: Database, files: JobFiles, max_attempts: int) -> list[int]:

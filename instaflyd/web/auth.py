@@ -39,6 +39,7 @@ from flask import (
 )
 from itsdangerous import BadSignature
 from werkzeug.http import parse_cookie
+from werkzeug.wrappers import Response as BaseResponse
 
 from instaflyd.fsutil import atomic_write_bytes
 from instaflyd.web.password import PagePassword
@@ -100,7 +101,7 @@ def install(app: Flask) -> None:
     app.before_request(_check_csrf)
 
 
-def _require_password() -> Response | None:
+def _require_password() -> BaseResponse | None:
     if request.endpoint in PUBLIC_ENDPOINTS or has_session():
         return None
     basic = request.authorization
@@ -168,7 +169,7 @@ def _check_csrf() -> None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str | tuple[str, int, dict[str, str]]:
+def login() -> BaseResponse | str | tuple[str, int, dict[str, str]]:
     target = _safe_next(request.values.get("next"))
     if has_session():
         return redirect(target)
@@ -191,7 +192,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> BaseResponse:
     _sessions().close(session.get("sid"))
     session.clear()
     return redirect(url_for("auth.login"))

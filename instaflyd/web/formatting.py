@@ -67,6 +67,37 @@ def duration(seconds: float | None) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
+def hours(seconds: float | None) -> str:
+    """CPU seconds as hours for people: 0 -> "0", 1800 -> "0.5", 7200 -> "2"."""
+    if seconds is None:
+        return "–"
+    return f"{seconds / 3600:.1f}".removesuffix(".0")
+
+
+def until(timestamp: float | None, now: float | None = None) -> str:
+    """Unix time ahead -> "in a minute", "in 40 min", "today at 18:05", "tomorrow at 09:14"
+    (the box's local time); None -> "later"."""
+    if timestamp is None:
+        return "later"
+    now = time.time() if now is None else now
+    seconds = timestamp - now
+    if seconds < 90:
+        return "in a minute"
+    if seconds < 3600:
+        return f"in {round(seconds / 60)} min"
+    then, today = time.localtime(timestamp), time.localtime(now)
+    days = (
+        time.mktime((then.tm_year, then.tm_mon, then.tm_mday, 12, 0, 0, 0, 0, -1))
+        - time.mktime((today.tm_year, today.tm_mon, today.tm_mday, 12, 0, 0, 0, 0, -1))
+    ) // 86400
+    clock = time.strftime("%H:%M", then)
+    if days == 0:
+        return f"today at {clock}"
+    if days == 1:
+        return f"tomorrow at {clock}"
+    return f"{time.strftime('%A', then)} at {clock}"
+
+
 # --- likes per 1,000 followers -------------------------------------------------------------
 
 
@@ -288,6 +319,8 @@ def install(app: Flask) -> None:
         ("signed", signed),
         ("ago", ago),
         ("duration", duration),
+        ("until", until),
+        ("hours", hours),
         ("likes", lambda score: likes_text(likes_per_1000(score))),
         ("likes_text", likes_text),
         ("edits_in_words", edits_in_words),

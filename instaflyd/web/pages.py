@@ -20,6 +20,7 @@ from flask import (
     url_for,
 )
 from markupsafe import Markup
+from werkzeug.wrappers import Response as BaseResponse
 
 from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.capture.wireguard import CHECK_HOST, CHECK_PATH
@@ -172,7 +173,7 @@ def _thumbnail_response(path: str | Path, roots: list[Path], max_pixels: int) ->
 
 
 @bp.post("/actions/train")
-def train_now() -> Response:
+def train_now() -> BaseResponse:
     daemon = _daemon()
     if daemon is None:
         flash("Training can be started only while the daemon (instaflyd run) is running.", "error")
@@ -184,7 +185,7 @@ def train_now() -> Response:
 
 
 @bp.post("/actions/weights")
-def upload_weights() -> Response:
+def upload_weights() -> BaseResponse:
     """The ImageNet weights file, sent from a computer that has internet (the box has none)."""
     upload = request.files.get("weights")
     if upload is None:
@@ -201,7 +202,7 @@ def upload_weights() -> Response:
 
 
 @bp.post("/actions/retry/<row_id:job_id>")
-def retry(job_id: int) -> Response:
+def retry(job_id: int) -> BaseResponse:
     db = get_db()
     with db.transaction() as conn:
         queued = retry_job(conn, job_id)

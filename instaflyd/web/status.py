@@ -18,6 +18,6 @@ def current_status() -> StatusDocument:
     config = current_app.config["INSTAFLY"]
     daemon: DaemonView | None = current_app.config["INSTAFLY_DAEMON"]
     snapshot = daemon.latest_status() if daemon is not None else None
-    if snapshot is None:
+    if snapshot is None or daemon is None:
         return collect_status(config, get_db().conn, daemon)
     return with_live_daemon(snapshot, config, daemon)

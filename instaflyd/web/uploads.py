@@ -28,7 +28,7 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from instaflyd.config import Config
 from instaflyd.fsutil import remove_stale_temps
@@ -86,7 +86,7 @@ def safe_name(given: str | None) -> str:
 
 
 def receive_upload(
-    config: Config, db: Database, stream: BinaryIO, given_name: str | None
+    config: Config, db: Database, stream: IO[bytes], given_name: str | None
 ) -> Upload:
     """Copy one uploaded photo into the drop folder and queue it; UploadRefused over the limit."""
     watch = config.watch
