@@ -76,6 +76,7 @@ class ProxyConfig(Section):
     max_buffered_bytes: Annotated[int, Field(ge=1024, le=16_000_000_000)]
     box_ports_allowed: list[Port]
     max_connections_per_client: Annotated[int, Field(ge=1, le=100_000)]
+    max_connections: Annotated[int, Field(ge=16, le=1_000_000)]
     idle_timeout_seconds: Annotated[float, Field(ge=1, le=86400)]
     mitmproxy_options: dict[str, Any]
 

@@ -43,6 +43,7 @@ from instaflyd.capture.limits import ConnectionLimits
 from instaflyd.capture.listeners import DeviceListeners, all_modes, base_modes, read_devices
 from instaflyd.capture.writer import CaptureWriter
 from instaflyd.config import Config
+from instaflyd.fdlimit import connections_within, raise_fd_limit
 from instaflyd.store import Database
 from instaflyd.store.devices import WireGuardDevice
 
@@ -161,8 +162,19 @@ async def _serve(
     check = StartupCheck()
     _route_mitmproxy_logs(log_level, check)
     proxy.addons.add(*addons.default_addons())
+    fds = raise_fd_limit()
+    total = connections_within(fds, 2, config.proxy.max_connections)  # client + server each
+    if total < config.proxy.max_connections:
+        log.warning(
+            "the proxy may open %d files: at most %d connections (proxy.max_connections is %d);"
+            " LimitNOFILE in the systemd unit sets the limit",
+            fds, total, config.proxy.max_connections,
+        )  # fmt: skip
     limits = ConnectionLimits(
-        config.proxy.max_connections_per_client, config.proxy.idle_timeout_seconds, writer.count
+        config.proxy.max_connections_per_client,
+        config.proxy.idle_timeout_seconds,
+        writer.count,
+        total,
     )
     listeners = DeviceListeners(config, devices)
     capture = CaptureAddon(writer, config.proxy.max_body_bytes)

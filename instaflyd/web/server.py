@@ -33,6 +33,8 @@ from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 from waitress.utilities import RequestEntityTooLarge
 
+from instaflyd.fdlimit import connections_within, raise_fd_limit
+
 log = logging.getLogger("instafly.web")
 
 THREADS = 8
@@ -93,6 +95,8 @@ class ConnectionGuard:
         self.timed_out = 0  # requests not received completely in time
         self.bodies_refused = 0  # large bodies refused before they were read
         self.accepted = 0
+        # TOTAL_CONNECTIONS, fewer if the process may not open that many files
+        self.total = connections_within(raise_fd_limit(), 1, TOTAL_CONNECTIONS)
         self._admits_body = admits_body
         self._maintenance = server.maintenance
         self.parser_class = type("GuardedParser", (_TimedRequestParser,), {"guard": self})
@@ -131,7 +135,7 @@ class ConnectionGuard:
         if held[client] >= PER_CLIENT_CONNECTIONS:
             self._refuse(conn, client, f"has {held[client]} connections open to the page")
             return None
-        if len(channels) >= TOTAL_CONNECTIONS and not self._make_room(client, held, channels):
+        if len(channels) >= self.total and not self._make_room(client, held, channels):
             self._refuse(conn, client, f"is among those holding the page's {len(channels)}")
             return None
         return self.channel_class(server, conn, addr, adj, map=map)
@@ -163,7 +167,7 @@ class ConnectionGuard:
             log.warning(
                 "the page's %d connections are all open: closed one of %s's %d for %s"
                 " (%d so far)",
-                TOTAL_CONNECTIONS, top, most, client, self.evicted,
+                self.total, top, most, client, self.evicted,
             )  # fmt: skip
         return True
 
@@ -195,6 +199,7 @@ class WebServer:
 
     def __init__(self, app: Flask, host: str, port: int) -> None:
         self.app = app
+        total = connections_within(raise_fd_limit(), 1, TOTAL_CONNECTIONS)
         try:
             self.server = create_server(
                 app,
@@ -204,7 +209,7 @@ class WebServer:
                 ident="instafly",
                 # The guard keeps TOTAL_CONNECTIONS; waitress stops accepting only beyond
                 # it, where one more connection per client could not be made room for.
-                connection_limit=TOTAL_CONNECTIONS + 8,
+                connection_limit=total + 8,
                 channel_timeout=int(IDLE_SECONDS),
                 cleanup_interval=int(CHECK_EVERY_SECONDS),
                 max_request_body_size=app.config.get("INSTAFLY_MAX_BODY", SMALL_BODY_BYTES),
