@@ -38,6 +38,7 @@ from instaflyd.capture.addon import CaptureAddon
 from instaflyd.capture.body_budget import BodyBudget
 from instaflyd.capture.box_guard import BoxGuard
 from instaflyd.capture.ca import ensure_ca
+from instaflyd.capture.cert_budget import CertificateBudget
 from instaflyd.capture.hosts import ALLOW_HOSTS
 from instaflyd.capture.limits import ConnectionLimits
 from instaflyd.capture.listeners import DeviceListeners, all_modes, base_modes, read_devices
@@ -184,7 +185,8 @@ async def _serve(
     budget = BodyBudget(
         config.proxy.max_buffered_bytes, config.proxy.max_body_bytes, writer.count
     )  # before capture: its response hook hands capture the kept copy
-    proxy.addons.add(check, limits, guard, listeners, budget, capture)
+    certificates = CertificateBudget(writer.count)
+    proxy.addons.add(check, limits, guard, certificates, listeners, budget, capture)
     try:
         modes = all_modes(config, devices)
         opts.update(**{**proxy_options(config, modes), **extra_options(config, opts)})
