@@ -12,10 +12,12 @@ PROXY_PORT=8080
 WEB_PORT=8081
 MIN_FREE_MB=3000
 FIRST_PASSWORD=""
+VERSIONS=locked
+DEV_VENV=""
 
 usage() {
   cat <<'EOF'
-Usage: ./install.sh [--system [--share] [--root DIR]] [--no-browser]
+Usage: ./install.sh [--system [--share] [--root DIR]] [--latest] [--no-browser]
 
   ./install.sh           Developer / try-it-out install, no root needed. Creates .venv in this
                          checkout and installs Instafly with its test tools into it. Run it again
@@ -42,10 +44,18 @@ Usage: ./install.sh [--system [--share] [--root DIR]] [--no-browser]
                          the user is not created and services are not started).
   --no-venv              With --system: set up the user, folders, config and unit only, for when
                          Instafly is already installed in /opt/instafly/venv by other means.
+  --latest               Install the newest releases pyproject.toml's ranges allow instead of
+                         the tested set: by default both modes install exactly the versions in
+                         requirements/lock-py3.X.txt (dev: dev-py3.X.txt) for the Python that
+                         runs, each file checked against its SHA-256 (a Python without a lock
+                         file gets the newest, with a warning). scripts/lock.sh makes the files.
+  --venv DIR             Dev mode: the virtual environment to create or update (default .venv;
+                         CI uses a second one for a second Python, chosen with PYTHON=...).
   --no-browser           Do not install Chromium, nftables, Samba, smbclient, wireguard-go and
                          wireguard-tools.
   -h, --help             This text.
 
+The Python is $PYTHON if set, else the first of python3, python3.13, python3.12, python3.11.
 Before installing it checks: Python >= 3.11, a 64-bit CPU, free disk space, and that the proxy
 (8080) and status page (8081) ports are free. At the end it prints the address of the status
 page and the proxy address to set on a phone.
@@ -59,6 +69,9 @@ while [ $# -gt 0 ]; do
     --root=*) ROOT="${1#--root=}" ;;
     --no-browser) WITH_BROWSER=no ;;
     --no-venv) WITH_VENV=no ;;
+    --latest) VERSIONS=latest ;;
+    --venv) DEV_VENV="${2:?--venv needs a folder}"; shift ;;
+    --venv=*) DEV_VENV="${1#--venv=}" ;;
     --share) WITH_SHARE=yes ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option '$1' (see ./install.sh --help)" >&2; exit 2 ;;
@@ -67,6 +80,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$ROOT" ] && [ "$MODE" != system ] && { echo "install.sh: --root goes with --system" >&2; exit 2; }
 [ "$WITH_SHARE" = yes ] && [ "$MODE" != system ] && { echo "install.sh: --share goes with --system" >&2; exit 2; }
+[ -n "$DEV_VENV" ] && [ "$MODE" = system ] && { echo "install.sh: --venv is for the dev install (--system uses /opt/instafly/venv)" >&2; exit 2; }
 [ -n "$ROOT" ] && ROOT="$(mkdir -p "$ROOT" && cd "$ROOT" && pwd)"
 
 say()  { printf '\033[1m==>\033[0m %s\n' "$*"; }
@@ -109,6 +123,7 @@ if [ "$MODE" = system ] && [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
 fi
 
 VENV="$HERE/.venv"
+[ -n "$DEV_VENV" ] && VENV="$(mkdir -p "$(dirname "$DEV_VENV")" && cd "$(dirname "$DEV_VENV")" && pwd)/$(basename "$DEV_VENV")"
 [ "$MODE" = system ] && VENV="$ROOT/opt/instafly/venv"
 
 free_mb() { df -Pm "$1" | awk 'NR == 2 { print $4 }'; }
@@ -150,10 +165,22 @@ source_digest() {  # what a non-editable install copies: a change here means rei
   (cd "$HERE" && find instaflyd config -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum)
 }
 
+# The tested set of versions for this Python: requirements/lock-py3.X.txt (the appliance) or
+# dev-py3.X.txt (the same plus the test tools), every file checked against its hash.
+PY_VERSION="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+LOCK=""
+if [ "$VERSIONS" = locked ]; then
+  if [ "$MODE" = dev ]; then LOCK="$HERE/requirements/dev-py$PY_VERSION.txt"; else LOCK="$HERE/requirements/lock-py$PY_VERSION.txt"; fi
+  if [ ! -f "$LOCK" ]; then
+    warn "no tested set of versions for Python $PY_VERSION ($(basename "$LOCK")): installing the newest releases pyproject.toml allows, which no test has seen together"
+    LOCK=""
+  fi
+fi
+
 install_venv() {  # $1 = venv, $2 = what decides "up to date", the rest = pip install arguments
   local venv="$1" inputs="$2" stamp="$1/.instafly-install-stamp" want
   shift 2
-  want="$( (cat "$HERE/pyproject.toml"; "$PY" --version; echo "$*"; echo "$inputs") | sha256sum | cut -d' ' -f1)"
+  want="$( (cat "$HERE/pyproject.toml"; "$PY" --version; echo "$*"; echo "$inputs"; [ -z "$LOCK" ] || cat "$LOCK") | sha256sum | cut -d' ' -f1)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/instaflyd" --version >/dev/null 2>&1; then
     say "$venv is up to date"
     return 0
@@ -162,7 +189,13 @@ install_venv() {  # $1 = venv, $2 = what decides "up to date", the rest = pip in
   [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   say "Installing Instafly into $venv (TensorFlow and mitmproxy take a few minutes the first time)"
-  "$venv/bin/python" -m pip install --quiet "$@"
+  if [ -n "$LOCK" ]; then
+    say "Using the tested versions in ${LOCK#"$HERE/"} (--latest: the newest allowed instead)"
+    "$venv/bin/python" -m pip install --quiet --require-hashes -r "$LOCK"
+    "$venv/bin/python" -m pip install --quiet --no-deps "$@"
+  else
+    "$venv/bin/python" -m pip install --quiet "$@"
+  fi
   echo "$want" > "$stamp"
 }
 
@@ -285,6 +318,21 @@ EOF
       if [ -n "$FIRST_PASSWORD" ] && [ -z "$ROOT" ]; then chown instafly:instafly "$DATA/web-password"; fi
     else
       warn "could not make the status page's password; the service makes one at its first start (journalctl -u instaflyd)"
+    fi
+  fi
+  # An upgrade: the store goes to this release's schema now, with the service stopped (its old
+  # code must not meet the new schema), as the service's user (the database stays its own); a
+  # copy of the database as it was is kept as instafly.db.before-upgrade.
+  if [ -x "$VENV/bin/instaflyd" ] && [ -f "$DATA/instafly.db" ]; then
+    as_service=()
+    if [ -z "$ROOT" ]; then
+      systemctl stop instaflyd.service >/dev/null 2>&1 || true
+      as_service=(runuser -u instafly --)
+    fi
+    if migrated="$("${as_service[@]}" "$VENV/bin/instaflyd" --config "$ETC/instafly.yaml" --data-dir "$DATA" migrate)"; then
+      say "${migrated^}"
+    else
+      die "could not bring the store in $DATA to this release's schema (above); the database as it was is kept as $DATA/instafly.db.before-upgrade"
     fi
   fi
   install -m 0644 "$HERE/systemd/instaflyd.service" "$UNIT_DIR/instaflyd.service"

@@ -394,6 +394,29 @@ def cmd_restore(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
+    """Bring the store to this release's schema now (install.sh runs it on an upgrade)."""
+    from instaflyd.backup import BackupError
+    from instaflyd.backup.upgrade import upgrade_store
+
+    try:
+        result = upgrade_store(config)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print_json({"before": result.before, "after": result.after, "kept": result.kept})
+    elif result.before is None:
+        print(f"new store at schema v{result.after}")
+    elif result.before == result.after:
+        print(f"store at schema v{result.after}: nothing to migrate")
+    else:
+        print(
+            f"store migrated from schema v{result.before} to v{result.after}"
+            f" (the database before is kept as {result.kept})"
+        )
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace, config: Config | None) -> int:
     """Validate; `main` has already loaded the config, so reaching here means it is valid."""
     assert config is not None
@@ -545,6 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace a store that already holds posts (stop the daemon first)",
     )
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub = command("migrate", cmd_migrate, "bring the store to this release's schema now")
     sub.add_argument("--json", action="store_true", help="print JSON")
     command("check-config", cmd_check_config, "validate the config; exit 0 or 1", loads_config=True)
     return parser

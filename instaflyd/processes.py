@@ -123,3 +123,20 @@ def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
             os.kill(os.getpid(), signum)
 
     return in_the_child
+
+
+def processes_with_open(paths: list[Path]) -> list[int]:
+    """The pids of other processes that have one of `paths` open (those /proc lets us see: our
+    own user's, or all as root)."""
+    wanted = {str(path.absolute()) for path in paths}
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
+        except OSError:  # gone, or not ours to look at
+            continue
+        if links & wanted:
+            found.append(int(proc.name))
+    return sorted(found)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -276,3 +278,36 @@ def test_a_damaged_database_comes_back_from_the_latest_backup(
     assert isinstance(counts, StoreCounts) and counts.posts == 24
     assert not Path(str(db) + "-wal").exists() or Path(str(db) + "-wal").stat().st_size == 0
     assert _state(config) == before
+
+
+def test_a_restore_under_a_running_daemon_is_refused(appliance: Config, tmp_path: Path) -> None:
+    backup = tmp_path / "box.tar"
+    make_backup(appliance, backup)
+    fresh = tiny_config(tmp_path / "new-box")
+    Database(fresh.db_path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN, str(fresh.db_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        with pytest.raises(BackupError, match=rf"is open in process {holder.pid} .*stop it first"):
+            restore(fresh, backup)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert store_counts_of(fresh).posts == 0  # nothing was restored
+    assert restore(fresh, backup).counts.posts == 24
+
+
+HOLD_OPEN = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1])
+conn.execute("SELECT COUNT(*) FROM posts").fetchone()
+print("open", flush=True)
+time.sleep(60)
+"""
+
+
+def store_counts_of(config: Config) -> StoreCounts:
+    with Database(config.db_path) as db:
+        return store_counts(db.conn)

@@ -8,6 +8,7 @@ from mitmproxy import connection
 from mitmproxy.proxy import server
 from mitmproxy.test import taddons
 
+from instaflyd.capture.compat import MITMPROXY_VERSION, idle_timeout, plain_os_error
 from instaflyd.capture.limits import ConnectionLimits
 
 
@@ -39,14 +40,42 @@ def test_a_client_beyond_its_connection_limit_is_closed_and_counted() -> None:
 
 
 def test_the_idle_timeout_becomes_mitmproxys_inactivity_watchdog_delay() -> None:
-    before = server.TCP_TIMEOUT
+    """mitmproxy 12 has the option `tcp_timeout`, mitmproxy 11 the module constant
+    `server.TCP_TIMEOUT`: either way a new connection gets the configured delay."""
+    before = getattr(server, "TCP_TIMEOUT", None)
     try:
-        limits = ConnectionLimits(max_per_client=10, idle_seconds=42, count=lambda name: None)
-        with taddons.context(limits):
+        limits = ConnectionLimits(max_per_client=10, idle_seconds=41.6, count=lambda name: None)
+        with taddons.context(limits) as context:
             asyncio.run(_running(limits))
-            assert server.TCP_TIMEOUT == 42
+            assert idle_timeout(context.options) == 42
+            if "tcp_timeout" in context.options:  # mitmproxy 12: the option, not the constant
+                assert context.options.tcp_timeout == 42
+                assert getattr(server, "TCP_TIMEOUT", None) == before
+            else:  # mitmproxy 11
+                assert server.TCP_TIMEOUT == 42
     finally:
-        server.TCP_TIMEOUT = before
+        if before is not None:
+            server.TCP_TIMEOUT = before
+
+
+def test_the_installed_mitmproxy_is_one_the_compat_module_knows() -> None:
+    major = int(MITMPROXY_VERSION.split(".")[0])
+    assert major in (11, 12)
+    with taddons.context() as context:
+        assert ("tcp_timeout" in context.options) == (major >= 12)
+
+
+def test_python_313s_inner_errno_is_taken_out_of_a_bind_error() -> None:
+    on_313 = (
+        "[Errno 98] error while attempting to bind on address ('127.0.0.1', 8080):"
+        " [errno 98] address already in use"
+    )
+    before_313 = (
+        "[Errno 98] error while attempting to bind on address ('127.0.0.1', 8080):"
+        " address already in use"
+    )
+    assert plain_os_error(on_313) == before_313
+    assert plain_os_error(before_313) == before_313
 
 
 async def _running(limits: ConnectionLimits) -> None:

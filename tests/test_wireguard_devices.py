@@ -8,6 +8,7 @@ import ipaddress
 import json
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ from instaflyd.capture.wireguard import (
 )
 from instaflyd.capture.writer import DeviceSeen, TlsFailure, write_until_stopped
 from instaflyd.config import Config, build_config, load_config
+from instaflyd.repairs import parse_marker
 from instaflyd.store import Database
 from instaflyd.store.devices import (
     DeviceBudgetFull,
@@ -258,8 +260,25 @@ def test_sightings_are_shipped_once_then_on_first_trust() -> None:
 # --- the proxy process ----------------------------------------------------------------------------
 
 
+def udp_port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def repairs_reported(log: Path) -> list[tuple[str, str]]:
+    reports = [parse_marker(line) for line in log.read_text(errors="replace").split("\n")]
+    return [(r.op, r.id) for r in reports if r is not None]
+
+
 @pytest.mark.slow
 def test_a_wireguard_only_proxy_listens_for_each_phone_and_logs_no_key(tmp_path: Path) -> None:
+    """Two phones; another program holds the second one's UDP port: the first phone's listener
+    runs all the same, the second is reported to the repairs list, and starts once the port is
+    free again."""
     port, wg_port = free_port(), free_port()
     config_path = write_config(
         tmp_path / "instafly.yaml",
@@ -272,25 +291,37 @@ def test_a_wireguard_only_proxy_listens_for_each_phone_and_logs_no_key(tmp_path:
     )
     config = load_config(config_path, search=False)
     with Database(config.db_path) as db, db.transaction() as conn:
-        phone = add_device(conn, config, "Anna")
+        phones = [add_device(conn, config, name) for name in ("Anna", "Ben")]
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind(("127.0.0.1", phones[1].port))
     log = tmp_path / "proxy.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "instaflyd", "--config", str(config_path), "--verbose", "proxy"],
-            stdout=output, stderr=subprocess.STDOUT, env=cli_env(), cwd=REPO,
+            stdout=output, stderr=subprocess.STDOUT, env=cli_env(INSTAFLY_REPAIRS="1"), cwd=REPO,
         )  # fmt: skip
         try:
-            listening = f"proxy listening on 127.0.0.1:{wg_port} (wireguard:"
-            wait_until(lambda: listening in log.read_text(), 60, listening, process=process,
+            problem = ("report", "proxy.wireguard_port")
+            wait_until(lambda: problem in repairs_reported(log), 60, "the taken port reported",
+                       process=process, output=log.read_text)  # fmt: skip
+            assert udp_port_taken(phones[0].port)  # Anna's listener runs
+            squatter.close()
+            wait_until(lambda: ("resolve", "proxy.wireguard_port") in repairs_reported(log),
+                       20, "the port problem resolved", process=process,
                        output=log.read_text)  # fmt: skip
+            assert udp_port_taken(phones[1].port)  # Ben's listener runs now
+            assert process.poll() is None
         finally:
+            squatter.close()
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
     assert process.returncode == 0
-    text = log.read_text()
-    assert f"127.0.0.1:{port}" not in text  # no Wi-Fi proxy listener in this mode
+    text = log.read_text(errors="replace")
+    assert "1 phone(s) cannot connect through WireGuard: the box cannot listen on UDP port" in text
+    assert not udp_port_taken(port) or f"127.0.0.1:{port}" not in text  # no Wi-Fi proxy here
     assert "PrivateKey" not in text
-    assert phone.device_private_key not in text and phone.server_private_key not in text
+    for phone in phones:
+        assert phone.device_private_key not in text and phone.server_private_key not in text
 
 
 def test_a_wireguard_only_proxy_without_wireguard_is_refused(tmp_path: Path) -> None:

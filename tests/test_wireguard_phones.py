@@ -186,6 +186,22 @@ def test_two_phones_each_through_its_own_tunnel(box: Box, tmp_path: Path) -> Non
     wait_until(lambda: devices()[ben.key][2] == 1, 20, "Ben's untrusted handshake")
     assert devices()[anna.key] == ("Anna's phone", 32, 0, 0)
     assert devices()[ben.key] == ("Ben's phone", 1, 1, 0)
+    # Ben's phone trusts the box now; an app that refuses it for Instagram pins its certificates.
+    host = "i.instagram.com"
+    status, _ = curl(
+        the_lab, phone_b, f"https://{host}/", "--resolve", f"{host}:443:{INSTAGRAM_ADDRESS}"
+    )
+    assert status == 60
+    wait_until(lambda: devices()[ben.key][3] == 1, 20, "Ben's pinned handshake")
+    assert devices()[ben.key] == ("Ben's phone", 1, 1, 1)
+    with Database(db) as store:
+        line = {d.key: d for d in devices_section(load_config(box.config), store.conn).seen}[
+            ben.key
+        ]
+    assert line.advice is not None and line.advice.startswith(
+        "An app refused the box once (last: i.instagram.com) although this phone trusts the"
+        " certificate: it pins its certificates"
+    )
 
     # Remove Anna's phone: her tunnel stops at once, Ben's goes on.
     with Database(db) as store, store.transaction() as conn:

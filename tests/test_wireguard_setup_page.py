@@ -209,11 +209,35 @@ def test_the_household_names_a_device_the_proxy_saw(base: str, config: Config) -
         },
     )
     assert too_long.status_code == 400
-    unknown = session.post(
-        base + "/devices/name",
-        data={"key": "ip:10.9.9.9", "name": "x", "csrf_token": token(session, base + "/setup")},
+    for key in ("ip:10.9.9.9", "wg:" + "9" * 30, "wg:x", "wg:-1"):
+        unknown = session.post(
+            base + "/devices/name",
+            data={"key": key, "name": "x", "csrf_token": token(session, base + "/setup")},
+        )
+        assert unknown.status_code == 200 and "No such device." in unknown.text, key
+    assert (
+        session.post(
+            base + "/devices/name",
+            data={
+                "key": "ip:" + "1" * 100,
+                "name": "x",
+                "csrf_token": token(session, base + "/setup"),
+            },
+        ).status_code
+        == 400
     )
-    assert "No such device." in unknown.text
+
+
+def test_a_phone_id_sqlite_cannot_hold_is_a_404(base: str) -> None:
+    session = logged_in(base)
+    for device_id in (2**63, 10**30):
+        assert session.get(f"{base}/setup/phones/{device_id}.conf").status_code == 404
+        removed = session.post(
+            f"{base}/setup/phones/{device_id}/remove",
+            data={"csrf_token": token(session, base + "/setup")},
+        )
+        assert removed.status_code == 404, device_id
+    assert session.get(f"{base}/setup/phones/0.conf").status_code == 404
 
 
 def test_with_wireguard_turned_off_no_phone_can_be_added(tmp_path: Path) -> None:

@@ -47,18 +47,28 @@ log = logging.getLogger("instafly.backup")
 BACKUP_MODE = 0o600  # it holds the household's data, the CA's key and the password's hash
 # Beside the config file, also kept: the shared folder's password (install.sh --share).
 CONFIG_SIBLINGS = ("share-password",)
-# Data folder entries never backed up: the database (copied through SQLite instead) and its
-# journal files, and the feature cache (rebuilt from the images when training next runs).
+# Data folder entries never backed up: the database (copied through SQLite instead), its
+# journal files and the copy kept by an upgrade, and the feature cache (rebuilt from the images
+# when training next runs).
 SKIPPED_TOP = frozenset(
-    {"instafly.db", "instafly.db-wal", "instafly.db-shm", "instafly.db-journal", "features"}
+    {
+        "instafly.db",
+        "instafly.db-wal",
+        "instafly.db-shm",
+        "instafly.db-journal",
+        "instafly.db.before-upgrade",  # the copy `instaflyd migrate` keeps (backup.upgrade)
+        "features",
+    }
 )
 
 
 @dataclass(frozen=True)
 class _File:
-    path: Path
+    path: str
     name: str  # member name
     size: int
+    mtime: int
+    mode: int
 
 
 def make_backup(config: Config, target: Path) -> BackupManifest:
@@ -96,13 +106,13 @@ def make_backup(config: Config, target: Path) -> BackupManifest:
         try:
             with (
                 atomic_writer(target, BACKUP_MODE) as handle,
-                tarfile.open(fileobj=handle, mode="w:", format=tarfile.PAX_FORMAT) as tar,
+                tarfile.open(fileobj=handle, mode="w:", format=tarfile.GNU_FORMAT) as tar,
             ):
                 _add_bytes(tar, MANIFEST_MEMBER, manifest.to_json())
-                tar.add(database_copy, DATABASE_MEMBER, recursive=False)
+                _add_file(tar, _file_of(database_copy, DATABASE_MEMBER))
                 for item in (*config_files, *data_files):
                     with contextlib.suppress(FileNotFoundError):  # pruned since listed
-                        tar.add(item.path, item.name, recursive=False)
+                        _add_file(tar, item)
         except OSError as exc:
             raise BackupError(f"cannot write the backup {target}: {exc.strerror or exc}") from None
     finally:
@@ -126,6 +136,21 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def _file_of(path: Path, name: str) -> _File:
+    stat = path.stat()
+    return _File(str(path), name, stat.st_size, int(stat.st_mtime), stat.st_mode)
+
+
+def _add_file(tar: tarfile.TarFile, item: _File) -> None:
+    """Add a regular file by its listed stat (no user or group name looked up per file)."""
+    info = tarfile.TarInfo(item.name)
+    info.mtime = item.mtime
+    info.mode = item.mode & 0o777
+    with open(item.path, "rb") as handle:
+        info.size = os.fstat(handle.fileno()).st_size
+        tar.addfile(info, handle)
+
+
 def _config_files(config: Config) -> Iterator[_File]:
     if config.source is None:
         return
@@ -134,7 +159,7 @@ def _config_files(config: Config) -> Iterator[_File]:
     for path, name in candidates:
         with contextlib.suppress(OSError):
             if path.is_file():
-                yield _File(path, CONFIG_PREFIX + name, path.stat().st_size)
+                yield _file_of(path, CONFIG_PREFIX + name)
 
 
 def _data_files(config: Config, backup_folder: Path, models: list[str]) -> Iterator[_File]:
@@ -146,34 +171,42 @@ def _data_files(config: Config, backup_folder: Path, models: list[str]) -> Itera
         for p in (backup_folder, config.backup.dir, config.watch.drop_dir, config.watch.output_dir)
     }
     promoted = {Path(path).parts[-1] for path in models}
-    for top in sorted(root.iterdir()) if root.is_dir() else []:
-        if top.name in SKIPPED_TOP or top.name.startswith(TEMP_PREFIX):
+    skip = len(str(root)) + 1  # an entry's path inside the data folder: its path past the root
+    for top in _entries(str(root)):
+        if top.name in SKIPPED_TOP or _resolved(Path(top.path)) in excluded:
             continue
-        if _resolved(top) in excluded:
-            continue
-        if top.name == "models":
-            entries = [p for p in sorted(top.iterdir()) if p.name in promoted]
+        if top.name == "models" and top.is_dir(follow_symlinks=False):
+            for model in _entries(top.path):
+                if model.name in promoted:
+                    yield from _walk(model, skip)
         else:
-            entries = [top]
-        for entry in entries:
-            yield from _walk(entry, root, excluded)
+            yield from _walk(top, skip)
 
 
-def _walk(path: Path, root: Path, excluded: set[Path]) -> Iterator[_File]:
+def _entries(folder: str) -> list[os.DirEntry[str]]:
+    """The folder's entries by name, without temp files (a folder gone meanwhile: none)."""
     try:
-        if path.is_symlink():
+        with os.scandir(folder) as scan:
+            entries = [e for e in scan if not e.name.startswith(TEMP_PREFIX)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(entries, key=lambda e: e.name)
+
+
+def _walk(entry: os.DirEntry[str], skip: int) -> Iterator[_File]:
+    """Regular files at or below `entry` (symlinks, sockets and the like are not followed)."""
+    try:
+        if entry.is_file(follow_symlinks=False):
+            stat = entry.stat(follow_symlinks=False)
+            name = DATA_PREFIX + entry.path[skip:]
+            yield _File(entry.path, name, stat.st_size, int(stat.st_mtime), stat.st_mode)
             return
-        if path.is_file():
-            yield _File(path, DATA_PREFIX + path.relative_to(root).as_posix(), path.stat().st_size)
+        if not entry.is_dir(follow_symlinks=False):
             return
-        if not path.is_dir() or _resolved(path) in excluded:
-            return
-        children = sorted(path.iterdir())
     except FileNotFoundError:
         return
-    for child in children:
-        if not child.name.startswith(TEMP_PREFIX):
-            yield from _walk(child, root, excluded)
+    for child in _entries(entry.path):
+        yield from _walk(child, skip)
 
 
 def _resolved(path: Path) -> Path:

@@ -32,6 +32,7 @@ from instaflyd.backup.manifest import (
 )
 from instaflyd.config import Config
 from instaflyd.fsutil import TEMP_PREFIX, atomic_writer
+from instaflyd.processes import processes_with_open
 from instaflyd.store import Database, StoreError
 from instaflyd.store.snapshot import (
     SnapshotError,
@@ -63,6 +64,7 @@ class RestoreResult:
 def restore(config: Config, file: Path, *, force: bool = False) -> RestoreResult:
     """Restore the backup `file` into `config`'s data folder (and config file)."""
     manifest = read_manifest(file)
+    _refuse_an_open_store(config.db_path)
     _refuse_a_used_store(config, force)
     with _open(file) as tar:
         members = _checked_members(tar, file)
@@ -74,7 +76,7 @@ def restore(config: Config, file: Path, *, force: bool = False) -> RestoreResult
                 f"the backup needs {needed / 1e6:.0f} MB in {config.data_dir} but only "
                 f"{free / 1e6:.0f} MB are free; nothing was restored"
             )
-        files, config_written = 0, None
+        files, config_written, folders = 0, None, set[Path]()
         staged_db = config.db_path.with_name(f"{TEMP_PREFIX}restore-{os.getpid()}.db")
         try:
             for member in members:
@@ -85,12 +87,18 @@ def restore(config: Config, file: Path, *, force: bool = False) -> RestoreResult
                     _check_staged(staged_db, manifest, str(file))
                 elif member.name.startswith(DATA_PREFIX):
                     relative = member.name[len(DATA_PREFIX) :]
-                    _copy_to(source, _inside(config.data_dir, relative), _mode_of(member))
+                    target = config.data_dir / relative
+                    if target.parent not in folders:  # checked and made once per folder
+                        _inside(config.data_dir, relative)
+                        target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+                        folders.add(target.parent)
+                    _write_unsynced(source, target, _mode_of(member))
                     files += 1
                 elif member.name.startswith(CONFIG_PREFIX):
                     config_written = _restore_config(config, member, source) or config_written
             if not staged_db.exists():
                 raise BackupError(f"{file}: the backup holds no database")
+            os.sync()  # the files, once for all of them (an fsync each took 10 ms per image)
             counts = _put_in_place(staged_db, config.db_path)
         finally:
             staged_db.unlink(missing_ok=True)
@@ -138,6 +146,18 @@ def _open(file: Path) -> Iterator[tarfile.TarFile]:
         raise BackupError(f"{file}: the backup file is damaged: {exc}") from None
     except OSError as exc:
         raise BackupError(f"{file}: cannot read the backup file: {exc.strerror or exc}") from None
+
+
+def _refuse_an_open_store(db_path: Path) -> None:
+    """A running daemon keeps writing to the database it has open, and its log would be
+    replayed onto the restored file: stop it first."""
+    names = [db_path, db_path.with_name(db_path.name + "-wal")]
+    holders = processes_with_open(names)
+    if holders:
+        raise BackupError(
+            f"{db_path} is open in process {', '.join(map(str, holders))} (the daemon?): stop it"
+            " first (sudo systemctl stop instaflyd), then restore; nothing was restored"
+        )
 
 
 def _refuse_a_used_store(config: Config, force: bool) -> None:
@@ -199,6 +219,20 @@ def _copy_to(source: IO[bytes], target: Path, mode: int) -> None:
     with atomic_writer(target, mode) as handle:
         while chunk := source.read(CHUNK):
             handle.write(chunk)
+
+
+def _write_unsynced(source: IO[bytes], target: Path, mode: int) -> None:
+    """Write under a temp name and rename, without an fsync (the restore syncs once at the end;
+    a restore cut short is run again)."""
+    temp = target.with_name(TEMP_PREFIX + target.name)
+    try:
+        with open(temp, "wb") as handle:
+            shutil.copyfileobj(source, handle, CHUNK)
+        os.chmod(temp, mode)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _restore_config(config: Config, member: tarfile.TarInfo, source: IO[bytes]) -> Path | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from instaflyd.backup.archive import make_backup
 from instaflyd.backup.manifest import BackupError, BackupManifest, read_manifest
 from instaflyd.config import Config
+from instaflyd.fsutil import remove_stale_temps
 
 log = logging.getLogger("instafly.backup")
 
@@ -65,6 +66,7 @@ def scheduled_backup(config: Config, now: float | None = None) -> Path:
         folder.mkdir(mode=0o750, parents=True, exist_ok=True)
     except OSError as exc:
         raise BackupError(f"cannot create the backup folder {folder}: {exc.strerror}") from None
+    remove_stale_temps(folder)  # what a backup killed midway (SIGTERM, power cut) left
     needed = _estimate_bytes(config)
     free = shutil.disk_usage(folder).free
     floor = config.backup.min_free_mb * 1_000_000

@@ -172,7 +172,8 @@ class CaptureAddon:
     def running(self) -> None:
         proxyserver = ctx.master.addons.get("proxyserver")
         addresses = ", ".join(f"{host}:{port}" for host, port, *_ in proxyserver.listen_addrs())
-        modes = ", ".join(ctx.options.mode)
+        # "regular@8080" -> "regular" (the phones' WireGuard listeners follow, and say so)
+        modes = ", ".join(dict.fromkeys(m.split("@")[0].split(":")[0] for m in ctx.options.mode))
         log.info("proxy listening on %s (%s mode)", addresses or "(nothing)", modes)
         # Never the WireGuard client configurations mitmproxy offers: they hold the phones'
         # private keys (the set-up page shows each phone its own).

@@ -1,7 +1,7 @@
 """The proxy's limits on client connections: one LAN device, nor a crowd of them, cannot hold
 hundreds of sockets.
 
-mitmproxy 11 has no option for either limit, so this small addon keeps them:
+mitmproxy has no option for the first limit, so this small addon keeps it, and sets the second:
 
 - at most `max_per_client` connections open at once from one client address, and `max_total`
   from all of them (`proxy.max_connections`, lowered to what the process's file descriptors
@@ -14,8 +14,8 @@ mitmproxy 11 has no option for either limit, so this small addon keeps them:
   `client_connected` is mitmproxy's documented way to kill a connection) and counted as
   `connections_refused`;
 - a connection without traffic in either direction for `idle_seconds` is closed by mitmproxy's
-  own inactivity watchdog, whose delay is the module constant `mitmproxy.proxy.server.TCP_TIMEOUT`
-  (10 minutes, read as each connection starts): `configure` sets it from the config.
+  own inactivity watchdog (10 minutes unless told): `running` sets its delay from the config,
+  through `compat.set_idle_timeout` (an option in mitmproxy 12, a module constant in 11).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 
-from mitmproxy import connection
-from mitmproxy.proxy import server
+from mitmproxy import connection, ctx
+
+from instaflyd.capture.compat import set_idle_timeout
 
 log = logging.getLogger("instafly.proxy")
 
@@ -49,7 +50,7 @@ class ConnectionLimits:
         self.refused = 0
 
     def running(self) -> None:
-        server.TCP_TIMEOUT = max(1, round(self.idle_seconds))
+        set_idle_timeout(ctx.options, self.idle_seconds)
 
     def client_connected(self, client: connection.Client) -> None:
         address = str(client.peername[0])

@@ -39,14 +39,14 @@ from instaflyd.capture.body_budget import BodyBudget
 from instaflyd.capture.box_guard import BoxGuard
 from instaflyd.capture.ca import ensure_ca
 from instaflyd.capture.cert_budget import CertificateBudget
+from instaflyd.capture.compat import plain_os_error
 from instaflyd.capture.hosts import ALLOW_HOSTS
 from instaflyd.capture.limits import ConnectionLimits
-from instaflyd.capture.listeners import DeviceListeners, all_modes, base_modes, read_devices
+from instaflyd.capture.listeners import DeviceListeners, base_modes
 from instaflyd.capture.writer import CaptureWriter
 from instaflyd.config import Config
 from instaflyd.fdlimit import connections_within, raise_fd_limit
 from instaflyd.store import Database
-from instaflyd.store.devices import WireGuardDevice
 
 log = logging.getLogger("instafly.proxy")
 
@@ -61,6 +61,7 @@ MANAGED_OPTIONS = {
     "confdir": "the CA lives in data_dir/mitmproxy",
     "proxyauth": "set proxy.auth",
     "ssl_insecure": "capture believes only upstream certificates that mitmproxy verified",
+    "tcp_timeout": "set proxy.idle_timeout_seconds",
 }
 # Options that would write whole flows, cookies and request bodies included, to disk.
 FORBIDDEN_OPTIONS = {
@@ -73,12 +74,12 @@ class ProxyStartupError(Exception):
     """The proxy cannot start; the message says why in one line."""
 
 
-def proxy_options(config: Config, modes: list[str] | None = None) -> dict[str, Any]:
-    """The mitmproxy options for this config (without the escape hatch's extras); `modes`
-    are the listeners (default: the Wi-Fi proxy's alone)."""
+def proxy_options(config: Config) -> dict[str, Any]:
+    """The mitmproxy options for this config (without the escape hatch's extras); the phones'
+    WireGuard listeners are added to `mode` once the proxy runs."""
     proxy = config.proxy
     return {
-        "mode": modes if modes is not None else base_modes(config),
+        "mode": base_modes(config),
         "listen_host": proxy.listen_host,
         "listen_port": proxy.listen_port,
         "allow_hosts": list(ALLOW_HOSTS),
@@ -130,7 +131,7 @@ class StartupCheck(errorcheck.ErrorCheck):
 
 
 def _one_line(message: str) -> str:
-    line = re.sub(r"^\[Errno \d+\]\s*", "", message.strip().splitlines()[0])
+    line = re.sub(r"^\[Errno \d+\]\s*", "", plain_os_error(message.strip().splitlines()[0]))
     if "address already in use" in line:
         line += " (another program uses this port: stop it or set proxy.listen_port)"
     return line
@@ -146,18 +147,15 @@ def run_proxy(config: Config, verbose: bool = False) -> None:
     ensure_ca(config.mitmproxy_dir)
     with Database(config.db_path):
         pass  # open and migrate now: a broken database is a start-up error, not a thread's
-    devices = read_devices(config)
     writer = CaptureWriter(config)
     try:
         level = logging.DEBUG if verbose else logging.WARNING
-        asyncio.run(_serve(config, writer, level, devices))
+        asyncio.run(_serve(config, writer, level))
     finally:
         writer.stop()
 
 
-async def _serve(
-    config: Config, writer: CaptureWriter, log_level: int, devices: list[WireGuardDevice]
-) -> None:
+async def _serve(config: Config, writer: CaptureWriter, log_level: int) -> None:
     opts = options.Options()
     proxy = master.Master(opts)
     check = StartupCheck()
@@ -177,7 +175,6 @@ async def _serve(
         writer.count,
         total,
     )
-    listeners = DeviceListeners(config, devices)
     capture = CaptureAddon(writer, config.proxy.max_body_bytes)
     guard = BoxGuard(
         writer.count, config.proxy.box_ports_allowed
@@ -186,10 +183,11 @@ async def _serve(
         config.proxy.max_buffered_bytes, config.proxy.max_body_bytes, writer.count
     )  # before capture: its response hook hands capture the kept copy
     certificates = CertificateBudget(writer.count)
+    listeners = DeviceListeners(config)
     proxy.addons.add(check, limits, guard, certificates, listeners, budget, capture)
     try:
-        modes = all_modes(config, devices)
-        opts.update(**{**proxy_options(config, modes), **extra_options(config, opts)})
+        # The phones' listeners follow once the proxy runs (DeviceListeners).
+        opts.update(**{**proxy_options(config), **extra_options(config, opts)})
     except (exceptions.OptionsError, TypeError, ValueError) as exc:
         raise ProxyStartupError(f"mitmproxy rejected an option: {exc}") from None
     loop = asyncio.get_running_loop()

@@ -26,6 +26,8 @@ from instaflyd.config import Config
 from instaflyd.logs import is_native_noise
 from instaflyd.processes import die_with_parent
 
+DAEMON_PID_ENV = "INSTAFLY_DAEMON_PID"  # names the daemon in its descendants (`orphans`)
+
 log = logging.getLogger("instafly.daemon")
 
 # The environment systemd gives the daemon itself; children must not talk to systemd.
@@ -54,9 +56,14 @@ def instaflyd_argv(config: Config, *command: str) -> list[str]:
 
 def child_environment() -> dict[str, str]:
     """The daemon's environment, without systemd's notify variables, with the child's share of
-    the shutdown budget (`instaflyd.shutdown`)."""
+    the shutdown budget (`instaflyd.shutdown`) and the daemon's pid (which its descendants
+    inherit: how a later daemon knows them as orphans, see `orphans`)."""
     inherited = {key: value for key, value in os.environ.items() if key not in _DAEMON_ONLY_ENV}
-    return {**inherited, **shutdown.child_env(shutdown.DAEMON_SHARE)}
+    return {
+        **inherited,
+        **shutdown.child_env(shutdown.DAEMON_SHARE),
+        DAEMON_PID_ENV: str(os.getpid()),
+    }
 
 
 class ChildProcess:

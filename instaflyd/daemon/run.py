@@ -3,13 +3,16 @@
 The daemon process itself never imports TensorFlow. It serves the status page (waitress, on a
 thread), starts the proxy and the worker as child processes and keeps them running, runs the
 training scheduler, and talks sd_notify: READY once the proxy and the page listen, STATUS with a
-one-line summary, WATCHDOG from the main loop, STOPPING on SIGTERM. On SIGTERM, SIGINT or SIGHUP
-it stops every child within their share of the shutdown budget (`instaflyd.shutdown`: inside
+one-line summary, WATCHDOG from the main loop, STOPPING on SIGTERM. On SIGTERM or SIGINT it
+stops every child within their share of the shutdown budget (`instaflyd.shutdown`: inside
 systemd's TimeoutStopSec) and exits 0. If the page's server dies, the daemon says so at ERROR,
 stops everything and exits 1, so that systemd restarts the whole appliance with its page.
 
-An invalid config does not crash-loop: the daemon serves only the safe-mode page with the
-problems (see `safe_mode`) and starts for real as soon as the file is fixed.
+SIGHUP (`systemctl reload`) reloads the config, as daemons do: the children are stopped and
+started again with the new file, without the daemon exiting. An invalid config does not
+crash-loop, at start or on a reload: the daemon serves only the safe-mode page with the
+problems (see `safe_mode`) and starts for real as soon as the file is fixed. A file that breaks
+or changes while the daemon runs is said on the repairs list (`config_watch`).
 """
 
 from __future__ import annotations
@@ -18,14 +21,18 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from instaflyd import repairs, shutdown
 from instaflyd.config import Config, ConfigError, load_config
+from instaflyd.daemon.backups import BackupScheduler
 from instaflyd.daemon.children import instaflyd_argv
+from instaflyd.daemon.config_watch import CHECK_EVERY_SECONDS, ConfigWatch
 from instaflyd.daemon.event_writer import EventWriter
 from instaflyd.daemon.housekeeping import Housekeeping
 from instaflyd.daemon.lifelines import Lifelines
+from instaflyd.daemon.orphans import end_orphans
 from instaflyd.daemon.safe_mode import wait_for_valid_config
 from instaflyd.daemon.scheduler import TrainingScheduler
 from instaflyd.daemon.sdnotify import Notifier
@@ -50,26 +57,42 @@ STORAGE_EVERY_SECONDS = 5.0  # disk space and read-only checks of the repairs li
 
 
 def run_daemon(config_path: Path | None, data_dir: Path | None, *, verbose: bool = False) -> int:
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    stop, reload = threading.Event(), threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, _frame: _request_stop(stop, number))
+    signal.signal(signal.SIGHUP, lambda _number, _frame: _request_reload(reload))
     notifier = Notifier()
-    try:
-        config = load_config(config_path, data_dir)
-    except ConfigError as exc:
-        healed = wait_for_valid_config(exc.problems, config_path, data_dir, notifier, stop)
-        if healed is None:
-            return 0
-        config = healed
-    if not verbose:
-        logging.getLogger("instafly").setLevel(config.log.level.upper())
-    return Daemon(config, notifier).run(stop)
+
+    def load() -> Config:
+        return load_config(config_path, data_dir)
+
+    while True:
+        reload.clear()
+        try:
+            config = load()
+        except ConfigError as exc:
+            healed = wait_for_valid_config(exc.problems, config_path, data_dir, notifier, stop)
+            if healed is None:
+                return 0
+            config = healed
+        if not verbose:
+            logging.getLogger("instafly").setLevel(config.log.level.upper())
+        code = Daemon(config, notifier, load).run(stop, reload)
+        if stop.is_set() or not reload.is_set() or code != 0:
+            return code
+        log.info("reloading the config: starting again with %s", config.source or "the defaults")
 
 
 def _request_stop(stop: threading.Event, signum: int) -> None:
     if not stop.is_set():
         log.info("%s received: stopping", signal.Signals(signum).name)
     stop.set()
+
+
+def _request_reload(reload: threading.Event) -> None:
+    if not reload.is_set():
+        log.info("SIGHUP received: reloading the config")
+    reload.set()
 
 
 def component_specs(config: Config) -> list[ComponentSpec]:
@@ -101,7 +124,9 @@ def component_specs(config: Config) -> list[ComponentSpec]:
 class Daemon:
     """The supervisor, the scheduler and the page, driven by one loop on the main thread."""
 
-    def __init__(self, config: Config, notifier: Notifier) -> None:
+    def __init__(
+        self, config: Config, notifier: Notifier, load: Callable[[], Config] | None = None
+    ) -> None:
         self.config = config
         self.notifier = notifier
         self.db = Database(config.db_path)
@@ -109,11 +134,13 @@ class Daemon:
         self.events = EventWriter(config.db_path, chores=self._chores)
         self.housekeeping: Housekeeping | None = None  # made on the writer's thread
         self.lifelines = Lifelines(self.repairs, config.faults.hang_seconds)
+        self.config_watch = ConfigWatch(config, load or (lambda: config), self.repairs)
         self.supervisor = Supervisor(
             component_specs(config), self.events, lifelines=self.lifelines, repairs=self.repairs
         )
         self.scheduler = TrainingScheduler(config, self.db, self.events, self.lifelines)
         self.weights = WeightsFetcher(config)
+        self.backups = BackupScheduler(config, self.events, self.repairs)
         self.emitter = StatusEmitter(config, self)
         self._state: DaemonState = "starting"
         self._heartbeat = time.monotonic()
@@ -151,20 +178,32 @@ class Daemon:
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> int:
+    def run(self, stop: threading.Event, reload: threading.Event | None = None) -> int:
+        """Until `stop` (or `reload`) is set; returns the exit status."""
         web = self.config.web
         announce_password(self.config.data_dir, web.password, self.config.source)
         server = WebServer(create_app(self.config, self), web.host, web.port)
         server.start()
         repairs.install(self.repairs)
         self.events.start()
+        if ended := end_orphans(self.config.data_dir):
+            self.events.record(
+                "daemon",
+                "warning",
+                "orphans_ended",
+                f"ended {len(ended)} process(es) an earlier daemon left running: "
+                + ", ".join(f"{o.command} (pid {o.pid})" for o in ended),
+            )
         self.check_storage()
         self.emitter.start()
         self.supervisor.start()
         started = time.monotonic()
         next_status = 0.0
         next_storage = started + STORAGE_EVERY_SECONDS
+        next_config = started + CHECK_EVERY_SECONDS
         while not stop.wait(TICK_SECONDS):
+            if reload is not None and reload.is_set():
+                break
             now = self._heartbeat = time.monotonic()
             self.supervisor.tick()
             for silent in self.lifelines.overdue():
@@ -173,9 +212,13 @@ class Daemon:
             if now >= next_storage:
                 self.check_storage()
                 next_storage = now + STORAGE_EVERY_SECONDS
+            if now >= next_config:
+                self.check_config()
+                next_config = now + CHECK_EVERY_SECONDS
             try:
                 self.scheduler.tick(now)
                 self.weights.tick(now)
+                self.backups.tick(now)
                 proxy_up = self.supervisor.is_up("proxy") or now - started > READY_TIMEOUT
                 if self._state == "starting" and server.alive() and proxy_up:
                     self._state = "running"
@@ -191,7 +234,8 @@ class Daemon:
             if not server.alive():
                 return self._page_died(server)
             self.notifier.watchdog(now)
-        self.shutdown(server)
+        reloading = reload is not None and reload.is_set() and not stop.is_set()
+        self.shutdown(server, reloading=reloading)
         return 0
 
     def _page_died(self, server: WebServer) -> int:
@@ -205,15 +249,19 @@ class Daemon:
         self.shutdown(server)
         return EXIT_PAGE_DIED
 
-    def begin_stopping(self) -> None:
-        """From now on the page and /healthz say "stopping" (still healthy), and so does systemd."""
+    def begin_stopping(self, reloading: bool = False) -> None:
+        """From now on the page and /healthz say "stopping" (still healthy), and so does systemd
+        (which is told "reloading" instead when the daemon starts again with the new config)."""
         self._state = "stopping"
-        self.notifier.stopping("stopping: ending the proxy, the worker and any training")
+        if reloading:
+            self.notifier.reloading()
+        else:
+            self.notifier.stopping("stopping: ending the proxy, the worker and any training")
 
-    def shutdown(self, server: WebServer) -> None:
-        self.begin_stopping()
+    def shutdown(self, server: WebServer, reloading: bool = False) -> None:
+        self.begin_stopping(reloading)
         started = time.monotonic()
-        others = [self.scheduler.stop(), self.weights.stop()]
+        others = [self.scheduler.stop(), self.weights.stop(), self.backups.stop()]
         budget = shutdown.for_children(shutdown.DAEMON_SHARE)
         codes = self.supervisor.stop(budget, also=[c for c in others if c is not None])
         log.info(
@@ -232,6 +280,12 @@ class Daemon:
         if self.housekeeping is None:
             self.housekeeping = Housekeeping(self.config, db)
         self.housekeeping.tick()
+
+    def check_config(self) -> None:
+        try:
+            self.config_watch.check()
+        except Exception:  # a check must never stop the loop
+            log.exception("could not check the config file")
 
     def check_storage(self) -> None:
         try:

@@ -83,6 +83,11 @@ class Notifier:
         self._last_status = text
         return self.send(f"STATUS={_one_line(text)}")
 
+    def reloading(self) -> bool:
+        """The config is being reloaded; READY=1 follows once the daemon runs again."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading the config")
+
     def stopping(self, status: str) -> bool:
         self._last_status = status
         return self.send("STOPPING=1", f"STATUS={_one_line(status)}")

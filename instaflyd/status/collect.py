@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Protocol
 
 from instaflyd import __version__
+from instaflyd.backup import list_backups
 from instaflyd.capture.ca_files import ca_fingerprint
 from instaflyd.config import Config
 from instaflyd.policy.training import TrainingPlan, training_plan
 from instaflyd.repairs import Problem, RepairsRegistry
 from instaflyd.status.document import (
+    BackupSection,
     CaptureSection,
     CaSection,
     ComponentStatus,
@@ -116,6 +118,7 @@ def collect_status(
         model=model_section(config, conn),
         drop_folder=drop_folder_section(config, conn),
         setup=setup_section(config),
+        backup=backup_section(config),
         repairs=repairs_section(daemon.problems() if daemon else standalone_problems(config)),
         devices=devices_section(config, conn),
     )
@@ -131,6 +134,22 @@ def with_live_daemon(
         instafly=instafly_section(config, daemon),
         components=daemon.components(),
         repairs=repairs_section(daemon.problems()),
+    )
+
+
+def backup_section(config: Config) -> BackupSection:
+    """The backup folder's newest readable backup (its manifest only: a few kilobytes read)."""
+    backups = list_backups(config)
+    latest = backups[0] if backups else None
+    return BackupSection(
+        folder=str(config.backup.dir),
+        interval_hours=config.backup.interval_hours,
+        keep=config.backup.keep,
+        backups=len(backups),
+        latest_name=latest.path.name if latest else None,
+        latest_created=latest.manifest.created if latest else None,
+        latest_bytes=latest.bytes if latest else None,
+        latest_posts=latest.manifest.counts.posts if latest else None,
     )
 
 

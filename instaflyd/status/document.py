@@ -215,6 +215,20 @@ class SetupSection:
 
 
 @dataclass(frozen=True)
+class BackupSection:
+    """The daily backups in `backup.dir`: the latest is offered for download on the page."""
+
+    folder: str
+    interval_hours: float
+    keep: int
+    backups: int  # readable backups in the folder
+    latest_name: str | None = None
+    latest_created: float | None = None  # Unix time
+    latest_bytes: int | None = None
+    latest_posts: int | None = None
+
+
+@dataclass(frozen=True)
 class DeviceLine:
     """A device the proxy has seen: a phone's WireGuard tunnel, or a Wi-Fi proxy client."""
 
@@ -270,6 +284,7 @@ class StatusDocument:
     setup: SetupSection
     repairs: RepairsSection
     devices: DevicesSection = field(default_factory=DevicesSection.empty)
+    backup: BackupSection = field(default_factory=lambda: BackupSection("", 0, 0, 0))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

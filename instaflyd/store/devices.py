@@ -152,7 +152,7 @@ def rename_device(conn: sqlite3.Connection, key: str, name: str) -> bool:
     name = name.strip()[:NAME_MAX]
     if key.startswith(WIREGUARD_PREFIX):
         device_id = key[len(WIREGUARD_PREFIX) :]
-        if not device_id.isdigit():
+        if not device_id.isdigit() or len(device_id) > 18:  # below 2**63: SQLite's integers
             return False
         cursor = conn.execute(
             "UPDATE wireguard_devices SET name = ? WHERE id = ? AND revoked IS NULL",

@@ -137,3 +137,27 @@ def _remove_with_sidecars(path: Path, *, keep_main: bool = False) -> None:
     for name in names:
         with contextlib.suppress(FileNotFoundError):
             name.unlink()
+
+
+def schema_version_of(path: Path) -> int:
+    """The schema version of the database file at `path`, read without changing it."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise SnapshotError(f"{path}: cannot read the schema version: {exc}") from exc
+
+
+def copy_database_file(path: Path, target: Path) -> None:
+    """`copy_database` of the database file at `path`, opened read-only (not migrated)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise SnapshotError(f"{path}: cannot open the database: {exc}") from exc
+    try:
+        copy_database(conn, target)
+    finally:
+        conn.close()

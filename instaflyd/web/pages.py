@@ -22,6 +22,7 @@ from flask import (
 from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
+from instaflyd.backup import latest_backup
 from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.capture.wireguard import CHECK_HOST, CHECK_PATH
 from instaflyd.config import Config
@@ -122,6 +123,17 @@ def ca_certificate(kind: str) -> Response:
         abort(404, "The proxy has not created its CA certificate yet: it does on its first start.")
     return send_file(
         path, mimetype=mimetype, as_attachment=True, download_name=f"instafly-ca.{kind}"
+    )
+
+
+@bp.get("/backup/latest")
+def latest_backup_file() -> Response:
+    """The newest daily backup, for the logged-in household to keep off the box."""
+    path = latest_backup(_config())
+    if path is None:
+        abort(404, "There is no backup yet: the box makes the first within minutes of starting.")
+    return send_file(
+        path, mimetype="application/x-tar", as_attachment=True, download_name=path.name
     )
 
 

@@ -114,7 +114,7 @@ def add() -> Redirect:
     return _back(f"phone-{device.id}")
 
 
-@bp.post("/setup/phones/<int:device_id>/remove")
+@bp.post("/setup/phones/<row_id:device_id>/remove")
 def remove(device_id: int) -> Redirect:
     db = get_db()
     with db.transaction() as conn:
@@ -131,7 +131,7 @@ def remove(device_id: int) -> Redirect:
     return _back()
 
 
-@bp.get("/setup/phones/<int:device_id>.conf")
+@bp.get("/setup/phones/<row_id:device_id>.conf")
 def download(device_id: int) -> Response:
     device = get_wireguard_device(get_db().conn, device_id)
     if device is None or device.revoked is not None:
@@ -159,8 +159,9 @@ def name_device() -> Redirect:
 
 def qr_for(card: PhoneCard) -> Markup:
     """The phone's configuration as a QR code for the WireGuard app (low error correction: the
-    configuration is long, and a screen is a clean source)."""
+    configuration is long, and a screen is a clean source). Sized by its viewBox, so that it
+    fits a phone's screen (setup.css)."""
     import segno
 
     code = segno.make(card.conf, error="l")
-    return Markup(code.svg_inline(scale=4, border=2, dark="#111", light="#fff"))
+    return Markup(code.svg_inline(scale=4, border=2, dark="#111", light="#fff", omitsize=True))

@@ -31,6 +31,7 @@
   function show(state, answer) {
     box.dataset.state = state;
     box.querySelectorAll("[data-when]").forEach((part) => { part.hidden = part.dataset.when !== state; });
+    box.querySelectorAll("[data-until-ready]").forEach((part) => { part.hidden = state === "ready"; });
     const via = box.querySelector("[data-check-via]");
     if (via && answer) via.textContent = VIA[answer.via] || "connected";
   }
