@@ -65,6 +65,7 @@ class _TimedRequestParser(HTTPRequestParser):
     and refusing a large body before reading it unless the guard admits it."""
 
     guard: ConnectionGuard
+    content_length: int  # waitress' own attribute, typed for mypy
 
     def __init__(self, adj: Any) -> None:
         super().__init__(adj)
