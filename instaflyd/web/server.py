@@ -20,6 +20,7 @@ with connections they open and never finish, nor make it hold what they send:
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import Counter
@@ -134,12 +135,32 @@ class ConnectionGuard:
         channels = list(server.active_channels.values())
         held = Counter(ch.addr[0] for ch in channels if isinstance(ch.addr, tuple))
         if held[client] >= PER_CLIENT_CONNECTIONS:
+            held[client] -= self._reap_closed(channels, client)
+        if held[client] >= PER_CLIENT_CONNECTIONS:
             self._refuse(conn, client, f"has {held[client]} connections open to the page")
             return None
         if len(channels) >= self.total and not self._make_room(client, held, channels):
             self._refuse(conn, client, f"is among those holding the page's {len(channels)}")
             return None
         return self.channel_class(server, conn, addr, adj, map=map)
+
+    def _reap_closed(self, channels: list[Any], client: str) -> int:
+        """Close `client`'s connections that it has closed already but the loop has not read
+        yet (several are accepted per turn); returns how many."""
+        reaped = 0
+        for channel in channels:
+            if not (isinstance(channel.addr, tuple) and channel.addr[0] == client):
+                continue
+            try:
+                if channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    channel.handle_close()
+                    reaped += 1
+            except BlockingIOError:
+                pass  # open, nothing sent yet
+            except OSError:
+                channel.handle_close()
+                reaped += 1
+        return reaped
 
     def _refuse(self, conn: Any, client: str, why: str) -> None:
         self.refused += 1
