@@ -42,6 +42,7 @@ from instaflyd.config import Config, build_config  # noqa: E402
 from instaflyd.model import feature_codec, registry  # noqa: E402
 from instaflyd.model.backbone import BACKBONE, build_backbone, build_tail  # noqa: E402
 from instaflyd.model.features import FeatureCache  # noqa: E402
+from instaflyd.model.manifest import VersionManifest  # noqa: E402
 from instaflyd.model.training import TrainResult, run_training  # noqa: E402
 from instaflyd.store import Database  # noqa: E402
 from instaflyd.store.versions import add_model_version  # noqa: E402
@@ -73,14 +74,13 @@ def cached_store(config: Config, posts: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(feature_codec.encode(activations))
     tail = build_tail(config.train.seed, backbone.tail_conv_weights)
-    info = {
-        "version": 1, "backbone": BACKBONE, "input_size": backbone.input_size,
-        "weights": backbone.weights, "fingerprint": backbone.fingerprint,
-        "seed": config.train.seed, "objective": config.train.objective,
-        "keras": keras.__version__, "created": time.time(),
-    }  # fmt: skip
+    manifest = VersionManifest(
+        version=1, backbone=BACKBONE, input_size=backbone.input_size, weights=backbone.weights,
+        fingerprint=backbone.fingerprint, seed=config.train.seed,
+        objective=config.train.objective, keras=keras.__version__, created=time.time(),
+    )  # fmt: skip
     metrics = {"pass": "full", "val_srcc": None}
-    folder = registry.write_version(config, 1, tail, info, metrics)
+    folder = registry.write_version(config, 1, tail, manifest, metrics)
     time.sleep(0.05)  # the features predate the model, as after a real run
     with Database(config.db_path) as db, db.transaction() as conn:
         path = str(folder.relative_to(config.data_dir))

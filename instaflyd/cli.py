@@ -145,8 +145,8 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from instaflyd import heartbeat
     from instaflyd.policy.training import training_plan
-    from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
+    from instaflyd.weights.status import weights_status
 
     heartbeat.start_thread("trainer")  # an epoch can be minutes of TensorFlow
     # Priority is the caller's: the daemon's scheduler starts this at `train.nice`.
@@ -187,8 +187,9 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_score(args: argparse.Namespace, config: Config) -> int:
+    from instaflyd.model.errors import NoModelError
     from instaflyd.model.inputs import ImageReadError
-    from instaflyd.model.scoring import NoModelError, load_scorer, score_files
+    from instaflyd.model.scoring import load_scorer, score_files
 
     try:
         scorer = load_scorer(config)
@@ -207,7 +208,8 @@ def cmd_score(args: argparse.Namespace, config: Config) -> int:
 
 def _current_scorer(args: argparse.Namespace, config: Config) -> Scorer:
     """The model for enhance/generate, or the one-line reason there is none (posts needed)."""
-    from instaflyd.model.scoring import NoModelError, load_scorer
+    from instaflyd.model.errors import NoModelError
+    from instaflyd.model.scoring import load_scorer
 
     if args.steps is not None and args.steps < 1:
         raise CommandError("--steps must be at least 1", 2)
@@ -260,19 +262,21 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_weights(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.model import weights
-    from instaflyd.status.weights import weights_status
+    from instaflyd.weights.fetch import fetch_weights
+    from instaflyd.weights.file import WeightsError
+    from instaflyd.weights.receive import import_weights
+    from instaflyd.weights.status import weights_status
 
     if (args.action == "import") != (args.file is not None):
         raise CommandError("weights import needs FILE (and only import takes one)", code=2)
     try:
         if args.action == "fetch":
-            status = weights.fetch_weights(config)
+            status = fetch_weights(config)
         elif args.action == "import":
-            status = weights.import_weights(config, args.file)
+            status = import_weights(config, args.file)
         else:
             status = weights_status(config)
-    except weights.WeightsError as exc:
+    except WeightsError as exc:
         raise CommandError(str(exc)) from None
     if args.json:
         print_json(status.as_dict())

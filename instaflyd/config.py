@@ -11,7 +11,9 @@ fix, for example::
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,7 @@ class ProxyConfig(Section):
     pending_images_max: Annotated[int, Field(ge=0, le=100_000)]
     pending_images_max_age_seconds: Seconds
     pending_images_max_bytes: Annotated[int, Field(ge=0, le=4_000_000_000)]
+    store_retry_max_bytes: Annotated[int, Field(ge=0, le=4_000_000_000)]
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_000_000_000)]
     max_buffered_bytes: Annotated[int, Field(ge=1024, le=16_000_000_000)]
     box_ports_allowed: list[Port]
@@ -204,6 +207,17 @@ class Config(Section):
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def runtime_dir(self) -> Path:
+        """Where the processes leave each other small notes that must not need the data folder
+        (which may be full or read-only): systemd's RuntimeDirectory, else /dev/shm, one folder
+        per data_dir."""
+        base = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        if not base:
+            base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+        digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:16]
+        return Path(base) / f"instafly-{digest}"
 
     @property
     def features_dir(self) -> Path:

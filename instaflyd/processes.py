@@ -79,14 +79,6 @@ def resident_bytes(pid: int) -> int | None:
     return 0  # a zombie: nothing resident
 
 
-def maps_library(pid: int, name: str) -> bool:
-    """Whether a file whose path contains `name` is mapped into the process (e.g. tensorflow)."""
-    try:
-        return name in Path(f"/proc/{pid}/maps").read_text()
-    except OSError:
-        return False
-
-
 # --- children that die with their parent ------------------------------------------------------
 
 PR_SET_PDEATHSIG = 1

@@ -14,14 +14,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
+
+if TYPE_CHECKING:
+    from instaflyd.store import Database
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -185,3 +188,27 @@ def missing_on_this_machine(reason: str) -> None:
     if os.environ.get("INSTAFLY_STRICT") == "1":
         pytest.fail(f"{reason} (INSTAFLY_STRICT=1: CI must run every test)")
     pytest.skip(reason)
+
+
+# Reading the store in a test: plain SQL through the Database's connection (the package's own
+# code reads through instaflyd.store's functions, never these).
+def sql_one(db: Database, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = db.conn.execute(sql, params).fetchone()
+    return row
+
+
+def sql_all(db: Database, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    return db.conn.execute(sql, params).fetchall()
+
+
+def sql_scalar(db: Database, sql: str, params: Sequence[Any] = ()) -> Any:
+    row = sql_one(db, sql, params)
+    return None if row is None else row[0]
+
+
+def maps_library(pid: int, name: str) -> bool:
+    """Whether a file whose path contains `name` is mapped into the process (e.g. tensorflow)."""
+    try:
+        return name in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False

@@ -76,7 +76,7 @@ def ingest(ingester: Ingester, document: Any, path: str) -> dict[str, int]:
         "document", "www.instagram.com", path, 200, "application/json", "identity",
         json.dumps(document).encode(), SEEN_AT,
     )  # fmt: skip
-    return dict(ingester.ingest(response))
+    return dict(ingester.ingest(response).nonzero())
 
 
 def stored_likes(ingester: Ingester, *post_ids: int) -> list[int | None]:

@@ -31,7 +31,7 @@ def test_events_older_than_the_retention_are_pruned_hourly(data_dir: Path) -> No
     config = build_config({"log": {"events_retention_days": 7}}, data_dir=data_dir)
     with Database(config.db_path) as db:
         add_events(db, [40, 8, 6.5, 0.1])
-        housekeeping = Housekeeping(config, db)
+        housekeeping = Housekeeping(config, db, keep_newest=0)
         assert housekeeping.tick(NOW) == 2
         assert messages(db) == ["6.5 days old", "0.1 days old"]
 
@@ -50,7 +50,7 @@ def test_a_long_backlog_is_deleted_in_batches(data_dir: Path) -> None:
     assert config.log.events_retention_days == 30
     with Database(config.db_path) as db:
         add_events(db, [100.0] * (2 * PRUNE_BATCH + 7) + [1.0])
-        assert prune_events(db, NOW - 30 * DAY) == 2 * PRUNE_BATCH + 7
+        assert prune_events(db, NOW - 30 * DAY, keep_newest=0) == 2 * PRUNE_BATCH + 7
         assert messages(db) == ["1.0 days old"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import sql_scalar
 
 from instaflyd.model.labels import (
     LabelledPost,
@@ -48,7 +49,7 @@ def test_labels_skip_hidden_likes_videos_reels_missing_images_and_unknown_follow
     add_post(db, files, "6", image=False)
     add_post(db, files, "7", followers=None)  # owner's profile never seen
     add_post(db, files, "8")
-    files.path_for(db.scalar("SELECT image_sha256 FROM posts WHERE id = '8'"), "jpg").unlink()
+    files.path_for(sql_scalar(db, "SELECT image_sha256 FROM posts WHERE id = '8'"), "jpg").unlink()
 
     posts = labelled_posts(db.conn, files)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import REPO, cli_env, run_cli, run_cli_json, wait_until, write_config
+from helpers import REPO, cli_env, run_cli, run_cli_json, sql_one, wait_until, write_config
 from support_model import (
     TINY_MODEL,
     add_generated_posts,
@@ -28,10 +28,11 @@ from support_model import (
 
 from instaflyd.cli import main
 from instaflyd.config import Config
+from instaflyd.model.errors import NoModelError
 from instaflyd.model.inputs import load_images
 from instaflyd.model.labels import NotEnoughData
 from instaflyd.model.metrics import spearman
-from instaflyd.model.scoring import NoModelError, load_scorer
+from instaflyd.model.scoring import load_scorer
 from instaflyd.model.training import TrainingBusy, claim_training_run, run_training
 from instaflyd.store import Database
 from instaflyd.store.versions import current_model_version, latest_training_run
@@ -63,8 +64,8 @@ def trained(trained_data_dir: Path) -> Config:
 
 def test_the_first_model_learns_is_promoted_and_recorded(trained: Config) -> None:
     with Database(trained.db_path) as db:
-        version = db.one("SELECT * FROM model_versions WHERE version = 1")
-        run = db.one("SELECT * FROM training_runs WHERE version = 1")
+        version = sql_one(db, "SELECT * FROM model_versions WHERE version = 1")
+        run = sql_one(db, "SELECT * FROM training_runs WHERE version = 1")
     # the broken image's post is labelled but left out
     assert (version["promoted"], version["samples"], version["labelled_total"]) == (1, 72, 73)
     assert version["val_srcc"] >= 0.6
@@ -123,7 +124,9 @@ def test_a_worse_model_is_written_but_not_promoted(copy_of_trained: Path) -> Non
     assert result.val_srcc is None or result.val_srcc < result.current_val_srcc
     with Database(trained.db_path) as db:
         assert current_model_version(db.conn).version == 1
-        row = db.one("SELECT promoted FROM model_versions WHERE version = ?", (result.version,))
+        row = sql_one(
+            db, "SELECT promoted FROM model_versions WHERE version = ?", (result.version,)
+        )
         assert row["promoted"] == 0
         assert f"v{result.version} not promoted" in latest_training_run(db.conn).message
     assert (trained.models_dir / f"v{result.version:04d}" / "tail.weights.h5").is_file()
@@ -224,7 +227,7 @@ def test_a_live_trainer_blocks_another_and_a_dead_one_is_marked_failed(data_dir:
             other.kill()
             other.wait()
             run_id = claim_training_run(db, epochs=3)
-            stale = db.one("SELECT * FROM training_runs WHERE pid = ?", (other.pid,))
+            stale = sql_one(db, "SELECT * FROM training_runs WHERE pid = ?", (other.pid,))
             assert stale["state"] == "failed"
             assert stale["message"] == f"the trainer (pid {other.pid}) stopped before finishing"
             assert latest_training_run(db.conn).id == run_id
@@ -294,7 +297,7 @@ def test_the_cli_survives_sigkill_then_trains_and_scores(tmp_path: Path, data_di
     assert (result["version"], result["promoted"], result["samples"]) == (1, True, 72)
     assert result["val_srcc"] >= 0.6 and result["val_pairwise_accuracy"] >= 0.6
     with Database(config.db_path) as db:
-        before = db.one("SELECT * FROM training_runs WHERE id = ?", (killed.id,))
+        before = sql_one(db, "SELECT * FROM training_runs WHERE id = ?", (killed.id,))
         assert before["state"] == "failed"
         assert before["message"] == f"the trainer (pid {trainer.pid}) stopped before finishing"
         assert latest_training_run(db.conn).state == "done"

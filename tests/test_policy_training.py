@@ -11,7 +11,6 @@ import pytest
 
 from instaflyd.config import Config, build_config
 from instaflyd.policy.training import TrainingPlan, training_plan
-from instaflyd.status.weights import WEIGHTS_FILE, weights_status
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.images import record_image
 from instaflyd.store.posts import attach_image, upsert_post
@@ -22,6 +21,8 @@ from instaflyd.store.versions import (
     start_training_run,
     training_cpu_since,
 )
+from instaflyd.weights.file import WEIGHTS_FILE
+from instaflyd.weights.status import weights_status
 
 HOUR = 3600.0
 T0 = 1_800_000_000.0  # the injected wall clock's "now" for the back-off and budget tests

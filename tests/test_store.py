@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from helpers import sql_all, sql_one, sql_scalar
 
 from instaflyd.fsutil import TEMP_PREFIX, remove_stale_temps
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord, StoreError
@@ -24,7 +25,14 @@ from instaflyd.store.events import (
     record_event,
 )
 from instaflyd.store.images import forget_unused_images, prune_unused_images, record_image
-from instaflyd.store.jobs import claim_next_job, enqueue_job, finish_job, get_job, jobs_by_state
+from instaflyd.store.jobs import (
+    JobCounts,
+    claim_next_job,
+    enqueue_job,
+    finish_job,
+    get_job,
+    jobs_by_state,
+)
 from instaflyd.store.labels import LIKES_AND_IMAGE_KNOWN, label_target
 from instaflyd.store.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from instaflyd.store.posts import (
@@ -75,10 +83,10 @@ def db(tmp_path: Path) -> Database:
 
 
 def test_opening_sets_wal_busy_timeout_foreign_keys_and_current_schema(db: Database) -> None:
-    assert db.scalar("PRAGMA journal_mode") == "wal"
-    assert db.scalar("PRAGMA busy_timeout") == 30000
-    assert db.scalar("PRAGMA foreign_keys") == 1
-    assert db.schema_version() == SCHEMA_VERSION == len(MIGRATIONS) == 8
+    assert sql_scalar(db, "PRAGMA journal_mode") == "wal"
+    assert sql_scalar(db, "PRAGMA busy_timeout") == 30000
+    assert sql_scalar(db, "PRAGMA foreign_keys") == 1
+    assert sql_scalar(db, "PRAGMA user_version") == SCHEMA_VERSION == len(MIGRATIONS) == 9
 
 
 def test_accounts_and_posts_round_trip_with_first_and_last_seen(db: Database) -> None:
@@ -115,7 +123,7 @@ def test_images_round_trip_and_the_largest_variant_is_kept(db: Database, tmp_pat
     files = ImageFiles(tmp_path / "images")
     small = store_image(db, files, b"small-jpeg", 320, 320)
     large = store_image(db, files, b"large-jpeg", 1080, 1080)
-    row = db.one("SELECT * FROM images WHERE sha256 = ?", (large,))
+    row = sql_one(db, "SELECT * FROM images WHERE sha256 = ?", (large,))
     assert (row["ext"], row["width"], row["height"], row["bytes"]) == ("jpg", 1080, 1080, 10)
     assert files.path_for(large, "jpg") == tmp_path / "images" / large[:2] / f"{large}.jpg"
     assert files.path_for(large, "jpg").read_bytes() == b"large-jpeg"
@@ -164,7 +172,7 @@ def test_an_image_written_twice_is_stored_once(db: Database, tmp_path: Path) -> 
     with db.transaction() as conn:
         assert record_image(conn, first, 1, 1, 10)
         assert not record_image(conn, second, 1, 1, 10)
-    assert db.scalar("SELECT COUNT(*) FROM images") == 1
+    assert sql_scalar(db, "SELECT COUNT(*) FROM images") == 1
     assert [p.name for p in (tmp_path / "images").rglob("*") if p.is_file()] == [first.path.name]
 
 
@@ -206,13 +214,14 @@ def test_labelled_posts_follow_the_data_rules(db: Database, tmp_path: Path) -> N
             attach_image(conn, post_id, sha)
         upsert_post(conn, photo("zero", likes=0))
         attach_image(conn, "zero", sha)
-    rows = db.all("SELECT id, like_rate FROM labelled_posts ORDER BY id")
+    rows = sql_all(db, "SELECT id, like_rate FROM labelled_posts ORDER BY id")
     assert [(r["id"], r["like_rate"]) for r in rows] == [("car", 0.1), ("ok", 0.25), ("zero", 0.0)]
     assert labelled_count(db.conn) == 3
     # The view (a migration) and the rule's SQL in store/labels.py agree, post by post.
-    by_rule = db.all(
+    by_rule = sql_all(
+        db,
         "SELECT p.id FROM posts AS p JOIN accounts AS a ON a.id = p.owner_id"
-        f" WHERE {LIKES_AND_IMAGE_KNOWN} AND a.follower_count > 0 ORDER BY p.id"
+        f" WHERE {LIKES_AND_IMAGE_KNOWN} AND a.follower_count > 0 ORDER BY p.id",
     )
     assert [r["id"] for r in by_rule] == [r["id"] for r in rows]
     # No likes is half a like: finite, and below one like of the same owner.
@@ -336,14 +345,11 @@ def test_jobs_round_trip_one_job_per_content_and_atomic_claims(db: Database) -> 
     done = get_job(db.conn, first)
     assert (done.state, done.score_after, done.finished) == ("done", 0.3, 6.0)
     assert get_job(db.conn, second).reason == "not an image: the file is a text document"
-    assert jobs_by_state(db.conn) == {
-        "queued": 0,
-        "waiting_model": 0,
-        "running": 0,
-        "done": 1,
-        "rejected": 1,
-        "failed": 0,
-    }
+    assert jobs_by_state(db.conn) == JobCounts(done=1, rejected=1)
+    assert jobs_by_state(db.conn).items() == [
+        ("queued", 0), ("waiting_model", 0), ("running", 0), ("done", 1), ("rejected", 1),
+        ("failed", 0),
+    ]  # fmt: skip
 
 
 def test_a_v1_database_migrates_with_its_rows_intact(tmp_path: Path) -> None:
@@ -364,9 +370,9 @@ def test_a_v1_database_migrates_with_its_rows_intact(tmp_path: Path) -> None:
     conn.close()
 
     with Database(path) as db:
-        assert db.schema_version() == SCHEMA_VERSION
-        assert tuple(db.one("SELECT * FROM accounts")) == ("42", "alice", None, 900, 1.0, 2.0)
-        assert tuple(db.one("SELECT * FROM posts")) == (
+        assert sql_scalar(db, "PRAGMA user_version") == SCHEMA_VERSION
+        assert tuple(sql_one(db, "SELECT * FROM accounts")) == ("42", "alice", None, 900, 1.0, 2.0)
+        assert tuple(sql_one(db, "SELECT * FROM posts")) == (
             "1",
             "sc1",
             "42",
@@ -380,8 +386,8 @@ def test_a_v1_database_migrates_with_its_rows_intact(tmp_path: Path) -> None:
             1.0,
             2.0,
         )
-        assert db.scalar("SELECT message FROM events") == "hello"
-        assert [tuple(r) for r in db.all("SELECT id, like_rate FROM labelled_posts")] == [
+        assert sql_scalar(db, "SELECT message FROM events") == "hello"
+        assert [tuple(r) for r in sql_all(db, "SELECT id, like_rate FROM labelled_posts")] == [
             ("1", 0.1)
         ]
         with db.transaction() as conn:
@@ -425,11 +431,11 @@ def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         process.join(120)
     assert [p.exitcode for p in workers] == [0, 0, 0, 0]
     with Database(path) as db:
-        assert db.scalar("SELECT COUNT(*) FROM posts WHERE id LIKE 'w%'") == 4 * rounds
-        assert db.scalar("SELECT COUNT(*) FROM posts WHERE id LIKE 'shared-%'") == 10
-        assert db.scalar("SELECT COUNT(*) FROM accounts") == 5
+        assert sql_scalar(db, "SELECT COUNT(*) FROM posts WHERE id LIKE 'w%'") == 4 * rounds
+        assert sql_scalar(db, "SELECT COUNT(*) FROM posts WHERE id LIKE 'shared-%'") == 10
+        assert sql_scalar(db, "SELECT COUNT(*) FROM accounts") == 5
         assert counters(db.conn) == {"flows": 4 * rounds}
-        assert db.scalar("PRAGMA integrity_check") == "ok"
+        assert sql_scalar(db, "PRAGMA integrity_check") == "ok"
 
 
 def test_image_file_name_ignores_host_size_and_signature() -> None:

@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-STRICT_PACKAGES = ("store", "status")
+STRICT_PACKAGES = ("store", "status", "jobs", "weights")
 
 
 def run(tool: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import wait_until
+from helpers import sql_all, wait_until
 
 from instaflyd.config import build_config
+from instaflyd.jobs import file_sha256
 from instaflyd.store import Database
 from instaflyd.store.jobs import enqueue_job
-from instaflyd.watch.queue import file_sha256
 from instaflyd.watch.rules import DropRules
 from instaflyd.watch.settle import STALLED_WRITER_SECONDS, Settler
 from instaflyd.watch.watcher import DropWatcher
@@ -152,7 +152,9 @@ def watcher(tmp_path: Path, drop: Path) -> Iterator[DropWatcher]:
 
 def queued_jobs(watcher: DropWatcher) -> dict[str, str]:
     with Database(watcher.db_path) as db:
-        return {Path(row["input_path"]).name: row["sha256"] for row in db.all("SELECT * FROM jobs")}
+        return {
+            Path(row["input_path"]).name: row["sha256"] for row in sql_all(db, "SELECT * FROM jobs")
+        }
 
 
 def wait_for_jobs(watcher: DropWatcher, count: int, timeout: float = 10) -> dict[str, str]:
@@ -223,7 +225,9 @@ def test_a_restart_does_not_read_files_queued_before(watcher: DropWatcher, drop:
     wait_for_jobs(watcher, 2)
     wait_for_a_later_file(watcher, drop, 2)
     with Database(watcher.db_path) as db:
-        rows = [(Path(r["input_path"]).name, r["sha256"]) for r in db.all("SELECT * FROM jobs")]
+        rows = [
+            (Path(r["input_path"]).name, r["sha256"]) for r in sql_all(db, "SELECT * FROM jobs")
+        ]
     assert rows == [
         ("seen.jpg", "hash-from-the-earlier-run"),
         ("new.jpg", file_sha256(drop / "new.jpg")),

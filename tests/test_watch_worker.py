@@ -319,9 +319,10 @@ def test_after_the_idle_timeout_no_process_of_the_run_tree_holds_tensorflow(
     """TensorFlow lives only in the enhancer process, which ends when idle: its memory goes back
     to the system (a process that keeps running never returns it), and the next photo starts a
     new one."""
+    from helpers import maps_library
     from support_daemon import daemon_config, running_daemon
 
-    from instaflyd.processes import maps_library, process_tree
+    from instaflyd.processes import process_tree
 
     data_dir = with_model(trained_data_dir, tmp_path / "data")
     config, web_port, proxy_port = daemon_config(

@@ -25,10 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from support_daemon import TEST_PASSWORD, UNREAD_SHAPE, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
+from instaflyd.network import lan_address
 from instaflyd.repairs import Problem
 from instaflyd.status.document import ComponentStatus
-from instaflyd.status.network import lan_address
-from instaflyd.status.weights import WEIGHTS_FILE
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
 from instaflyd.store.images import record_image
 from instaflyd.store.jobs import get_job
@@ -41,6 +40,7 @@ from instaflyd.store.versions import (
 )
 from instaflyd.web import create_app, create_safe_mode_app
 from instaflyd.web.auth import SECRET_FILE
+from instaflyd.weights.file import WEIGHTS_FILE
 
 PASSWORD = "correct horse"
 
@@ -202,7 +202,10 @@ def test_the_page_tells_the_last_training_outcome_and_the_way_to_the_first_model
         )
         run = start_training_run(conn, pid=1, epochs=8, now=time.time() - 200)
         metrics = {"val_srcc": 0.38, "current_version": 1, "current_val_srcc": 0.41}
-        add_model_version(conn, 2, "models/v0002", 12, 12, metrics, promoted=False)
+        add_model_version(
+            conn, 2, "models/v0002", 12, 12, metrics, promoted=False,
+            compared_version=1, compared_val_srcc=0.41,
+        )  # fmt: skip
         finish_training_run(
             conn, run, "done", version=2, message="v2 not promoted", now=time.time() - 105
         )
@@ -625,13 +628,13 @@ def test_the_weights_upload_is_the_way_in_without_internet(
         return client.get("/").get_data(as_text=True)
 
     fake = b"weights " * 1000
-    monkeypatch.setattr("instaflyd.status.weights.WEIGHTS_BYTES", len(fake))
+    monkeypatch.setattr("instaflyd.weights.file.WEIGHTS_BYTES", len(fake))
     html = upload(fake[:-1])
     assert "Not taken: vgg16.h5 is not the ImageNet VGG16 notop file" in html
     assert "it has 7,999 bytes, not 8,000." in html
     assert not (config.weights_dir / WEIGHTS_FILE).exists()
     monkeypatch.setattr(
-        "instaflyd.status.weights.WEIGHTS_MD5", hashlib.md5(fake, usedforsecurity=False).hexdigest()
+        "instaflyd.weights.file.WEIGHTS_MD5", hashlib.md5(fake, usedforsecurity=False).hexdigest()
     )
     html = upload(fake)
     assert "ImageNet VGG16 weights present: training can start." in html

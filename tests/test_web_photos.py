@@ -17,6 +17,7 @@ from helpers import jpeg_bytes
 from support_daemon import TEST_PASSWORD, give_password, seed_extras, seed_store
 
 from instaflyd.config import Config, build_config
+from instaflyd.jobs.outputs import Enhancement, Sidecar, write_sidecar
 from instaflyd.store import Database
 from instaflyd.store.jobs import get_job
 from instaflyd.web import create_app
@@ -148,7 +149,11 @@ def test_the_photo_list_newest_first_with_scores_edits_and_urls(
     client: FlaskClient, config: Config
 ) -> None:
     done = config.watch.output_dir / "beach.instafly.json"
-    done.write_text('{"status": "done", "params": {"exposure": 0.18, "contrast": 0.0}}')
+    enhancement = Enhancement(
+        str(config.watch.output_dir / "beach.instafly.jpg"), -2.5, -2.1,
+        {"exposure": 0.18, "contrast": 0.0}, 1.0, "edits", 1, 8, 96, 96, "0.1.0",
+    )  # fmt: skip
+    write_sidecar(done, Sidecar("done", "beach.jpg", enhancement=enhancement))
     with Database(config.db_path) as db, db.transaction() as conn:
         conn.execute("UPDATE jobs SET sidecar_path = ? WHERE state = 'done'", (str(done),))
     sent = send(client, (jpeg_bytes(96, 96, 21), "new.jpg"), token=token_of(client)).get_json()

@@ -40,7 +40,7 @@ from support_daemon import (
 )
 
 from instaflyd.config import Config, ConfigError, build_config, load_config
-from instaflyd.status.network import lan_address
+from instaflyd.network import lan_address
 from instaflyd.store import Database
 from instaflyd.store.events import add_to_counter
 from instaflyd.store.jobs import get_job

@@ -16,7 +16,7 @@ from support_daemon import TEST_PASSWORD, give_password
 
 from instaflyd.capture.wireguard import CHECK_HOST, public_key
 from instaflyd.config import Config, build_config
-from instaflyd.status.network import lan_address
+from instaflyd.network import lan_address
 from instaflyd.store import Database
 from instaflyd.store.devices import device_seen, get_wireguard_device, wireguard_devices
 from instaflyd.web import create_app

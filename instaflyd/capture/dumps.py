@@ -8,13 +8,13 @@ error naming it; every flow read before the damage is kept.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mitmproxy import exceptions, http, io
 
+from instaflyd.capture.counts import CaptureCounts
 from instaflyd.capture.flows import captured_response, path_without_query
 from instaflyd.capture.ingest import CaptureError, Ingester
 from instaflyd.capture.matching import PendingImages
@@ -52,7 +52,7 @@ class ImportResult:
 def import_flow_files(config: Config, paths: Iterable[Path]) -> ImportResult:
     file_errors: list[str] = []
     parse_errors: list[str] = []
-    outcome: Counter[str] = Counter()
+    outcome = CaptureCounts()
     summary = ImportSummary()
     proxy = config.proxy
     with Database(config.db_path) as db:
@@ -69,17 +69,17 @@ def import_flow_files(config: Config, paths: Iterable[Path]) -> ImportResult:
                 if captured is None:
                     continue
                 try:
-                    outcome.update(ingester.ingest(captured))
+                    outcome += ingester.ingest(captured)
                 except CaptureError as exc:
                     where = captured.host + path_without_query(captured.path)
                     parse_errors.append(f"{path}: {where}: {exc}")
                     with db.transaction() as conn:
                         log_event(conn, "import", "warning", "parse_error", parse_errors[-1])
         summary.accounts = count(db.conn, "accounts") - accounts_before
-    summary.posts_new = outcome["posts_new"]
-    summary.posts_updated = outcome["posts_updated"]
-    summary.images_stored = outcome["images_stored"]
-    summary.images_unmatched = outcome["images_unmatched"] + len(pending)
+    summary.posts_new = outcome.posts_new
+    summary.posts_updated = outcome.posts_updated
+    summary.images_stored = outcome.images_stored
+    summary.images_unmatched = outcome.images_unmatched + len(pending)
     summary.errors = len(file_errors) + len(parse_errors)
     return ImportResult(summary, file_errors, parse_errors)
 

@@ -4,7 +4,8 @@ The proxy's writer process and `instaflyd import` both feed responses through an
 dump file is read exactly as the live proxy would have read it. Each response is one write
 transaction. A document that held post- or user-like objects the parsers could not read is
 counted in the store by path and shape (`formats not understood`). What happened is returned
-as a `Counter` (posts_new, images_stored, ...); the caller decides where those numbers go.
+as a `CaptureCounts` record (posts_new, images_stored, ...); the caller decides where those
+numbers go.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from instaflyd.capture.bodies import (
     json_documents,
     looks_like_json,
 )
+from instaflyd.capture.counts import CaptureCounts
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.images import ImageRejected, VerifiedImage, verify_image
 from instaflyd.capture.matching import PendingImages
-from instaflyd.capture.parsers import parse_document
+from instaflyd.capture.parsers import Parsed, parse_document
 from instaflyd.store import Database, ImageFiles
 from instaflyd.store.devices import record_device_posts
 from instaflyd.store.formats import count_unread_format
@@ -35,6 +37,7 @@ from instaflyd.store.posts import (
     attach_image,
     cover_area,
     get_post,
+    larger_image_wins,
     post_for_image_name,
     upsert_account,
     upsert_post,
@@ -66,7 +69,7 @@ class Ingester:
         self.max_body_bytes = max_body_bytes  # before and after decoding
         self._replaced: list[tuple[str, str]] = []  # files to remove once the transaction commits
 
-    def ingest(self, response: CapturedResponse) -> Counter[str]:
+    def ingest(self, response: CapturedResponse) -> CaptureCounts:
         """Store what the response says; raises CaptureError for an unreadable document and
         ResponseTooLarge for a body that decodes to more than `max_body_bytes`."""
         outcome: Counter[str] = Counter()
@@ -80,7 +83,7 @@ class Ingester:
         finally:
             replaced, self._replaced = self._replaced, []
         self.images.remove(replaced)  # committed: the replaced variants' files can go
-        return outcome
+        return CaptureCounts.of(outcome)
 
     def _decode(self, response: CapturedResponse) -> bytes:
         return decode_body(response.body, response.content_encoding, self.max_body_bytes)
@@ -105,25 +108,44 @@ class Ingester:
             raise CaptureError(str(exc)) from None
         except Exception as exc:  # an Instagram shape the parsers did not expect
             raise CaptureError(f"parser failed: {type(exc).__name__}: {exc}") from exc
-        with self.db.transaction() as conn:
-            for result in parsed:
-                if result is None:
-                    continue
-                outcome["instagram_json"] += 1
-                if result.fingerprint is not None:
-                    count_unread_format(conn, response.path, result.fingerprint, response.seen_at)
-                    outcome["formats_not_understood"] += 1
-                for account in result.accounts:
-                    upsert_account(conn, account, response.seen_at)
-                if response.device is not None and result.posts:
-                    ids = [post.id for post in result.posts]
-                    record_device_posts(conn, response.device, ids, response.seen_at)
-                for post in result.posts:
-                    outcome[f"posts_{upsert_post(conn, post, response.seen_at)}"] += 1
-                    for name in {image_file_name(url) for url in post.image_urls}:
-                        image = self.pending.pop(name)
-                        if image is not None:
-                            self._attach(conn, post.id, image, outcome)
+        matched: list[tuple[str, VerifiedImage]] = []
+        try:
+            with self.db.transaction() as conn:
+                self._store_documents(conn, response, parsed, matched, outcome)
+        except BaseException:
+            # Nothing was stored: the images matched in the transaction wait again, so that a
+            # retry of this response (after a full disk, say) still finds them.
+            for name, image in matched:
+                self.pending.add(name, image, response.seen_at)
+            raise
+
+    def _store_documents(
+        self,
+        conn: sqlite3.Connection,
+        response: CapturedResponse,
+        parsed: list[Parsed | None],
+        matched: list[tuple[str, VerifiedImage]],
+        outcome: Counter[str],
+    ) -> None:
+        for result in parsed:
+            if result is None:
+                continue
+            outcome["instagram_json"] += 1
+            if result.fingerprint is not None:
+                count_unread_format(conn, response.path, result.fingerprint, response.seen_at)
+                outcome["formats_not_understood"] += 1
+            for account in result.accounts:
+                upsert_account(conn, account, response.seen_at)
+            if response.device is not None and result.posts:
+                ids = [post.id for post in result.posts]
+                record_device_posts(conn, response.device, ids, response.seen_at)
+            for post in result.posts:
+                outcome[f"posts_{upsert_post(conn, post, response.seen_at)}"] += 1
+                for name in {image_file_name(url) for url in post.image_urls}:
+                    image = self.pending.pop(name)
+                    if image is not None:
+                        matched.append((name, image))
+                        self._attach(conn, post.id, image, outcome)
 
     # --- images ---------------------------------------------------------------------------
 
@@ -152,8 +174,7 @@ class Ingester:
         self, conn: sqlite3.Connection, post_id: str, image: VerifiedImage, outcome: Counter[str]
     ) -> None:
         """Store the image as the post's cover unless the post has one at least as large."""
-        current = cover_area(conn, post_id)
-        if current is not None and current >= image.area:
+        if not larger_image_wins(image.area, cover_area(conn, post_id)):
             return  # checked before writing the file; attach_image applies the same rule
         stored = self.images.put(image.data, image.ext)
         record_image(conn, stored, image.width, image.height, len(image.data))

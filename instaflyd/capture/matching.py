@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from instaflyd.capture.images import VerifiedImage
+from instaflyd.store.posts import larger_image_wins
 
 DEFAULT_MAX_BYTES = 64_000_000  # proxy.pending_images_max_bytes's default
 
@@ -38,7 +39,7 @@ class PendingImages:
         """Hold an image until a post names it; returns how many images gave up waiting."""
         gave_up = self.expire(now)
         known = self._waiting.get(name)
-        if known is None or image.area > known[1].area:
+        if larger_image_wins(image.area, known[1].area if known else None):
             self._remove(name)
             self._waiting[name] = (now, image)
             self._bytes += len(image.data)

@@ -46,7 +46,8 @@ from instaflyd.capture.listeners import DeviceListeners, base_modes
 from instaflyd.capture.writer import CaptureWriter
 from instaflyd.config import Config
 from instaflyd.fdlimit import connections_within, raise_fd_limit
-from instaflyd.store import Database
+from instaflyd.store import Database, StoreError
+from instaflyd.store.faults import FAULT_TEXT
 
 log = logging.getLogger("instafly.proxy")
 
@@ -145,8 +146,15 @@ def run_proxy(config: Config, verbose: bool = False) -> None:
             " (set proxy.mode: regular, or wireguard.enabled: true)"
         )
     ensure_ca(config.mitmproxy_dir)
-    with Database(config.db_path):
-        pass  # open and migrate now: a broken database is a start-up error, not a thread's
+    try:
+        with Database(config.db_path):
+            pass  # open and migrate now: a broken database is a start-up error, not a thread's
+    except StoreError as exc:
+        if exc.fault is None:
+            raise
+        # A passing fault (a read-only or full disk): phones can browse meanwhile, and what
+        # they capture waits in the writer's retry queue until the store takes it.
+        log.warning("starting without the store for now: %s", FAULT_TEXT[exc.fault])
     writer = CaptureWriter(config)
     try:
         level = logging.DEBUG if verbose else logging.WARNING

@@ -10,12 +10,16 @@ The event loop's side, `CaptureWriter`, turns each item into one length-prefixed
 writes it to a non-blocking pipe (`submit()`: never blocks). What the pipe cannot take at once
 waits in a backlog of at most BACKLOG_BYTES that the event loop drains when the pipe is writable;
 beyond it, items are dropped and counted. Counters (`count()`) are kept in memory and shipped as
-a frame once a second.
+one `CaptureCounts` record once a second.
 
-The writer process (`write_until_stopped`) owns its own `Database`, feeds captured responses
-through an `Ingester`, records TLS failures and flushes counters to the `counters` table. A
-failing item is logged and recorded as an event; the loop never dies of it. It stops at the stop
-frame, after writing everything before it, or at the end of the pipe when the proxy is gone.
+The writer process (`write_until_stopped`, `StoreWriting`) owns its own `Database`, feeds
+captured responses through an `Ingester`, records TLS failures and flushes counters to the
+`counters` table. A response the store refuses for a passing reason (a full disk, a read-only
+folder, a held lock) waits in a retry queue bounded in bytes (`capture.retry`) and is stored
+when the store takes writes again; the page learns of it from a note outside the store
+(`capture.writer_state`). A response that fails for any other reason is logged and recorded
+as an event; the loop never dies of it. It stops at the stop frame, after writing everything
+before it, or at the end of the pipe when the proxy is gone.
 """
 
 from __future__ import annotations
@@ -33,16 +37,25 @@ import struct
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from instaflyd import heartbeat, shutdown
+from instaflyd import heartbeat, repairs, shutdown
+from instaflyd.capture.counts import CaptureCounts
 from instaflyd.capture.flows import CapturedResponse, path_without_query
 from instaflyd.capture.ingest import CaptureError, Ingester, ResponseTooLarge
 from instaflyd.capture.matching import PendingImages
+from instaflyd.capture.retry import RetryQueue
 from instaflyd.capture.wireguard import CHECK_HOST
+from instaflyd.capture.writer_state import (
+    WAITING,
+    WAITING_TITLE,
+    WriterState,
+    waiting_problem,
+    write_state,
+)
 from instaflyd.config import Config
 from instaflyd.logs import setup_logging
-from instaflyd.store import Database, ImageFiles
+from instaflyd.store import Database, ImageFiles, StoreError
 from instaflyd.store.devices import (
     count_device_tls_failure,
     device_seen,
@@ -50,6 +63,7 @@ from instaflyd.store.devices import (
     prune_device_posts,
 )
 from instaflyd.store.events import add_to_counter, record_event
+from instaflyd.store.faults import FAULT_TEXT, Fault, looks_writable, transient_fault
 from instaflyd.store.images import prune_unused_images
 from instaflyd.store.tls import count_tls_failure
 
@@ -114,7 +128,7 @@ class CaptureWriter:
 
     # --- called from mitmproxy's event loop: never blocks -------------------------------------
 
-    def submit(self, item: CapturedResponse | TlsFailure | DeviceSeen) -> bool:
+    def submit(self, item: CapturedResponse | TlsFailure | DeviceSeen | CaptureCounts) -> bool:
         """Hand an item to the writer; False (and counted) when the backlog is full."""
         frame = _frame(item)
         if self._backlog and self._waiting + len(frame) > self.backlog_bytes:
@@ -136,7 +150,7 @@ class CaptureWriter:
         self._shipping = None
         counts, self._counts = +self._counts, Counter()
         if counts:
-            self.submit(counts)  # type: ignore[arg-type]
+            self.submit(CaptureCounts.of(counts))
 
     def _drain(self) -> None:
         """Write what the pipe takes now; wait for it to be writable for the rest."""
@@ -216,7 +230,7 @@ class CaptureWriter:
             self._shipping = None
         self._stop_waiting()
         counts, self._counts = +self._counts, Counter()
-        for item in (counts, _STOP) if counts else (_STOP,):
+        for item in (CaptureCounts.of(counts), _STOP) if counts else (_STOP,):
             self._backlog.append(memoryview(_frame(item)))
         try:
             self._write_backlog(deadline)
@@ -308,39 +322,34 @@ def write_until_stopped(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _run_only_when_idle()
-    proxy = config.proxy
-    counts: Counter[str] = Counter()
-    with Database(config.db_path) as db:
-        pending = PendingImages(
-            proxy.pending_images_max,
-            proxy.pending_images_max_age_seconds,
-            proxy.pending_images_max_bytes,
-        )
-        images = ImageFiles(config.images_dir)
-        if pruned := prune_unused_images(db, images):  # left by versions that kept them
-            log.info("removed %d stored images that no post uses any more", pruned)
-        ingester = Ingester(db, images, pending, proxy.max_body_bytes)
+    writing = StoreWriting(config)
+    try:
+        writing.open()
         last_flush = time.monotonic()
         last_prune = -PRUNE_SECONDS
         while True:
             heartbeat.beat("proxy-writer")  # from the loop: a stuck writer goes quiet
             try:
-                item = inbox.get(timeout=FLUSH_SECONDS)
+                item = inbox.get(timeout=min(FLUSH_SECONDS, writing.retry.seconds_until_due()))
             except queue.Empty:
-                item = Counter()  # nothing came: a good moment to flush
-            if isinstance(item, Counter):
-                counts.update(item)
+                item = CaptureCounts()  # nothing came: a good moment to flush
+            if isinstance(item, CaptureCounts):
+                writing.counts.update(dict(item.nonzero()))
             elif item is not _STOP:
-                _handle(db, ingester, item, counts)
+                writing.take(item)
+            if writing.retry or writing.db is None:
+                writing.retry_if_due()
             if item is _STOP or time.monotonic() - last_flush > FLUSH_SECONDS:
-                counts["images_unmatched"] += pending.expire(time.time())
-                _flush_counts(db, counts)
+                writing.flush()
                 last_flush = time.monotonic()
             if last_flush - last_prune >= PRUNE_SECONDS:
-                _prune_device_posts(db)
+                writing.prune_device_posts()
                 last_prune = last_flush
             if item is _STOP:
+                writing.finish()
                 return
+    finally:
+        writing.close()
 
 
 def _run_only_when_idle() -> None:
@@ -353,60 +362,280 @@ def _run_only_when_idle() -> None:
             os.nice(WRITER_NICENESS)
 
 
-def _handle(db: Database, ingester: Ingester, item: object, counts: Counter[str]) -> None:
-    try:
-        if isinstance(item, DeviceSeen):
-            with db.transaction() as conn:
-                device_seen(conn, item.device, item.trusted, item.at, DEVICES_BY_ADDRESS_MAX)
-        elif isinstance(item, TlsFailure):
-            with db.transaction() as conn:
-                count_tls_failure(conn, item.host, item.error)
-                if item.device is not None:
-                    # A device that took the box's certificate before and refuses it now for
-                    # Instagram is an app that pins; one that never took it does not trust it.
-                    pinned = item.host != CHECK_HOST and device_trusted(conn, item.device)
-                    count_device_tls_failure(
-                        conn, item.device, item.host, item.error, pinned,
-                        max_by_address=DEVICES_BY_ADDRESS_MAX,
-                    )  # fmt: skip
-        elif isinstance(item, CapturedResponse):
-            try:
-                counts.update(ingester.ingest(item))
-            except ResponseTooLarge as exc:
-                log.warning("skipped %s%s: %s", item.host, path_without_query(item.path), exc)
-                counts["responses_too_large"] += 1
-            except CaptureError as exc:
-                where = item.host + path_without_query(item.path)
-                _failed(db, "parse_error", f"{where}: {exc}", counts)
-    except Exception as exc:
-        log.exception("capture: cannot store a response")
-        _failed(db, "store_error", f"{type(exc).__name__}: {exc}", counts)
+Item = CapturedResponse | TlsFailure | DeviceSeen
+Outcome = Literal["stored", "failed"] | Fault
+DRAIN_SECONDS = 0.5  # held responses stored at a time, between reads of the pipe
+NOTE_SECONDS = 1.0  # the note for the page is renewed at most this often during an outage
+HELD_OVERHEAD = 512  # bytes a held item costs beyond its body
 
 
-def _prune_device_posts(db: Database) -> None:
-    try:
-        with db.transaction() as conn:
-            prune_device_posts(conn, time.time() - DEVICE_POSTS_DAYS * 86400)
-    except Exception as exc:
-        log.error("cannot prune which device captured which post: %s", exc)
+class StoreWriting:
+    """The writer process's side: the store, the ingester, the counts and the retry queue.
+
+    A response the store refuses for a passing reason (`transient_fault`) waits in the retry
+    queue, and so does every one after it; one line is logged when the fault begins and one
+    when it ends, with what waited and what was lost, never a line per response.
+    """
+
+    def __init__(self, config: Config) -> None:
+        proxy = config.proxy
+        self.config = config
+        self.counts: Counter[str] = Counter()
+        self.retry: RetryQueue[Item] = RetryQueue(proxy.store_retry_max_bytes)
+        self.pending = PendingImages(
+            proxy.pending_images_max,
+            proxy.pending_images_max_age_seconds,
+            proxy.pending_images_max_bytes,
+        )
+        self.images = ImageFiles(config.images_dir)
+        self.db: Database | None = None
+        self.ingester: Ingester | None = None
+        self.fault: Fault | None = None  # the store refuses writes since fault_since
+        self.fault_since: float | None = None
+        self._fault_started = 0.0  # monotonic
+        self._stored_before = 0  # retry.stored_after_waiting when the fault began
+        self._lost_before = 0
+        self._overflowed = False
+        self._noted = 0.0
+        self._errors_logged: set[str] = set()
+
+    # --- the store ----------------------------------------------------------------------------
+
+    def open(self) -> bool:
+        """Open the database; False (an outage begins) while a passing fault keeps it shut."""
+        if self.db is not None:
+            return True
+        try:
+            self.db = Database(self.config.db_path)
+        except StoreError as exc:
+            fault = transient_fault(exc)
+            if fault is None:
+                raise
+            self._fault_began(fault)
+            return False
+        self.ingester = Ingester(
+            self.db, self.images, self.pending, self.config.proxy.max_body_bytes
+        )
+        try:
+            if pruned := prune_unused_images(self.db, self.images):  # left by older versions
+                log.info("removed %d stored images that no post uses any more", pruned)
+        except Exception as exc:
+            if transient_fault(exc) is None:
+                raise
+        self._note(force=True)
+        return True
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+
+    # --- items --------------------------------------------------------------------------------
+
+    def take(self, item: Item) -> None:
+        """Store `item` now, or hold it behind those already waiting."""
+        if self.retry or self.db is None:
+            self._hold(item, self.retry.fault or self.fault or "read_only")
+            return
+        outcome = self._store(item)
+        if outcome != "stored" and outcome != "failed":
+            self._hold(item, outcome)
+
+    def retry_if_due(self) -> None:
+        fault = self.retry.fault or self.fault
+        if fault is not None and looks_writable(self.config.data_dir, fault):
+            self.retry.retry_now()
+        if self.retry.due() or (self.db is None and not self.retry):
+            self.retry_held()
+
+    def retry_held(self) -> None:
+        """Try the oldest held item; if the store takes it, the rest follow (for a while)."""
+        if self.db is None and not self.open():
+            self.retry.failed_again(self.fault or "read_only")
+            self._note()
+            return
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self.retry and time.monotonic() < deadline:
+            outcome = self._store(self.retry.oldest())
+            if outcome == "stored":
+                self.retry.stored_oldest()
+            elif outcome == "failed":
+                self.retry.dropped_oldest()
+            else:
+                self.retry.failed_again(outcome)
+                self._note()
+                return
+        if not self.retry:
+            self._healed()
+        self._note()
+
+    def _store(self, item: Item) -> Outcome:
+        assert self.db is not None and self.ingester is not None
+        try:
+            if isinstance(item, DeviceSeen):
+                with self.db.transaction() as conn:
+                    device_seen(conn, item.device, item.trusted, item.at, DEVICES_BY_ADDRESS_MAX)
+            elif isinstance(item, TlsFailure):
+                with self.db.transaction() as conn:
+                    count_tls_failure(conn, item.host, item.error)
+                    if item.device is not None:
+                        # A device that took the box's certificate before and refuses it now
+                        # for Instagram is an app that pins; one that never took it does not
+                        # trust it.
+                        pinned = item.host != CHECK_HOST and device_trusted(conn, item.device)
+                        count_device_tls_failure(
+                            conn, item.device, item.host, item.error, pinned,
+                            max_by_address=DEVICES_BY_ADDRESS_MAX,
+                        )  # fmt: skip
+            elif isinstance(item, CapturedResponse):
+                try:
+                    self.counts.update(dict(self.ingester.ingest(item).nonzero()))
+                except ResponseTooLarge as exc:
+                    log.warning("skipped %s%s: %s", item.host, path_without_query(item.path), exc)
+                    self.counts["responses_too_large"] += 1
+                except CaptureError as exc:
+                    where = item.host + path_without_query(item.path)
+                    self._failed("parse_error", f"{where}: {exc}")
+                    return "failed"
+        except Exception as exc:
+            fault = transient_fault(exc)
+            if fault is not None:
+                return fault
+            if type(exc).__name__ not in self._errors_logged:  # a traceback once per kind
+                self._errors_logged.add(type(exc).__name__)
+                log.exception("capture: cannot store a response")
+            self._failed("store_error", f"{type(exc).__name__}: {exc}")
+            return "failed"
+        return "stored"
+
+    def _hold(self, item: Item, fault: Fault) -> None:
+        self._fault_began(fault)
+        if not self.retry.hold(item, _held_size(item), fault):
+            self.counts[f"captures_lost_{fault}"] += 1
+            if not self._overflowed:
+                self._overflowed = True
+                log.error(
+                    "capture: the retry queue is full (%d MB): captured responses are lost"
+                    " (and counted) until the store accepts writes again",
+                    self.retry.max_bytes // 1_000_000,
+                )
+        self._note()
+
+    def _failed(self, kind: str, message: str) -> None:
+        log.warning("%s: %s", kind.replace("_", " "), message)
+        self.counts[kind + "s"] += 1
+        if self.db is not None:
+            record_event(self.db, COMPONENT, "warning", kind, message)
+
+    # --- the outage ---------------------------------------------------------------------------
+
+    def _fault_began(self, fault: Fault) -> None:
+        if self.fault is not None:
+            self.fault = fault
+            return
+        self.fault, self.fault_since = fault, time.time()
+        self._fault_started = time.monotonic()
+        self._stored_before = self.retry.stored_after_waiting
+        self._lost_before = sum(self.retry.lost.values())
+        log.warning(
+            "capture: cannot write to the store: %s; captured responses wait (up to %d MB) and"
+            " are stored once it accepts writes again",
+            FAULT_TEXT[fault],
+            self.retry.max_bytes // 1_000_000,
+        )
+        self._note(force=True)
+
+    def _healed(self) -> None:
+        if self.fault is None or self.db is None:
+            return
+        seconds = time.monotonic() - self._fault_started
+        stored = self.retry.stored_after_waiting - self._stored_before
+        lost = sum(self.retry.lost.values()) - self._lost_before
+        message = (
+            f"The store could not be written for {seconds:.0f} s ({FAULT_TEXT[self.fault]});"
+            f" {stored} captured responses waited and were stored"
+            + (f", {lost} were lost because the retry queue was full" if lost else "")
+            + "."
+        )
+        log.info("capture: the store accepts writes again. %s", message)
+        self.fault = self.fault_since = None
+        self._overflowed = False
+        record_event(self.db, COMPONENT, "warning" if lost else "info", "store_recovered", message)
+        self._note(force=True)
+
+    def _note(self, force: bool = False) -> None:
+        """Renew the note the page reads and the repairs list's card (at once on a change,
+        else at most every NOTE_SECONDS)."""
+        now = time.monotonic()
+        if not force and now - self._noted < NOTE_SECONDS:
+            return
+        self._noted = now
+        state = WriterState(
+            pid=os.getpid(),
+            updated=time.time(),
+            fault=self.fault,
+            fault_since=self.fault_since,
+            held=len(self.retry),
+            held_bytes=self.retry.bytes,
+            max_bytes=self.retry.max_bytes,
+            stored_after_waiting=self.retry.stored_after_waiting,
+            lost=dict(self.retry.lost),
+        )
+        write_state(self.config.runtime_dir, state)
+        if (problem := waiting_problem(state)) is None:
+            repairs.resolve(WAITING)
+        else:
+            repairs.report(WAITING, "error", *problem, title=WAITING_TITLE)
+
+    def prune_device_posts(self) -> None:
+        if self.db is None or self.retry:
+            return  # the store refuses writes now: next time
+        try:
+            with self.db.transaction() as conn:
+                prune_device_posts(conn, time.time() - DEVICE_POSTS_DAYS * 86400)
+        except Exception as exc:
+            if transient_fault(exc) is None:
+                log.error("cannot prune which device captured which post: %s", exc)
+
+    # --- counters and the end -----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the counts (and the images that gave up waiting for their post)."""
+        self.counts["images_unmatched"] += self.pending.expire(time.time())
+        positive = +self.counts
+        if not positive or self.db is None:
+            return
+        try:
+            with self.db.transaction() as conn:
+                for name, amount in positive.items():
+                    add_to_counter(conn, name, amount)
+        except Exception as exc:  # the counts stay for the next flush
+            fault = transient_fault(exc)
+            if fault is not None:
+                self._fault_began(fault)
+            elif "counters" not in self._errors_logged:
+                self._errors_logged.add("counters")
+                log.error("cannot write counters: %s", exc)
+            return
+        self.counts.clear()
+        if not self.retry:
+            self._healed()
+
+    def finish(self) -> None:
+        """At the stop frame: one last try for what is held; what remains is lost, said so."""
+        if self.retry:
+            self.retry_held()
+        fault = self.retry.fault or self.fault or "io_error"
+        if lost := self.retry.give_up():
+            self.counts[f"captures_lost_{fault}"] += lost
+            log.error(
+                "capture: stopping while the store refuses writes (%s): %d captured responses"
+                " that waited are lost",
+                FAULT_TEXT[fault],
+                lost,
+            )
+        self.flush()
+        self._note(force=True)
 
 
-def _failed(db: Database, kind: str, message: str, counts: Counter[str]) -> None:
-    log.warning("%s: %s", kind.replace("_", " "), message)
-    counts[kind + "s"] += 1
-    record_event(db, COMPONENT, "warning", kind, message)
-
-
-def _flush_counts(db: Database, counts: Counter[str]) -> None:
-    """Write the counts and clear them; on failure they stay for the next flush."""
-    positive = +counts
-    if not positive:
-        return
-    try:
-        with db.transaction() as conn:
-            for name, amount in positive.items():
-                add_to_counter(conn, name, amount)
-    except Exception as exc:
-        log.error("cannot write counters: %s", exc)
-        return
-    counts.clear()
+def _held_size(item: Item) -> int:
+    return HELD_OVERHEAD + (len(item.body) if isinstance(item, CapturedResponse) else 0)

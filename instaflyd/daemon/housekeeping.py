@@ -1,14 +1,18 @@
 """What the daemon tidies on a schedule, so that the store stays small over years: events older
-than `log.events_retention_days` are deleted once an hour (and at the first tick)."""
+than `log.events_retention_days` are deleted once an hour (and at the first tick).
+
+"Older" is measured on a `SteadyClock`, which a step of the system clock cannot push forward,
+and the newest events are never pruned by age (`store.events.KEEP_NEWEST`): a clock stepped a
+month ahead must not delete the event log as "older than 30 days"."""
 
 from __future__ import annotations
 
 import logging
-import time
 
+from instaflyd.clock import SteadyClock
 from instaflyd.config import Config
 from instaflyd.store import Database
-from instaflyd.store.events import prune_events
+from instaflyd.store.events import KEEP_NEWEST, prune_events
 
 log = logging.getLogger("instafly.daemon")
 
@@ -19,19 +23,27 @@ DAY = 86_400.0
 class Housekeeping:
     """Called from the daemon's loop; does its work when it is due."""
 
-    def __init__(self, config: Config, db: Database) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        clock: SteadyClock | None = None,
+        keep_newest: int = KEEP_NEWEST,
+    ) -> None:
         self.retention_seconds = config.log.events_retention_days * DAY
         self.db = db
-        self.next_prune = 0.0  # wall clock; 0 = at the first tick
+        self.keep_newest = keep_newest
+        self.clock = clock or SteadyClock()
+        self.next_prune = 0.0  # steady clock; 0 = at the first tick
         self.pruned = 0  # events deleted since the daemon started
 
     def tick(self, now: float | None = None) -> int:
         """Prune the event log if it is due; returns the events deleted now."""
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         if now < self.next_prune:
             return 0
         self.next_prune = now + PRUNE_EVERY_SECONDS
-        deleted = prune_events(self.db, now - self.retention_seconds)
+        deleted = prune_events(self.db, now - self.retention_seconds, self.keep_newest)
         if deleted:
             self.pruned += deleted
             log.info(

@@ -36,6 +36,7 @@ from instaflyd.daemon.orphans import end_orphans
 from instaflyd.daemon.safe_mode import wait_for_valid_config
 from instaflyd.daemon.scheduler import TrainingScheduler
 from instaflyd.daemon.sdnotify import Notifier
+from instaflyd.daemon.store_recovery import REPLACED, IntegrityCheck, open_store
 from instaflyd.daemon.supervisor import ComponentSpec, Supervisor, tcp_listening
 from instaflyd.daemon.weights_fetch import WeightsFetcher
 from instaflyd.status.collect import collect_status, with_live_daemon
@@ -129,7 +130,7 @@ class Daemon:
     ) -> None:
         self.config = config
         self.notifier = notifier
-        self.db = Database(config.db_path)
+        self.db, self.recovery = open_store(config)  # a damaged store: replaced, said
         self.repairs = repairs.RepairsRegistry()
         self.events = EventWriter(config.db_path, chores=self._chores)
         self.housekeeping: Housekeeping | None = None  # made on the writer's thread
@@ -140,6 +141,7 @@ class Daemon:
         )
         self.scheduler = TrainingScheduler(config, self.db, self.events, self.lifelines)
         self.weights = WeightsFetcher(config)
+        self.integrity: IntegrityCheck | None = None  # made on the writer's thread
         self.backups = BackupScheduler(config, self.events, self.repairs)
         self.emitter = StatusEmitter(config, self)
         self._state: DaemonState = "starting"
@@ -185,6 +187,9 @@ class Daemon:
         server = WebServer(create_app(self.config, self), web.host, web.port)
         server.start()
         repairs.install(self.repairs)
+        if self.recovery is not None:
+            title, sentence, action = self.recovery.problem()
+            self.repairs.report(REPLACED, "warning", sentence, action, title=title)
         self.events.start()
         if ended := end_orphans(self.config.data_dir):
             self.events.record(
@@ -280,6 +285,9 @@ class Daemon:
         if self.housekeeping is None:
             self.housekeeping = Housekeeping(self.config, db)
         self.housekeeping.tick()
+        if self.integrity is None:
+            self.integrity = IntegrityCheck(db)
+        self.integrity.tick()
 
     def check_config(self) -> None:
         try:

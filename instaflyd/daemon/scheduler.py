@@ -18,14 +18,15 @@ import time
 from typing import Literal
 
 from instaflyd.config import Config
+from instaflyd.daemon.backoff import Backoff
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
 from instaflyd.daemon.event_writer import EventSink
 from instaflyd.daemon.lifelines import Lifelines, Silent
 from instaflyd.policy.training import training_plan
 from instaflyd.status.document import TrainerStatus
-from instaflyd.status.weights import weights_status
 from instaflyd.store import Database
 from instaflyd.store.versions import record_training_cpu
+from instaflyd.weights.status import weights_status
 
 log = logging.getLogger("instafly.daemon")
 
@@ -49,7 +50,7 @@ class TrainingScheduler:
         self.hung_for: float | None = None  # the running trainer was killed for not answering
         self.child: ChildProcess | None = None
         self.runs = 0
-        self.failures = 0  # consecutive failed runs
+        self.failed_runs = Backoff(1.0, MAX_FAILURE_BACKOFF)  # in check intervals
         self.last_exit: int | None = None
         self.last_exit_at: float | None = None
         self.last_error: str | None = None
@@ -135,12 +136,11 @@ class TrainingScheduler:
         interval = self.config.train.check_interval_seconds
         self.next_check = now + interval  # from the run's end, not its start
         if self.last_exit == 0:
-            self.failures = 0
+            self.failed_runs.succeeded()
             # the trainer logged its result; this is the supervisor's account of its cost
             log.debug("trainer finished: %.1f CPU seconds", self.last_cpu_seconds or 0.0)
             return None
-        self.failures += 1
-        wait = interval * min(2 ** (self.failures - 1), MAX_FAILURE_BACKOFF)
+        wait = interval * self.failed_runs.failed()
         self.next_check = now + wait
         message = (
             f"training failed (exit status {self.last_exit}): {self.last_error or 'no output'}; "
@@ -189,7 +189,7 @@ class TrainingScheduler:
                 state=state,
                 pid=self.child.pid if self.child else None,
                 runs=self.runs,
-                failures=self.failures,
+                failures=self.failed_runs.failures,
                 last_exit=self.last_exit,
                 last_exit_at=self.last_exit_at,
                 last_error=self.last_error,

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from instaflyd.daemon.backoff import Backoff
 from instaflyd.daemon.children import ChildProcess, stop_all
 from instaflyd.daemon.event_writer import EventSink
 from instaflyd.daemon.lifelines import Lifelines, Silent, descends_from, hung_problem_id
@@ -89,7 +90,7 @@ class Component:
         self.restarts = 0  # restarts since the daemon started
         self.recent_restarts: collections.deque[float] = collections.deque()
         self.next_start: float | None = None  # monotonic time of the next start attempt
-        self.backoff = policy.backoff_first
+        self.backoff = Backoff(policy.backoff_first, policy.backoff_max)
         self.last_exit: int | None = None
         self.last_exit_at: float | None = None
         self.last_error: str | None = None
@@ -129,23 +130,22 @@ class Component:
             how += f" ({self.last_error})" if self.last_error else ""
         self.child = None
         if now - self._started_monotonic >= self.policy.stable_after_seconds:
-            self.backoff = self.policy.backoff_first
+            self.backoff.succeeded()
         while self.recent_restarts and now - self.recent_restarts[0] > self.policy.window_seconds:
             self.recent_restarts.popleft()
         if len(self.recent_restarts) >= self.policy.max_restarts:
             self.state = "degraded"
             self.next_start = now + self.policy.degraded_retry_seconds
             self.recent_restarts.clear()
-            self.backoff = self.policy.backoff_first
+            self.backoff.succeeded()
             return (
                 f"{self.name} {how}; it was restarted {self.policy.max_restarts} times within "
                 f"{self.policy.window_seconds:.0f} s, so it is degraded and will be tried again in "
                 f"{self.policy.degraded_retry_seconds:.0f} s"
             )
         self.state = "backoff"
-        self.next_start = now + self.backoff
-        delay = self.backoff
-        self.backoff = min(self.backoff * 2, self.policy.backoff_max)
+        delay = self.backoff.failed()
+        self.next_start = now + delay
         return f"{self.name} {how}; restarting in {delay:.0f} s"
 
     def restart_due(self, now: float) -> bool:

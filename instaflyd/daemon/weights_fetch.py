@@ -14,8 +14,9 @@ import logging
 import time
 
 from instaflyd.config import Config
+from instaflyd.daemon.backoff import Backoff
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
-from instaflyd.status.weights import imagenet_status
+from instaflyd.weights.status import imagenet_status
 
 log = logging.getLogger("instafly.daemon")
 
@@ -28,9 +29,8 @@ class WeightsFetcher:
 
     def __init__(self, config: Config, first_retry: float = FIRST_RETRY_SECONDS) -> None:
         self.config = config
-        self.first_retry = first_retry
+        self.retries = Backoff(first_retry, MAX_RETRY_SECONDS)
         self.child: ChildProcess | None = None
-        self.failures = 0
         self.next_try = 0.0  # monotonic
         self.stopped = False
 
@@ -61,13 +61,16 @@ class WeightsFetcher:
         last = self.child.last_line()
         self.child = None
         if code == 0:
-            self.failures = 0
+            self.retries.succeeded()
             log.info("the ImageNet VGG16 weights are in place")
             return
-        self.failures += 1
-        wait = min(self.first_retry * 2 ** (self.failures - 1), MAX_RETRY_SECONDS)
+        wait = self.retries.failed()
         self.next_try = now + wait
         log.warning("fetching the weights failed: %s; next try in %.0f s", last, wait)
+
+    @property
+    def failures(self) -> int:
+        return self.retries.failures
 
     def stop(self) -> ChildProcess | None:
         """Start no more fetches; returns a running one for the caller to stop with the rest."""

@@ -5,7 +5,8 @@
 reads the photo upright in RGB (`io`), shrinks a copy to the model's input size, finds edits
 (`edits`) or a pixel change (`pixels`) that raise the model's score of that copy, applies them to
 the full-resolution original, writes `<stem>.instafly.jpg` and its sidecar `<stem>.instafly.json`
-(`outputs`), and scores the written JPEG. An input that cannot be used raises `RejectedImage`.
+(`instaflyd.jobs.outputs`), and scores the written JPEG. An input that cannot be used raises
+`RejectedImage`.
 The compiled gradient steps are kept for the last scorer used, so a worker that enhances many
 photos with the same model compiles them once.
 """
@@ -23,11 +24,12 @@ from PIL import Image
 
 from instaflyd import __version__
 from instaflyd.config import Config
-from instaflyd.enhance import filters, outputs
+from instaflyd.enhance import filters
 from instaflyd.enhance.edits import EditSearch, Progress
 from instaflyd.enhance.io import RejectedImage, encode_jpeg, open_image
 from instaflyd.enhance.pixels import PixelAscent, add_change, settings
 from instaflyd.imaging import open_image as open_image_file
+from instaflyd.jobs import outputs
 from instaflyd.model.inputs import square_copy
 from instaflyd.model.scoring import Scorer
 
@@ -71,18 +73,25 @@ class EnhanceResult:
             "seconds": self.seconds,
         }
 
-    def sidecar_record(self) -> dict[str, Any]:
+    def sidecar_record(self) -> outputs.Sidecar:
         """What `<stem>.instafly.json` says about the photo."""
-        return {
-            "status": "done",
-            **self.as_json(),
-            "mode": self.mode,
-            "model_version": self.model_version,
-            "steps": self.steps,
-            "width": self.width,
-            "height": self.height,
-            "instafly_version": __version__,
-        }
+        return outputs.Sidecar(
+            "done",
+            str(self.input),
+            enhancement=outputs.Enhancement(
+                output=str(self.output),
+                score_before=self.score_before,
+                score_after=self.score_after,
+                params=self.params,
+                seconds=self.seconds,
+                mode=self.mode,
+                model_version=self.model_version,
+                steps=self.steps,
+                width=self.width,
+                height=self.height,
+                instafly_version=__version__,
+            ),
+        )
 
 
 def enhance_file(

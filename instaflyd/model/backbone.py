@@ -19,7 +19,7 @@ import tensorflow as tf
 from keras.applications import vgg16
 
 from instaflyd.config import Config
-from instaflyd.status.weights import imagenet_weights_path
+from instaflyd.weights.file import weights_file
 
 BACKBONE = "vgg16"
 LAST_FROZEN_LAYER = "block5_conv2"
@@ -53,15 +53,6 @@ class Backbone:
         return (side, side, FEATURE_CHANNELS)
 
 
-def weights_file(config: Config, setting: str) -> str | None:
-    """The file keras loads for a `model.weights` setting (None: random initialisation)."""
-    if setting == "none":
-        return None
-    if setting == "imagenet":
-        return str(imagenet_weights_path(config))
-    return setting
-
-
 def build_backbone(
     config: Config, weights: str, input_size: int, seed: int | None = None
 ) -> Backbone:
@@ -73,8 +64,9 @@ def build_backbone(
     """
     if weights == "none":
         keras.utils.set_random_seed(config.train.seed if seed is None else seed)
+    path = weights_file(config, weights)
     vgg = vgg16.VGG16(
-        include_top=False, weights=weights_file(config, weights), input_shape=(None, None, 3)
+        include_top=False, weights=None if path is None else str(path), input_shape=(None, None, 3)
     )
     inputs = keras.Input((None, None, 3), name="rgb")
     x = VGG16Preprocess(name="vgg16_preprocess")(inputs)

@@ -27,22 +27,18 @@ from instaflyd.model.backbone import (
     build_backbone,
     build_scorer_model,
     load_tail,
-    weights_file,
 )
-from instaflyd.model.scoring import NoModelError
+from instaflyd.model.errors import ModelLoadError
+from instaflyd.model.manifest import VersionManifest
 from instaflyd.store.versions import current_model_version, model_version_numbers
+from instaflyd.weights.file import weights_file
 
 log = logging.getLogger("instafly.model.registry")
 
 TAIL_FILE = "tail.weights.h5"
-INFO_FILE = "model.json"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 KEEP_VERSIONS = 5  # version folders kept besides the current one; older ones are deleted
-
-
-class ModelLoadError(NoModelError):
-    """A version's files are missing or do not match the weights they need."""
 
 
 class KerasScorer:
@@ -65,14 +61,14 @@ def write_version(
     config: Config,
     version: int,
     tail: keras.Model,
-    info: dict[str, Any],
+    manifest: VersionManifest,
     metrics: dict[str, Any],
 ) -> Path:
     """Write `models/vNNNN/` atomically and return it."""
     target = version_dir(config, version)
     with atomic_directory(target) as folder:
         tail.save_weights(folder / TAIL_FILE)
-        (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        manifest.write(folder)
         (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         (folder / CONFIG_FILE).write_text(
             yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
@@ -80,44 +76,37 @@ def write_version(
     return target
 
 
-def read_info(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{folder}: cannot read {INFO_FILE}: {exc}") from exc
-
-
-def backbone_for(config: Config, info: dict[str, Any]) -> Backbone:
+def backbone_for(config: Config, manifest: VersionManifest) -> Backbone:
     """The frozen part a version was trained on, checked against its fingerprint."""
-    needed = weights_file(config, info["weights"])
-    if needed is not None and not Path(needed).is_file():
+    needed = weights_file(config, manifest.weights)
+    if needed is not None and not needed.is_file():
         raise ModelLoadError(
-            f"model v{info['version']} needs the weights it was trained on, {needed}, "
+            f"model v{manifest.version} needs the weights it was trained on, {needed}, "
             "which is missing; fetch or import it again (instaflyd weights --help)"
         )
-    backbone = build_backbone(config, info["weights"], info["input_size"], info["seed"])
-    if backbone.fingerprint != info["fingerprint"]:
+    backbone = build_backbone(config, manifest.weights, manifest.input_size, manifest.seed)
+    if backbone.fingerprint != manifest.fingerprint:
         raise ModelLoadError(
-            f"model v{info['version']} was trained on other frozen weights than the "
-            f"'{info['weights']}' weights here (fingerprint {backbone.fingerprint[:12]}, "
-            f"expected {info['fingerprint'][:12]}); train a new version"
+            f"model v{manifest.version} was trained on other frozen weights than the "
+            f"'{manifest.weights}' weights here (fingerprint {backbone.fingerprint[:12]}, "
+            f"expected {manifest.fingerprint[:12]}); train a new version"
         )
     return backbone
 
 
 def load_version(config: Config, version: int) -> KerasScorer:
     """Version `version` as a Scorer: its frozen part rebuilt and checked, its tail loaded."""
-    info = read_info(version_dir(config, version))
-    backbone = backbone_for(config, info)
+    manifest = VersionManifest.read(version_dir(config, version))
+    backbone = backbone_for(config, manifest)
     return KerasScorer(
-        version, info["input_size"], build_scorer_model(backbone, _tail(config, version))
+        version, manifest.input_size, build_scorer_model(backbone, _tail(config, version))
     )
 
 
 def tail_on(config: Config, version: int, backbone: Backbone) -> keras.Model | None:
     """The version's trained tail if it was trained on this frozen part and size, else None."""
-    info = read_info(version_dir(config, version))
-    if (info["fingerprint"], info["input_size"]) != (backbone.fingerprint, backbone.input_size):
+    manifest = VersionManifest.read(version_dir(config, version))
+    if (manifest.fingerprint, manifest.input_size) != (backbone.fingerprint, backbone.input_size):
         return None
     return _tail(config, version)
 

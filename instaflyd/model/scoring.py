@@ -12,15 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from instaflyd.model.errors import NoModelError
+
 if TYPE_CHECKING:
     import numpy as np
     import tensorflow as tf
 
     from instaflyd.config import Config
-
-
-class NoModelError(Exception):
-    """No model has been promoted yet; the message says what is missing (e.g. posts needed)."""
 
 
 class Scorer(Protocol):
@@ -53,26 +51,60 @@ def score_files(
     )
 
 
+MODEL_FALLBACK = "model.fallback"  # the repairs list's id while an older version stands in
+
+
 def load_scorer(config: Config) -> Scorer:
     """The current (newest promoted) model as a Scorer; NoModelError when there is none.
 
     The error's message says what training still waits for (how many labelled posts, ...);
-    TensorFlow is imported only when there is a model to load.
+    TensorFlow is imported only when there is a model to load. A current version whose files
+    are damaged (a truncated weights file) is passed over for the newest promoted version that
+    loads, and that is said: an event, a log line and a repairs card.
     """
+    from instaflyd import repairs
     from instaflyd.policy.training import training_plan
-    from instaflyd.status.weights import weights_status
     from instaflyd.store import Database
-    from instaflyd.store.versions import current_model_version
+    from instaflyd.store.events import record_event
+    from instaflyd.store.versions import promoted_version_numbers
+    from instaflyd.weights.status import weights_status
 
     with Database(config.db_path) as db:
-        current = current_model_version(db.conn)
-        if current is None:
+        versions = promoted_version_numbers(db.conn)
+        if not versions:
             weights = weights_status(config)
             status = training_plan(
                 config, db.conn, weights_ok=weights.ok, weights_message=weights.message
             )
             hint = "; run 'instaflyd train'" if status.due else ""
             raise NoModelError(f"no model yet: {status.reason}{hint}")
-    from instaflyd.model.registry import load_version
+        from instaflyd.model.errors import ModelLoadError
+        from instaflyd.model.registry import load_version
 
-    return load_version(config, current.version)
+        failures: list[str] = []
+        for version in versions:
+            try:
+                scorer = load_version(config, version)
+            except ModelLoadError as exc:
+                if len(versions) == 1:
+                    raise  # nothing to fall back on: its own reason
+                failures.append(f"v{version}: {exc}")
+                continue
+            if not failures:
+                repairs.resolve(MODEL_FALLBACK)
+                return scorer
+            message = (
+                f"Model version {versions[0]} cannot be loaded ({failures[0]}); photos are"
+                f" enhanced with version {version}, the newest promoted version that loads."
+            )
+            record_event(db, "worker", "warning", "model_fallback", message, echo=True)
+            repairs.report(
+                MODEL_FALLBACK,
+                "warning",
+                message,
+                "Train a new version (Model, Train now) to replace the damaged one; a backup"
+                " restore also brings its files back.",
+                title="An older model stands in for a damaged one",
+            )
+            return scorer
+    raise ModelLoadError("no promoted model version can be loaded: " + "; ".join(failures)[:1000])

@@ -34,6 +34,7 @@ from instaflyd.model.backbone import (
     build_backbone,
     build_tail,
 )
+from instaflyd.model.errors import ModelLoadError
 from instaflyd.model.feature_budget import admit
 from instaflyd.model.features import CachedImage, FeatureCache
 from instaflyd.model.labels import (
@@ -43,6 +44,7 @@ from instaflyd.model.labels import (
     split_by_owner,
     targets,
 )
+from instaflyd.model.manifest import VersionManifest
 from instaflyd.model.metrics import spearman, validation_metrics
 from instaflyd.model.replay import plan_run
 from instaflyd.model.scoring import score_files
@@ -218,18 +220,18 @@ def _train(
         "current_val_srcc": current_srcc,
         "seconds": seconds,
     }
-    info = {
-        "version": version,
-        "backbone": BACKBONE,
-        "input_size": backbone.input_size,
-        "weights": backbone.weights,
-        "fingerprint": backbone.fingerprint,
-        "seed": config.train.seed,  # what rebuilds random weights
-        "objective": config.train.objective,
-        "keras": keras.__version__,
-        "created": time.time(),
-    }
-    folder = registry.write_version(config, version, tail, info, metrics)
+    manifest = VersionManifest(
+        version=version,
+        backbone=BACKBONE,
+        input_size=backbone.input_size,
+        weights=backbone.weights,
+        fingerprint=backbone.fingerprint,
+        seed=config.train.seed,
+        objective=config.train.objective,
+        keras=keras.__version__,
+        created=time.time(),
+    )
+    folder = registry.write_version(config, version, tail, manifest, metrics)
     result = TrainResult(
         version=version,
         promoted=promoted,
@@ -249,6 +251,9 @@ def _train(
             labelled_total,
             metrics,
             promoted=promoted,
+            pass_kind=plan.kind,
+            compared_version=current.version if current else None,
+            compared_val_srcc=current_srcc,
         )
         finish_training_run(conn, run_id, "done", version=version, message=result.summary())
         log_event(conn, "trainer", "info", "model_trained", result.summary())
@@ -368,7 +373,7 @@ def _starting_tail(
     if current is not None:
         try:
             tail = registry.tail_on(config, current.version, backbone)
-        except registry.ModelLoadError as exc:
+        except ModelLoadError as exc:
             log.warning("cannot start from v%d (%s); starting afresh", current.version, exc)
             tail = None
         if tail is not None:
@@ -395,7 +400,7 @@ def _current_val_srcc(
         else:  # trained on another frozen part or input size: score the images in full
             scorer = registry.load_version(config, version)
             predictions = score_files(scorer, [post.image_path for post in split.validation])
-    except registry.ModelLoadError as exc:
+    except ModelLoadError as exc:
         log.warning("cannot evaluate the current model v%d (%s); not comparing", version, exc)
         return None
     return spearman(predictions, targets(split.validation))

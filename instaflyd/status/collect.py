@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from pathlib import Path
 from typing import Protocol
 
 from instaflyd import __version__
 from instaflyd.backup import list_backups
 from instaflyd.capture.ca_files import ca_fingerprint
+from instaflyd.capture.writer_state import WAITING, WAITING_TITLE, read_state, waiting_problem
 from instaflyd.config import Config
+from instaflyd.jobs.view import job_view
+from instaflyd.network import is_loopback, lan_address
 from instaflyd.policy.training import TrainingPlan, training_plan
 from instaflyd.repairs import Problem, RepairsRegistry
 from instaflyd.status.document import (
@@ -33,7 +35,6 @@ from instaflyd.status.document import (
     LastRun,
     ModelSection,
     ProxySection,
-    RecentJob,
     RecentPost,
     RepairsSection,
     SetupSection,
@@ -45,14 +46,12 @@ from instaflyd.status.document import (
     TrainingProgress,
     WireGuardSection,
 )
-from instaflyd.status.network import is_loopback, lan_address
 from instaflyd.status.share import samba_share
 from instaflyd.status.storage import check_storage
-from instaflyd.status.weights import weights_status
 from instaflyd.store.devices import SeenDevice, seen_devices, wireguard_devices
 from instaflyd.store.events import counters, recent_events
 from instaflyd.store.formats import unread_formats
-from instaflyd.store.jobs import Job, enhanced_totals, jobs_by_state, recently_changed_jobs
+from instaflyd.store.jobs import enhanced_totals, jobs_by_state, recently_changed_jobs
 from instaflyd.store.posts import accounts_to_visit
 from instaflyd.store.stats import count, labelled_count, last_capture_time, recent_labelled_posts
 from instaflyd.store.tls import tls_failures
@@ -63,6 +62,7 @@ from instaflyd.store.versions import (
     last_training_outcome,
     latest_training_run,
 )
+from instaflyd.weights.status import weights_status
 
 TLS_NOTE = (
     "Connections a phone refused: either it does not trust the box's certificate yet (install "
@@ -80,7 +80,6 @@ PINNED_ADVICE = (
     "it pins its certificates, as the Instagram app does. Use instagram.com in the phone's "
     "browser; that is captured."
 )
-RETRYABLE_STATES = ("failed", "rejected")
 RECENT_POSTS = 6
 RECENT_JOBS = 8
 RECENT_ERRORS = 10
@@ -162,6 +161,9 @@ def standalone_problems(config: Config) -> list[Problem]:
     """Without the daemon (`stats`, a page on its own): what can be checked right now."""
     registry = RepairsRegistry()
     check_storage(config, registry)
+    writer = read_state(config.runtime_dir)
+    if writer is not None and (problem := waiting_problem(writer)) is not None:
+        registry.report(WAITING, "error", *problem, title=WAITING_TITLE, source="proxy")
     return registry.problems()
 
 
@@ -215,6 +217,7 @@ def capture_section(config: Config, conn: sqlite3.Connection) -> CaptureSection:
             )
             for row in recent_labelled_posts(conn, RECENT_POSTS)
         ],
+        store_retry=read_state(config.runtime_dir),
     )
 
 
@@ -274,25 +277,7 @@ def training_goal(config: Config, upcoming: TrainingPlan) -> TrainingGoal:
 
 
 def drop_folder_section(config: Config, conn: sqlite3.Connection) -> DropFolderSection:
-    recent = []
-    for row in recently_changed_jobs(conn, RECENT_JOBS):
-        recent.append(
-            RecentJob(
-                id=row.id,
-                name=Path(row.input_path).name,
-                state=row.state,
-                reason=row.reason,
-                attempts=row.attempts,
-                finished=row.finished,
-                score_before=row.score_before,
-                score_after=row.score_after,
-                score_change=row.score_change,
-                model_version=row.model_version,
-                before=_thumbnail_url(row, "before", row.input_path),
-                after=_thumbnail_url(row, "after", row.output_path),
-                retryable=row.state in RETRYABLE_STATES,
-            )
-        )
+    recent = [job_view(job, config.watch) for job in recently_changed_jobs(conn, RECENT_JOBS)]
     return DropFolderSection(
         drop_dir=str(config.watch.drop_dir),
         output_dir=str(config.watch.output_dir),
@@ -385,13 +370,6 @@ def _device_line(device: SeenDevice) -> DeviceLine:
         advice=advice,
         removed=device.revoked,
     )
-
-
-def _thumbnail_url(job: Job, which: str, path: str | None) -> str | None:
-    """A preview only where there is a file to show (a rejected input may not be an image)."""
-    if not path or job.state == "rejected" or not Path(path).is_file():
-        return None
-    return f"/thumbs/job/{job.id}/{which}"
 
 
 def _progress(run: TrainingRun) -> float:

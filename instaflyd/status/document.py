@@ -11,14 +11,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from instaflyd.capture.writer_state import WriterState
+from instaflyd.jobs.view import JobView
 from instaflyd.policy.training import TrainingPlan
 from instaflyd.repairs import Problem
 from instaflyd.status.share import ShareNames
-from instaflyd.status.weights import WeightsStatus
 from instaflyd.store.formats import UnreadFormat
-from instaflyd.store.jobs import EnhancedTotals
+from instaflyd.store.jobs import EnhancedTotals, JobCounts
 from instaflyd.store.posts import WaitingAccount
 from instaflyd.store.versions import TrainingOutcome
+from instaflyd.weights.status import WeightsStatus
 
 DaemonState = Literal["starting", "running", "stopping", "standalone"]
 
@@ -116,6 +118,8 @@ class CaptureSection:
     unread_formats: list[UnreadFormat]  # documents with posts the parsers could not read
     recent_errors: list[EventLine]
     recent_posts: list[RecentPost]
+    # The capture writer's retry queue while the store refuses writes (None: no writer running).
+    store_retry: WriterState | None = None
 
 
 @dataclass(frozen=True)
@@ -168,28 +172,11 @@ class ModelSection:
 
 
 @dataclass(frozen=True)
-class RecentJob:
-    id: int
-    name: str
-    state: str
-    reason: str | None
-    attempts: int
-    finished: float | None
-    score_before: float | None
-    score_after: float | None
-    score_change: float | None
-    model_version: int | None
-    before: str | None  # thumbnail URLs, where there is a file to show
-    after: str | None
-    retryable: bool
-
-
-@dataclass(frozen=True)
 class DropFolderSection:
     drop_dir: str
     output_dir: str
-    jobs: dict[str, int]  # every job state with its count
-    recent: list[RecentJob]
+    jobs: JobCounts  # every job state with its count
+    recent: list[JobView]  # the jobs that changed last
     enhanced: EnhancedTotals  # photos enhanced so far and their summed score gain
     share: ShareNames | None = None  # the Samba share holding both folders, where set up
 

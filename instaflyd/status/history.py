@@ -13,12 +13,14 @@ photos enhanced and their mean gain), and the validation figures of every model 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
+from instaflyd.clock import SteadyClock
 from instaflyd.status.document import StatusDocument
 from instaflyd.store import Database
 from instaflyd.store.history import (
@@ -28,6 +30,7 @@ from instaflyd.store.history import (
     HistoryRow,
     HistorySample,
     bucket_of,
+    forget_history_after,
     history_row_before,
     history_rows,
     last_sample_time,
@@ -35,6 +38,8 @@ from instaflyd.store.history import (
     record_sample,
 )
 from instaflyd.store.versions import VersionMetrics, version_metrics
+
+log = logging.getLogger("instafly.status")
 
 SeriesName = Literal["posts", "capture", "enhanced", "models"]
 RangeName = Literal["day", "month", "year"]
@@ -120,8 +125,18 @@ def sample_of(document: StatusDocument, now: float) -> HistorySample:
 class HistorySampler:
     """Records at most one sample per 5-minute bucket, pruning the old buckets as it goes."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
+        """`clock` is the wall clock; what is old enough to prune is decided on a SteadyClock
+        over it and `monotonic` (default: time.monotonic for the real clock, the injected
+        clock itself for a test's simulated time, which has no steps unless the test adds one)."""
         self.clock = clock
+        if monotonic is None:
+            monotonic = time.monotonic if clock is time.time else clock
+        self.steady = SteadyClock(clock, monotonic)
         self._last_bucket: int | None = None
 
     def due(self, db: Database) -> bool:
@@ -140,8 +155,13 @@ class HistorySampler:
 
     def record(self, db: Database, sample: HistorySample) -> None:
         with db.transaction() as conn:
+            if forgotten := forget_history_after(conn, sample.time):
+                log.warning(
+                    "the clock was set back: %d chart points dated after now were removed",
+                    forgotten,
+                )
             record_sample(conn, sample)
-            prune_history(conn, sample.time)
+            prune_history(conn, min(sample.time, self.steady.now()))
         self._last_bucket = bucket_of(sample.time, SAMPLE_EVERY)
 
 

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
+from instaflyd.store.rows import record
+
 if TYPE_CHECKING:
     from instaflyd.store.database import Database
 
@@ -94,7 +96,7 @@ def recent_events(
         f" WHERE level IN ({marks}) ORDER BY id DESC LIMIT ?",
         (*wanted, limit),
     )
-    return [Event(*row) for row in rows]
+    return [record(Event, row) for row in rows]
 
 
 def add_to_counter(conn: sqlite3.Connection, name: str, amount: int = 1) -> None:
@@ -110,18 +112,22 @@ def counters(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 PRUNE_BATCH = 5_000
+KEEP_NEWEST = 1_000  # never pruned by age, whatever the clock says
 
 
-def prune_events(db: Database, older_than: float) -> int:
-    """Delete the events older than `older_than` (unix seconds); returns how many. In batches,
-    each its own transaction, so that a long backlog never holds the store's write lock long."""
+def prune_events(db: Database, older_than: float, keep_newest: int = KEEP_NEWEST) -> int:
+    """Delete the events older than `older_than` (unix seconds), except the newest
+    `keep_newest` (a clock stepped far ahead must not empty the log); returns how many. In
+    batches, each its own transaction, so that a long backlog never holds the write lock long."""
     deleted = 0
     while True:
         with db.transaction() as conn:
             cursor = conn.execute(
                 "DELETE FROM events WHERE id IN"
-                " (SELECT id FROM events WHERE ts < ? ORDER BY ts LIMIT ?)",
-                (older_than, PRUNE_BATCH),
+                " (SELECT id FROM events WHERE ts < ?"
+                "   AND id <= (SELECT COALESCE(MAX(id), 0) FROM events) - ?"
+                "  ORDER BY ts LIMIT ?)",
+                (older_than, keep_newest, PRUNE_BATCH),
             )
         deleted += cursor.rowcount
         if cursor.rowcount < PRUNE_BATCH:

@@ -13,6 +13,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from instaflyd.store.rows import record
+
 MAX_ROWS = 200
 MAX_PATH = 200
 MAX_FINGERPRINT = 4000
@@ -62,4 +64,4 @@ def unread_formats(conn: sqlite3.Connection, limit: int = MAX_ROWS) -> list[Unre
         " ORDER BY last_seen DESC, path LIMIT ?",
         (limit,),
     ).fetchall()
-    return [UnreadFormat(*row) for row in rows]
+    return [record(UnreadFormat, row) for row in rows]

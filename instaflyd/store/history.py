@@ -63,6 +63,21 @@ def record_sample(conn: sqlite3.Connection, sample: HistorySample) -> None:
     )
 
 
+def forget_history_after(conn: sqlite3.Connection, now: float) -> int:
+    """Delete the buckets after the one holding `now`, in every tier; returns how many went.
+
+    A live sample taken at `now` is the newest truth: buckets dated later were written while
+    the clock ran ahead (it has been stepped back since), and their stale totals would
+    otherwise stand as the newest."""
+    return sum(
+        conn.execute(
+            "DELETE FROM history WHERE tier = ? AND bucket > ?",
+            (tier.seconds, bucket_of(now, tier.seconds)),
+        ).rowcount
+        for tier in TIERS
+    )
+
+
 def prune_history(conn: sqlite3.Connection, now: float) -> int:
     """Delete the buckets older than their tier's span; returns how many went."""
     deleted = 0

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal, get_args
+
+from instaflyd.store.rows import record
 
 JobState = Literal["queued", "waiting_model", "running", "done", "rejected", "failed"]
 JOB_STATES: tuple[JobState, ...] = get_args(JobState)
@@ -44,16 +46,9 @@ class Job:
             return None
         return self.score_after - self.score_before
 
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Job:
-        return cls(**{name: row[name] for name in _JOB_COLUMNS})
-
-
-_JOB_COLUMNS = tuple(f.name for f in fields(Job))
-
 
 def _job(row: sqlite3.Row | None) -> Job | None:
-    return None if row is None else Job.from_row(row)
+    return None if row is None else record(Job, row)
 
 
 def enqueue_job(
@@ -142,15 +137,35 @@ def job_for_content(conn: sqlite3.Connection, sha256: str) -> Job | None:
 def recent_jobs(conn: sqlite3.Connection, limit: int) -> list[Job]:
     """The newest jobs first: the last queued (or sent) photo leads."""
     rows = conn.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
-    return [Job.from_row(row) for row in rows]
+    return [record(Job, row) for row in rows]
 
 
-def jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+@dataclass(frozen=True)
+class JobCounts:
+    """How many jobs are in each state."""
+
+    queued: int = 0
+    waiting_model: int = 0
+    running: int = 0
+    done: int = 0
+    rejected: int = 0
+    failed: int = 0
+
+    @property
+    def waiting(self) -> int:
+        """Jobs that still need an enhancer: queued, or waiting for a model."""
+        return self.queued + self.waiting_model
+
+    def items(self) -> list[tuple[JobState, int]]:
+        """Every state with its count, in the order of a job's life."""
+        return [(state, getattr(self, state)) for state in JOB_STATES]
+
+
+def jobs_by_state(conn: sqlite3.Connection) -> JobCounts:
     """Every state with its count (zero included)."""
-    counts: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
-    for row in conn.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
-        counts[row["state"]] = row["n"]
-    return counts
+    rows = conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+    counts = {str(state): int(n) for state, n in rows}
+    return JobCounts(**{state: counts.get(state, 0) for state in JOB_STATES})
 
 
 def recently_changed_jobs(conn: sqlite3.Connection, limit: int) -> list[Job]:
@@ -158,12 +173,12 @@ def recently_changed_jobs(conn: sqlite3.Connection, limit: int) -> list[Job]:
     rows = conn.execute(
         "SELECT * FROM jobs ORDER BY COALESCE(finished, updated) DESC, id DESC LIMIT ?", (limit,)
     )
-    return [Job.from_row(row) for row in rows]
+    return [record(Job, row) for row in rows]
 
 
 def running_jobs(conn: sqlite3.Connection) -> list[Job]:
     rows = conn.execute("SELECT * FROM jobs WHERE state = 'running' ORDER BY id")
-    return [Job.from_row(row) for row in rows]
+    return [record(Job, row) for row in rows]
 
 
 def requeue_job(
@@ -183,11 +198,16 @@ def requeue_job(
     )
 
 
-def wait_for_model(conn: sqlite3.Connection, now: float | None = None) -> int:
-    """Queued jobs -> waiting_model (no model can be loaded); returns how many."""
+def wait_for_model(
+    conn: sqlite3.Connection, reason: str | None = None, now: float | None = None
+) -> int:
+    """Queued jobs -> waiting_model (no model can be loaded), each with the `reason` the page
+    shows; returns how many."""
     now = time.time() if now is None else now
     return conn.execute(
-        "UPDATE jobs SET state = 'waiting_model', updated = ? WHERE state = 'queued'", (now,)
+        "UPDATE jobs SET state = 'waiting_model', updated = ?, reason = COALESCE(?, reason)"
+        " WHERE state = 'queued'",
+        (now, reason),
     ).rowcount
 
 
@@ -195,7 +215,9 @@ def release_waiting_jobs(conn: sqlite3.Connection, now: float | None = None) -> 
     """Jobs waiting for a model -> queued (a model is loaded); returns how many."""
     now = time.time() if now is None else now
     return conn.execute(
-        "UPDATE jobs SET state = 'queued', updated = ? WHERE state = 'waiting_model'", (now,)
+        "UPDATE jobs SET state = 'queued', updated = ?, reason = NULL"
+        " WHERE state = 'waiting_model'",
+        (now,),
     ).rowcount
 
 

@@ -312,6 +312,21 @@ V8_TRAINING_CPU = """
 ALTER TABLE training_runs ADD COLUMN cpu_seconds REAL;
 """
 
+# v9: what is asked of a model version gets real columns instead of keys inside its metrics
+# JSON: the kind of pass that trained it (incremental runs count since the last full one), and
+# the version it was compared with before promotion, with that version's score on the same
+# validation posts (the page's "last training" line). Filled from the JSON for earlier rows.
+V9_VERSION_COLUMNS = """
+ALTER TABLE model_versions ADD COLUMN pass_kind TEXT CHECK (pass_kind IN ('full', 'incremental'));
+ALTER TABLE model_versions ADD COLUMN compared_version INTEGER;
+ALTER TABLE model_versions ADD COLUMN compared_val_srcc REAL;
+UPDATE model_versions SET
+    pass_kind = CASE json_extract(metrics, '$.pass') WHEN 'incremental' THEN 'incremental'
+           ELSE 'full' END,
+    compared_version = json_extract(metrics, '$.current_version'),
+    compared_val_srcc = json_extract(metrics, '$.current_val_srcc');
+"""
+
 MIGRATIONS: list[str] = [
     V1_CAPTURE,
     V2_MODEL,
@@ -321,6 +336,7 @@ MIGRATIONS: list[str] = [
     V6_LABELLED_COUNTERS,
     V7_DEVICES,
     V8_TRAINING_CPU,
+    V9_VERSION_COLUMNS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

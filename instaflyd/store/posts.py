@@ -9,6 +9,7 @@ from typing import Literal
 
 from instaflyd.store.labels import LIKES_AND_IMAGE_KNOWN
 from instaflyd.store.records import AccountRecord, PostRecord, image_file_name
+from instaflyd.store.rows import record
 
 
 def upsert_account(
@@ -99,19 +100,20 @@ def cover_area(conn: sqlite3.Connection, post_id: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-def attach_image(conn: sqlite3.Connection, post_id: str, sha256: str) -> bool:
-    """Make the image the post's cover unless the post already has one at least as large.
+def larger_image_wins(area: int, current: int | None) -> bool:
+    """The rule for a post's cover (and for an image waiting for its post): a variant replaces
+    the one there only when it has more pixels; the first one is always taken."""
+    return current is None or area > current
 
-    Returns True when the post's image changed. The image's row must exist.
-    """
-    cursor = conn.execute(
-        "UPDATE posts SET image_sha256 = :sha256"
-        " WHERE id = :post_id AND (image_sha256 IS NULL OR ("
-        "   SELECT new.width * new.height > old.width * old.height"
-        "   FROM images AS new, images AS old"
-        "   WHERE new.sha256 = :sha256 AND old.sha256 = posts.image_sha256))",
-        {"post_id": post_id, "sha256": sha256},
-    )
+
+def attach_image(conn: sqlite3.Connection, post_id: str, sha256: str) -> bool:
+    """Make the image the post's cover unless the post already has one at least as large
+    (`larger_image_wins`). Returns True when the post's image changed. The image's row must
+    exist; call in a transaction."""
+    row = conn.execute("SELECT width * height FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+    if row is None or not larger_image_wins(int(row[0]), cover_area(conn, post_id)):
+        return False
+    cursor = conn.execute("UPDATE posts SET image_sha256 = ? WHERE id = ?", (sha256, post_id))
     return cursor.rowcount == 1
 
 
@@ -151,7 +153,7 @@ def get_post(conn: sqlite3.Connection, post_id: str) -> StoredPost | None:
         " image_url, image_sha256, source, first_seen, last_seen FROM posts WHERE id = ?",
         (post_id,),
     ).fetchone()
-    return None if row is None else StoredPost(*row)
+    return None if row is None else record(StoredPost, row)
 
 
 def get_account(conn: sqlite3.Connection, account_id: str) -> StoredAccount | None:
@@ -160,7 +162,7 @@ def get_account(conn: sqlite3.Connection, account_id: str) -> StoredAccount | No
         " FROM accounts WHERE id = ?",
         (account_id,),
     ).fetchone()
-    return None if row is None else StoredAccount(*row)
+    return None if row is None else record(StoredAccount, row)
 
 
 @dataclass(frozen=True)

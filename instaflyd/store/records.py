@@ -7,9 +7,6 @@ from typing import Literal
 
 MediaType = Literal["photo", "carousel", "video", "reel"]
 
-# Posts whose cover image may be labelled and trained on (videos and reels are stored only).
-TRAINABLE_MEDIA_TYPES: tuple[MediaType, ...] = ("photo", "carousel")
-
 
 @dataclass
 class AccountRecord:

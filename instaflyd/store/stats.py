@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from instaflyd.store.rows import record
+
 COUNTED_TABLES = ("posts", "accounts", "images")  # rows kept in row_counts (migration v6)
 
 
@@ -53,4 +55,4 @@ def recent_labelled_posts(conn: sqlite3.Connection, limit: int) -> list[Labelled
         " ORDER BY l.first_seen DESC, l.id DESC LIMIT ?",
         (limit,),
     )
-    return [LabelledPostLine(*row) for row in rows]
+    return [record(LabelledPostLine, row) for row in rows]

@@ -12,6 +12,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from instaflyd.store.rows import record
+
 MAX_HOSTS = 200  # names with a row of their own (one more row: OTHER_HOSTS)
 MAX_HOST_CHARS = 253  # the longest DNS name
 OTHER_HOSTS = "(other names)"
@@ -56,4 +58,4 @@ def tls_failures(conn: sqlite3.Connection, limit: int = 50) -> list[TlsFailure]:
         " ORDER BY count DESC, host LIMIT ?",
         (limit,),
     )
-    return [TlsFailure(*row) for row in rows]
+    return [record(TlsFailure, row) for row in rows]

@@ -10,9 +10,12 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from instaflyd.processes import claim_alive
+from instaflyd.store.rows import record
+
+PassKind = Literal["full", "incremental"]
 
 
 @dataclass(frozen=True)
@@ -29,21 +32,13 @@ class ModelVersion:
     val_pairwise_accuracy: float | None
     promoted: bool
     promoted_at: float | None
+    pass_kind: PassKind  # full: trained on every post; incremental: new posts and a replay
+    compared_version: int | None  # the version it was compared with before promotion...
+    compared_val_srcc: float | None  # ...and that version's Spearman on the same posts
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ModelVersion:
-        return cls(
-            version=row["version"],
-            created=row["created"],
-            path=row["path"],
-            samples=row["samples"],
-            labelled_total=row["labelled_total"],
-            metrics=json.loads(row["metrics"]),
-            val_srcc=row["val_srcc"],
-            val_pairwise_accuracy=row["val_pairwise_accuracy"],
-            promoted=bool(row["promoted"]),
-            promoted_at=row["promoted_at"],
-        )
+        return record(cls, row, metrics=json.loads(row["metrics"]), promoted=bool(row["promoted"]))
 
 
 @dataclass(frozen=True)
@@ -66,21 +61,8 @@ class TrainingRun:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> TrainingRun:
-        return cls(
-            id=row["id"],
-            started=row["started"],
-            finished=row["finished"],
-            heartbeat=row["heartbeat"],
-            state=row["state"],
-            pid=row["pid"],
-            epoch=row["epoch"],
-            epochs=row["epochs"],
-            loss=row["loss"],
-            metrics=json.loads(row["metrics"]) if row["metrics"] else None,
-            version=row["version"],
-            message=row["message"],
-            cpu_seconds=row["cpu_seconds"],
-        )
+        metrics = json.loads(row["metrics"]) if row["metrics"] else None
+        return record(cls, row, metrics=metrics)
 
 
 def add_model_version(
@@ -92,13 +74,20 @@ def add_model_version(
     metrics: dict[str, Any],
     *,
     promoted: bool,
+    pass_kind: PassKind = "full",
+    compared_version: int | None = None,
+    compared_val_srcc: float | None = None,
     now: float | None = None,
 ) -> None:
+    """Record a trained version. `metrics` is kept whole (JSON) for people and `train --json`;
+    what is queried has columns: its validation figures, the pass that trained it and the
+    version it was compared with."""
     now = time.time() if now is None else now
     conn.execute(
         "INSERT INTO model_versions (version, created, path, samples, labelled_total, metrics,"
-        "   val_srcc, val_pairwise_accuracy, promoted, promoted_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "   val_srcc, val_pairwise_accuracy, promoted, promoted_at, pass_kind, compared_version,"
+        "   compared_val_srcc)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             version,
             now,
@@ -110,6 +99,9 @@ def add_model_version(
             metrics.get("val_pairwise_accuracy"),
             int(promoted),
             now if promoted else None,
+            pass_kind,
+            compared_version,
+            compared_val_srcc,
         ),
     )
 
@@ -120,6 +112,16 @@ def current_model_version(conn: sqlite3.Connection) -> ModelVersion | None:
         "SELECT * FROM model_versions WHERE promoted = 1 ORDER BY version DESC LIMIT 1"
     ).fetchone()
     return None if row is None else ModelVersion.from_row(row)
+
+
+def promoted_version_numbers(conn: sqlite3.Connection) -> list[int]:
+    """The promoted versions, newest (the current one) first: what to fall back on."""
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT version FROM model_versions WHERE promoted = 1 ORDER BY version DESC"
+        )
+    ]
 
 
 def model_version_numbers(conn: sqlite3.Connection) -> list[int]:
@@ -257,13 +259,12 @@ def last_training_outcome(conn: sqlite3.Connection) -> TrainingOutcome | None:
     """The newest run that finished (done or failed), joined with the version it wrote."""
     row = conn.execute(
         "SELECT r.state, r.started, r.finished, r.version, r.message, v.promoted, v.val_srcc,"
-        "       v.metrics AS version_metrics"
+        "       v.compared_version, v.compared_val_srcc"
         " FROM training_runs AS r LEFT JOIN model_versions AS v ON v.version = r.version"
         " WHERE r.finished IS NOT NULL ORDER BY r.id DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return None
-    metrics = json.loads(row["version_metrics"]) if row["version_metrics"] else {}
     return TrainingOutcome(
         state=row["state"],
         started=row["started"],
@@ -272,8 +273,8 @@ def last_training_outcome(conn: sqlite3.Connection) -> TrainingOutcome | None:
         version=row["version"],
         promoted=bool(row["promoted"]),
         val_srcc=row["val_srcc"],
-        current_version=metrics.get("current_version"),
-        current_val_srcc=metrics.get("current_val_srcc"),
+        current_version=row["compared_version"],
+        current_val_srcc=row["compared_val_srcc"],
         message=row["message"],
     )
 
@@ -282,10 +283,8 @@ def runs_since_full_pass(conn: sqlite3.Connection) -> int | None:
     """How many versions were trained since the newest one trained on every post (a full
     pass); None before the first version. Versions from before incremental runs count as full."""
     count = 0
-    for row in conn.execute(
-        "SELECT json_extract(metrics, '$.pass') AS pass FROM model_versions ORDER BY version DESC"
-    ):
-        if row["pass"] in (None, "full"):
+    for row in conn.execute("SELECT pass_kind FROM model_versions ORDER BY version DESC"):
+        if row["pass_kind"] == "full":
             return count
         count += 1
     return count if count else None
@@ -309,14 +308,4 @@ def version_metrics(conn: sqlite3.Connection) -> list[VersionMetrics]:
         "SELECT version, created, samples, val_srcc, val_pairwise_accuracy, promoted"
         " FROM model_versions ORDER BY version"
     ).fetchall()
-    return [
-        VersionMetrics(
-            version=row["version"],
-            created=row["created"],
-            samples=row["samples"],
-            val_srcc=row["val_srcc"],
-            val_pairwise_accuracy=row["val_pairwise_accuracy"],
-            promoted=bool(row["promoted"]),
-        )
-        for row in rows
-    ]
+    return [record(VersionMetrics, row, promoted=bool(row["promoted"])) for row in rows]

@@ -29,15 +29,13 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from instaflyd import heartbeat
+from instaflyd import heartbeat, jobs
 from instaflyd.config import Config
+from instaflyd.jobs.files import JobFiles
 from instaflyd.store import Database
 from instaflyd.store.events import log_event
-from instaflyd.store.jobs import release_waiting_jobs
 from instaflyd.store.versions import current_model_version
 from instaflyd.watch.enhancer_process import EXIT_NO_MODEL, WORKER_PID_ENV
-from instaflyd.watch.job_files import JobFiles
-from instaflyd.watch.queue import claim_job, wait_for_a_model
 
 if TYPE_CHECKING:
     from instaflyd.model.scoring import Scorer
@@ -84,7 +82,8 @@ class Enhancer:
 
     def _load(self, db: Database) -> Scorer | None:
         """The current model (TensorFlow is imported here); None when it cannot be loaded."""
-        from instaflyd.model.scoring import NoModelError, load_scorer
+        from instaflyd.model.errors import NoModelError
+        from instaflyd.model.scoring import load_scorer
 
         started = time.monotonic()
         try:
@@ -93,11 +92,11 @@ class Enhancer:
             if not isinstance(exc, NoModelError):
                 log.exception("cannot load the model")
             why = str(exc) if isinstance(exc, NoModelError) else f"{type(exc).__name__}: {exc}"
-            wait_for_a_model(db, f"the model cannot be loaded: {why}")
+            jobs.wait_for_a_model(db, f"the model cannot be loaded: {why}")
             return None
         seconds = time.monotonic() - started
         with db.transaction() as conn:
-            released = release_waiting_jobs(conn)
+            released = jobs.release_waiting(conn)
             message = f"model version {scorer.version} loaded in {seconds:.1f} s (pid {self.pid})"
             if released:
                 message += f"; {released} waiting photos queued"
@@ -113,7 +112,7 @@ class Enhancer:
             if current is not None and current.version != version:
                 self._end(db, f"model version {current.version} was promoted")
                 return
-            job = claim_job(db, self.pid)
+            job = jobs.claim_next(db, self.pid)
             if job is not None:
                 self.runner.process(job)
                 idle_since = time.monotonic()

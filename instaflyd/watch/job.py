@@ -2,7 +2,7 @@
 
 The outcome is one of: done (the photo and its sidecar written under the names reserved when the
 attempt started), rejected (the input cannot be used: a sidecar says why), queued again or
-failed (an error: `recovery.settle_attempt` decides), or, when the process is asked to stop in the
+failed (an error: `jobs.settle_attempt` decides), or, when the process is asked to stop in the
 middle, queued again with its attempt given back and nothing left behind.
 """
 
@@ -11,17 +11,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from instaflyd import jobs
 from instaflyd.config import Config
 from instaflyd.enhance.io import UNREADABLE, RejectedImage
-from instaflyd.enhance.outputs import write_sidecar
 from instaflyd.enhance.pipeline import EnhanceResult, enhance_file
+from instaflyd.jobs.files import JobFiles
+from instaflyd.jobs.outputs import Sidecar, write_sidecar
 from instaflyd.model.scoring import Scorer
 from instaflyd.store import Database
-from instaflyd.store.events import log_event
-from instaflyd.store.jobs import Job, JobState, finish_job, get_job, requeue_job
-from instaflyd.watch.job_files import JobFiles
-from instaflyd.watch.queue import file_sha256
-from instaflyd.watch.recovery import settle_attempt
+from instaflyd.store.jobs import Job, JobState, get_job
 
 log = logging.getLogger("instafly.worker")
 
@@ -48,7 +46,7 @@ class JobRunner:
         except Exception as exc:
             log.exception("job %d (%s) failed", job.id, job.input_path)
             reason = f"enhancement failed: {type(exc).__name__}: {exc}"
-            settle_attempt(self.db, self.files, job, reason, self.config.watch.max_attempts)
+            jobs.settle_attempt(self.db, self.files, job, reason, self.config.watch.max_attempts)
 
     def _enhance(self, job: Job) -> None:
         source = Path(job.input_path)
@@ -56,7 +54,7 @@ class JobRunner:
         problem = input_problem(job)
         if problem == UNREADABLE:  # still there: its sidecar says why there is no result
             _, sidecar = self.files.reserve(job)
-            write_sidecar(sidecar, {"status": "rejected", "input": str(source), "reason": problem})
+            write_sidecar(sidecar, Sidecar("rejected", str(source), reason=problem))
             self._finish(job, "rejected", problem, sidecar=sidecar)
             return
         if problem:
@@ -75,13 +73,10 @@ class JobRunner:
                 self.enhancing = False
         except Stopping:
             self.files.release(get_job(self.db.conn, job.id))
-            with self.db.transaction() as conn:
-                requeue_job(conn, job.id, count_attempt=False)
-                log_event(conn, "worker", "info", "job_interrupted", f"{source.name}: queued again")
-            log.info("%s: interrupted; queued again", source.name)
+            jobs.interrupt(self.db, job)
             raise
         except RejectedImage as exc:
-            write_sidecar(sidecar, {"status": "rejected", "input": str(source), "reason": str(exc)})
+            write_sidecar(sidecar, Sidecar("rejected", str(source), reason=str(exc)))
             self._finish(job, "rejected", str(exc), sidecar=sidecar)
             return
         self._finish(job, "done", f"score {result.score_before} -> {result.score_after}", result)
@@ -95,29 +90,26 @@ class JobRunner:
         *,
         sidecar: Path | None = None,
     ) -> None:
-        name = Path(job.input_path).name
-        if result is not None:
-            sidecar = result.sidecar
-        with self.db.transaction() as conn:
-            finish_job(
-                conn,
-                job.id,
-                state,
-                reason=None if state == "done" else message,
-                output_path=str(result.output) if result else None,
-                sidecar_path=str(sidecar) if sidecar else None,
-                score_before=result.score_before if result else None,
-                score_after=result.score_after if result else None,
-                model_version=self.scorer.version if result else None,
-            )
-            log_event(conn, "worker", "info", f"job_{state}", f"{name}: {state}: {message}")
-        log.info("%s: %s: %s", name, state, message)
+        if result is None:
+            jobs.finish(self.db, job, state, message, sidecar_path=sidecar)
+            return
+        jobs.finish(
+            self.db,
+            job,
+            state,
+            message,
+            output_path=result.output,
+            sidecar_path=result.sidecar,
+            score_before=result.score_before,
+            score_after=result.score_after,
+            model_version=self.scorer.version,
+        )
 
 
 def input_problem(job: Job) -> str | None:
     """Why the queued file cannot be enhanced (gone, unreadable, or changed since queued)."""
     try:
-        sha256 = file_sha256(Path(job.input_path))
+        sha256 = jobs.file_sha256(Path(job.input_path))
     except FileNotFoundError:
         return "the file was removed from the drop folder before it could be enhanced"
     except PermissionError:

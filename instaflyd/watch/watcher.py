@@ -30,9 +30,9 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from instaflyd.config import WatchConfig
+from instaflyd.jobs import enqueue_file
 from instaflyd.store import Database
 from instaflyd.store.jobs import last_queued_by_input
-from instaflyd.watch.queue import queue_file
 from instaflyd.watch.rules import DropRules
 from instaflyd.watch.settle import Settler
 
@@ -193,7 +193,7 @@ class DropWatcher:
             if queued_at.get(str(path), float("-inf")) > info.st_ctime:
                 self._hashed[path] = identity
                 continue
-            job_id = queue_file(db, path)
+            job_id = enqueue_file(db, path)
             self._hashed[path] = identity
             if job_id is not None:
                 log.info("queued %s as job %d", path, job_id)

@@ -18,16 +18,14 @@ import threading
 import time
 from types import FrameType
 
-from instaflyd import heartbeat, shutdown
+from instaflyd import heartbeat, jobs, shutdown
 from instaflyd.config import Config
+from instaflyd.jobs.files import JobFiles
 from instaflyd.store import Database
 from instaflyd.store.events import Level, record_event
 from instaflyd.store.jobs import jobs_by_state
 from instaflyd.store.versions import current_model_version
 from instaflyd.watch.enhancer_process import EXIT_NO_MODEL, EnhancerProcess
-from instaflyd.watch.job_files import JobFiles
-from instaflyd.watch.queue import wait_for_a_model
-from instaflyd.watch.recovery import recover
 from instaflyd.watch.watcher import DropWatcher
 
 log = logging.getLogger("instafly.worker")
@@ -79,7 +77,7 @@ class Worker:
         finally:
             watcher.stop()
             self.enhancer.stop(shutdown.for_children(shutdown.WORKER_SHARE))
-            recover(self.db, self.files, watch.max_attempts)
+            jobs.recover_dead(self.db, self.files, watch.max_attempts)
             self._event("info", "worker_stopped", f"worker stopped (pid {self.pid})")
             self.db.close()
         return 0
@@ -89,21 +87,23 @@ class Worker:
         code = self.enhancer.reap()
         if code is not None:
             self._enhancer_ended(code)
-        recover(self.db, self.files, self.config.watch.max_attempts)
+        jobs.recover_dead(self.db, self.files, self.config.watch.max_attempts)
         if self.enhancer.running:
             return
         counts = jobs_by_state(self.db.conn)
-        if counts["queued"] + counts["waiting_model"] == 0:
+        if counts.waiting == 0:
             return
         current = current_model_version(self.db.conn)
         if current is None:
-            if counts["queued"]:
-                wait_for_a_model(self.db, "no model has been trained yet")
+            if counts.queued:
+                jobs.wait_for_a_model(self.db, "no model has been trained yet")
             return
         version = current.version
         if time.monotonic() < self._not_before and version == self._load_failed:
-            if counts["queued"]:
-                wait_for_a_model(self.db, f"model version {version} cannot be loaded (see the log)")
+            if counts.queued:
+                jobs.wait_for_a_model(
+                    self.db, f"model version {version} cannot be loaded (see the log)"
+                )
             return
         if time.monotonic() < self._not_before and self._load_failed is None:
             return  # the enhancer crashed a moment ago

@@ -1,10 +1,22 @@
-"""One store connection per request, opened on first use and closed when the request ends."""
+"""One store connection per request, opened on first use and closed when the request ends.
+
+A database too damaged to read (`store.integrity.damage_of`) is answered with a page that says
+so and how to repair it, or a JSON error for the API (503), instead of a generic 500.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+import logging
+import sqlite3
 
-from instaflyd.store import Database
+from flask import Flask, current_app, g, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+
+from instaflyd.status.collect import DaemonView
+from instaflyd.store import Database, StoreError
+from instaflyd.store.integrity import damage_of
+
+log = logging.getLogger("instafly.web")
 
 
 def get_db() -> Database:
@@ -19,5 +31,22 @@ def _close_db(_error: BaseException | None = None) -> None:
         db.close()
 
 
+def _damaged(exc: Exception) -> ResponseReturnValue:
+    if damage_of(exc) is None:
+        raise exc
+    log.warning("%s %s: the database is damaged: %s", request.method, request.path, exc)
+    daemon: DaemonView | None = current_app.config["INSTAFLY_DAEMON"]
+    problems = daemon.problems() if daemon is not None else []
+    error = " ".join(str(exc).split())[:300]
+    if request.path.startswith("/api/") or request.path in ("/metrics", "/healthz"):
+        return jsonify(
+            error=f"the database is damaged: {error}",
+            problems=[{"id": p.id, "sentence": p.sentence, "action": p.action} for p in problems],
+        ), 503
+    return render_template("store_damaged.html", problems=problems, error=error), 503
+
+
 def install(app: Flask) -> None:
     app.teardown_appcontext(_close_db)
+    app.register_error_handler(sqlite3.DatabaseError, _damaged)
+    app.register_error_handler(StoreError, _damaged)

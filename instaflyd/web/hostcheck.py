@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
+from instaflyd.network import lan_address
 from instaflyd.own_addresses import interface_addresses
-from instaflyd.status.network import lan_address
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REFRESH_SECONDS = 60.0  # interface addresses change (DHCP); looked up again at most this often

@@ -22,6 +22,7 @@ from flask import (
 from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
+from instaflyd import jobs
 from instaflyd.backup import latest_backup
 from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.capture.wireguard import CHECK_HOST, CHECK_PATH
@@ -29,10 +30,9 @@ from instaflyd.config import Config
 from instaflyd.imaging import CAPTURED_MAX_PIXELS
 from instaflyd.status.collect import DaemonView, setup_section
 from instaflyd.status.history import UnknownSeries, parse_request
-from instaflyd.status.weights import WeightsError, receive_weights
 from instaflyd.store import ImageFiles
 from instaflyd.store.images import stored_image_ext
-from instaflyd.store.jobs import get_job, retry_job
+from instaflyd.store.jobs import get_job
 from instaflyd.web.auth import has_session
 from instaflyd.web.charts import history_charts
 from instaflyd.web.database import get_db
@@ -47,6 +47,8 @@ from instaflyd.web.thumbnails import (
     width_from,
 )
 from instaflyd.web.uploads import safe_name
+from instaflyd.weights.file import WeightsError
+from instaflyd.weights.receive import receive_weights
 
 bp = Blueprint("pages", __name__)
 
@@ -215,9 +217,7 @@ def upload_weights() -> BaseResponse:
 
 @bp.post("/actions/retry/<row_id:job_id>")
 def retry(job_id: int) -> BaseResponse:
-    db = get_db()
-    with db.transaction() as conn:
-        queued = retry_job(conn, job_id)
+    queued = jobs.retry(get_db(), job_id)
     if (daemon := _daemon()) is not None:
         daemon.refresh_status()  # the page this redirects to shows the job queued
     if queued:

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as Redirect
 
 from instaflyd.capture.wireguard import add_device, client_conf
 from instaflyd.config import Config
-from instaflyd.status.network import lan_address
+from instaflyd.network import lan_address
 from instaflyd.store.devices import (
     NAME_MAX,
     DeviceBudgetFull,

@@ -10,21 +10,19 @@ same endpoints. Every POST needs the CSRF token (`X-CSRF-Token`), like every act
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
 
 from instaflyd.config import Config
-from instaflyd.status.weights import WEIGHTS_BYTES
+from instaflyd.jobs.view import inside, job_view
 from instaflyd.store.jobs import Job, get_job, recent_jobs
 from instaflyd.web.database import get_db
 from instaflyd.web.formatting import ScoreChange, edits_in_words, score_change
-from instaflyd.web.thumbnails import NotAllowed, allowed_file
 from instaflyd.web.uploads import UploadRefused, receive_upload
+from instaflyd.weights.file import WEIGHTS_BYTES
 
 bp = Blueprint("photos", __name__)
 
@@ -50,7 +48,7 @@ class PhotoWords:
 
 @dataclass(frozen=True)
 class Photo:
-    """One photo in the queue, as `/api/photos` and the page's gallery show it."""
+    """One photo in the queue in `/api/photos`' format (the job as `jobs.view` shows it)."""
 
     id: int
     name: str
@@ -67,6 +65,28 @@ class Photo:
     urls: PhotoUrls
     words: PhotoWords
 
+    @classmethod
+    def of(cls, job: Job, config: Config) -> Photo:
+        view = job_view(job, config.watch, with_edits=True)
+        return cls(
+            id=view.id,
+            name=view.name,
+            status=view.state,
+            reason=view.reason,
+            created=view.created,
+            finished=view.finished,
+            score_before=view.score_before,
+            score_after=view.score_after,
+            score_change=view.score_change,
+            model_version=view.model_version,
+            edits=view.edits,
+            output_name=view.output_name,
+            urls=PhotoUrls(before=view.before, after=view.after, enhanced=view.enhanced),
+            words=PhotoWords(
+                score_change(view.score_before, view.score_after), edits_in_words(view.edits)
+            ),
+        )
+
 
 def _config() -> Config:
     return current_app.config["INSTAFLY"]
@@ -75,58 +95,6 @@ def _config() -> Config:
 def upload_limit(config: Config) -> int:
     """The largest request body `POST /api/photos` reads: one file at the size limit."""
     return int(config.enhance.max_file_mb * 1_000_000) + MULTIPART_OVERHEAD
-
-
-def photo_record(row: Job, config: Config) -> Photo:
-    output = _existing(row.output_path, config.watch.output_dir)
-    done = row.state == "done" and output is not None
-    previewable = row.state != "rejected" and _existing(row.input_path, config.watch.drop_dir)
-    edits = _edits(row.sidecar_path, config) if done else {}
-    return Photo(
-        id=row.id,
-        name=Path(row.input_path).name,
-        status=row.state,
-        reason=row.reason,
-        created=row.created,
-        finished=row.finished,
-        score_before=row.score_before,
-        score_after=row.score_after,
-        score_change=row.score_change,
-        model_version=row.model_version,
-        edits=edits,
-        output_name=output.name if done and output else None,
-        urls=PhotoUrls(
-            before=f"/thumbs/job/{row.id}/before" if previewable else None,
-            after=f"/thumbs/job/{row.id}/after" if done else None,
-            enhanced=f"/api/photos/{row.id}/enhanced" if done else None,
-        ),
-        words=PhotoWords(score_change(row.score_before, row.score_after), edits_in_words(edits)),
-    )
-
-
-def _existing(path: str | None, root: Path) -> Path | None:
-    if not path:
-        return None
-    try:
-        return allowed_file(path, [root])
-    except NotAllowed:
-        return None
-
-
-def _edits(sidecar: str | None, config: Config) -> dict[str, float]:
-    """The edits the sidecar records (exposure, contrast, ...), rounded for people."""
-    path = _existing(sidecar, config.watch.output_dir)
-    if path is None:
-        return {}
-    try:
-        params = json.loads(path.read_text(encoding="utf-8")).get("params") or {}
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return {
-        str(key): round(float(value), 3)
-        for key, value in params.items()
-        if isinstance(value, int | float) and round(float(value), 3) != 0
-    }
 
 
 @bp.post("/api/photos")
@@ -150,7 +118,7 @@ def send_photos() -> tuple[Response, int]:
 @bp.get("/api/photos")
 def list_photos() -> Response:
     config = _config()
-    photos = [asdict(photo_record(row, config)) for row in recent_jobs(get_db().conn, LISTED)]
+    photos = [asdict(Photo.of(row, config)) for row in recent_jobs(get_db().conn, LISTED)]
     return jsonify(photos=photos)
 
 
@@ -159,7 +127,7 @@ def one_photo(job_id: int) -> Response:
     row = get_job(get_db().conn, job_id)
     if row is None:
         abort(404)
-    return jsonify(asdict(photo_record(row, _config())))
+    return jsonify(asdict(Photo.of(row, _config())))
 
 
 @bp.get("/api/photos/<row_id:job_id>/enhanced")
@@ -167,7 +135,7 @@ def enhanced_photo(job_id: int) -> Response:
     """The enhanced JPEG itself, full resolution and EXIF, from the output folder only."""
     row = get_job(get_db().conn, job_id)
     config = _config()
-    path = _existing(row.output_path, config.watch.output_dir) if row else None
+    path = inside(row.output_path, config.watch.output_dir) if row else None
     if row is None or row.state != "done" or path is None:
         abort(404)
     return send_file(

@@ -32,9 +32,9 @@ from typing import IO
 
 from instaflyd.config import Config
 from instaflyd.fsutil import remove_stale_temps
+from instaflyd.jobs import enqueue
 from instaflyd.store import Database
-from instaflyd.store.events import log_event
-from instaflyd.store.jobs import enqueue_job, job_for_content
+from instaflyd.store.jobs import job_for_content
 
 MAX_NAME_CHARS = 80
 CHUNK = 1 << 20
@@ -127,10 +127,8 @@ def receive_upload(
                 return Upload(earlier.id, Path(earlier.input_path).name, earlier.state, True)
             final = _link_free_name(staging, watch.drop_dir, name)
             try:
-                job_id = enqueue_job(conn, str(final), sha256)
+                job_id = enqueue(conn, final, sha256, via="sent from the page")
                 assert job_id is not None  # no job has this content: checked above
-                message = f"queued {final.name} (job {job_id}, sent from the page)"
-                log_event(conn, "worker", "info", "job_queued", message)
             except BaseException:
                 final.unlink(missing_ok=True)
                 raise

@@ -12,7 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import sql_all, sql_scalar
 
+from instaflyd.jobs.lifecycle import (
+    abandoned_jobs,
+    claim_next,
+    end_attempt,
+    enqueue_file,
+    live_workers,
+    stopped_while_enhancing,
+)
 from instaflyd.processes import process_start_time
 from instaflyd.store import Database
 from instaflyd.store.jobs import (
@@ -24,14 +33,6 @@ from instaflyd.store.jobs import (
     release_waiting_jobs,
     requeue_job,
     wait_for_model,
-)
-from instaflyd.watch.queue import (
-    abandoned_jobs,
-    claim_job,
-    end_attempt,
-    live_workers,
-    queue_file,
-    stopped_while_enhancing,
 )
 
 
@@ -45,7 +46,7 @@ def db(tmp_path: Path) -> Database:
 def _claim_until_empty(path: str, start: threading.Barrier) -> None:
     with Database(Path(path)) as db:
         start.wait()
-        while (job := claim_job(db, os.getpid())) is not None:
+        while (job := claim_next(db, os.getpid())) is not None:
             with db.transaction() as conn:
                 finish_job(conn, job.id, "done")
             time.sleep(0.001)  # the work itself, outside the lock
@@ -65,7 +66,7 @@ def test_concurrent_workers_never_take_the_same_job(db: Database) -> None:
     for process in workers:
         process.join(120)
     assert [p.exitcode for p in workers] == [0, 0, 0]
-    rows = db.all("SELECT state, attempts, worker_pid FROM jobs")
+    rows = sql_all(db, "SELECT state, attempts, worker_pid FROM jobs")
     assert {(row["state"], row["attempts"]) for row in rows} == {("done", 1)}
     claimed_by = {row["worker_pid"] for row in rows}
     assert claimed_by <= {p.pid for p in workers} and len(claimed_by) > 1  # they did compete
@@ -79,11 +80,11 @@ def test_a_file_is_queued_once_per_content_and_an_unreadable_one_without_a_hash(
     locked = tmp_path / "locked.jpg"
     locked.write_bytes(b"secret")
     locked.chmod(0)
-    assert queue_file(db, tmp_path / "a.jpg") == 1
-    assert queue_file(db, tmp_path / "copy.jpg") is None
-    assert queue_file(db, tmp_path / "gone.jpg") is None
+    assert enqueue_file(db, tmp_path / "a.jpg") == 1
+    assert enqueue_file(db, tmp_path / "copy.jpg") is None
+    assert enqueue_file(db, tmp_path / "gone.jpg") is None
     expect_hash = os.geteuid() == 0  # root reads it anyway
-    assert queue_file(db, locked) == 2
+    assert enqueue_file(db, locked) == 2
     assert (get_job(db.conn, 2).sha256 is not None) == expect_hash
 
 
@@ -123,8 +124,8 @@ def test_a_dead_workers_job_is_retried_then_failed_after_max_attempts(db: Databa
         if attempt == 1:
             assert (job.state, job.reason) == ("queued", stopped)
     assert (job.state, job.reason) == ("failed", f"gave up after 2 attempts: {stopped}")
-    assert db.scalar("SELECT COUNT(*) FROM events WHERE kind = 'job_failed'") == 1
-    assert db.scalar("SELECT COUNT(*) FROM events WHERE kind = 'job_retried'") == 1
+    assert sql_scalar(db, "SELECT COUNT(*) FROM events WHERE kind = 'job_failed'") == 1
+    assert sql_scalar(db, "SELECT COUNT(*) FROM events WHERE kind = 'job_retried'") == 1
 
 
 def test_an_attempt_is_ended_once_whoever_notices_first(db: Database) -> None:
@@ -149,7 +150,7 @@ def test_a_pid_reused_by_a_newer_process_does_not_keep_a_job(db: Database) -> No
         claim_next_job(conn, os.getpid())
     assert recover_abandoned_jobs(db, max_attempts=3) == [1]
     counts = jobs_by_state(db.conn)
-    assert (counts["queued"], counts["running"]) == (1, 1)  # this process still runs job 2
+    assert (counts.queued, counts.running) == (1, 1)  # this process still runs job 2
 
 
 def test_jobs_wait_for_a_model_visibly_and_an_interrupted_job_keeps_its_attempts(
@@ -159,12 +160,12 @@ def test_jobs_wait_for_a_model_visibly_and_an_interrupted_job_keeps_its_attempts
         for name in "abc":
             enqueue_job(conn, f"/drop/{name}.jpg", name)
         assert wait_for_model(conn) == 3
-    assert jobs_by_state(db.conn)["waiting_model"] == 3
-    assert claim_job(db, os.getpid()) is None
+    assert jobs_by_state(db.conn).waiting_model == 3
+    assert claim_next(db, os.getpid()) is None
     with db.transaction() as conn:
         assert release_waiting_jobs(conn) == 3
-    job = claim_job(db, os.getpid())
+    job = claim_next(db, os.getpid())
     with db.transaction() as conn:
         requeue_job(conn, job.id, count_attempt=False)
-    again = claim_job(db, os.getpid())
+    again = claim_next(db, os.getpid())
     assert (again.id, again.attempts) == (job.id, 1)

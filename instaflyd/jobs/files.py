@@ -14,13 +14,13 @@ import logging
 from pathlib import Path
 
 from instaflyd.config import WatchConfig
-from instaflyd.enhance.outputs import output_paths, write_sidecar
 from instaflyd.fsutil import remove_stale_temps
+from instaflyd.jobs.lifecycle import live_workers
+from instaflyd.jobs.outputs import Sidecar, output_paths, write_sidecar
 from instaflyd.store import Database
 from instaflyd.store.jobs import Job, output_of_another_job, reserve_outputs
-from instaflyd.watch.queue import live_workers
 
-log = logging.getLogger("instafly.worker")
+log = logging.getLogger("instafly.jobs")
 
 
 class JobFiles:
@@ -68,7 +68,7 @@ class JobFiles:
         source = Path(job.input_path)
         try:
             _, sidecar = output_paths(self.output_dir_for(source), source.stem)
-            write_sidecar(sidecar, {"status": "failed", "input": str(source), "reason": reason})
+            write_sidecar(sidecar, Sidecar("failed", str(source), reason=reason))
         except OSError as exc:
             log.warning("%s: could not write its failed sidecar: %s", source.name, exc)
             return

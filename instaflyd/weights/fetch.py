@@ -1,47 +1,40 @@
-"""Fetching and importing the ImageNet VGG16 notop weights file (`instaflyd weights fetch|import`).
+"""Fetching the ImageNet VGG16 notop weights file (`instaflyd weights fetch`).
 
-Fetching is plain urllib, resumable: the bytes collect in `<file>.partial`, and a later try asks
-the server only for the rest (HTTP Range; a server without ranges sends it all again). Size and
-md5 (the constants in `instaflyd.status.weights`) are checked before the file takes its final
-name. While it runs, and after it failed, `weights/fetch.json` says how far it got or why it
-stopped: the status page reads it through `instaflyd.status.weights`. The daemon runs this
-command by itself while the file is missing (`instaflyd.daemon.weights_fetch`).
+Plain urllib, resumable: the bytes collect in `<file>.partial`, and a later try asks the server
+only for the rest (HTTP Range; a server without ranges sends it all again). Size and md5 (the
+constants in `weights.file`) are checked before the file takes its final name. While it runs,
+and after it failed, `weights/fetch.json` (`weights.progress`) says how far it got or why it
+stopped. The daemon runs this command by itself while the file is missing
+(`instaflyd.daemon.weights_fetch`).
 """
 
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import re
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from instaflyd import __version__
 from instaflyd.config import Config
-from instaflyd.fsutil import atomic_write_text
-from instaflyd.status import weights as published
-from instaflyd.status.weights import (
-    DownloadProgress,
+from instaflyd.weights import file as published
+from instaflyd.weights.file import (
     WeightsError,
-    WeightsStatus,
-    fetch_state_path,
     file_md5,
     imagenet_file_is_genuine,
-    imagenet_status,
     imagenet_weights_path,
     partial_path,
-    receive_weights,
 )
+from instaflyd.weights.progress import FetchState
+from instaflyd.weights.status import WeightsStatus, imagenet_status
 
 FETCH_TIMEOUT_SECONDS = 30.0
 
-__all__ = ["WeightsError", "fetch_weights", "import_weights"]
+__all__ = ["WeightsError", "fetch_weights"]
 
 
 def fetch_weights(
@@ -104,7 +97,7 @@ def _download(
                 f"not the {published.WEIGHTS_BYTES:,} of the ImageNet VGG16 notop file"
             )
         with partial.open("ab" if resumed else "wb") as out:
-            state.downloading(have, resumed)
+            state.downloading(have)
             while True:
                 try:
                     block = response.read(1 << 16)
@@ -121,7 +114,7 @@ def _download(
                 if have > published.WEIGHTS_BYTES:
                     raise WeightsError(f"the file at {url} is larger than the ImageNet file")
                 out.write(block)
-                state.downloading(have, resumed)
+                state.downloading(have)
                 if progress is not None:
                     progress(have, published.WEIGHTS_BYTES)
             out.flush()
@@ -152,46 +145,3 @@ def _verify_download(url: str, partial: Path) -> None:
             f"the file at {url} is not the ImageNet VGG16 notop file "
             f"(md5 mismatch: {md5}, expected {published.WEIGHTS_MD5})"
         )
-
-
-class FetchState:
-    """`weights/fetch.json`: how far a download got, or why it stopped (None once done)."""
-
-    EVERY_SECONDS = 1.0
-
-    def __init__(self, config: Config) -> None:
-        self.path = fetch_state_path(config)
-        self.partial = partial_path(config)
-        self.url = config.model.weights_url
-        self._written = 0.0
-
-    def downloading(self, have: int, resumed: bool) -> None:
-        now = time.time()
-        if now - self._written >= self.EVERY_SECONDS or have in (0, published.WEIGHTS_BYTES):
-            self._write(
-                DownloadProgress("downloading", have, published.WEIGHTS_BYTES, None, False, now)
-            )
-            self._written = now
-
-    def failed(self, error: str, offline: bool) -> None:
-        have = self.partial.stat().st_size if self.partial.is_file() else 0
-        self._write(
-            DownloadProgress("failed", have, published.WEIGHTS_BYTES, error, offline, time.time())
-        )
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-    def _write(self, progress: DownloadProgress) -> None:
-        atomic_write_text(self.path, json.dumps(asdict(progress)))
-
-
-def import_weights(config: Config, source: Path) -> WeightsStatus:
-    """Copy a local copy of the ImageNet notop file into place, checking size and md5 on the way."""
-    try:
-        size = source.stat().st_size
-        reader = source.open("rb")
-    except OSError as exc:
-        raise WeightsError(f"cannot read {source}: {exc.strerror}") from exc
-    with reader:
-        return receive_weights(config, reader, str(source), size)

@@ -2,16 +2,16 @@
 
 Both ways an attempt can end without a result come here: an error while enhancing (the enhancer
 process itself calls `settle_attempt`), and a process that died while enhancing (the worker's
-loop finds its jobs with `recover`). The decision between "queue it again" and "give up" is made
-once, by `queue.end_attempt`; a job that is given up on gets a sidecar saying why.
+loop finds its jobs with `recover_dead`). The decision between "queue it again" and "give up" is
+made once, by `lifecycle.end_attempt`; a job that is given up on gets a sidecar saying why.
 """
 
 from __future__ import annotations
 
+from instaflyd.jobs.files import JobFiles
+from instaflyd.jobs.lifecycle import abandoned_jobs, end_attempt, stopped_while_enhancing
 from instaflyd.store import Database
 from instaflyd.store.jobs import Job, get_job
-from instaflyd.watch.job_files import JobFiles
-from instaflyd.watch.queue import abandoned_jobs, end_attempt, stopped_while_enhancing
 
 
 def settle_attempt(db: Database, files: JobFiles, job: Job, reason: str, max_attempts: int) -> None:
@@ -24,11 +24,11 @@ def settle_attempt(db: Database, files: JobFiles, job: Job, reason: str, max_att
         state = end_attempt(conn, job, reason, max_attempts)
     if state == "failed":
         failed = get_job(db.conn, job.id)
-        assert failed is not None
-        files.write_failure_sidecar(failed, failed.reason or reason)
+        assert failed is not None and failed.reason is not None  # end_attempt gave one
+        files.write_failure_sidecar(failed, failed.reason)
 
 
-def recover(db: Database, files: JobFiles, max_attempts: int) -> list[int]:
+def recover_dead(db: Database, files: JobFiles, max_attempts: int) -> list[int]:
     """Jobs a dead process left running: settled as above. Returns their ids."""
     recovered = []
     for job in abandoned_jobs(db):

@@ -25,14 +25,9 @@ from helpers import free_port, run_cli, run_cli_json, write_config
 from instaflyd.cli import main
 from instaflyd.config import Config, build_config
 from instaflyd.daemon.weights_fetch import WeightsFetcher
-from instaflyd.model.weights import fetch_weights
-from instaflyd.status.weights import (
-    WEIGHTS_BYTES,
-    WEIGHTS_FILE,
-    WeightsError,
-    partial_path,
-    weights_status,
-)
+from instaflyd.weights.fetch import fetch_weights
+from instaflyd.weights.file import WEIGHTS_BYTES, WEIGHTS_FILE, WeightsError, partial_path
+from instaflyd.weights.status import weights_status
 
 FAKE = b"not really VGG16, just bytes to download " * 500
 
@@ -76,9 +71,9 @@ def config(tmp_path: Path, data_dir: Path, server: Server) -> Path:
 @pytest.fixture
 def fake_is_genuine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the fake file the expected one (in this process only)."""
-    monkeypatch.setattr("instaflyd.status.weights.WEIGHTS_BYTES", len(FAKE))
+    monkeypatch.setattr("instaflyd.weights.file.WEIGHTS_BYTES", len(FAKE))
     monkeypatch.setattr(
-        "instaflyd.status.weights.WEIGHTS_MD5", hashlib.md5(FAKE, usedforsecurity=False).hexdigest()
+        "instaflyd.weights.file.WEIGHTS_MD5", hashlib.md5(FAKE, usedforsecurity=False).hexdigest()
     )
 
 
@@ -129,7 +124,7 @@ def test_fetch_refuses_a_download_of_the_wrong_size_before_reading_it(
 def test_fetch_refuses_a_download_whose_md5_does_not_match(
     config: Path, data_dir: Path, server: Server, monkeypatch, capsys
 ) -> None:
-    monkeypatch.setattr("instaflyd.status.weights.WEIGHTS_BYTES", len(FAKE))
+    monkeypatch.setattr("instaflyd.weights.file.WEIGHTS_BYTES", len(FAKE))
     code, out, err = run_in_process(capsys, "--config", str(config), "weights", "fetch")
     assert (code, out) == (1, "")
     md5 = hashlib.md5(FAKE, usedforsecurity=False).hexdigest()
@@ -208,7 +203,7 @@ def test_import_refuses_a_file_of_the_wrong_size(
 def test_import_refuses_a_file_of_the_right_size_but_another_md5(
     config: Path, data_dir: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    monkeypatch.setattr("instaflyd.status.weights.WEIGHTS_BYTES", len(FAKE))
+    monkeypatch.setattr("instaflyd.weights.file.WEIGHTS_BYTES", len(FAKE))
     source = tmp_path / "imposter.h5"
     source.write_bytes(FAKE)
     code, _, err = run_in_process(capsys, "--config", str(config), "weights", "import", str(source))
@@ -338,7 +333,7 @@ def test_the_daemon_fetches_missing_weights_in_a_background_process(
         def argv(self) -> list[str]:
             return [
                 sys.executable, "-c",
-                "import sys, instaflyd.status.weights as w; from instaflyd.cli import main;"
+                "import sys, instaflyd.weights.file as w; from instaflyd.cli import main;"
                 f" w.WEIGHTS_BYTES = {len(FAKE)}; w.WEIGHTS_MD5 = {md5!r};"
                 f" sys.exit(main(['--data-dir', {str(data_dir)!r}, '--config', {str(self.path)!r},"
                 " 'weights', 'fetch']))",
