@@ -8,6 +8,7 @@ ROOT=""
 WITH_BROWSER=auto
 WITH_VENV=yes
 WITH_SHARE=no
+CONFIG_FILE=""
 PROXY_PORT=8080
 WEB_PORT=8081
 MIN_FREE_MB=3000
@@ -17,7 +18,7 @@ DEV_VENV=""
 
 usage() {
   cat <<'EOF'
-Usage: ./install.sh [--system [--share] [--root DIR]] [--latest] [--no-browser]
+Usage: ./install.sh [--system [--share] [--root DIR]] [--latest] [--config FILE] [--no-browser]
 
   ./install.sh           Developer / try-it-out install, no root needed. Creates .venv in this
                          checkout and installs Instafly with its test tools into it. Run it again
@@ -51,13 +52,17 @@ Usage: ./install.sh [--system [--share] [--root DIR]] [--latest] [--no-browser]
                          file gets the newest, with a warning). scripts/lock.sh makes the files.
   --venv DIR             Dev mode: the virtual environment to create or update (default .venv;
                          CI uses a second one for a second Python, chosen with PYTHON=...).
+  --config FILE          The config Instafly will run with, for the port checks and the summary
+                         (default: $INSTAFLY_CONFIG, the system install's, else the one instaflyd
+                         finds: /etc/instafly/instafly.yaml, ~/.config/instafly/instafly.yaml).
   --no-browser           Do not install Chromium, nftables, Samba, smbclient, wireguard-go and
                          wireguard-tools.
   -h, --help             This text.
 
 The Python is $PYTHON if set, else the first of python3, python3.13, python3.12, python3.11.
-Before installing it checks: Python >= 3.11, a 64-bit CPU, free disk space, and that the proxy
-(8080) and status page (8081) ports are free. At the end it prints the address of the status
+Before installing it checks: Python >= 3.11, a 64-bit CPU and free disk space; once Instafly
+is installed, that the proxy and status page ports of that config (8080 and 8081 by default)
+are free. At the end it prints the address of the status
 page and the proxy address to set on a phone.
 EOF
 }
@@ -73,6 +78,8 @@ while [ $# -gt 0 ]; do
     --venv) DEV_VENV="${2:?--venv needs a folder}"; shift ;;
     --venv=*) DEV_VENV="${1#--venv=}" ;;
     --share) WITH_SHARE=yes ;;
+    --config) CONFIG_FILE="${2:?--config needs a file}"; shift ;;
+    --config=*) CONFIG_FILE="${1#--config=}" ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option '$1' (see ./install.sh --help)" >&2; exit 2 ;;
   esac
@@ -149,15 +156,40 @@ listener_of() {  # the command line of whatever listens on TCP port $1, if ss ca
   pid="$( (ss -ltnpH "sport = :$1" 2>/dev/null || true) | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)"
   [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null
 }
-for port in "$PROXY_PORT" "$WEB_PORT"; do
-  if port_in_use "$port"; then
-    holder="$(listener_of "$port" || true)"; holder="${holder:0:60}"
-    case "$holder" in
-      *instaflyd*) ;;  # Instafly itself, from an earlier install: it keeps its port
-      *) warn "port $port is in use${holder:+ by '${holder% }'}: Instafly will not start until it is free (or set proxy.listen_port / web.port in the config)" ;;
-    esac
+check_ports() {  # the ports of the config Instafly will run with, each once
+  for port in $(printf '%s\n' "$PROXY_PORT" "$WEB_PORT" | sort -un); do
+    if port_in_use "$port"; then
+      holder="$(listener_of "$port" || true)"; holder="${holder:0:60}"
+      case "$holder" in
+        *instaflyd*) ;;  # Instafly itself, from an earlier install: it keeps its port
+        *) warn "port $port is in use${holder:+ by '${holder% }'}: Instafly will not start until it is free (or set proxy.listen_port / web.port in the config)" ;;
+      esac
+    fi
+  done
+}
+
+# The config Instafly will run with: --config, $INSTAFLY_CONFIG, the system install's file, else
+# what instaflyd finds itself (/etc/instafly, ~/.config/instafly). Its ports are the ones the
+# summary prints and check_ports looks at, not the packaged defaults.
+read_ports() {
+  local file="${CONFIG_FILE:-${INSTAFLY_CONFIG:-}}" ports
+  if [ -z "$file" ] && [ "$MODE" = system ] && [ -f "$ROOT/etc/instafly/instafly.yaml" ]; then
+    file="$ROOT/etc/instafly/instafly.yaml"
   fi
-done
+  [ -x "$VENV/bin/python" ] || return 0
+  if ports="$("$VENV/bin/python" - "$file" <<'EOF'
+import sys
+from instaflyd.config import ConfigError, load_config
+try:
+    config = load_config(sys.argv[1] or None)
+except ConfigError as exc:
+    sys.exit(f"install.sh: warning: the config cannot be read ({exc}); showing the default ports")
+print(config.proxy.listen_port, config.web.port)
+EOF
+)"; then
+    read -r PROXY_PORT WEB_PORT <<<"$ports"
+  fi
+}
 
 # --- the virtual environment ----------------------------------------------------------------
 
@@ -206,6 +238,9 @@ elif [ "$WITH_VENV" = no ]; then
 else
   install_venv "$VENV" "$(source_digest)" "$HERE"
 fi
+
+read_ports
+check_ports
 
 # --- system packages the tests use (dev path): Chromium, nftables, Samba, WireGuard ---------------
 
@@ -357,6 +392,8 @@ EOF
 fi
 
 # --- summary ------------------------------------------------------------------------------
+
+if [ "$MODE" = system ]; then read_ports; fi  # its config file may be new
 
 lan_ip="$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "src") print $(i + 1) }' | head -1)"
 [ -n "$lan_ip" ] || lan_ip="$(hostname -I 2>/dev/null | awk '{ print $1 }')"

@@ -169,14 +169,17 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     if not status.due and not args.force:
         raise CommandError(f"training is not due: {status.reason}; --force trains anyway")
 
-    from instaflyd.model.labels import NotEnoughData
-    from instaflyd.model.training import TrainingBusy, run_training
+    from instaflyd.logs import native_noise_filtered
 
-    try:
-        weights = None if status.weights_ok else "none"
-        result = run_training(config, weights=weights, full_pass=args.full)
-    except (NotEnoughData, TrainingBusy) as exc:
-        raise CommandError(str(exc)) from None
+    with native_noise_filtered():  # TensorFlow's CUDA chatter, as the daemon filters it
+        from instaflyd.model.labels import NotEnoughData
+        from instaflyd.model.training import TrainingBusy, run_training
+
+        try:
+            weights = None if status.weights_ok else "none"
+            result = run_training(config, weights=weights, full_pass=args.full)
+        except (NotEnoughData, TrainingBusy) as exc:
+            raise CommandError(str(exc)) from None
     if args.json:
         print_json(result.as_json())
     elif args.scheduled:

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -114,3 +114,14 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         shutil.rmtree(temp, ignore_errors=True)
         raise
     _fsync_dir(path.parent)
+
+
+def file_inside(path: str | Path | None, roots: Iterable[Path]) -> Path | None:
+    """`path` resolved (symlinks and ".."), if it is an existing file inside one of `roots`;
+    else None. What a row or a URL names is served or shown only through this check."""
+    if not path:
+        return None
+    resolved = Path(path).resolve()
+    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
+        return None
+    return resolved if resolved.is_file() else None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 FORMAT = "%(asctime)s {component}[%(process)d] %(levelname)s %(name)s: %(message)s"
 
@@ -41,6 +44,40 @@ _NATIVE_NOISE = re.compile(
 def is_native_noise(line: str) -> bool:
     """Whether `line` is TensorFlow's start-up chatter (cuInit, oneDNN, CPU features, ...)."""
     return _NATIVE_NOISE.match(line) is not None
+
+
+@contextlib.contextmanager
+def native_noise_filtered() -> Iterator[None]:
+    """Inside the block, what the process writes to stderr (fd 2, where TensorFlow's C++ side
+    prints) passes through a filter that drops `is_native_noise` lines, as the daemon does for
+    its children: for `instaflyd train` run by hand. Everything else is passed on, in order."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read, write = os.pipe()
+    os.dup2(write, 2)
+    os.close(write)
+
+    sink_fd = os.dup(saved)  # the pump's own copy: `saved` may be closed before it runs
+
+    def pump() -> None:
+        with (
+            os.fdopen(read, "r", encoding="utf-8", errors="replace") as source,
+            os.fdopen(sink_fd, "w", encoding="utf-8") as sink,
+        ):
+            for line in source:
+                if not is_native_noise(line.rstrip("\n")):
+                    sink.write(line)
+                    sink.flush()
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer goes: the filter ends after what was written
+        os.close(saved)
+        thread.join(30)  # what was written before the block ended comes out first
 
 
 class FaultLog:

@@ -102,3 +102,11 @@ def test_a_zstd_frame_asking_for_a_large_window_is_refused() -> None:
 def test_a_body_over_the_limit_before_decoding_is_too_large() -> None:
     with pytest.raises(BodyTooLarge, match="the body is 2,000 bytes, over the limit of 1,999"):
         decode_body(b"x" * 2000, "", 1999)
+
+
+def test_an_unterminated_string_is_said_without_a_doubled_at() -> None:
+    from instaflyd.capture.bodies import BodyError, json_documents
+
+    with pytest.raises(BodyError) as error:
+        json_documents(b'{"caption": "never closed')
+    assert str(error.value) == "not JSON: Unterminated string starting at character 12"

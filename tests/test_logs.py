@@ -38,3 +38,25 @@ def test_start_up_noise_is_recognised(line: str) -> None:
 @pytest.mark.parametrize("line", REAL)
 def test_real_warnings_and_errors_are_not_noise(line: str) -> None:
     assert not is_native_noise(line)
+
+
+def test_instaflyd_train_by_hand_drops_tensorflows_chatter_from_its_stderr() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "from instaflyd.logs import native_noise_filtered\n"
+        "with native_noise_filtered():\n"
+        "    os.write(2, b'E0000 00:00:1733000000.000000  123 cuda_executor.cc:1228] failed"
+        " call to cuInit: INTERNAL: CUDA error\\n')\n"
+        "    print('a real warning', file=sys.stderr)\n"
+        "    os.write(2, b'I0000 00:00:1733000000.0 123 cpu_feature_guard.cc:210] oneDNN\\n')\n"
+        "    os.write(2, b'the last line, unfinished')\n"
+        "print('after', file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert result.stderr == "a real warning\nthe last line, unfinishedafter\n"

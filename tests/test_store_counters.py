@@ -121,9 +121,17 @@ def test_the_migration_counts_what_was_already_there(data_dir: Path) -> None:
     migrate(conn, target=MIGRATIONS.index(V6_LABELLED_COUNTERS))  # the schema before v6
     files = ImageFiles(data_dir / "images")
     conn.execute("BEGIN")
-    for i in range(30):
-        owner = AccountRecord(str(i % 4), follower_count=100 if i % 4 else None)
-        upsert_post(conn, PostRecord(f"p{i}", "photo", owner=owner, like_count=i))
+    for i in range(30):  # rows as the code of v5 wrote them (today's upsert knows later columns)
+        conn.execute(
+            "INSERT OR IGNORE INTO accounts (id, follower_count, first_seen, last_seen)"
+            " VALUES (?, ?, 0, 0)",
+            (str(i % 4), 100 if i % 4 else None),
+        )
+        conn.execute(
+            "INSERT INTO posts (id, owner_id, media_type, like_count, first_seen, last_seen)"
+            " VALUES (?, ?, 'photo', ?, 0, 0)",
+            (f"p{i}", str(i % 4), i),
+        )
         stored = files.put(f"old image {i}".encode(), "jpg")
         record_image(conn, stored, 1, 1, 1)
         attach_image(conn, f"p{i}", stored.sha256)

@@ -99,3 +99,30 @@ def test_the_model_is_said_as_pairs_out_of_100() -> None:
     assert pairs_of_100(None) == "–"
     assert pairs_of_100(1.2) == "100 of 100"
     assert model_quality(0.72) == "how well it predicts which of two posts does better: 72 of 100"
+
+
+def test_the_log_names_the_page_addresses_that_answer_lan_first() -> None:
+    from instaflyd.network import lan_address
+    from instaflyd.web.server import page_urls
+
+    urls = page_urls("0.0.0.0", 8081)
+    assert urls[-1] == "http://127.0.0.1:8081/ (on this box)"
+    assert "0.0.0.0" not in " ".join(urls)
+    if not lan_address().startswith("127."):
+        assert urls[0] == f"http://{lan_address()}:8081/"
+    assert page_urls("192.168.1.5", 80) == ["http://192.168.1.5:80/"]
+    assert page_urls("::1", 8081) == ["http://[::1]:8081/"]
+
+
+def test_the_tls_note_follows_the_recorded_cause() -> None:
+    from types import SimpleNamespace as Device
+
+    from instaflyd.web.formatting import TLS_EITHER, TLS_NOT_TRUSTED, TLS_PINNING, tls_note
+
+    new_phone = Device(trusts_box=False, tls_not_trusted=3, tls_pinned=0)
+    app_user = Device(trusts_box=True, tls_not_trusted=2, tls_pinned=5)  # trusted since
+    assert tls_note([new_phone]) == TLS_NOT_TRUSTED  # a browser that does not trust it yet
+    assert "install the certificate" in TLS_NOT_TRUSTED and "pins" not in TLS_NOT_TRUSTED
+    assert tls_note([app_user]) == TLS_PINNING
+    assert tls_note([new_phone, app_user]) == TLS_NOT_TRUSTED + " " + TLS_PINNING
+    assert tls_note([]) == TLS_EITHER

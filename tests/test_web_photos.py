@@ -94,7 +94,10 @@ def test_a_sent_file_name_is_never_believed(given: str, safe: str) -> None:
 def test_photos_need_the_csrf_token_from_the_page(client: FlaskClient, config: Config) -> None:
     before = drop_files(config)
     assert send(client, (jpeg_bytes(96, 96, 1), "a.jpg")).status_code == 400
-    assert send(client, (jpeg_bytes(96, 96, 1), "a.jpg"), token="forged").status_code == 400
+    forged = send(client, (jpeg_bytes(96, 96, 1), "a.jpg"), token="forged")
+    assert forged.status_code == 400
+    # The API answers JSON, its refusal too (not the HTML error page).
+    assert forged.is_json and "did not come from this page" in forged.get_json()["error"]
     assert drop_files(config) == before  # nothing written
     response = send(client, (jpeg_bytes(96, 96, 1), "a.jpg"), token=token_of(client))
     assert response.status_code == 202

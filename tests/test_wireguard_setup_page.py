@@ -14,7 +14,7 @@ import pytest
 import requests
 from support_daemon import TEST_PASSWORD, give_password
 
-from instaflyd.capture.wireguard import CHECK_HOST, public_key
+from instaflyd.capture.wireguard import CHECK_HOST, allowed_ips, public_key
 from instaflyd.config import Config, build_config
 from instaflyd.network import lan_address
 from instaflyd.store import Database
@@ -107,7 +107,8 @@ def test_a_phone_gets_its_own_keys_qr_code_and_conf(
         "Endpoint": f"{box}:40100",
     }
     assert fields["AllowedIPs"].endswith(", ::/0")
-    assert "0.0.0.0/0" not in fields["AllowedIPs"]  # all but the box itself
+    assert fields["AllowedIPs"] == ", ".join(allowed_ips(box))  # all but the box itself
+    assert "0.0.0.0/0" not in fields["AllowedIPs"]
 
     # The second phone takes the next port; the third is beyond the budget of two.
     assert "Ben added" in add_phone(session, base, "Ben").text

@@ -189,7 +189,9 @@ def json_documents(body: bytes) -> list[Any]:
         try:
             document, position = _DECODER.raw_decode(text, position)
         except json.JSONDecodeError as exc:
-            raise BodyError(f"not JSON: {exc.msg} at character {exc.pos}") from None
+            # json says "Unterminated string starting at": no second "at" after it.
+            where = "" if exc.msg.endswith(" at") else " at"
+            raise BodyError(f"not JSON: {exc.msg}{where} character {exc.pos}") from None
         documents.append(document)
         while position < len(text) and text[position].isspace():
             position += 1

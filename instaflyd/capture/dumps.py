@@ -61,7 +61,9 @@ def import_flow_files(config: Config, paths: Iterable[Path]) -> ImportResult:
         pending = PendingImages(
             proxy.pending_images_max, float("inf"), proxy.pending_images_max_bytes
         )
-        ingester = Ingester(db, ImageFiles(config.images_dir), pending, proxy.max_body_bytes)
+        ingester = Ingester(
+            db, ImageFiles(config.images_dir), pending, proxy.max_body_bytes, imported=True
+        )
         for path in paths:
             for flow in _http_flows(path, file_errors):
                 summary.flows += 1

@@ -62,8 +62,10 @@ class Ingester:
         images: ImageFiles,
         pending: PendingImages,
         max_body_bytes: int = DEFAULT_MAX_BYTES,
+        imported: bool = False,
     ) -> None:
         self.db = db
+        self.imported = imported  # an imported dump, not the proxy: posts are marked so
         self.images = images
         self.pending = pending
         self.max_body_bytes = max_body_bytes  # before and after decoding
@@ -140,7 +142,8 @@ class Ingester:
                 ids = [post.id for post in result.posts]
                 record_device_posts(conn, response.device, ids, response.seen_at)
             for post in result.posts:
-                outcome[f"posts_{upsert_post(conn, post, response.seen_at)}"] += 1
+                change = upsert_post(conn, post, response.seen_at, self.imported)
+                outcome[f"posts_{change}"] += 1
                 for name in {image_file_name(url) for url in post.image_urls}:
                     image = self.pending.pop(name)
                     if image is not None:

@@ -82,8 +82,12 @@ class DeviceListeners:
 
     async def restart_stopped(self) -> list[int]:
         """Start again the phones' listeners that are not running; report the ports still
-        down (and resolve the report once none is). Returns those ports."""
+        down (and resolve the report once none is). Returns those ports (none while mitmproxy
+        is changing its listeners: the report stays as it was until the next tick)."""
         proxyserver = ctx.master.addons.get("proxyserver")
+        await asyncio.sleep(0)  # let a change of listeners just asked for begin
+        if proxyserver.servers.is_updating:
+            return []  # mitmproxy is starting or stopping listeners: look again next tick
         down = [
             server
             for server in list(proxyserver.servers)

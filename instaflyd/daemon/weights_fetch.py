@@ -10,7 +10,9 @@ training scheduler finds the weights at its next check.
 
 from __future__ import annotations
 
+import io
 import logging
+import re
 import time
 
 from instaflyd.config import Config
@@ -33,6 +35,7 @@ class WeightsFetcher:
         self.child: ChildProcess | None = None
         self.next_try = 0.0  # monotonic
         self.stopped = False
+        self.last_reason: str | None = None  # of the last failure, logged once
 
     def argv(self) -> list[str]:
         return instaflyd_argv(self.config, "weights", "fetch")
@@ -53,7 +56,8 @@ class WeightsFetcher:
             self._finished(code, now)
         if now < self.next_try or not self.wanted():
             return
-        self.child = ChildProcess("weights", self.argv())
+        # Its own output is kept (for the reason), not relayed: this fetcher logs one line.
+        self.child = ChildProcess("weights", self.argv(), relay_to=io.StringIO())
         log.info("fetching the ImageNet VGG16 weights in the background (pid %d)", self.child.pid)
 
     def _finished(self, code: int, now: float) -> None:
@@ -62,11 +66,17 @@ class WeightsFetcher:
         self.child = None
         if code == 0:
             self.retries.succeeded()
+            self.last_reason = None
             log.info("the ImageNet VGG16 weights are in place")
             return
         wait = self.retries.failed()
         self.next_try = now + wait
-        log.warning("fetching the weights failed: %s; next try in %.0f s", last, wait)
+        reason = _without_url(last or f"exit code {code}")
+        if reason != self.last_reason:  # one line per reason; the page says it all along
+            log.warning("fetching the weights failed: %s; trying again by itself", reason)
+        else:
+            log.debug("fetching the weights failed again: %s; next try in %.0f s", reason, wait)
+        self.last_reason = reason
 
     @property
     def failures(self) -> int:
@@ -77,3 +87,9 @@ class WeightsFetcher:
         self.stopped = True
         child, self.child = self.child, None
         return child
+
+
+def _without_url(line: str) -> str:
+    """The child's last line without its log prefix and the long download URL."""
+    line = re.sub(r"https?://\S+?(:?)(\s|$)", r"the download server\1\2", line)
+    return re.sub(r"^\S+ \S+ (WARNING|ERROR|INFO) [\w.]+: ", "", line).strip()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from instaflyd.config import WatchConfig
+from instaflyd.fsutil import file_inside
 from instaflyd.jobs.outputs import UnreadableSidecar, read_sidecar
 from instaflyd.store.jobs import Job, JobState
 
@@ -43,8 +44,8 @@ class JobView:
 
 def job_view(job: Job, watch: WatchConfig, *, with_edits: bool = False) -> JobView:
     """`job` as shown; `with_edits` reads its sidecar for the edits that were made."""
-    output = inside(job.output_path, watch.output_dir) if job.state == "done" else None
-    source = inside(job.input_path, watch.drop_dir) if job.state != "rejected" else None
+    output = file_inside(job.output_path, [watch.output_dir]) if job.state == "done" else None
+    source = file_inside(job.input_path, [watch.drop_dir]) if job.state != "rejected" else None
     return JobView(
         id=job.id,
         name=Path(job.input_path).name,
@@ -66,19 +67,9 @@ def job_view(job: Job, watch: WatchConfig, *, with_edits: bool = False) -> JobVi
     )
 
 
-def inside(path: str | None, folder: Path) -> Path | None:
-    """`path` resolved (symlinks and ".."), if it is an existing file inside `folder`."""
-    if not path:
-        return None
-    resolved = Path(path).resolve()
-    if not resolved.is_relative_to(folder.resolve()) or not resolved.is_file():
-        return None
-    return resolved
-
-
 def _edits(sidecar: str | None, output_dir: Path) -> dict[str, float]:
     """The edits the sidecar records (exposure, contrast, ...), rounded for people."""
-    path = inside(sidecar, output_dir)
+    path = file_inside(sidecar, [output_dir])
     if path is None:
         return {}
     try:

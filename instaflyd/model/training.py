@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from instaflyd.config import Config, TrainConfig
-from instaflyd.model import registry
+from instaflyd.model import lessons, registry
 from instaflyd.model.backbone import (
     BACKBONE,
     FEATURE_CHANNELS,
@@ -206,6 +206,8 @@ def _train(
         current_srcc = _current_val_srcc(config, current.version, backbone, features, split)
     promoted = _not_worse(metrics["val_srcc"], current_srcc)
 
+    # What it learned, in pictures: scored now, while the model is loaded (the page has no TF).
+    all_scores = predict(tail, features, np.arange(len(split.posts)))
     version = next_model_version(db.conn)
     seconds = round(time.monotonic() - started, 3)
     metrics |= {
@@ -255,6 +257,7 @@ def _train(
             compared_version=current.version if current else None,
             compared_val_srcc=current_srcc,
         )
+        lessons.record(conn, version, split.posts, all_scores)
         finish_training_run(conn, run_id, "done", version=version, message=result.summary())
         log_event(conn, "trainer", "info", "model_trained", result.summary())
     registry.prune_versions(config, db.conn)

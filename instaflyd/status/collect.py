@@ -52,6 +52,7 @@ from instaflyd.store.devices import SeenDevice, seen_devices, wireguard_devices
 from instaflyd.store.events import counters, recent_events
 from instaflyd.store.formats import unread_formats
 from instaflyd.store.jobs import enhanced_totals, jobs_by_state, recently_changed_jobs
+from instaflyd.store.learned import lessons
 from instaflyd.store.posts import accounts_to_visit
 from instaflyd.store.stats import count, labelled_count, last_capture_time, recent_labelled_posts
 from instaflyd.store.tls import tls_failures
@@ -256,6 +257,7 @@ def model_section(config: Config, conn: sqlite3.Connection) -> ModelSection:
         last_outcome=last_training_outcome(conn),
         weights=weights,
         input_size=config.model.input_size,
+        learned=lessons(conn, current.version) if current else None,
     )
 
 

@@ -18,6 +18,7 @@ from instaflyd.repairs import Problem
 from instaflyd.status.share import ShareNames
 from instaflyd.store.formats import UnreadFormat
 from instaflyd.store.jobs import EnhancedTotals, JobCounts
+from instaflyd.store.learned import Lessons
 from instaflyd.store.posts import WaitingAccount
 from instaflyd.store.versions import TrainingOutcome
 from instaflyd.weights.status import WeightsStatus
@@ -169,6 +170,7 @@ class ModelSection:
     last_outcome: TrainingOutcome | None  # the last finished run, promoted or not
     weights: WeightsStatus
     input_size: int
+    learned: Lessons | None = None  # what the current model learned (store.learned)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from instaflyd.store.history import (
     HistoryRow,
     HistorySample,
     bucket_of,
+    first_finer_row,
     forget_history_after,
     history_row_before,
     history_rows,
@@ -197,6 +198,8 @@ def history_series(
         ]
     else:
         before = history_row_before(conn, tier, rows[0].bucket) if rows else None
+        if rows and before is None:  # the first bucket ever: from its first finer sample on
+            before = first_finer_row(conn, tier, rows[0].bucket)
         pairs = list(zip([before, *rows[:-1]], rows, strict=True)) if rows else []
         points = [
             _capture_point(prev, row) if series == "capture" else _enhanced_point(prev, row)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+
+from instaflyd.store.rows import record
 
 WIREGUARD_PREFIX = "wg:"
 ADDRESS_PREFIX = "ip:"
@@ -78,8 +79,8 @@ _DEVICE_COLUMNS = (
 )
 
 
-def _device(row: sqlite3.Row | tuple[Any, ...]) -> WireGuardDevice:
-    return WireGuardDevice(*row)
+def _device(row: sqlite3.Row) -> WireGuardDevice:
+    return record(WireGuardDevice, row)
 
 
 def wireguard_devices(conn: sqlite3.Connection) -> list[WireGuardDevice]:
@@ -242,13 +243,13 @@ def prune_device_posts(conn: sqlite3.Connection, before: float) -> int:
 def seen_devices(conn: sqlite3.Connection, posts_since: float, limit: int) -> list[SeenDevice]:
     """The devices the proxy saw, most recently seen first, with their posts since then."""
     rows = conn.execute(
-        "SELECT s.key, COALESCE(w.name, s.name), s.first_seen, s.last_seen, s.trusted_at,"
+        "SELECT s.key, COALESCE(w.name, s.name) AS name, s.first_seen, s.last_seen, s.trusted_at,"
         " s.tls_untrusted, s.tls_pinned, s.tls_last_host, s.tls_last_error, s.tls_last_at,"
-        " (SELECT COUNT(*) FROM device_posts AS d WHERE d.device = s.key AND d.seen_at >= ?),"
-        " w.revoked IS NOT NULL"
+        " (SELECT COUNT(*) FROM device_posts AS d WHERE d.device = s.key AND d.seen_at >= ?)"
+        "   AS posts_since,"
+        " w.revoked IS NOT NULL AS revoked"
         " FROM seen_devices AS s LEFT JOIN wireguard_devices AS w ON s.key = 'wg:' || w.id"
         " ORDER BY s.last_seen DESC, s.key LIMIT ?",
         (posts_since, limit),
     )
-    names = [f.name for f in fields(SeenDevice)]
-    return [SeenDevice(**dict(zip(names, (*row[:11], bool(row[11])), strict=True))) for row in rows]
+    return [record(SeenDevice, row, revoked=bool(row["revoked"])) for row in rows]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from instaflyd.store.rows import record
+
 MINUTES_5 = 300
 HOUR = 3600
 DAY = 86400
@@ -107,6 +109,16 @@ def history_row_before(conn: sqlite3.Connection, tier: int, bucket: int) -> Hist
     return _row(row) if row is not None else None
 
 
+def first_finer_row(conn: sqlite3.Connection, tier: int, bucket: int) -> HistoryRow | None:
+    """The earliest sample of a finer tier inside `tier`'s `bucket`: where the changes of a
+    tier's first bucket start (its own row holds the bucket's last sample, not its first)."""
+    row = conn.execute(
+        "SELECT * FROM history WHERE tier < ? AND bucket >= ? AND bucket < ? ORDER BY time LIMIT 1",
+        (tier, bucket, bucket + tier),
+    ).fetchone()
+    return _row(row) if row is not None else None
+
+
 def last_sample_time(conn: sqlite3.Connection) -> float | None:
     row = conn.execute(
         "SELECT MAX(time) FROM history WHERE tier = ?", (TIERS[0].seconds,)
@@ -123,16 +135,4 @@ def bucket_of(time: float, seconds: int) -> int:
 
 
 def _row(row: sqlite3.Row) -> HistoryRow:
-    return HistoryRow(
-        tier=row["tier"],
-        bucket=row["bucket"],
-        sample=HistorySample(
-            time=row["time"],
-            posts=row["posts"],
-            labelled=row["labelled"],
-            next_training_at=row["next_training_at"],
-            flows=row["flows"],
-            enhanced=row["enhanced"],
-            score_gain=row["score_gain"],
-        ),
-    )
+    return record(HistoryRow, row, sample=record(HistorySample, row))

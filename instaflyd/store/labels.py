@@ -13,6 +13,8 @@ import math
 import sqlite3
 from dataclasses import dataclass
 
+from instaflyd.store.rows import record
+
 LABELLED_MEDIA = ("photo", "carousel")
 ZERO_LIKES = 0.5  # the like count a post with no likes is scored as: finite, below one like
 
@@ -47,15 +49,4 @@ def labelled_rows(conn: sqlite3.Connection) -> list[LabelledRow]:
         "SELECT id, owner_id, like_count, follower_count, image_sha256, image_ext,"
         " COALESCE(taken_at, first_seen) AS seen FROM labelled_posts ORDER BY id"
     )
-    return [
-        LabelledRow(
-            id=row["id"],
-            owner_id=row["owner_id"],
-            like_count=row["like_count"],
-            follower_count=row["follower_count"],
-            image_sha256=row["image_sha256"],
-            image_ext=row["image_ext"],
-            seen=float(row["seen"]),
-        )
-        for row in rows
-    ]
+    return [record(LabelledRow, row, seen=float(row["seen"])) for row in rows]

@@ -327,6 +327,32 @@ UPDATE model_versions SET
     compared_val_srcc = json_extract(metrics, '$.current_val_srcc');
 """
 
+# v10: posts only ever seen in an imported dump told apart from the proxy's own captures (so
+# "nothing captured for N days" is about phones, not a dump's old times; a partial index finds
+# the last capture), and what each model version learned, as the trainer found it: the captured
+# posts it scores highest and lowest, and the edits that raised the household's photos most.
+V10_CAPTURED_AND_LEARNED = """
+ALTER TABLE posts ADD COLUMN imported INTEGER NOT NULL DEFAULT 0;  -- 1: only seen in an import
+CREATE INDEX posts_captured_last_seen ON posts(last_seen) WHERE imported = 0;
+CREATE TABLE learned_posts (
+    version    INTEGER NOT NULL REFERENCES model_versions(version),
+    kind       TEXT NOT NULL CHECK (kind IN ('highest', 'lowest')),
+    position   INTEGER NOT NULL,                 -- 0 = the highest (or lowest) scored
+    post_id    TEXT NOT NULL,
+    score      REAL NOT NULL,                    -- the model's score: log(likes / followers)
+    like_rate  REAL NOT NULL,                    -- the post's real likes per follower
+    PRIMARY KEY (version, kind, position)
+) WITHOUT ROWID;
+CREATE TABLE learned_edits (
+    version    INTEGER NOT NULL REFERENCES model_versions(version),
+    edit       TEXT NOT NULL,                    -- an edit's name (exposure, warmth, ...)
+    direction  INTEGER NOT NULL CHECK (direction IN (-1, 1)),
+    photos     INTEGER NOT NULL,                 -- finished photos that got it
+    mean_gain  REAL NOT NULL,                    -- their mean score gain
+    PRIMARY KEY (version, edit, direction)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: list[str] = [
     V1_CAPTURE,
     V2_MODEL,
@@ -337,6 +363,7 @@ MIGRATIONS: list[str] = [
     V7_DEVICES,
     V8_TRAINING_CPU,
     V9_VERSION_COLUMNS,
+    V10_CAPTURED_AND_LEARNED,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -38,12 +38,14 @@ def upsert_account(
 
 
 def upsert_post(
-    conn: sqlite3.Connection, post: PostRecord, now: float | None = None
+    conn: sqlite3.Connection, post: PostRecord, now: float | None = None, imported: bool = False
 ) -> Literal["new", "updated"]:
     """Insert or update a post (and a stub of its owner); register its image file names.
 
-    A later capture updates the counts and `last_seen`; `first_seen` stays. A value the record
-    leaves out (None) never erases a known one.
+    A later capture updates the counts and `last_seen` (which never goes back: an old dump
+    imported later does not make a post look older); `first_seen` stays. A value the record
+    leaves out (None) never erases a known one. `imported`: seen in an imported dump, not by
+    the proxy; a post the proxy has seen stays captured whatever is imported later.
     """
     now = time.time() if now is None else now
     if post.owner is not None:
@@ -51,9 +53,9 @@ def upsert_post(
     existed = conn.execute("SELECT 1 FROM posts WHERE id = ?", (post.id,)).fetchone() is not None
     conn.execute(
         "INSERT INTO posts (id, shortcode, owner_id, media_type, like_count, comment_count,"
-        "                   taken_at, image_url, source, first_seen, last_seen)"
+        "                   taken_at, image_url, source, first_seen, last_seen, imported)"
         " VALUES (:id, :shortcode, :owner_id, :media_type, :like_count, :comment_count,"
-        "         :taken_at, :image_url, :source, :now, :now)"
+        "         :taken_at, :image_url, :source, :now, :now, :imported)"
         " ON CONFLICT(id) DO UPDATE SET"
         "   shortcode = COALESCE(excluded.shortcode, shortcode),"
         "   owner_id = COALESCE(excluded.owner_id, owner_id),"
@@ -63,7 +65,8 @@ def upsert_post(
         "   taken_at = COALESCE(excluded.taken_at, taken_at),"
         "   image_url = COALESCE(excluded.image_url, image_url),"
         "   source = COALESCE(excluded.source, source),"
-        "   last_seen = excluded.last_seen",
+        "   last_seen = MAX(last_seen, excluded.last_seen),"
+        "   imported = MIN(imported, excluded.imported)",
         {
             "id": post.id,
             "shortcode": post.shortcode,
@@ -75,6 +78,7 @@ def upsert_post(
             "image_url": post.image_urls[0] if post.image_urls else None,
             "source": post.source,
             "now": now,
+            "imported": int(imported),
         },
     )
     conn.executemany(
@@ -181,7 +185,7 @@ def accounts_to_visit(conn: sqlite3.Connection, limit: int) -> list[WaitingAccou
     a profile response: opening the profile once labels all of them.
     """
     return [
-        WaitingAccount(row["id"], row["username"], row["waiting"])
+        record(WaitingAccount, row)
         for row in conn.execute(
             # from the accounts still waiting (few), each one's posts by the owner index
             "SELECT a.id, a.username, (SELECT COUNT(*) FROM posts AS p"

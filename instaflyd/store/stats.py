@@ -30,8 +30,9 @@ def labelled_owner_count(conn: sqlite3.Connection) -> int:
 
 
 def last_capture_time(conn: sqlite3.Connection) -> float | None:
-    """When a post was last seen by the proxy or an import (Unix time), None before the first."""
-    value = conn.execute("SELECT MAX(last_seen) FROM posts").fetchone()[0]
+    """When the proxy last saw a post (Unix time), None before the first; posts only ever seen
+    in an imported dump do not count (their times are the dump's)."""
+    value = conn.execute("SELECT MAX(last_seen) FROM posts WHERE imported = 0").fetchone()[0]
     return None if value is None else float(value)
 
 

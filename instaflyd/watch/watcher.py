@@ -33,6 +33,7 @@ from instaflyd.config import WatchConfig
 from instaflyd.jobs import enqueue_file
 from instaflyd.store import Database
 from instaflyd.store.jobs import last_queued_by_input
+from instaflyd.watch.duplicates import note_duplicate
 from instaflyd.watch.rules import DropRules
 from instaflyd.watch.settle import Settler
 
@@ -92,6 +93,7 @@ class DropWatcher:
     ) -> None:
         self.drop_dir = watch.drop_dir
         self.recursive = watch.recursive
+        self.output_dir = watch.output_dir
         self.rules = DropRules(watch.drop_dir, watch.output_dir, watch.recursive)
         self.settler = Settler(watch.settle_seconds)
         self.tick = min(0.25, max(0.05, watch.settle_seconds / 4))
@@ -198,5 +200,5 @@ class DropWatcher:
             if job_id is not None:
                 log.info("queued %s as job %d", path, job_id)
                 self.on_queued()
-            else:
-                log.info("%s: same content as a photo already queued; skipped", path)
+            else:  # a copy of a photo already queued: its own result, under its own name
+                note_duplicate(db, path, self.output_dir)

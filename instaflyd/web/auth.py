@@ -31,6 +31,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -158,14 +159,22 @@ def _too_many(wait: float) -> Response:
     )
 
 
-def _check_csrf() -> None:
+CSRF_REFUSED = "The form has expired or did not come from this page; reload and try again."
+
+
+def _check_csrf() -> Response | None:
     if request.method != "POST":
-        return
+        return None
     # Scripts on the page send it as a header (X-CSRF-Token); forms as a field.
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
     expected = session.get("csrf")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        abort(400, "The form has expired or did not come from this page; reload and try again.")
+        if request.path.startswith("/api/"):  # the API answers JSON, its refusals too
+            response = jsonify(error=CSRF_REFUSED)
+            response.status_code = 400
+            return response
+        abort(400, CSRF_REFUSED)
+    return None
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -50,11 +50,17 @@ def posts_chart(series: HistorySeries) -> Markup:
     points = [p for p in series.points if isinstance(p, LevelPoint)]
     lines = [
         Line("posts", "series-a", [p.posts for p in points]),
-        Line("labelled posts", "series-b", [p.labelled for p in points]),
-        Line("next training at", "threshold", [p.next_training_at for p in points]),
+        Line("posts it can learn from", "series-b", [p.labelled for p in points]),
+        Line("next lesson at", "threshold", [p.next_training_at for p in points]),
     ]
     if not points:
         return _empty("posts")
+    if len(points) < 2:  # one sample draws no line: say the number instead
+        return Markup(
+            '<p class="muted small chart-empty" data-chart="posts" data-points="1">'
+            "{:,} posts, {:,} of them can be learned from; the line starts with the next sample, "
+            "within 5 minutes.</p>"
+        ).format(points[0].posts, points[0].labelled)
     last = points[-1]
     desc = (
         f"{last.posts:,} posts and {last.labelled:,} labelled posts now "
@@ -95,12 +101,18 @@ def enhanced_chart(series: HistorySeries) -> Markup:
     per = _per(series)
     lines = [
         Line(f"photos enhanced per {per}", "series-a", [p.photos for p in points]),
-        Line("mean score gain", "series-b", [p.mean_gain for p in points]),
+        Line(
+            "average gain in expected likes (%)",
+            "series-b",
+            [None if p.mean_gain is None else _gain_percent(p.mean_gain) for p in points],
+        ),
     ]
     photos = sum(p.photos for p in points)
     gains = [(p.mean_gain or 0.0) * p.photos for p in points]
     desc = f"{photos:,} photos enhanced in the range" + (
-        f", with a mean predicted score gain of {sum(gains) / photos:+.4f}." if photos else "."
+        f"; on average they should get {_gain_percent(sum(gains) / photos):+.0f}% more likes."
+        if photos
+        else "."
     )
     xs = _time_xs([p.time for p in points], series, bars=True)
     body = _bars(xs, lines[0].values, series) + _dots(xs, lines[1].values, "series-b", right=True)
@@ -182,17 +194,19 @@ def _bars(xs: list[float], values: Sequence[float | None], series: HistorySeries
 
 def _dots(xs: list[float], values: Sequence[float | None], css: str, right: bool) -> Markup:
     present = [v for v in values if v is not None]
+    if not present:  # nothing to mark: no scale either (no stray "+0.010" on an empty box)
+        return Markup("")
     low = min([0.0, *present])
     high = _nice_max(max(present, default=0.01) or 0.01)
     dots = [
         f'<circle class="dot {css}" cx="{x:.1f}" cy="{_y(v, (low, high)):.1f}" r="3">'
-        f"<title>{_signed(v)}</title></circle>"
+        f"<title>{v:+.1f}%</title></circle>"
         for x, v in zip(xs, values, strict=True)
         if v is not None
     ]
     axis = (
         Markup('<text class="axis {}" x="{}" y="{}" text-anchor="start">{}</text>').format(
-            css, RIGHT_EDGE + 4, TOP + 10, _signed(high)
+            css, RIGHT_EDGE + 4, TOP + 10, f"{high:+.0f}%"
         )
         if right
         else Markup("")
@@ -394,8 +408,9 @@ def _tick(value: float) -> str:
     return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
-def _signed(value: float) -> str:
-    return f"{value:+.3f}"
+def _gain_percent(score_gain: float) -> float:
+    """A mean score gain (log of likes) as the share of likes gained, in percent."""
+    return (math.exp(min(score_gain, 50.0)) - 1.0) * 100
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from typing import Protocol
 
 from flask import Flask
 
+from instaflyd.web.thumbnails import srcset
+
 MINUS = "\u2212"  # a real minus sign: "−12%" reads better than "-12%"
 
 
@@ -215,6 +217,17 @@ def edits_in_words(edits: Mapping[str, float]) -> str:
     return ", ".join(text for _, text in said)
 
 
+def edit_name(edit: Mapping[str, float]) -> str:
+    """One edit in one direction by its words, without strength: {"exposure": 1} -> "Brighter"."""
+    said = []
+    for name, value in edit.items():
+        words = EDIT_WORDS.get(name)
+        text = (words.up if value > 0 else words.down) if words else name.replace("_", " ")
+        said.append(text)
+    joined = ", ".join(said)
+    return joined[:1].upper() + joined[1:]
+
+
 # --- the model -----------------------------------------------------------------------------
 
 
@@ -269,8 +282,10 @@ def group_events(events: Iterable[_Event]) -> list[GroupedEvent]:
     return sorted(grouped, key=lambda g: -g.last)
 
 
-class _TlsFailure(Protocol):
-    host: str
+class _Device(Protocol):
+    trusts_box: bool
+    tls_not_trusted: int  # refusals before it trusted the box's certificate
+    tls_pinned: int  # refusals by an app although the phone trusts it
 
 
 TLS_NOT_TRUSTED = (
@@ -288,28 +303,20 @@ TLS_EITHER = (
 )
 
 
-def tls_note(failures: Iterable[_TlsFailure]) -> str:
-    """What the refused TLS connections mean, from their recorded cause where there is one
-    (`cause`: "not_trusted" or "pinning"); both sentences when the cause is not known."""
-    causes = {getattr(row, "cause", None) for row in failures}
-    if causes == {"not_trusted"}:
-        return TLS_NOT_TRUSTED
-    if causes == {"pinning"}:
-        return TLS_PINNING
-    if causes == {"not_trusted", "pinning"}:
+def tls_note(devices: Iterable[_Device]) -> str:
+    """What the refused TLS connections mean, from the causes the proxy recorded per device:
+    a phone that does not trust the certificate yet, or an app that pins (both may be true);
+    both sentences when no device says which."""
+    seen = list(devices)
+    untrusted = any(d.tls_not_trusted and not d.trusts_box for d in seen)
+    pinned = any(d.tls_pinned for d in seen)
+    if untrusted and pinned:
         return TLS_NOT_TRUSTED + " " + TLS_PINNING
+    if untrusted:
+        return TLS_NOT_TRUSTED
+    if pinned:
+        return TLS_PINNING
     return TLS_EITHER
-
-
-# --- previews ------------------------------------------------------------------------------
-
-SRCSET_WIDTHS = (360, 720, 1080)  # the widths instaflyd.web.thumbnails draws (`?w=`)
-
-
-def srcset(url: str) -> str:
-    """A thumbnail URL in every width, for an <img srcset>."""
-    join = "&" if "?" in url else "?"
-    return ", ".join(f"{url}{join}w={width} {width}w" for width in SRCSET_WIDTHS)
 
 
 def install(app: Flask) -> None:
@@ -327,8 +334,10 @@ def install(app: Flask) -> None:
         ("pairs_of_100", pairs_of_100),
         ("rate_likes", lambda rate: likes_text(None if rate is None else rate * 1000)),
         ("group_events", group_events),
-        ("srcset", srcset),
+        ("srcset", srcset),  # thumbnails.srcset: the widths the box draws
+        ("edit_name", edit_name),
     ):
         app.jinja_env.filters[name] = function
     app.jinja_env.globals["score_change"] = score_change
     app.jinja_env.globals["tls_note"] = tls_note
+    app.jinja_env.globals["change_text"] = change_text

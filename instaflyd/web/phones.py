@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as Redirect
 
 from instaflyd.capture.wireguard import add_device, client_conf
 from instaflyd.config import Config
-from instaflyd.network import lan_address
+from instaflyd.network import is_loopback, lan_address
 from instaflyd.store.devices import (
     NAME_MAX,
     DeviceBudgetFull,
@@ -57,8 +57,11 @@ def endpoint_host(config: Config) -> str:
 
 
 def box_address(config: Config) -> str:
-    """The address phones open the page on (left out of their tunnel)."""
-    return lan_address(config.web.host)
+    """The address phones open the page on (left out of their tunnel): the page's own address,
+    or the box's LAN address when the page listens on every address (or only on loopback,
+    where the set-up page warns that phones cannot reach it)."""
+    address = lan_address(config.web.host)
+    return lan_address() if is_loopback(address) else address
 
 
 def phone_conf(config: Config, device: WireGuardDevice) -> str:

@@ -17,7 +17,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
 
 from instaflyd.config import Config
-from instaflyd.jobs.view import inside, job_view
+from instaflyd.fsutil import file_inside
+from instaflyd.jobs.view import job_view
 from instaflyd.store.jobs import Job, get_job, recent_jobs
 from instaflyd.web.database import get_db
 from instaflyd.web.formatting import ScoreChange, edits_in_words, score_change
@@ -135,7 +136,7 @@ def enhanced_photo(job_id: int) -> Response:
     """The enhanced JPEG itself, full resolution and EXIF, from the output folder only."""
     row = get_job(get_db().conn, job_id)
     config = _config()
-    path = inside(row.output_path, config.watch.output_dir) if row else None
+    path = file_inside(row.output_path, [config.watch.output_dir]) if row else None
     if row is None or row.state != "done" or path is None:
         abort(404)
     return send_file(

@@ -36,6 +36,8 @@ from waitress.utilities import RequestEntityTooLarge
 
 from instaflyd.fdlimit import connections_within, raise_fd_limit
 
+from instaflyd.network import is_loopback, lan_address
+
 log = logging.getLogger("instafly.web")
 
 THREADS = 8
@@ -244,13 +246,14 @@ class WebServer:
             ) from exc
         self.guard = ConnectionGuard(self.server, app.config.get("INSTAFLY_ADMITS_BODY"))
         self.address = f"{host}:{self.server.effective_port}"
+        self.host, self.port = host, int(self.server.effective_port)
         self._thread = threading.Thread(target=self._serve, name="waitress", daemon=True)
         self._stopping = False
         self.failure: str | None = None  # why the server ended, if it ended on its own
 
     def start(self) -> None:
         self._thread.start()
-        log.info("status page on http://%s/", self.address)
+        log.info("status page on %s", " and ".join(page_urls(self.host, self.port)))
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -274,3 +277,14 @@ class WebServer:
             return
         if not self._stopping:
             self.failure = "its loop returned"
+
+
+def page_urls(host: str, port: int) -> list[str]:
+    """The page's addresses that answer (not 0.0.0.0, which gets 421): the LAN one first, then
+    this box's own; a specific listen address alone."""
+    if host not in ("", "0.0.0.0", "::"):
+        shown = f"[{host}]" if ":" in host else host
+        return [f"http://{shown}:{port}/"]
+    lan = lan_address(host)
+    urls = [] if is_loopback(lan) else [f"http://{lan}:{port}/"]
+    return [*urls, f"http://127.0.0.1:{port}/ (on this box)"]

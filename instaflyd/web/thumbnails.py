@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
-from instaflyd.fsutil import TEMP_PREFIX, atomic_write_bytes, remove_stale_temps
+from instaflyd.fsutil import TEMP_PREFIX, atomic_write_bytes, file_inside, remove_stale_temps
 from instaflyd.imaging import TooManyPixels
 from instaflyd.imaging_thumbnail import (
     CHILD_BASE_BYTES,
@@ -73,12 +73,10 @@ class Busy(Exception):
 
 def allowed_file(path: str | Path, roots: Iterable[Path]) -> Path:
     """`path` resolved, if it is an existing file inside one of `roots`; else NotAllowed."""
-    resolved = Path(path).resolve()
-    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
-        raise NotAllowed(f"{path} is outside the store's folders")
-    if not resolved.is_file():
-        raise NotAllowed(f"{path} does not exist")
-    return resolved
+    found = file_inside(path, roots)
+    if found is None:
+        raise NotAllowed(f"{path} is not a file inside the allowed folders")
+    return found
 
 
 def width_from(value: str | None) -> int:

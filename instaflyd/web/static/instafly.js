@@ -76,6 +76,34 @@
     return true;
   }
 
+  // Previews the box was too busy to draw (it answers 503 while a few are being drawn) are asked
+  // for again a moment later; one it cannot preview at all (a truncated capture) leaves its grey
+  // tile, not a broken image icon.
+  const PREVIEW_RETRIES = 4;
+  function again(url, attempt) {
+    const base = url.replace(/([?&])r=\d+/, "$1").replace(/[?&]$/, "");
+    return base + (base.includes("?") ? "&" : "?") + "r=" + attempt;
+  }
+  document.addEventListener("error", (event) => {
+    const image = event.target;
+    if (!(image instanceof HTMLImageElement)) return;
+    const attempt = Number(image.dataset.retries || 0) + 1;
+    if (attempt > PREVIEW_RETRIES) {
+      image.classList.add("no-preview");
+      return;
+    }
+    image.dataset.retries = attempt;
+    window.setTimeout(() => {
+      if (image.srcset) {
+        image.srcset = image.srcset.split(", ").map((candidate) => {
+          const [url, size] = candidate.split(" ");
+          return again(url, attempt) + " " + size;
+        }).join(", ");
+      }
+      image.src = again(image.getAttribute("src"), attempt);
+    }, 1500 * attempt);
+  }, true);
+
   const timer = window.setInterval(async () => {
     if (!(await refresh())) window.clearInterval(timer);
   }, REFRESH_MS);
