@@ -35,7 +35,6 @@ from waitress.server import create_server
 from waitress.utilities import RequestEntityTooLarge
 
 from instaflyd.fdlimit import connections_within, raise_fd_limit
-
 from instaflyd.network import is_loopback, lan_address
 
 log = logging.getLogger("instafly.web")
