@@ -18,11 +18,20 @@ random ImageNet-free weights (`model.weights: none`) so that it runs offline; th
 real weights is the same. Latencies include `watch.settle_seconds` (0.5 s here).
 
     .venv/bin/python bench/footprint.py [--input-size 320] [--steps 50] [--epochs 2]
+
+With `--training-only`, the trainer alone, old code against new in one run: for each side (the
+old one is `git archive` of `--old-ref`, default c3a0771), a fresh store of the same 72
+generated posts, then `instaflyd train` twice as a process of its own: "cold" computes every
+post's features, "warm" (`--force`) finds them cached. Printed: each run's peak resident memory
+(the kernel's ru_maxrss of the process, from wait4), seconds, and validation Spearman.
+
+    .venv/bin/python bench/footprint.py --training-only [--input-size 320] [--old-ref c3a0771]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sqlite3
@@ -144,12 +153,74 @@ def print_memory(label: str, memory: dict[str, int]) -> None:
     print(f"{label:<24} tree {sum(memory.values()) / MB:6.0f} MB  ({parts})")
 
 
+def trainer_peak(command: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
+    """Run one `instaflyd train --json`; (peak RSS in MB, seconds, its JSON document)."""
+    began = time.monotonic()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    out, err = process.stdout.read(), process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{command}: exit {process.returncode}: {err.decode()[-2000:]}")
+    return usage.ru_maxrss / 1024, time.monotonic() - began, json.loads(out)
+
+
+def training_sides(args: argparse.Namespace) -> None:
+    """The trainer's peak memory and validation Spearman, old code against new."""
+    work = Path(tempfile.mkdtemp(prefix="instafly-train-footprint-"))
+    old = work / "old-src"
+    old.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", args.old_ref, "instaflyd", "config"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    rows = []
+    for name, source in (("old", old), ("new", REPO)):
+        data_dir = work / name / "data"
+        values = {
+            "data_dir": str(data_dir),
+            "model": {"input_size": args.input_size, "weights": "none"},
+            "train": {"epochs": args.epochs, "min_labelled_posts": 20, "min_owners": 3,
+                      "batch_size": 16},
+        }  # fmt: skip
+        config_file = work / name / "instafly.yaml"
+        config_file.parent.mkdir(parents=True)
+        config_file.write_text(yaml.safe_dump(values))
+        add_generated_posts(build_config(values, data_dir=data_dir), 72)
+        env = {**os.environ, "PYTHONPATH": str(source), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env.pop("INSTAFLY_CONFIG", None)
+        base = [sys.executable, "-m", "instaflyd", "--config", str(config_file), "train",
+                "--json", "--allow-random-weights"]  # fmt: skip
+        for run, extra in (("cold", []), ("warm", ["--force"])):
+            peak, seconds, result = trainer_peak(base + extra, env)
+            rows.append((name, run, peak, seconds, result["val_srcc"]))
+            print(f"{name} {run}: peak {peak:.0f} MB, {seconds:.1f} s, "
+                  f"validation Spearman {result['val_srcc']:.4f}", flush=True)  # fmt: skip
+    print(f"\ntrainer at {args.input_size} px, 72 posts, {args.epochs} epochs; "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"{'side':5} {'run':5} {'peak MB':>8} {'seconds':>8} {'val Spearman':>13}")
+    for name, run, peak, seconds, srcc in rows:
+        print(f"{name:5} {run:5} {peak:8.0f} {seconds:8.1f} {srcc:13.4f}")
+    by = {(name, run): (peak, srcc) for name, run, peak, _, srcc in rows}
+    for run in ("cold", "warm"):
+        (old_peak, old_srcc), (new_peak, new_srcc) = by["old", run], by["new", run]
+        print(f"{run}: new / old peak = {new_peak / old_peak:.2f} ({old_peak:.0f} -> "
+              f"{new_peak:.0f} MB); Spearman change {new_srcc - old_srcc:+.4f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input-size", type=int, default=320)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--training-only", action="store_true")
+    parser.add_argument("--old-ref", default="c3a0771")
     args = parser.parse_args()
+    if args.training_only:
+        training_sides(args)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="instafly-footprint-"))
     data_dir = work / "data"

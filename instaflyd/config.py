@@ -205,6 +205,11 @@ class Config(Section):
         return self.data_dir / "instafly.db"
 
     @property
+    def enhancer_wanted_path(self) -> Path:
+        """Touched by the page when a photo upload begins: the worker starts loading the model."""
+        return self.data_dir / "enhancer.wanted"
+
+    @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
 

@@ -34,18 +34,57 @@ def process_start_time(pid: int) -> float | None:
 
 def claim_alive(pid: int | None, claimed_at: float | None = None) -> bool:
     """Whether the process `pid` that claimed something at `claimed_at` still runs (and is not
-    a newer process that was given the same pid)."""
+    a newer process that was given the same pid).
+
+    The claim's time is the wall clock's, the process's start is counted from boot: a step of
+    the wall clock between the claim and now (NTP setting the clock of a box without a
+    battery-backed one, hours after boot) makes the claimer look younger than its claim. So a
+    process that looks younger is taken for a stranger with a reused pid only if it is not one
+    of ours (an instaflyd command line): a running enhancement or training never looks crashed
+    because the clock moved.
+    """
     if not pid:
         return False
     started = process_start_time(pid)
     if started is None:
         return False
-    return claimed_at is None or started <= claimed_at + START_TIME_TOLERANCE
+    if claimed_at is None or started <= claimed_at + START_TIME_TOLERANCE:
+        return True
+    return is_instaflyd_process(pid)
+
+
+def is_instaflyd_process(pid: int) -> bool:
+    """Whether `pid` runs instaflyd (`python -m instaflyd ...` or the `instaflyd` script)."""
+    words = command_line(pid)
+    return words is not None and runs_instaflyd(words)
+
+
+def command_line(pid: int) -> list[str] | None:
+    """The argv of process `pid`; None when it is gone (or not ours to read)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [word.decode(errors="replace") for word in raw.split(b"\0") if word]
+
+
+def runs_instaflyd(words: list[str]) -> bool:
+    """Whether a command line runs instaflyd."""
+    if "-m" in words:
+        at = words.index("-m")
+        return at + 1 < len(words) and words[at + 1] == "instaflyd"
+    # The installed script: `instaflyd ...`, or `python .../bin/instaflyd ...`.
+    return any(Path(word).name == "instaflyd" for word in words[:2])
+
+
+def wall_clock() -> float:
+    """The wall clock, for what is compared with stored Unix times (a test steps it)."""
+    return time.time()
 
 
 def _boot_time() -> float:
     """The Unix time of boot (systemd's ProcSubset=pid hides /proc/stat, so not from there)."""
-    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    return wall_clock() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def process_tree(pid: int) -> list[int]:

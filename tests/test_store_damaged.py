@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import wait_until
+from helpers import sql_all, sql_scalar, wait_until
 from support_daemon import daemon_config, running_daemon, seed_store
 from support_faults import logged_in
 
@@ -81,8 +81,8 @@ def test_a_broken_header_is_moved_aside_and_the_latest_backup_put_back(config: C
         assert recovery is not None
         assert recovery.backup == backup and recovery.posts == 12
         assert recovery.damage == "file is not a database"
-        assert db.scalar("SELECT COUNT(*) FROM posts") == 12
-        [(kind, message)] = db.all("SELECT kind, message FROM events WHERE level = 'error'")
+        assert sql_scalar(db, "SELECT COUNT(*) FROM posts") == 12
+        [(kind, message)] = sql_all(db, "SELECT kind, message FROM events WHERE level = 'error'")
     finally:
         db.close()
     assert kind == "store_replaced"

@@ -8,13 +8,15 @@ the status emitter) heal by themselves.
 
 from __future__ import annotations
 
+import logging
 import queue
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
-from helpers import sql_scalar, wait_until
+from helpers import jpeg_bytes, sql_scalar, wait_until
 from support_faults import read_only, remount, sample_responses
 
 from instaflyd.capture.flows import CapturedResponse
@@ -24,6 +26,7 @@ from instaflyd.config import build_config
 from instaflyd.store import Database, StoreError
 from instaflyd.store.events import add_to_counter
 from instaflyd.store.faults import transient_fault
+from instaflyd.watch.watcher import DropWatcher
 
 
 def counter(path: Path, name: str) -> int | None:
@@ -109,3 +112,40 @@ def test_the_capture_writer_started_read_only_stores_everything_once_writable(
     assert (
         "(the data folder is read-only); 11 captured responses waited and were stored." in message
     )
+
+
+def test_the_drop_folder_watcher_started_read_only_queues_the_photo_once_writable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    config = build_config(
+        {"watch": {"drop_dir": str(tmp_path / "drop"), "settle_seconds": 0.2}}, data_dir=data
+    )
+    Database(config.db_path).close()
+    watcher = DropWatcher(config.watch, config.db_path)
+    caplog.set_level(logging.WARNING, logger="instafly")
+    with read_only(data):
+        watcher.start()
+        try:
+            (tmp_path / "drop").mkdir(exist_ok=True)
+            (tmp_path / "drop" / "beach.jpg").write_bytes(jpeg_bytes(64, 64))
+            time.sleep(2)  # settled long ago: it cannot be queued while read-only
+            assert jobs(config.db_path, immutable=True) == []  # nothing could be queued
+            remount(data, writable=True)
+            wait_until(lambda: jobs(config.db_path) == ["beach.jpg"], 20, "the photo's job")
+        finally:
+            watcher.stop()
+    faults = [r.getMessage() for r in caplog.records if "drop-folder watcher" in r.getMessage()]
+    assert len(faults) == 2, faults  # when it began and when it healed, not one every 5 s
+    assert faults[0].startswith("the drop-folder watcher cannot queue photos")
+    assert "works again" in faults[1]
+
+
+def jobs(db_path: Path, immutable: bool = False) -> list[str]:
+    """The jobs' file names (`immutable`: read without locks, as a read-only folder needs)."""
+    uri = f"file:{db_path}?immutable=1" if immutable else f"file:{db_path}"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        return [Path(row[0]).name for row in conn.execute("SELECT input_path FROM jobs")]
+    finally:
+        conn.close()

@@ -12,7 +12,6 @@ size go to test-artifacts/ (the README's come from there).
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sqlite3
@@ -28,6 +27,7 @@ from support_daemon import TEST_PASSWORD, give_password, seed_store
 from support_model import TINY_MODEL
 
 from instaflyd.config import Config, build_config
+from instaflyd.jobs.outputs import Enhancement, Sidecar, write_sidecar
 from instaflyd.status.history import HistorySampler
 from instaflyd.store import Database
 from instaflyd.store.history import MINUTES_5, HistorySample
@@ -72,7 +72,9 @@ def seed_photos(config: Config) -> None:
             result = out / (Path(name).stem + ".instafly.jpg")
             result.write_bytes(jpeg_bytes(800, 600, 50 + n))
             sidecar = result.with_suffix(".json")
-            sidecar.write_text(json.dumps({"params": edits, "score_before": before}))
+            write_sidecar(sidecar, Sidecar("done", name, enhancement=Enhancement(
+                result.name, before, after, edits, 2.0, "edits", 1, 8, 800, 600, "test",
+            )))  # fmt: skip
             job = enqueue_job(conn, str(photo), f"sha-{n}")
             finish_job(conn, job, "done", output_path=str(result), sidecar_path=str(sidecar),
                        score_before=before, score_after=after, model_version=1)  # fmt: skip

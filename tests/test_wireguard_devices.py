@@ -324,6 +324,7 @@ def test_a_wireguard_only_proxy_listens_for_each_phone_and_logs_no_key(tmp_path:
         assert phone.device_private_key not in text and phone.server_private_key not in text
 
 
+@pytest.mark.slow  # starts the proxy's command (mitmproxy's import)
 def test_a_wireguard_only_proxy_without_wireguard_is_refused(tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "instafly.yaml",

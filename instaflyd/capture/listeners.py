@@ -2,10 +2,10 @@
 
 "Add a phone" on the page writes a device to the store; "Remove" revokes it. This addon reads
 the store as the proxy starts running and then every `RELOAD_SECONDS` (off the event loop) and,
-when the set of devices changed,
-rewrites the listener files and sets mitmproxy's `mode` option: mitmproxy then starts the new
-listeners and stops the removed ones, so a removed phone's packets find no listener at once,
-while the Wi-Fi proxy and the other phones' listeners go on untouched.
+when the set of devices changed, rewrites the listener files and sets mitmproxy's `mode`
+option: mitmproxy then starts the new listeners and stops the removed ones, so a removed phone's
+packets find no listener at once, while the Wi-Fi proxy and the other phones' listeners go on
+untouched. A store that cannot be read leaves the listeners as they are (logged once).
 
 The phones' listeners are added only once the proxy runs, never in its start-up: a phone's
 listener that cannot start (another program holds its UDP port) must not keep the Wi-Fi proxy
@@ -59,6 +59,7 @@ class DeviceListeners:
         self._current: list[tuple[int, int, str]] | None = None  # nothing applied yet
         self._task: asyncio.Task[None] | None = None
         self._reported = False
+        self._store_failing = False  # logged once when it starts failing, once when it heals
 
     def running(self) -> None:
         if self.config.wireguard.enabled:
@@ -72,8 +73,14 @@ class DeviceListeners:
         while True:
             try:
                 await self.reload()
-            except Exception as exc:  # a busy or broken store: try again later
-                log.warning("cannot read the phones from the store: %s", exc)
+            except Exception as exc:  # a busy or broken store: the listeners stay as they are
+                if not self._store_failing:
+                    log.warning("cannot read the phones from the store (trying again): %s", exc)
+                self._store_failing = True
+            else:
+                if self._store_failing:
+                    log.info("the phones are read from the store again")
+                self._store_failing = False
             try:
                 await self.restart_stopped()
             except Exception:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from instaflyd.daemon.children import DAEMON_PID_ENV
-from instaflyd.processes import process_start_time, process_tree
+from instaflyd.processes import process_start_time, process_tree, runs_instaflyd
 
 log = logging.getLogger("instafly.daemon")
 
@@ -113,27 +113,19 @@ def _is_daemon(pid: int) -> bool:
     if process_start_time(pid) is None:
         return False
     words = [a.decode(errors="replace") for a in argv if a]
-    return _runs_instaflyd(words) and "run" in words
+    return runs_instaflyd(words) and "run" in words
 
 
 def _instaflyd_command(argv: list[bytes], data_dir: Path) -> str | None:
     """The instaflyd command `argv` runs on `data_dir`, or None if it is something else."""
     words = [a.decode(errors="replace") for a in argv if a]
-    if not _runs_instaflyd(words) or "--data-dir" not in words:
+    if not runs_instaflyd(words) or "--data-dir" not in words:
         return None
     at = words.index("--data-dir")
     if at + 1 >= len(words) or _resolved(Path(words[at + 1])) != data_dir:
         return None
     rest = words[at + 2 :]
     return " ".join(rest) or "instaflyd"
-
-
-def _runs_instaflyd(words: list[str]) -> bool:
-    if "-m" in words:
-        at = words.index("-m")
-        return at + 1 < len(words) and words[at + 1] == "instaflyd"
-    # The installed script: `instaflyd ...`, or `python .../bin/instaflyd ...`.
-    return any(Path(word).name == "instaflyd" for word in words[:2])
 
 
 def _resolved(path: Path) -> Path:

@@ -124,7 +124,7 @@ def interrupt(db: Database, job: Job) -> None:
 
 
 def end_attempt(
-    conn: sqlite3.Connection, job: Job, reason: str, max_attempts: int
+    conn: sqlite3.Connection, job: Job, reason: str, max_attempts: int, *, passing: bool = False
 ) -> JobState | None:
     """An attempt at `job` ended without a result (an error, or its process died): the one
     decision of what happens next. The job is queued again, or, once it has used
@@ -135,6 +135,11 @@ def end_attempt(
     if current is None or current.state != "running" or current.started != job.started:
         return None
     name = Path(job.input_path).name
+    if passing:  # a full disk, a read-only folder, a held lock: not the photo's fault
+        requeue_job(conn, job.id, reason=reason, count_attempt=False)
+        message = f"{name}: {reason}; waits and is tried again by itself (no attempt counted)"
+        log_event(conn, SOURCE, "warning", "job_waiting", message)
+        return "queued"
     used = current.attempts
     if used >= max_attempts:
         reason = f"gave up after {attempts(used)}: {reason}"

@@ -14,14 +14,24 @@ from instaflyd.store import Database
 from instaflyd.store.jobs import Job, get_job
 
 
-def settle_attempt(db: Database, files: JobFiles, job: Job, reason: str, max_attempts: int) -> None:
-    """Remove what the attempt at `job` left, then retry or fail it (with a failed sidecar)."""
+def settle_attempt(
+    db: Database,
+    files: JobFiles,
+    job: Job,
+    reason: str,
+    max_attempts: int,
+    *,
+    passing: bool = False,
+) -> None:
+    """Remove what the attempt at `job` left, then retry or fail it (with a failed sidecar);
+    `passing`: it failed for a passing reason (`store.faults`), so it is queued again without
+    counting the attempt."""
     current = get_job(db.conn, job.id)
     if current is None or (current.state, current.started) != ("running", job.started):
         return  # that attempt was settled already
     files.release(current)
     with db.transaction() as conn:
-        state = end_attempt(conn, job, reason, max_attempts)
+        state = end_attempt(conn, job, reason, max_attempts, passing=passing)
     if state == "failed":
         failed = get_job(db.conn, job.id)
         assert failed is not None and failed.reason is not None  # end_attempt gave one

@@ -25,6 +25,14 @@ FAULT_TEXT: dict[str, str] = {
     "io_error": "the data folder's disk reports read or write errors",
 }
 
+# The same, where the folder is not the data folder (a job's output, say).
+FAULT_SHORT: dict[str, str] = {
+    "disk_full": "the disk is full",
+    "read_only": "the storage is read-only",
+    "locked": "another program holds the database",
+    "io_error": "the disk reports read or write errors",
+}
+
 # What the household can do about each.
 FAULT_ACTION: dict[str, str] = {
     "disk_full": "Free some space: delete enhanced photos you no longer need from the output"

@@ -34,6 +34,7 @@ from instaflyd.config import Config
 from instaflyd.jobs.files import JobFiles
 from instaflyd.store import Database
 from instaflyd.store.events import log_event
+from instaflyd.store.faults import transient_fault
 from instaflyd.store.versions import current_model_version
 from instaflyd.watch.enhancer_process import EXIT_NO_MODEL, WORKER_PID_ENV
 
@@ -112,7 +113,17 @@ class Enhancer:
             if current is not None and current.version != version:
                 self._end(db, f"model version {current.version} was promoted")
                 return
-            job = jobs.claim_next(db, self.pid)
+            if self.runner.wait_seconds:  # the last photo could not be saved: wait a little
+                self.stopping.wait(self.runner.wait_seconds)
+                if not self.runner.settle_waiting():
+                    continue
+            try:
+                job = jobs.claim_next(db, self.pid)
+            except Exception as exc:  # a full or read-only store: wait, and try again
+                if transient_fault(exc) is None:
+                    raise
+                self.runner.wait_seconds = max(self.runner.wait_seconds, 2.0)
+                continue
             if job is not None:
                 self.runner.process(job)
                 idle_since = time.monotonic()

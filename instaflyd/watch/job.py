@@ -17,11 +17,16 @@ from instaflyd.enhance.io import UNREADABLE, RejectedImage
 from instaflyd.enhance.pipeline import EnhanceResult, enhance_file
 from instaflyd.jobs.files import JobFiles
 from instaflyd.jobs.outputs import Sidecar, write_sidecar
+from instaflyd.logs import FaultLog
 from instaflyd.model.scoring import Scorer
 from instaflyd.store import Database
+from instaflyd.store.faults import FAULT_SHORT, transient_fault
 from instaflyd.store.jobs import Job, JobState, get_job
 
 log = logging.getLogger("instafly.worker")
+
+FIRST_WAIT_SECONDS = 2.0  # after a job failed for a passing reason (a full disk, ...)
+MAX_WAIT_SECONDS = 60.0
 
 
 class Stopping(BaseException):
@@ -38,15 +43,48 @@ class JobRunner:
         self.scorer = scorer
         self.enhancing = False
         self.stopping = False
+        self.wait_seconds = 0.0  # before the next claim: the store or disk refused the last job
+        self._unsettled: tuple[Job, str] | None = None  # a job to queue again once the store can
+        self._fault = FaultLog(log, "photos cannot be saved now; they wait and are tried again")
 
     def process(self, job: Job) -> None:
         """Enhance the photo of a claimed job and record how it ended, whatever happens."""
         try:
             self._enhance(job)
         except Exception as exc:
+            fault = transient_fault(exc)
+            if fault is not None:  # the disk, not the photo: wait, and do not count the attempt
+                self._fault.failed(exc)
+                self.wait_seconds = min(
+                    max(FIRST_WAIT_SECONDS, self.wait_seconds * 2), MAX_WAIT_SECONDS
+                )
+                self._unsettled = (job, f"waiting: {FAULT_SHORT[fault]}")
+                self.settle_waiting()
+                return
             log.exception("job %d (%s) failed", job.id, job.input_path)
             reason = f"enhancement failed: {type(exc).__name__}: {exc}"
             jobs.settle_attempt(self.db, self.files, job, reason, self.config.watch.max_attempts)
+        else:
+            self.wait_seconds = 0.0
+            self._fault.ok()
+
+    def settle_waiting(self) -> bool:
+        """Queue again the job that failed for a passing reason (its attempt not counted);
+        False while the store refuses that too (the job stays ours, tried again later)."""
+        if self._unsettled is None:
+            return True
+        job, reason = self._unsettled
+        try:
+            jobs.settle_attempt(
+                self.db, self.files, job, reason, self.config.watch.max_attempts, passing=True
+            )
+        except Exception as exc:
+            if transient_fault(exc) is None:
+                raise
+            self._fault.failed(exc)
+            return False
+        self._unsettled = None
+        return True
 
     def _enhance(self, job: Job) -> None:
         source = Path(job.input_path)

@@ -31,6 +31,7 @@ from watchdog.observers import Observer
 
 from instaflyd.config import WatchConfig
 from instaflyd.jobs import enqueue_file
+from instaflyd.logs import FaultLog
 from instaflyd.store import Database
 from instaflyd.store.jobs import last_queued_by_input
 from instaflyd.watch.duplicates import note_duplicate
@@ -160,23 +161,30 @@ class DropWatcher:
                     yield path
 
     def _run(self) -> None:
-        db = Database(self.db_path)
+        db: Database | None = None
         next_scan = 0.0
+        fault = FaultLog(log, "the drop-folder watcher cannot queue photos; trying every 5 s")
         try:
             while not self._stop.is_set():
                 try:
+                    if db is None:  # opened here: a read-only or full store at start heals too
+                        db = Database(self.db_path)
                     if time.monotonic() >= next_scan:
                         self.scan()
                         next_scan = time.monotonic() + RESCAN_SECONDS
                     due = self.settler.due()
                     if due:
                         self._queue(db, due)
-                except Exception:  # the store busy or broken: log, wait, go on
-                    log.exception("the drop-folder watcher failed; trying again in 5 s")
+                except Exception as exc:  # the store busy, full, read-only or broken: go on
+                    fault.failed(exc)
+                    next_scan = 0.0  # what was due is found again by the next scan
                     self._stop.wait(5)
+                else:
+                    fault.ok()
                 self._stop.wait(self.tick)
         finally:
-            db.close()
+            if db is not None:
+                db.close()
 
     def _queue(self, db: Database, paths: list[Path]) -> None:
         queued_at: dict[str, float] | None = None  # read once, if a file is new to this watcher

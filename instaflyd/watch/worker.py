@@ -33,6 +33,7 @@ log = logging.getLogger("instafly.worker")
 POLL_SECONDS = 0.5  # how often the queue and the enhancer are checked without a wake-up
 LOAD_RETRY_SECONDS = 30.0  # after the model failed to load
 CRASH_PAUSE = 5.0  # after the enhancer crashed, or an unexpected error in the loop
+PRELOAD_WINDOW_SECONDS = 120.0  # an upload announced longer ago than this starts nothing
 
 
 class Worker:
@@ -47,6 +48,7 @@ class Worker:
         self._started_for: int | None = None  # the model version the enhancer was started for
         self._load_failed: int | None = None  # the version that could not be loaded...
         self._not_before = 0.0  # ...and when (monotonic) the enhancer may start again
+        self._wanted_seen = 0.0  # the page's last "an upload begins" (mtime) acted on
         self.db: Database
         self.files: JobFiles
 
@@ -91,7 +93,7 @@ class Worker:
         if self.enhancer.running:
             return
         counts = jobs_by_state(self.db.conn)
-        if counts.waiting == 0:
+        if counts.waiting == 0 and not self._upload_begins():
             return
         current = current_model_version(self.db.conn)
         if current is None:
@@ -109,6 +111,19 @@ class Worker:
             return  # the enhancer crashed a moment ago
         self._started_for = version
         self.enhancer.start()
+
+    def _upload_begins(self) -> bool:
+        """The page announced an upload (touched `enhancer_wanted_path`) since the last look:
+        start loading the model now, while the photo is still on its way. The enhancer then
+        stays for `watch.idle_unload_seconds`, so the rest of a burst finds it loaded."""
+        try:
+            touched = self.config.enhancer_wanted_path.stat().st_mtime
+        except OSError:
+            return False
+        if touched <= self._wanted_seen:
+            return False
+        self._wanted_seen = touched
+        return time.time() - touched < PRELOAD_WINDOW_SECONDS
 
     def _enhancer_ended(self, code: int) -> None:
         self._load_failed = None

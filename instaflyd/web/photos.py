@@ -10,6 +10,8 @@ same endpoints. Every POST needs the CSRF token (`X-CSRF-Token`), like every act
 
 from __future__ import annotations
 
+import logging
+import os
 import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,6 +26,8 @@ from instaflyd.web.database import get_db
 from instaflyd.web.formatting import ScoreChange, edits_in_words, score_change
 from instaflyd.web.uploads import UploadRefused, receive_upload
 from instaflyd.weights.file import WEIGHTS_BYTES
+
+log = logging.getLogger("instafly.web")
 
 bp = Blueprint("photos", __name__)
 
@@ -98,8 +102,27 @@ def upload_limit(config: Config) -> int:
     return int(config.enhance.max_file_mb * 1_000_000) + MULTIPART_OVERHEAD
 
 
+@bp.post("/api/photos/coming")
+def photos_coming() -> tuple[Response, int]:
+    """The page says a photo upload begins (a file was chosen): the worker starts loading the
+    model now, so that the photo is enhanced soon after it arrives."""
+    announce_upload(_config())
+    return jsonify(loading=True), 202
+
+
+def announce_upload(config: Config) -> None:
+    """Touch the file the worker watches (`enhancer_wanted_path`); never fails the request."""
+    path = config.enhancer_wanted_path
+    try:
+        path.touch()
+        os.utime(path)
+    except OSError as exc:
+        log.warning("could not tell the worker an upload begins: %s", exc)
+
+
 @bp.post("/api/photos")
 def send_photos() -> tuple[Response, int]:
+    announce_upload(_config())  # for a client that did not say so before sending
     files = request.files.getlist("photo")
     if not files:
         return jsonify(error="no photo: send the files as multipart/form-data field 'photo'"), 400

@@ -64,6 +64,8 @@
   }
 
   async function sendAll(files) {
+    // Tell the box a photo is coming: it starts loading the model while the photo is sent.
+    fetch("/api/photos/coming", { method: "POST", headers: { "X-CSRF-Token": token } }).catch(() => {});
     const rows = Array.from(files).map((file) => {
       const bar = element("progress", { max: 1, value: 0 });
       bar.setAttribute("aria-label", "Sending " + file.name);
