@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,30 @@ def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
+# A preview the box was too busy to draw at once (503 with Retry-After, thumbnails' budget):
+# the page asks for it again (instafly.js), so it is not a problem of the page.
+BUSY_PREVIEW = re.compile(r"/(images|thumbs)/")
+BUSY_CONSOLE = "Failed to load resource: the server responded with a status of 503"
+
+
 def watch_for_problems(page: Any) -> list[str]:
-    """Console errors, page errors and failed requests of `page`, collected as they happen."""
+    """Console errors, page errors and failed requests of `page`, collected as they happen
+    (but previews answered 503 while the box was busy drawing others: the page retries)."""
     problems: list[str] = []
-    page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+
+    def on_console(message: Any) -> None:
+        if message.type == "error" and not message.text.startswith(BUSY_CONSOLE):
+            problems.append(message.text)
+
+    def on_response(response: Any) -> None:
+        if response.status == 503 and BUSY_PREVIEW.search(response.url):
+            return
+        if response.status >= 400:
+            problems.append(f"{response.status} {response.url}")
+
+    page.on("console", on_console)
     page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+    page.on("response", on_response)
     return problems
 
 

@@ -43,7 +43,7 @@ class Events:
 def _finish(scheduler: BackupScheduler, now: float) -> None:
     child = scheduler.child
     assert child is not None
-    wait_until(lambda: child.poll() is not None, 60, "the backup child to end")
+    wait_until(lambda: child.poll() is not None, 240, "the backup child to end")
     scheduler.tick(now)
 
 

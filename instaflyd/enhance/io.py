@@ -210,15 +210,21 @@ def _to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes |
         raise RejectedImage(f"unsupported colour mode {image.mode}: {exc}") from None
 
 
+def _peak(values: np.ndarray) -> float:
+    """The largest value, at least 0 (an empty image: 0). Written without `max(initial=...)`,
+    whose type numpy 2.4 and 2.5 (Python 3.11 and 3.12+) describe differently."""
+    return max(0.0, float(values.max())) if values.size else 0.0
+
+
 def _to_8bit_grey(image: Image.Image) -> Image.Image:
     """16-bit, 32-bit integer and float greyscale -> 8-bit, scaled (not clipped) to 0..255."""
     values = np.asarray(image, dtype=np.float64)
-    peak = float(np.max(values)) if values.size else 0.0
     if image.mode in _SIXTEEN_BIT_MODES:
         top = 65535.0
     elif image.mode == "F":
-        top = 1.0 if peak <= 1.0 else 255.0
+        top = 1.0 if _peak(values) <= 1.0 else 255.0
     else:  # "I": 16-bit PNG and TIFF data often arrive in 32-bit integer mode
+        peak = _peak(values)
         top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else float(peak)
     scaled = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
     return Image.fromarray(scaled)
