@@ -324,10 +324,9 @@ if [ "$MODE" = system ]; then
       useradd --system --home-dir /var/lib/instafly --no-create-home --shell /usr/sbin/nologin instafly
     fi
   fi
-  install -d -m 0755 "$ETC" "$UNIT_DIR" "$SRV"
-  install -d -m 0750 "$DATA"
-  install -d -m 0775 "$SRV/drop" "$SRV/enhanced"
-  if [ -z "$ROOT" ]; then chown instafly:instafly "$DATA" "$SRV/drop" "$SRV/enhanced"; fi
+  install -d -m 0755 "$ETC" "$UNIT_DIR"
+  install -d -m 0750 "$DATA" "$SRV" "$SRV/drop" "$SRV/enhanced"  # photos: user and group only
+  if [ -z "$ROOT" ]; then chown instafly:instafly "$DATA" "$SRV" "$SRV/drop" "$SRV/enhanced"; fi
   if [ -e "$ETC/instafly.yaml" ]; then
     say "Keeping the existing $ETC/instafly.yaml"
     # It may hold passwords: readable by the service's group, never by every user of the box.

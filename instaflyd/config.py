@@ -76,7 +76,10 @@ class ProxyConfig(Section):
     pending_images_max_bytes: Annotated[int, Field(ge=0, le=4_000_000_000)]
     store_retry_max_bytes: Annotated[int, Field(ge=0, le=4_000_000_000)]
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_000_000_000)]
+    max_buffered_bytes: Annotated[int, Field(ge=1024, le=16_000_000_000)]
+    box_ports_allowed: list[Port]
     max_connections_per_client: Annotated[int, Field(ge=1, le=100_000)]
+    max_connections: Annotated[int, Field(ge=16, le=1_000_000)]
     idle_timeout_seconds: Annotated[float, Field(ge=1, le=86400)]
     mitmproxy_options: dict[str, Any]
 

@@ -18,9 +18,29 @@ from typing import BinaryIO
 TEMP_PREFIX = ".tmp-"
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (other threads may be creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def default_mode() -> int:
+    """What a new file gets under the process's umask (0640 under the unit's UMask=0027)."""
+    return 0o666 & ~current_umask()
+
+
 @contextlib.contextmanager
-def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
-    """Open a temp file beside `path`; on success it is fsynced and renamed onto `path`."""
+def atomic_writer(path: Path, mode: int | None = None) -> Iterator[BinaryIO]:
+    """Open a temp file beside `path`; on success it is fsynced and renamed onto `path`.
+
+    The file gets `mode`, or by default what the umask gives a new file (photos and models
+    0640 under the unit's UMask=0027), never more open than the process was told."""
+    mode = default_mode() if mode is None else mode
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
     temp = Path(temp_name)
@@ -37,12 +57,12 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     _fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
     with atomic_writer(path, mode) as handle:
         handle.write(data)
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
+def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
@@ -81,6 +101,7 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=path.parent))
+    os.chmod(temp, 0o777 & ~current_umask())  # mkdtemp makes it 0700; a folder gets the umask's
     try:
         yield temp
         for entry in temp.rglob("*"):

@@ -30,8 +30,9 @@ cat <<CONF
    guest ok = no
    read only = no
    browseable = yes
-   create mask = 0664
-   directory mask = 0775
+   # Photos are the household's: readable by the service's user and group only.
+   create mask = 0640
+   directory mask = 0750
    # Finder and the iPhone Files app leave ._ files and .DS_Store; the drop folder ignores them.
    veto files = /.DS_Store/
    delete veto files = yes

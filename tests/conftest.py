@@ -23,6 +23,13 @@ from support_model import (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _runtime_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The writer's small state notes go under the run's temp folder, not /dev/shm, so test runs
+    leave nothing behind in shared memory (the daemons the tests start inherit it)."""
+    os.environ["RUNTIME_DIRECTORY"] = str(tmp_path_factory.mktemp("runtime"))
+
+
 @pytest.fixture(autouse=True)
 def _no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Keep $INSTAFLY_CONFIG and ~/.config out of every test."""

@@ -134,7 +134,7 @@ def test_forged_instagram_hosts_from_the_lan_store_nothing_and_are_counted(
     data = tmp_path / "data"
     db = data / "instafly.db"
     with InstagramStandIn(tmp_path / "standin") as standin, plain_origin() as (origin, served):
-        config = proxy_config(tmp_path, port, standin)
+        config = proxy_config(tmp_path, port, standin, box_ports_allowed=[origin])
         with running_proxy(config, port, tmp_path / "proxy.log"):
             ca = data / "mitmproxy" / "mitmproxy-ca-cert.pem"
             proxies = {"http": f"http://127.0.0.1:{port}", "https": f"http://127.0.0.1:{port}"}

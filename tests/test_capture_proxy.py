@@ -62,6 +62,7 @@ def test_the_proxy_captures_instagram_and_passes_everything_else_through(tmp_pat
                     "listen_host": "127.0.0.1",
                     "listen_port": port,
                     "mitmproxy_options": origin.mitmproxy_options(),
+                    "box_ports_allowed": [origin.port],  # passed through, not mapped
                 },
             },
         )

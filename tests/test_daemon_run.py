@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from helpers import REPO, cli_env, free_port, wait_until, write_config
-from support_browser import ARTIFACTS, launch_chromium
+from support_browser import ARTIFACTS, launch_chromium, watch_for_problems
 from support_daemon import (
     TEST_PASSWORD,
     RunningDaemon,
@@ -215,12 +215,9 @@ def shown_numbers(page: Any) -> dict[str, int]:
 
 def check_page(browser: Any, daemon: RunningDaemon, name: str, **options: Any) -> None:
     """Load the page, compare its numbers with the store, save a screenshot; no errors."""
-    context = browser.new_context(**options)
+    context = browser.new_context(**options, bypass_csp=True)  # wait_for_function polls by eval
     page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+    problems = watch_for_problems(page)  # previews the box was busy drawing are retried
     page.goto(daemon.url + "/", wait_until="networkidle")
     assert page.url.startswith(daemon.url + "/login")  # the page asks for its password first
     page.fill("#password", TEST_PASSWORD)

@@ -79,8 +79,9 @@ def test_system_install_into_a_root_folder(tmp_path: Path) -> None:
     }
     for folder, mode in (
         ("var/lib/instafly", 0o750),
-        ("srv/instafly/drop", 0o775),
-        ("srv/instafly/enhanced", 0o775),
+        ("srv/instafly", 0o750),  # the household's photos: the service's user and group only
+        ("srv/instafly/drop", 0o750),
+        ("srv/instafly/enhanced", 0o750),
     ):
         assert (root / folder).is_dir() and (root / folder).stat().st_mode & 0o777 == mode
     unit = root / "etc/systemd/system/instaflyd.service"

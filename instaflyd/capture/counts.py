@@ -19,7 +19,9 @@ class CaptureCounts:
     flows: int = 0  # Instagram flows the addon handed on
     flows_unverified: int = 0  # ... whose client did not verify the certificate
     flows_dropped: int = 0  # ... that the writer's backlog could not take
-    connections_refused: int = 0  # over the per-client connection limit
+    connections_refused: int = 0  # over the per-client or the total connection limit
+    connections_to_the_box: int = 0  # server connections refused: they named the box itself
+    certificates_refused: int = 0  # new names past the budget, passed through undecrypted
     instagram_json: int = 0  # documents parsed
     formats_not_understood: int = 0  # documents whose shape no parser knew
     posts_new: int = 0
@@ -28,6 +30,7 @@ class CaptureCounts:
     images_rejected: int = 0  # error pages, partial content, not an image
     images_unmatched: int = 0  # images no post claimed before they expired
     responses_too_large: int = 0
+    responses_over_memory_budget: int = 0  # passed through uncaptured: the body budget was spent
     parse_errors: int = 0
     store_errors: int = 0
 

@@ -35,13 +35,17 @@ from mitmproxy.addons import errorcheck
 
 from instaflyd import heartbeat
 from instaflyd.capture.addon import CaptureAddon
+from instaflyd.capture.body_budget import BodyBudget
+from instaflyd.capture.box_guard import BoxGuard
 from instaflyd.capture.ca import ensure_ca
+from instaflyd.capture.cert_budget import CertificateBudget
 from instaflyd.capture.compat import plain_os_error
 from instaflyd.capture.hosts import ALLOW_HOSTS
 from instaflyd.capture.limits import ConnectionLimits
 from instaflyd.capture.listeners import DeviceListeners, base_modes
 from instaflyd.capture.writer import CaptureWriter
 from instaflyd.config import Config
+from instaflyd.fdlimit import connections_within, raise_fd_limit
 from instaflyd.store import Database, StoreError
 from instaflyd.store.faults import FAULT_TEXT
 
@@ -165,11 +169,30 @@ async def _serve(config: Config, writer: CaptureWriter, log_level: int) -> None:
     check = StartupCheck()
     _route_mitmproxy_logs(log_level, check)
     proxy.addons.add(*addons.default_addons())
+    fds = raise_fd_limit()
+    total = connections_within(fds, 2, config.proxy.max_connections)  # client + server each
+    if total < config.proxy.max_connections:
+        log.warning(
+            "the proxy may open %d files: at most %d connections (proxy.max_connections is %d);"
+            " LimitNOFILE in the systemd unit sets the limit",
+            fds, total, config.proxy.max_connections,
+        )  # fmt: skip
     limits = ConnectionLimits(
-        config.proxy.max_connections_per_client, config.proxy.idle_timeout_seconds, writer.count
+        config.proxy.max_connections_per_client,
+        config.proxy.idle_timeout_seconds,
+        writer.count,
+        total,
     )
     capture = CaptureAddon(writer, config.proxy.max_body_bytes)
-    proxy.addons.add(check, limits, DeviceListeners(config), capture)
+    guard = BoxGuard(
+        writer.count, config.proxy.box_ports_allowed
+    )  # before capture: a refused connection never opens
+    budget = BodyBudget(
+        config.proxy.max_buffered_bytes, config.proxy.max_body_bytes, writer.count
+    )  # before capture: its response hook hands capture the kept copy
+    certificates = CertificateBudget(writer.count)
+    listeners = DeviceListeners(config)
+    proxy.addons.add(check, limits, guard, certificates, listeners, budget, capture)
     try:
         # The phones' listeners follow once the proxy runs (DeviceListeners).
         opts.update(**{**proxy_options(config), **extra_options(config, opts)})

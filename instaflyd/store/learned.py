@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from instaflyd.store.rows import record
+
 LearnedKind = Literal["highest", "lowest"]
 
 
@@ -88,7 +90,7 @@ def lessons(conn: sqlite3.Connection, version: int) -> Lessons | None:
         (version,),
     ).fetchall()
     edits = [
-        EditGain(*row)
+        record(EditGain, row)
         for row in conn.execute(
             "SELECT edit, direction, photos, mean_gain FROM learned_edits WHERE version = ?"
             " ORDER BY mean_gain DESC, edit",
@@ -97,7 +99,7 @@ def lessons(conn: sqlite3.Connection, version: int) -> Lessons | None:
     ]
     if not rows and not edits:
         return None
-    posts = [LearnedPost(*row) for row in rows]
+    posts = [record(LearnedPost, row) for row in rows]
     return Lessons(
         version,
         [p for p in posts if p.kind == "highest"],
@@ -117,10 +119,10 @@ class FinishedEdit:
 def finished_job_gains(conn: sqlite3.Connection, limit: int) -> list[FinishedEdit]:
     """The newest finished jobs with a sidecar and both scores, newest first."""
     rows = conn.execute(
-        "SELECT sidecar_path, score_after - score_before FROM jobs"
+        "SELECT sidecar_path, score_after - score_before AS gain FROM jobs"
         " WHERE state = 'done' AND sidecar_path IS NOT NULL"
         "   AND score_before IS NOT NULL AND score_after IS NOT NULL"
         " ORDER BY id DESC LIMIT ?",
         (limit,),
     )
-    return [FinishedEdit(*row) for row in rows]
+    return [record(FinishedEdit, row) for row in rows]

@@ -71,6 +71,9 @@ def create_app(config: Config, daemon: DaemonView | None = None) -> Flask:
     app.register_blueprint(phones.bp)
     app.jinja_env.globals["phone_qr"] = phones.qr_for
     app.register_blueprint(api.bp)
+    # For the server: the largest body it takes, and who may send more than a small one.
+    app.config["INSTAFLY_MAX_BODY"] = photos.largest_upload(config) + 1
+    app.config["INSTAFLY_ADMITS_BODY"] = auth.body_admission(app, photos.UPLOAD_ENDPOINTS)
     return app
 
 

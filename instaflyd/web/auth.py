@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,6 +38,8 @@ from flask import (
     session,
     url_for,
 )
+from itsdangerous import BadSignature
+from werkzeug.http import parse_cookie
 from werkzeug.wrappers import Response as BaseResponse
 
 from instaflyd.fsutil import atomic_write_bytes
@@ -119,6 +122,32 @@ def _require_password() -> BaseResponse | None:
             mimetype="text/plain",
         )
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def body_admission(app: Flask, upload_endpoints: set[str]) -> Callable[[str, str | None], bool]:
+    """For the server: may a request to `path` with this Cookie header send a large body?
+    Only to an upload route, and only with the cookie of an open session. It runs when the
+    request's headers are in, before its body is read, so nothing a stranger sends is held."""
+    paths = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint in upload_endpoints}
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    max_age = int(app.permanent_session_lifetime.total_seconds())
+    name = app.config["SESSION_COOKIE_NAME"]
+    sessions: SessionRegistry = app.config["INSTAFLY_SESSIONS"]
+    password: PagePassword = app.config["INSTAFLY_PASSWORD"]
+
+    def admits(path: str, cookie_header: str | None) -> bool:
+        if path not in paths or not cookie_header or serializer is None:
+            return False
+        value = parse_cookie(cookie_header).get(name)
+        if not value:
+            return False
+        try:
+            data = serializer.loads(value, max_age=max_age)
+        except BadSignature:
+            return False
+        return isinstance(data, dict) and sessions.is_open(data.get("sid"), password.tag())
+
+    return admits
 
 
 def _too_many(wait: float) -> Response:

@@ -19,18 +19,16 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
 from instaflyd.network import lan_address
+from instaflyd.own_addresses import interface_addresses
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REFRESH_SECONDS = 60.0  # interface addresses change (DHCP); looked up again at most this often
 MISS_REFRESH_SECONDS = 5.0  # an unknown address literal triggers an early look-up, this rarely
-FIB_TRIE = Path("/proc/self/net/fib_trie")  # under /proc/self: visible with ProcSubset=pid too
-IF_INET6 = Path("/proc/self/net/if_inet6")
 WILDCARDS = ("", "0.0.0.0", "::")
 
 
@@ -42,28 +40,6 @@ def split_host(host_header: str) -> str:
     if host.count(":") == 1:
         host = host.split(":", 1)[0]
     return host.rstrip(".")
-
-
-def interface_addresses() -> set[str]:
-    """Every IPv4 and IPv6 address of this box's interfaces (Linux /proc), as text."""
-    addresses: set[str] = set()
-    try:
-        previous = ""
-        for line in FIB_TRIE.read_text().splitlines():
-            text = line.strip()
-            if text.startswith(("|--", "+--")):
-                previous = text[3:].strip().split("/")[0]
-            elif text == "/32 host LOCAL" and previous:
-                addresses.add(previous)
-    except OSError:
-        pass
-    try:
-        for line in IF_INET6.read_text().splitlines():
-            raw = line.split()[0]
-            addresses.add(str(ipaddress.IPv6Address(bytes.fromhex(raw))))
-    except (OSError, ValueError, IndexError):
-        pass
-    return addresses
 
 
 class OwnNames:

@@ -178,6 +178,14 @@ def install(app: Any) -> None:
     app.register_blueprint(bp)
 
 
+UPLOAD_ENDPOINTS = {"photos.send_photos", "pages.upload_weights"}
+
+
+def largest_upload(config: Config) -> int:
+    """The largest request body the page takes (a photo, or the weights file)."""
+    return max(upload_limit(config), WEIGHTS_BYTES + MULTIPART_OVERHEAD)
+
+
 def limit_upload_size() -> None:
     """Only the two uploads may send more than the app's small default body limit."""
     if request.endpoint == "photos.send_photos":

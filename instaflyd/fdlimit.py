@@ -1,0 +1,33 @@
+"""How many files a process may hold open, raised to what the system allows.
+
+systemd's default soft limit is 1,024 whatever the hard one; `systemd/instaflyd.service` sets
+LimitNOFILE for both, and `raise_fd_limit()` lifts the soft limit to the hard one for a process
+started otherwise. The proxy and the page size their connection budgets from the result, so a
+crowd of connections is refused by the budget before the process runs out of descriptors
+(`Errno 24 Too many open files`, which fails every device's requests, not only the crowd's).
+"""
+
+from __future__ import annotations
+
+import resource
+
+FD_RESERVE = 256  # for the database, logs, images, pipes and the listening sockets
+
+
+def raise_fd_limit() -> int:
+    """The soft RLIMIT_NOFILE after raising it to the hard limit (where allowed)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def connections_within(fds: int, per_connection: int, wanted: int) -> int:
+    """At most `wanted` connections of `per_connection` descriptors each within `fds`, keeping
+    FD_RESERVE for everything else (at least 16)."""
+    return max(16, min(wanted, (fds - FD_RESERVE) // per_connection))

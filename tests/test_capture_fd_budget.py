@@ -1,0 +1,126 @@
+"""File descriptors: a crowd of idle tunnels cannot make the proxy run out of them (issue 20,
+item 6), for real.
+
+The proxy runs with a soft and hard limit of 512 open files (as a box without the unit's
+LimitNOFILE would have 1,024), six LAN addresses each open 100 idle CONNECT tunnels to a
+service, and the household's phone (127.0.0.2) browses meanwhile. The proxy keeps its
+connections within what its descriptors allow, stops the crowd at three quarters of that,
+and the phone is served throughout; no "Too many open files" anywhere. Before, six addresses x
+200 tunnels ran the proxy out of descriptors and every device's requests failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import resource
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from helpers import REPO, cli_env, free_port, write_config
+from support_capture import wait_for_port
+from test_capture_box_and_memory import service
+
+from instaflyd.capture.limits import SMALL_CLIENT
+from instaflyd.fdlimit import FD_RESERVE
+
+FILES = 512
+HOUSEHOLD = "127.0.0.2"
+
+
+def limited() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FILES, FILES))
+
+
+def tunnel(proxy_port: int, source: str, target: str) -> socket.socket | None:
+    sock = socket.create_connection(
+        ("127.0.0.1", proxy_port), timeout=10, source_address=(source, 0)
+    )
+    try:
+        sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        answer = sock.recv(4096)
+    except OSError:
+        answer = b""
+    if answer.startswith(b"HTTP/1.1 200"):
+        return sock
+    sock.close()
+    return None
+
+
+class _FromHousehold(requests.adapters.HTTPAdapter):
+    def proxy_manager_for(self, *args: object, **kwargs: object) -> object:
+        kwargs["source_address"] = (HOUSEHOLD, 0)
+        return super().proxy_manager_for(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def _tail(log_path: Path) -> str:
+    lines = log_path.read_text().splitlines()
+    return "\n".join(line for line in lines if " connect" not in line and "disconnect" not in line)[
+        -3000:
+    ]
+
+
+@pytest.mark.slow
+def test_a_crowd_of_tunnels_cannot_run_the_proxy_out_of_files(tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "proxy.log"
+    with service() as (target, _):
+        config = write_config(
+            tmp_path / "instafly.yaml",
+            {
+                "data_dir": str(tmp_path / "data"),
+                "proxy": {
+                    "listen_host": "127.0.0.1",
+                    "listen_port": port,
+                    "box_ports_allowed": [target],
+                },
+            },
+        )
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "instaflyd", "--config", str(config), "proxy"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=cli_env(),
+                cwd=REPO,
+                preexec_fn=limited,
+            )
+        held: list[socket.socket] = []
+        try:
+            wait_for_port(port, process, log_path, 60)
+            for i in range(6):
+                for _ in range(100):
+                    sock = tunnel(port, f"127.0.0.{10 + i}", f"127.0.0.1:{target}")
+                    if sock is not None:
+                        held.append(sock)
+            session = requests.Session()
+            session.trust_env = False
+            proxies = {"http": f"http://127.0.0.1:{port}"}
+            session.mount("http://", _FromHousehold())
+            codes = []
+            for n in range(10):
+                try:
+                    url = f"http://127.0.0.1:{target}/ok{n}"
+                    codes.append(session.get(url, proxies=proxies, timeout=10).status_code)
+                except requests.RequestException as exc:
+                    codes.append(str(exc))
+            limits = Path(f"/proc/{process.pid}/limits").read_text()
+            assert codes == [200] * 10, (codes, limits, log_path.read_text()[-3000:])
+        finally:
+            for sock in held:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            process.terminate()
+            process.wait(30)
+    total = (FILES - FD_RESERVE) // 2
+    # The first address stops at three quarters, the other five at SMALL_CLIENT each.
+    assert len(held) == total * 3 // 4 + 5 * SMALL_CLIENT, len(held)
+    text = log_path.read_text()
+    assert "Too many open files" not in text
+    assert re.search(rf"at most {total} connections", text), text[-2000:]
+    assert f"the rest are kept for devices with fewer than {SMALL_CLIENT}" in text
+    print(f"{len(held)} tunnels held of {total}; the phone was served 10 of 10")
