@@ -253,6 +253,12 @@ def test_the_page_draws_the_same_points_and_the_quiet_hint(
     assert html.count('<polyline class="line series-a"') == 2  # posts; models' Spearman
     assert "<td>40</td><td>20</td><td>50</td>" in html
     assert '<circle class="dot series-a not-promoted"' in html
+    # The models chart in the household's words, the raw figures beside them.
+    assert (
+        "2 models learned; the newest, not better, so not used picks the better of two posts 58 times in 100 (rank correlation 0.220, pairwise accuracy 0.580)."
+        in html
+    )
+    assert "orders posts as their likes do" in html and "picks the better of two posts" in html
     assert 'aria-labelledby="chart-posts-title chart-posts-desc"' in html
     assert "Nothing captured yet: no phone has used the proxy so far." in html
     assert client.get("/?range=decade").status_code == 400

@@ -127,15 +127,19 @@ def models_chart(series: HistorySeries) -> Markup:
     if not versions:
         return _empty("models")
     lines = [
-        Line("rank correlation (Spearman)", "series-a", [v.val_srcc for v in versions]),
-        Line("pairwise accuracy", "series-b", [v.val_pairwise_accuracy for v in versions]),
+        Line("orders posts as their likes do", "series-a", [v.val_srcc for v in versions]),
+        Line(
+            "picks the better of two posts", "series-b", [v.val_pairwise_accuracy for v in versions]
+        ),
     ]
     last = versions[-1]
+    pairs = last.val_pairwise_accuracy
+    in_100 = _number(round(pairs * 100) if pairs is not None else None)
     desc = (
-        f"{len(versions)} model versions; v{last.version} "
-        f"({'promoted' if last.promoted else 'not promoted'}) has a rank correlation of "
-        f"{_number(last.val_srcc)} and a pairwise accuracy of "
-        f"{_number(last.val_pairwise_accuracy)}."
+        f"{len(versions)} models learned; the "
+        f"{'one in use' if last.promoted else 'newest, not better, so not used'} picks the "
+        f"better of two posts {in_100} times in 100 "
+        f"(rank correlation {_number(last.val_srcc)}, pairwise accuracy {_number(pairs)})."
     )
     n = len(versions)
     xs = [LEFT + (RIGHT_EDGE - LEFT) * (i + 0.5) / n for i in range(n)]
