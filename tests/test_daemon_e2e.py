@@ -51,7 +51,9 @@ def test_capture_train_and_enhance_through_the_running_daemon(tmp_path: Path) ->
         config, web_port, proxy_port = daemon_config(
             tmp_path,
             data,
-            proxy={"mitmproxy_options": origin.mitmproxy_options()},
+            # The stand-in origins listen on this box's loopback, which the proxy refuses
+            # unless their ports are allowed.
+            proxy={"mitmproxy_options": origin.mitmproxy_options(), "box_ports_allowed": [origin.port]},
             train={
                 "min_labelled_posts": 15, "min_owners": 4, "epochs": 2, "batch_size": 8,
                 "check_interval_seconds": 1, "validation_fraction": 0.3,

@@ -474,7 +474,9 @@ def test_a_photo_that_kills_the_worker_every_time_fails_with_a_sidecar_and_can_b
         r" \(crashed, ran out of memory or was killed\)",
         failed["reason"],
     )
-    assert output_files(data_dir) == ["big.instafly.json"]
+    # The sidecar is renamed into place just after the job's state commits: wait for it, and
+    # for no temp file to be left beside it.
+    wait_until(lambda: output_files(data_dir) == ["big.instafly.json"], 10, "the sidecar alone")
     assert failed["sidecar_path"] == str(enhanced / "big.instafly.json")
     assert sidecar(data_dir, "big") == {
         "status": "failed",
