@@ -125,12 +125,6 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     assert "PrivateKey" not in (tmp / "proxy.log").read_text()
 
 
-@pytest.mark.xfail(
-    reason="known regression at the end of the round: the live check through a WireGuard tunnel "
-    "times out (curl exit 28) since the proxy's box guard and streaming landed beside it; "
-    "passed before that landing; see the closing note of issue 22",
-    strict=False,
-)
 def test_two_phones_each_through_its_own_tunnel(box: Box, tmp_path: Path) -> None:
     the_lab, data, wg_port, origin = box.lab, box.data, box.wg_port, box.origin
     origin_address, ca, db = box.origin_address, box.ca, box.db
@@ -265,12 +259,6 @@ def live_check_state(page: Any, state: str) -> str:
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(
-    reason="known regression at the end of the round: the live check through a WireGuard tunnel "
-    "times out (curl exit 28) since the proxy's box guard and streaming landed beside it; "
-    "passed before that landing; see the closing note of issue 22",
-    strict=False,
-)
 def test_the_live_check_on_the_phone_turns_to_ready(box: Box, tmp_path: Path) -> None:
     """A phone opens the set-up page before its tunnel is up, then with the tunnel but without
     the certificate, then trusting it: the page says which step is missing, then "Ready"."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from mitmproxy import http
 
 from instaflyd.capture.flows import original_host, response_kind
+from instaflyd.capture.wireguard import CHECK_HOST
 
 log = logging.getLogger("instafly.proxy")
 
@@ -88,8 +89,8 @@ class BodyBudget:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         try:
             response = flow.response
-            if response is None:
-                return
+            if response is None or original_host(flow).lower().rstrip(".") == CHECK_HOST:
+                return  # the live check is answered here, whole: nothing comes from a server
             wanted = response_kind(original_host(flow), response.headers.get("content-type", ""))
             length = response.headers.get("content-length", "")
             if wanted is None or (length.isdigit() and int(length) > self.max_body_bytes):
