@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -63,19 +64,25 @@ _ERRNO_FAULTS: dict[int, Fault] = {
 }
 
 
-def transient_fault(exc: BaseException) -> Fault | None:
-    """The passing fault behind `exc` (or its cause), None for anything else."""
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then its cause (or context), and so on, each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def transient_fault(exc: BaseException) -> Fault | None:
+    """The passing fault behind `exc` (or its cause), None for anything else."""
+    for current in exception_chain(exc):
         if isinstance(current, sqlite3.OperationalError):
             code = getattr(current, "sqlite_errorcode", None)
             if code is not None and code & 0xFF in _SQLITE_FAULTS:
                 return _SQLITE_FAULTS[code & 0xFF]
         elif isinstance(current, OSError) and current.errno in _ERRNO_FAULTS:
             return _ERRNO_FAULTS[current.errno]
-        current = current.__cause__ or current.__context__
     return None
 
 

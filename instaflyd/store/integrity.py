@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from instaflyd.store.faults import exception_chain
+
 Damage = Literal["not_a_database", "corrupt"]
 
 _DAMAGE_CODES: dict[int, Damage] = {
@@ -28,15 +30,11 @@ PROBLEMS_SHOWN = 3  # quick_check stops after this many problems: enough to say 
 
 def damage_of(exc: BaseException) -> Damage | None:
     """The damage `exc` (or its cause) reports, None for any other error."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in exception_chain(exc):
         if isinstance(current, sqlite3.DatabaseError):
             code = getattr(current, "sqlite_errorcode", None)
             if code is not None and code & 0xFF in _DAMAGE_CODES:
                 return _DAMAGE_CODES[code & 0xFF]
-        current = current.__cause__ or current.__context__
     return None
 
 
