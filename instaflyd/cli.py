@@ -369,6 +369,12 @@ def cmd_backup(args: argparse.Namespace, config: Config) -> int:
             f"{path}: {counts.posts} posts, {counts.labelled} labelled, {counts.images} images,"
             f" {counts.promoted_models} promoted models, {counts.jobs} jobs,"
             f" {path.stat().st_size / 1e6:.1f} MB"
+            + (
+                f" (its {manifest.pieces} files shared in {path.parent / 'files'}:"
+                f" {manifest.added_bytes / 1e6:.1f} MB of them new)"
+                if manifest.pieces
+                else ""
+            )
         )
     return 0
 

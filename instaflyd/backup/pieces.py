@@ -117,13 +117,14 @@ class PieceStore:
 
     def __init__(self, backup_folder: Path) -> None:
         self.folder = backup_folder / PIECES_FOLDER
+        self._made: set[str] = set()  # subfolders known to exist
 
     def path_for(self, sha256: str) -> Path:
         return self.folder / sha256[:2] / sha256
 
     def has(self, sha256: str, size: int) -> bool:
         try:
-            return self.path_for(sha256).stat().st_size == size
+            return os.stat(f"{self.folder}/{sha256[:2]}/{sha256}").st_size == size
         except OSError:
             return False
 
@@ -132,26 +133,31 @@ class PieceStore:
         and whether it was new to the store (False: a piece of that content was there).
 
         The copy is hashed as it is written, so what is stored is what the hash names."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temp = self.folder / f"{TEMP_PREFIX}{os.getpid()}-piece"
+        if not self._made:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._made.add("")
+        temp = f"{self.folder}/{TEMP_PREFIX}{os.getpid()}-piece"
         digest, size = hashlib.sha256(), 0
         try:
-            with open(source, "rb") as src, open(temp, "wb") as out:
-                os.fchmod(out.fileno(), PIECE_MODE)
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
+            with open(source, "rb") as src:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PIECE_MODE)
+                with open(fd, "wb") as out:
+                    while chunk := src.read(CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
             sha256 = digest.hexdigest()
             new = not self.has(sha256, size)
             if not new:
-                temp.unlink()
+                os.unlink(temp)
             else:
-                target = self.path_for(sha256)
-                target.parent.mkdir(mode=0o700, exist_ok=True)
-                os.replace(temp, target)
+                if sha256[:2] not in self._made:
+                    os.makedirs(f"{self.folder}/{sha256[:2]}", mode=0o700, exist_ok=True)
+                    self._made.add(sha256[:2])
+                os.replace(temp, f"{self.folder}/{sha256[:2]}/{sha256}")
         except BaseException:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
             raise
         return sha256, size, new
 
