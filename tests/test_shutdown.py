@@ -58,6 +58,7 @@ def config(tmp_path: Path) -> Config:
     return build_config({"data_dir": str(tmp_path / "data")})
 
 
+@pytest.mark.slow
 def test_stopping_with_a_backlog_writes_every_item_handed_over(config: Config) -> None:
     """The proxy stops while the writer is behind: what capture accepted is all stored."""
     writer = CaptureWriter(config, backlog_bytes=50_000_000)  # everything is accepted
