@@ -293,6 +293,7 @@ def test_a_full_pipe_drops_and_counts_instead_of_blocking(config: Config) -> Non
     assert counted["instagram_json"] + counted["flows_dropped"] == 40
 
 
+@pytest.mark.slow
 def test_a_dead_writer_is_replaced_and_capture_goes_on(config: Config) -> None:
     writer = CaptureWriter(config)
     writer.start()
