@@ -169,8 +169,10 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     if not status.due and not args.force:
         raise CommandError(f"training is not due: {status.reason}; --force trains anyway")
 
+    from instaflyd import allocator
     from instaflyd.logs import native_noise_filtered
 
+    allocator.return_large_blocks()  # before TensorFlow: its large tensors go back when freed
     with native_noise_filtered():  # TensorFlow's CUDA chatter, as the daemon filters it
         from instaflyd.model.labels import NotEnoughData
         from instaflyd.model.training import TrainingBusy, run_training

@@ -23,6 +23,15 @@ from support_model import (
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the session's trained model is slow: training it takes seconds of both
+    cores, so the fast tier never trains (it guards the model's rules with untrained scorers)."""
+    for item in items:
+        if "trained_data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _runtime_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
     """The writer's small state notes go under the run's temp folder, not /dev/shm, so test runs

@@ -8,6 +8,10 @@ Its certificate names Instagram's hosts too (`INSTAGRAM_NAMES`), as Instagram's 
 believes a host only when the verified upstream certificate names it.
 `mitmproxy_options()` is what `proxy.mitmproxy_options` needs to send the proxy's Instagram
 traffic there instead of the internet.
+
+For the attacks on the proxy: `box_service` (a plain HTTP service on the box, what a LAN
+device must not reach through the proxy), `via_proxy` (a request from a given 127.0.0.x
+address), `tunnel` (an idle CONNECT tunnel from one), `still_open` and `counters`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import functools
 import ipaddress
 import signal
 import socket
+import sqlite3
 import ssl
 import struct
 import subprocess
@@ -30,6 +35,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import brotli
+import requests
 import zstandard
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -318,3 +324,114 @@ def huge_png(side: int = 9400) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
+
+
+# --- LAN devices against the proxy, and services on the box ---------------------------------------
+
+BIG = 20_000_000  # the size of `box_service`'s /big... answers (a video, not captured)
+
+
+class _BoxServiceHandler(BaseHTTPRequestHandler):
+    served: list[str]
+
+    def do_GET(self) -> None:
+        self.served.append(self.path)
+        size = BIG if self.path.startswith("/big") else 2
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4" if size == BIG else "text/plain")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        chunk = b"\0" * 65536
+        with contextlib.suppress(OSError):
+            sent = 0
+            while sent < size:
+                part = chunk[: size - sent]
+                self.wfile.write(part)
+                sent += len(part)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def box_service(host: str = "127.0.0.1") -> Iterator[tuple[int, list[str]]]:
+    """A plain HTTP service on the box (loopback only by default): what a LAN device must not
+    reach through the proxy. Yields its port and the paths it served."""
+    served: list[str] = []
+    handler = type("Handler", (_BoxServiceHandler,), {"served": served})
+    server = ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def counters(db: Path) -> dict[str, int]:
+    """The store's counters table, by name ({} before the writer made the database)."""
+    if not db.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return dict(conn.execute("SELECT name, value FROM counters").fetchall())
+
+
+class _SourceAdapter(requests.adapters.HTTPAdapter):
+    """Connections from one local address (a LAN device played by 127.0.0.x)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__()
+
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        kwargs["source_address"] = (self.source, 0)
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
+
+    def proxy_manager_for(self, *args: object, **kwargs: object) -> object:
+        kwargs["source_address"] = (self.source, 0)
+        return super().proxy_manager_for(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def device_session(source: str) -> requests.Session:
+    """A requests session whose connections come from `source`, ignoring proxy variables."""
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("http://", _SourceAdapter(source))
+    return session
+
+
+def via_proxy(proxy_port: int, url: str, source: str, timeout: float = 30) -> int:
+    """The status of a plain-HTTP GET of `url` through the proxy, from `source`."""
+    proxies = {"http": f"http://127.0.0.1:{proxy_port}"}
+    return device_session(source).get(url, proxies=proxies, timeout=timeout).status_code
+
+
+def tunnel(proxy_port: int, source: str, target: str) -> socket.socket | None:
+    """An idle CONNECT tunnel through the proxy from `source`, or None if it was refused."""
+    sock = socket.create_connection(
+        ("127.0.0.1", proxy_port), timeout=10, source_address=(source, 0)
+    )
+    try:
+        sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        answer = sock.recv(4096)
+    except OSError:
+        answer = b""
+    if answer.startswith(b"HTTP/1.1 200"):
+        return sock
+    sock.close()
+    return None
+
+
+def still_open(sock: socket.socket) -> bool:
+    """Is the connection still open at the other end (nothing read, nothing waited for)?"""
+    timeout = sock.gettimeout()
+    sock.settimeout(0)  # with a timeout, recv would wait for data first
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(timeout)

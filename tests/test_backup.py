@@ -128,6 +128,7 @@ def test_a_backup_taken_while_another_process_writes_is_one_consistent_moment(
         assert counts.posts >= 29
 
 
+@pytest.mark.slow
 def test_the_command_line_backs_up_and_restores_and_refuses_to_overwrite_a_used_store(
     appliance: Config, tmp_path: Path
 ) -> None:

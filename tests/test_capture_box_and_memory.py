@@ -14,61 +14,21 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 from helpers import free_port, wait_until, write_config
 from mitmproxy.test import taddons, tflow
-from support_capture import running_proxy
+from support_capture import BIG, box_service, counters, running_proxy, via_proxy
 
 from instaflyd.capture.body_budget import BodyBudget
 from instaflyd.capture.box_guard import mapped_destinations
 from instaflyd.own_addresses import TheBox, interface_addresses
 
 MiB = 1024 * 1024
-BIG = 20_000_000
-
-
-class _Service(BaseHTTPRequestHandler):
-    served: list[str]
-
-    def do_GET(self) -> None:
-        self.served.append(self.path)
-        size = BIG if self.path.startswith("/big") else 2
-        self.send_response(200)
-        self.send_header("Content-Type", "video/mp4" if size == BIG else "text/plain")
-        self.send_header("Content-Length", str(size))
-        self.end_headers()
-        chunk = b"\0" * 65536
-        with contextlib.suppress(OSError):
-            sent = 0
-            while sent < size:
-                part = chunk[: size - sent]
-                self.wfile.write(part)
-                sent += len(part)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def service(host: str = "127.0.0.1") -> Iterator[tuple[int, list[str]]]:
-    """A service on the box (loopback only by default): what a LAN device must not reach."""
-    served: list[str] = []
-    server = ThreadingHTTPServer((host, 0), type("Handler", (_Service,), {"served": served}))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1], served
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def proxy_config(tmp_path: Path, port: int, **proxy: object) -> Path:
@@ -79,36 +39,6 @@ def proxy_config(tmp_path: Path, port: int, **proxy: object) -> Path:
             "proxy": {"listen_host": "127.0.0.1", "listen_port": port, **proxy},
         },
     )
-
-
-def counters(db: Path) -> dict[str, int]:
-    if not db.exists():
-        return {}
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return dict(conn.execute("SELECT name, value FROM counters").fetchall())
-
-
-def via_proxy(proxy_port: int, url: str, source: str) -> int:
-    session = requests.Session()
-    session.trust_env = False
-    session.mount("http://", _SourceAdapter(source))
-    return session.get(
-        url, proxies={"http": f"http://127.0.0.1:{proxy_port}"}, timeout=30
-    ).status_code
-
-
-class _SourceAdapter(requests.adapters.HTTPAdapter):
-    def __init__(self, source: str) -> None:
-        self.source = source
-        super().__init__()
-
-    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
-        kwargs["source_address"] = (self.source, 0)
-        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
-
-    def proxy_manager_for(self, *args: object, **kwargs: object) -> object:
-        kwargs["source_address"] = (self.source, 0)
-        return super().proxy_manager_for(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def connect_through(proxy_port: int, target: str) -> bytes:
@@ -127,7 +57,7 @@ def test_the_proxy_never_connects_to_the_box_itself(tmp_path: Path) -> None:
     port = free_port()
     db = tmp_path / "data" / "instafly.db"
     lan = sorted(a for a in interface_addresses() if ":" not in a and not a.startswith("127."))
-    with service() as (hidden, served), service("0.0.0.0") as (allowed, allowed_served):
+    with box_service() as (hidden, served), box_service("0.0.0.0") as (allowed, allowed_served):
         config = proxy_config(tmp_path, port, box_ports_allowed=[allowed])
         with running_proxy(config, port, tmp_path / "proxy.log"):
             spellings = [
@@ -180,7 +110,7 @@ def status_kib(pid: int, name: str) -> int:
 @pytest.mark.slow
 def test_128_parallel_20_mb_fetches_stream_through(tmp_path: Path) -> None:
     port = free_port()
-    with service() as (origin, _):
+    with box_service() as (origin, _):
         config = proxy_config(tmp_path, port, box_ports_allowed=[origin])
         with running_proxy(config, port, tmp_path / "proxy.log") as process:
             assert via_proxy(port, f"http://127.0.0.1:{origin}/warm", "127.0.0.5") == 200

@@ -45,6 +45,7 @@ def flow_ends(path: Path) -> list[int]:
     return ends
 
 
+@pytest.mark.slow
 def test_import_reads_the_sample_session_and_a_second_import_adds_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert run_cli_json("import", DUMP, "--json", data_dir=data) == FIRST_IMPORT

@@ -209,6 +209,7 @@ def test_the_other_modes_start_and_stop_cleanly(tmp_path: Path, mode: str) -> No
     assert process.returncode == 0
 
 
+@pytest.mark.slow
 def test_an_option_mitmproxy_rejects_is_a_one_line_startup_error(tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "instafly.yaml",

@@ -183,6 +183,7 @@ def test_captures_made_while_the_disk_is_full_are_stored_once_space_returns(
     assert not any("Traceback" in line or "(<class" in line for line in log_lines.lines)
 
 
+@pytest.mark.slow
 def test_beyond_the_retry_queue_responses_are_lost_and_counted_with_the_reason(
     tmp_path: Path, log_lines: LogLines
 ) -> None:

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 
+import pytest
 from helpers import wait_until
 
 from instaflyd import heartbeat
@@ -37,6 +38,7 @@ class Clock:
         return self.now
 
 
+@pytest.mark.slow
 def test_a_silent_child_is_overdue_once_and_a_new_one_heals_the_hang() -> None:
     registry = RepairsRegistry()
     clock = Clock()

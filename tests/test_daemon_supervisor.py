@@ -81,6 +81,7 @@ def test_a_killed_child_is_restarted_with_backoff_and_logged(
     assert supervisor.snapshot()["sleeper"].state == "stopped"
 
 
+@pytest.mark.slow
 def test_a_crash_loop_becomes_degraded_then_is_retried_later(
     db: Database, events: EventWriter
 ) -> None:
@@ -115,6 +116,7 @@ def test_a_crash_loop_becomes_degraded_then_is_retried_later(
     supervisor.stop(2)
 
 
+@pytest.mark.slow
 def test_stop_ends_children_in_time_killing_those_that_ignore_sigterm(
     events: EventWriter,
 ) -> None:

@@ -54,6 +54,7 @@ def test_bad_options_are_refused(args: tuple[str, ...], message: str) -> None:
 @pytest.mark.skipif(
     not (REPO / ".venv" / "bin" / "instaflyd").exists(), reason="needs ./install.sh"
 )
+@pytest.mark.slow
 def test_a_second_developer_install_is_quick_and_changes_nothing() -> None:
     venv = REPO / ".venv"
     install("--no-browser")  # brings the venv up to date if the checkout changed

@@ -52,6 +52,7 @@ def _claim_until_empty(path: str, start: threading.Barrier) -> None:
             time.sleep(0.001)  # the work itself, outside the lock
 
 
+@pytest.mark.slow
 def test_concurrent_workers_never_take_the_same_job(db: Database) -> None:
     with db.transaction() as conn:
         for n in range(300):

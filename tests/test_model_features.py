@@ -24,6 +24,7 @@ def images(data_dir: Path) -> list[CachedImage]:
     return [CachedImage(post.image_sha256, post.image_path) for post in posts]
 
 
+@pytest.mark.slow
 def test_features_are_computed_once_and_equal_a_fresh_computation(
     data_dir: Path, images: list[CachedImage]
 ) -> None:
@@ -55,6 +56,7 @@ def test_features_are_computed_once_and_equal_a_fresh_computation(
     assert not list(cache.folder.rglob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_a_changed_input_size_invalidates_the_cache(
     data_dir: Path, images: list[CachedImage]
 ) -> None:

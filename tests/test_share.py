@@ -43,6 +43,7 @@ def share_section(folder: Path | str, user: str) -> str:
     ).stdout
 
 
+@pytest.mark.slow
 def test_system_install_with_share_writes_samba_files_and_a_password(tmp_path: Path) -> None:
     root = tmp_path / "root"
     result = install("--system", "--share", "--root", str(root), "--no-venv")

@@ -133,6 +133,7 @@ def test_a_damaged_backup_is_not_used_the_box_starts_empty_and_says_why(config: 
     assert "the latest backup could not be used: " in recovery.problem()[1]
 
 
+@pytest.mark.slow
 def test_damage_in_the_middle_is_a_repairs_card_and_the_page_says_what_to_do(
     config: Config,
 ) -> None:

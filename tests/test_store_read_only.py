@@ -75,6 +75,7 @@ def test_a_clean_database_on_a_read_only_folder_is_a_passing_store_error(tmp_pat
     assert counter(data / "instafly.db", "flows") == 1
 
 
+@pytest.mark.slow
 def test_the_capture_writer_started_read_only_stores_everything_once_writable(
     tmp_path: Path,
 ) -> None:
@@ -114,6 +115,7 @@ def test_the_capture_writer_started_read_only_stores_everything_once_writable(
     )
 
 
+@pytest.mark.slow
 def test_the_drop_folder_watcher_started_read_only_queues_the_photo_once_writable(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

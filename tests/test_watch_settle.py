@@ -201,6 +201,7 @@ def test_the_observer_queues_complete_photos_once_and_ignores_the_rest(
     assert watcher.queued.is_set()  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_a_slow_copy_is_queued_only_when_complete(watcher: DropWatcher, drop: Path) -> None:
     watcher.start()
     chunks = [bytes([n]) * 1000 for n in range(4)]

@@ -268,6 +268,7 @@ def serving(tmp_path: Path) -> Iterator[WebServer]:
         web.stop()
 
 
+@pytest.mark.slow
 def test_a_body_trickled_after_its_headers_is_cut_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -336,6 +336,7 @@ def test_a_kept_cookie_stops_working_after_logout_and_after_a_password_change(
 # --- 8: idle and half-sent connections ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_150_half_sent_requests_do_not_stop_healthz(
     web: WebServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -417,6 +418,7 @@ def test_a_config_password_readable_by_others_is_warned_about(
     assert not (tmp_path / "data" / PASSWORD_FILE).exists()  # the config's password is the one
 
 
+@pytest.mark.slow
 def test_instaflyd_password_refuses_bad_input_and_init_prints_once(tmp_path: Path) -> None:
     data = tmp_path / "data"
     config_file = write_config(tmp_path / "c.yaml", {"data_dir": str(data)})

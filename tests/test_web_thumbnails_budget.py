@@ -170,6 +170,7 @@ def phone_photo(tmp_path: Path, name: str, seed: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_disk_cache_stays_within_its_byte_budget(tmp_path: Path) -> None:
     cache = Thumbnails(tmp_path / "cache", max_bytes=50_000)
     drawn = [

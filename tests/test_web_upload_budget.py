@@ -95,6 +95,7 @@ def test_uploads_stop_at_the_drop_folder_budget(tmp_path: Path) -> None:
         assert requests.get(base + "/healthz", timeout=5).status_code == 200
 
 
+@pytest.mark.slow
 def test_nothing_is_taken_while_the_disk_is_at_its_free_space_floor(tmp_path: Path) -> None:
     import shutil
 
@@ -165,6 +166,7 @@ def test_a_live_uploads_staging_file_is_kept_and_a_dead_ones_removed(tmp_path: P
     ]
 
 
+@pytest.mark.slow
 def test_huge_ids_are_not_found_and_odd_names_download(tmp_path: Path) -> None:
     config_path = page_config(tmp_path)
     config = load_config(config_path)

@@ -9,6 +9,13 @@ release has (never by comparing version numbers):
   constant `mitmproxy.proxy.server.TCP_TIMEOUT` (read as each connection starts); mitmproxy 12
   replaced it with the option `tcp_timeout`. `set_idle_timeout` uses the option where it exists
   and the constant otherwise; `idle_timeout` reads back what connections will get.
+- **Closing another connection.** mitmproxy gives an addon no hook to close a connection other
+  than the one a hook is about. Its `proxyserver` addon keeps every open connection's handler
+  by client id (`connections`), with its inactivity watchdog (`timeout_watchdog.last_activity`)
+  and the task reading from the client (`transports[client].handler`), which mitmproxy's own
+  watchdog cancels to close an idle connection; `last_activity` and `close_connection` do the
+  same, and answer None/False where a release keeps them elsewhere (then nothing is evicted and
+  the limits only refuse, as before).
 - **Python 3.13's bind error.** asyncio's "error while attempting to bind" now repeats the inner
   error with its number (`... ('127.0.0.1', 8080): [errno 98] address already in use`);
   `plain_os_error` takes that inner number out, so the one-line start-up error reads the same
@@ -18,14 +25,22 @@ release has (never by comparing version numbers):
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from mitmproxy import options
+from mitmproxy import ctx, options
 from mitmproxy.proxy import server
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 TCP_TIMEOUT_OPTION = "tcp_timeout"  # mitmproxy 12 and later
 
-__all__ = ["MITMPROXY_VERSION", "idle_timeout", "plain_os_error", "set_idle_timeout"]
+__all__ = [
+    "MITMPROXY_VERSION",
+    "close_connection",
+    "idle_timeout",
+    "last_activity",
+    "plain_os_error",
+    "set_idle_timeout",
+]
 
 
 def has_tcp_timeout_option(opts: options.Options) -> bool:
@@ -47,6 +62,38 @@ def idle_timeout(opts: options.Options) -> int:
     if has_tcp_timeout_option(opts):
         return int(getattr(opts, TCP_TIMEOUT_OPTION))
     return int(vars(server)["TCP_TIMEOUT"])  # mitmproxy 11
+
+
+def _handler(client_id: str) -> Any:
+    """mitmproxy's handler of the open connection of this client, or None."""
+    try:
+        proxyserver = ctx.master.addons.get("proxyserver")
+    except AttributeError:  # no master (a test harness without one)
+        return None
+    connections = getattr(proxyserver, "connections", None)
+    return connections.get(client_id) if isinstance(connections, dict) else None
+
+
+def last_activity(client_id: str) -> float | None:
+    """When the connection of this client last carried a byte either way (`time.time()`), or
+    None when mitmproxy does not know it (closed, or another release)."""
+    watchdog = getattr(_handler(client_id), "timeout_watchdog", None)
+    when = getattr(watchdog, "last_activity", None)
+    return float(when) if isinstance(when, (int, float)) else None
+
+
+def close_connection(client_id: str, reason: str) -> bool:
+    """Close the open connection of this client as mitmproxy's inactivity watchdog does (its
+    reading task is cancelled; `client_disconnected` follows); False when it cannot be found."""
+    handler = _handler(client_id)
+    try:
+        task = handler.transports[handler.client].handler
+    except (AttributeError, KeyError, TypeError):
+        return False
+    if task is None or task.done():
+        return False
+    task.cancel(reason)
+    return True
 
 
 _INNER_ERRNO = re.compile(r"\[errno \d+\] ")  # lower case: Python 3.13's inner error

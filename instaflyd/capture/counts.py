@@ -20,6 +20,7 @@ class CaptureCounts:
     flows_unverified: int = 0  # ... whose client did not verify the certificate
     flows_dropped: int = 0  # ... that the writer's backlog could not take
     connections_refused: int = 0  # over the per-client or the total connection limit
+    connections_evicted: int = 0  # idle ones of the biggest holder, closed for a newcomer
     connections_to_the_box: int = 0  # server connections refused: they named the box itself
     certificates_refused: int = 0  # new names past the budget, passed through undecrypted
     instagram_json: int = 0  # documents parsed

@@ -5,14 +5,21 @@ mitmproxy has no option for the first limit, so this small addon keeps it, and s
 
 - at most `max_per_client` connections open at once from one client address, and `max_total`
   from all of them (`proxy.max_connections`, lowered to what the process's file descriptors
-  allow: each connection can take two, the client's and the server's). Once three quarters of
-  the total are open, only an address holding fewer than SMALL_CLIENT connections may open
-  more, so the last quarter stays for the household's phones: a crowd needs a quarter of the
-  total / SMALL_CLIENT more addresses to fill it (125 with the defaults). mitmproxy gives an
-  addon no way to close another connection, so the crowd is stopped, not evicted. A
-  connection beyond a limit is closed as it arrives (setting `client.error` in
-  `client_connected` is mitmproxy's documented way to kill a connection) and counted as
-  `connections_refused`;
+  allow: each connection can take two, the client's and the server's). A connection beyond a
+  limit is closed as it arrives (setting `client.error` in `client_connected` is mitmproxy's
+  documented way to kill a connection) and counted as `connections_refused`;
+- once three quarters of the total are open (near full), an address holding SMALL_CLIENT
+  connections or more may open no more, and each new connection of an address holding fewer
+  (a household's phone, or a newcomer) makes room: the longest-idle connection of the
+  addresses holding the most (at least SMALL_CLIENT, and more than the newcomer) is closed,
+  counted as `connections_evicted`. So a crowd that took the connections first is pushed back
+  as soon as others want in, and the household's devices with few connections keep theirs.
+  When all are open (every address then holds fewer than SMALL_CLIENT: it takes
+  max_total / 3 addresses, 667 with the defaults), a newcomer still gets in if the addresses
+  holding the most hold at least two more than it: their longest-idle connection is closed.
+  So a device holding none always gets one; a crowd can only take turns. mitmproxy gives an
+  addon no call to close another connection, so `compat.close_connection` does what its
+  inactivity watchdog does;
 - a connection without traffic in either direction for `idle_seconds` is closed by mitmproxy's
   own inactivity watchdog (10 minutes unless told): `running` sets its delay from the config,
   through `compat.set_idle_timeout` (an option in mitmproxy 12, a module constant in 11).
@@ -26,7 +33,7 @@ from collections.abc import Callable
 
 from mitmproxy import connection, ctx
 
-from instaflyd.capture.compat import set_idle_timeout
+from instaflyd.capture.compat import close_connection, last_activity, set_idle_timeout
 
 log = logging.getLogger("instafly.proxy")
 
@@ -46,8 +53,10 @@ class ConnectionLimits:
         self.idle_seconds = idle_seconds
         self.count = count  # the writer's counters
         self._open: Counter[str] = Counter()  # connections open, by client address
-        self._admitted: set[str] = set()  # ids of the connections counted in _open
+        self._admitted: dict[str, str] = {}  # id -> address of the connections counted in _open
+        self._ids: dict[str, set[str]] = {}  # address -> ids of its connections
         self.refused = 0
+        self.evicted = 0
 
     def running(self) -> None:
         set_idle_timeout(ctx.options, self.idle_seconds)
@@ -55,15 +64,18 @@ class ConnectionLimits:
     def client_connected(self, client: connection.Client) -> None:
         address = str(client.peername[0])
         held, total = self._open[address], len(self._admitted)
+        near_full = total >= self.max_total * 3 // 4
         if held >= self.max_per_client:
             client.error = f"more than {self.max_per_client} connections from {address}"
-        elif total >= self.max_total:
-            client.error = f"all {self.max_total} connections of the proxy are open"
-        elif total >= self.max_total * 3 // 4 and held >= SMALL_CLIENT:
+        elif near_full and held >= SMALL_CLIENT:
             client.error = (
                 f"{total} of the proxy's {self.max_total} connections are open; the rest are"
                 f" kept for devices with fewer than {SMALL_CLIENT} ({address} has {held})"
             )
+        elif near_full:
+            full = total >= self.max_total
+            if not self._make_room(held, full) and full:
+                client.error = f"all {self.max_total} connections of the proxy are open"
         if client.error:
             self.count("connections_refused")
             self.refused += 1
@@ -71,15 +83,51 @@ class ConnectionLimits:
                 log.warning("refused a connection: %s (%d so far)", client.error, self.refused)
             return
         self._open[address] += 1
-        self._admitted.add(client.id)
+        self._ids.setdefault(address, set()).add(client.id)
+        self._admitted[client.id] = address
+
+    def _make_room(self, held: int, full: bool) -> bool:
+        """Close the longest-idle connection of the addresses holding the most, when they hold
+        more than the newcomer (who holds `held`) and, unless the proxy is full, at least
+        SMALL_CLIENT; True if one was closed."""
+        if not self._open:
+            return False
+        most = max(self._open.values())
+        if most <= (held + 1 if full else max(held, SMALL_CLIENT - 1)):
+            return False
+        holders = [address for address, count in self._open.items() if count == most]
+        candidates = [client_id for address in holders for client_id in self._ids[address]]
+        for client_id in sorted(candidates, key=self._idle_since):
+            address = self._admitted[client_id]
+            if close_connection(client_id, "evicted"):
+                self._forget(client_id)
+                self.evicted += 1
+                self.count("connections_evicted")
+                if self.evicted == 1 or self.evicted % 100 == 0:
+                    log.warning(
+                        "the proxy is near its %d connections: closed an idle one of %s,"
+                        " which held %d (%d closed so far)",
+                        self.max_total, address, most, self.evicted,
+                    )  # fmt: skip
+                return True
+        return False
+
+    def _idle_since(self, client_id: str) -> float:
+        when = last_activity(client_id)
+        return when if when is not None else float("inf")  # unknown: not closable anyway
+
+    def _forget(self, client_id: str) -> None:
+        address = self._admitted.pop(client_id, None)
+        if address is None:
+            return
+        self._ids.get(address, set()).discard(client_id)
+        self._open[address] -= 1
+        if self._open[address] <= 0:
+            del self._open[address]
+            self._ids.pop(address, None)
 
     def client_disconnected(self, client: connection.Client) -> None:
-        if client.id in self._admitted:
-            self._admitted.discard(client.id)
-            address = str(client.peername[0])
-            self._open[address] -= 1
-            if self._open[address] <= 0:
-                del self._open[address]
+        self._forget(client.id)
 
     def open_connections(self, address: str) -> int:
         return self._open[address]

@@ -261,8 +261,18 @@ class WebServer:
         """Close the listening socket and open connections; let running requests finish."""
         self._stopping = True
         self.server.task_dispatcher.shutdown(timeout=timeout)
+        if self._thread.is_alive():
+            # The loop closes its own sockets when the trigger wakes it, so it ends at once;
+            # sockets closed from this thread would leave it in poll() for its 1 s timeout.
+            self.server.trigger.pull_trigger(self._close_sockets)
+            self._thread.join(timeout)
+        if self.server._map:  # the loop never ran, or did not answer the trigger in time
+            self._close_sockets()
+            if self._thread.ident is not None:
+                self._thread.join(timeout)
+
+    def _close_sockets(self) -> None:
         wasyncore.close_all(self.server._map)
-        self._thread.join(timeout)
 
     def _serve(self) -> None:
         try:

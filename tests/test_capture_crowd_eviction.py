@@ -1,0 +1,107 @@
+"""A crowd that took the proxy's connections is evicted, not only refused (issue 20), for real.
+
+The proxy runs with a total of 64 connections. Thirty LAN addresses (127.0.0.10 ...) each open
+eight idle CONNECT tunnels, one address after another, as a crowd that arrived first would: the
+first six fill three quarters of the total, and the others (under four connections each) take
+the last quarter, until all 64 are the crowd's. Then the household's phone (127.0.0.2) browses,
+the crowd tries again to hold eight each, and the phone browses again. Every request of the
+phone is answered: past three quarters each new connection of an address holding few closed
+the longest-idle connection of the addresses holding the most, and with all 64 open the phone,
+holding none, still takes the longest-idle of theirs. Without eviction the crowd's first ten
+addresses hold all 64 and the phone gets nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+from helpers import free_port, wait_until, write_config
+from support_capture import box_service, counters, device_session, running_proxy, still_open, tunnel
+
+from instaflyd.capture.limits import SMALL_CLIENT
+
+TOTAL = 64
+CROWD = [f"127.0.0.{10 + i}" for i in range(30)]
+HOUSEHOLD = "127.0.0.2"
+
+
+def browse(port: int, target: int, rounds: int = 10) -> list[int | str]:
+    """The phone's requests through the proxy: their statuses, or the error."""
+    session = device_session(HOUSEHOLD)
+    proxies = {"http": f"http://127.0.0.1:{port}"}
+    codes: list[int | str] = []
+    for n in range(rounds):
+        try:
+            url = f"http://127.0.0.1:{target}/phone{n}"
+            codes.append(session.get(url, proxies=proxies, timeout=10).status_code)
+        except requests.RequestException as exc:
+            codes.append(type(exc).__name__)
+    session.close()
+    return codes
+
+
+@pytest.mark.slow
+def test_a_crowd_holding_the_proxys_connections_makes_room_for_the_household(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    db = tmp_path / "data" / "instafly.db"
+    held: dict[str, list[socket.socket]] = {address: [] for address in CROWD}
+
+    def fill(each: int) -> None:
+        for address in CROWD:
+            while sum(still_open(s) for s in held[address]) < each:
+                sock = tunnel(port, address, f"127.0.0.1:{target}")
+                if sock is None:
+                    break
+                held[address].append(sock)
+
+    def crowd_open() -> dict[str, int]:
+        return {a: sum(still_open(s) for s in socks) for a, socks in held.items()}
+
+    with box_service() as (target, served):
+        config = write_config(
+            tmp_path / "instafly.yaml",
+            {
+                "data_dir": str(tmp_path / "data"),
+                "proxy": {
+                    "listen_host": "127.0.0.1",
+                    "listen_port": port,
+                    "max_connections": TOTAL,
+                    "box_ports_allowed": [target],
+                },
+            },
+        )
+        try:
+            with running_proxy(config, port, tmp_path / "proxy.log"):
+                fill(8)
+                first = crowd_open()
+                assert browse(port, target) == [200] * 10
+                fill(8)  # the crowd takes again what it lost
+                assert browse(port, target) == [200] * 10
+                after = crowd_open()
+                wait_until(lambda: counters(db).get("connections_evicted", 0) > 0, 20, "count")
+                evicted = counters(db)["connections_evicted"]
+        finally:
+            for socks in held.values():
+                for sock in socks:
+                    with contextlib.suppress(OSError):
+                        sock.close()
+    assert [p for p in served if p.startswith("/phone")] == [f"/phone{n}" for n in range(10)] * 2
+    # The crowd did hold every connection, but the first addresses gave up their idle ones to
+    # the later ones: none kept more than SMALL_CLIENT once others wanted in.
+    assert sum(first.values()) == TOTAL, first
+    assert max(first.values()) <= SMALL_CLIENT and max(after.values()) <= SMALL_CLIENT, (
+        first,
+        after,
+    )
+    assert min(first.values()) >= 1, first  # every address keeps some: only the most are closed
+    assert sum(after.values()) <= TOTAL, after
+    log = (tmp_path / "proxy.log").read_text()
+    assert "closed an idle one of 127.0.0.10, which held 8" in log, log[-2000:]
+    print(f"crowd held {sum(first.values())} of {TOTAL}: {first}; {evicted} evicted;"
+          f" the phone was served 20 of 20")  # fmt: skip
