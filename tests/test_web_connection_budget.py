@@ -144,6 +144,7 @@ class Holders:
         self.open: dict[socket.socket, str] = {}
         self.reopened = 0
         self.stop = threading.Event()
+        self.failed: BaseException | None = None  # the attack must not stop unnoticed
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def connect(self, address: str) -> None:
@@ -171,12 +172,22 @@ class Holders:
                 self.reopened += 1
 
     def run(self) -> None:
+        try:
+            self.hold()
+        except BaseException as exc:
+            self.failed = exc
+            raise
+
+    def hold(self) -> None:
         next_byte = 0.0
         while not self.stop.is_set():
             self.fill()
-            readable, _, _ = select.select(list(self.open), [], [], 0.2)
-            for sock in readable:  # the page answered or closed it: it is gone
-                self.drop(sock)
+            poller = select.poll()  # select.select cannot watch descriptors past 1,023
+            by_fd = {sock.fileno(): sock for sock in self.open}
+            for fd in by_fd:
+                poller.register(fd, select.POLLIN)
+            for fd, _ in poller.poll(200):  # the page answered or closed it: it is gone
+                self.drop(by_fd[fd])
             if time.monotonic() >= next_byte:
                 next_byte = time.monotonic() + 2
                 for sock in list(self.open):
@@ -198,6 +209,7 @@ class Holders:
         self.thread.join(10)
         for sock in list(self.open):
             sock.close()
+        assert self.failed is None, f"the attack stopped: {self.failed!r}"
 
 
 def household_healthz(port: int, times: int) -> list[float]:
