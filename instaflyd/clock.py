@@ -34,6 +34,11 @@ class SteadyClock:
             return wall
         return steady
 
+    def monotonic(self) -> float:
+        """The monotonic clock it advances by: for intervals ("due in an hour"), which a step
+        of the wall clock, back or forward, must not move."""
+        return self._monotonic()
+
     def step(self) -> float:
         """How far the wall clock runs ahead of the steady time now (0 without a step)."""
         return max(0.0, self._wall() - self.now())

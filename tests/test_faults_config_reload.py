@@ -2,14 +2,16 @@
 
 One real daemon, one process all along: the file is broken (the repairs list and /healthz say
 so within seconds, the children keep running), fixed with a new proxy port (a "not in use yet"
-warning), reloaded with SIGHUP (the children restart with it: the proxy listens on the new
-port), broken again and reloaded (the safe-mode page with the problems), fixed (the daemon runs
+warning), reloaded with SIGHUP (the proxy restarts with it and listens on the new port; the
+worker, whose settings did not change, keeps running), a worker-only setting reloaded (the worker
+restarts, the proxy keeps running), broken again and reloaded (the safe-mode page with the problems), fixed (the daemon runs
 again), and stopped with SIGTERM (exit 0).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -77,9 +79,30 @@ def test_a_broken_config_is_said_sighup_reloads_and_safe_mode_heals(tmp_path: Pa
             "the reloaded proxy",
         )
         assert after["components"]["proxy"]["pid"] != first["proxy"]["pid"]
-        assert after["components"]["worker"]["pid"] != first["worker"]["pid"]
+        # Only the proxy reads proxy.listen_port: the worker went on running, the same process.
+        assert after["components"]["worker"]["pid"] == first["worker"]["pid"]
+        assert os.path.exists(f"/proc/{first['worker']['pid']}")
         assert problems(daemon.url) == {}
         assert daemon.process.poll() is None and daemon.process.pid == pid
+
+        # A setting only the worker reads: the worker is started again, the proxy is kept.
+        settled = {**changed, "watch": {**changed.get("watch", {}), "settle_seconds": 0.7}}
+        config.write_text(yaml.safe_dump(settled))
+        daemon.process.send_signal(signal.SIGHUP)
+        again = wait_until(
+            lambda: (
+                (s := daemon.status())["components"]["worker"]["pid"]
+                not in (None, first["worker"]["pid"])
+                and s["components"]["worker"]["state"] == "running"
+                and s["components"]["proxy"]["state"] == "running"
+                and s
+            ),
+            60,
+            "the worker started again",
+        )
+        assert again["components"]["proxy"]["pid"] == after["components"]["proxy"]["pid"]
+        assert again["components"]["proxy"]["restarts"] == 0
+        changed = settled
 
         # Broken and reloaded: the safe-mode page, as at start; fixed: running again.
         config.write_text(yaml.safe_dump(broken))

@@ -58,6 +58,12 @@ def config(tmp_path: Path) -> Config:
     return build_config({"data_dir": str(tmp_path / "data")})
 
 
+# How long a test lets the writer take: it runs at idle priority, so on a loaded machine it
+# gets no CPU at all for a while. `stop()` returns as soon as the writer has ended; that it
+# keeps to a short budget is the next test's business.
+WRITER_PATIENCE_SECONDS = 300.0
+
+
 @pytest.mark.slow
 def test_stopping_with_a_backlog_writes_every_item_handed_over(config: Config) -> None:
     """The proxy stops while the writer is behind: what capture accepted is all stored."""
@@ -67,8 +73,8 @@ def test_stopping_with_a_backlog_writes_every_item_handed_over(config: Config) -
     assert len(writer._backlog) > 1  # a real backlog waits in the proxy's memory
     writer.start()
     started = time.monotonic()
-    writer.stop()  # the proxy's share of the budget
-    assert time.monotonic() - started < shutdown.for_children(shutdown.PROXY_SHARE)
+    writer.stop(WRITER_PATIENCE_SECONDS)  # waits for the writer's end, not for a fixed time
+    assert time.monotonic() - started < WRITER_PATIENCE_SECONDS
     counted = counters(config)
     assert (counted["flows"], counted["instagram_json"]) == (60, 60)
     assert counted.get("flows_dropped", 0) == 0
@@ -86,13 +92,16 @@ def test_a_backlog_that_cannot_be_written_in_time_is_reported_lost_at_error(
     instafly = logging.getLogger("instafly")  # as in the proxy: not through mitmproxy's handler
     monkeypatch.setattr(instafly, "propagate", False)
     monkeypatch.setattr(instafly, "handlers", [caplog.handler])
+    started = time.monotonic()
     writer.stop(timeout=0.0)
+    assert time.monotonic() - started < 10  # its own 0 s, then 5 s for the writer to end
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     lost = [e for e in errors if "could not be handed to the writer within 0 s" in e]
     assert lost and int(lost[0].split()[1]) >= waiting > 1, errors
     assert any("the writer did not finish within 0 s" in e for e in errors), errors
 
 
+@pytest.mark.slow
 def test_a_page_that_dies_stops_the_daemon_with_an_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -182,8 +182,9 @@ class Holders:
         next_byte = 0.0
         while not self.stop.is_set():
             self.fill()
-            poller = select.poll()  # select.select cannot watch descriptors past 1,023
+            # poll, not select: in a busy test worker the sockets' numbers pass select's 1024
             by_fd = {sock.fileno(): sock for sock in self.open}
+            poller = select.poll()
             for fd in by_fd:
                 poller.register(fd, select.POLLIN)
             for fd, _ in poller.poll(200):  # the page answered or closed it: it is gone

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import Counter
+from collections.abc import Callable
 
 from instaflyd.capture.bodies import (
     DEFAULT_MAX_BYTES,
@@ -63,8 +64,13 @@ class Ingester:
         pending: PendingImages,
         max_body_bytes: int = DEFAULT_MAX_BYTES,
         imported: bool = False,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.db = db
+        # How long an image has waited for its post: on the flows' own clock (None: a dump
+        # replays the same way) or, in the live writer, the monotonic clock, which a step of
+        # the wall clock cannot make expire every waiting image at once.
+        self.clock = clock
         self.imported = imported  # an imported dump, not the proxy: posts are marked so
         self.images = images
         self.pending = pending
@@ -118,7 +124,7 @@ class Ingester:
             # Nothing was stored: the images matched in the transaction wait again, so that a
             # retry of this response (after a full disk, say) still finds them.
             for name, image in matched:
-                self.pending.add(name, image, response.seen_at)
+                self.pending.add(name, image, self._pending_now(response))
             raise
 
     def _store_documents(
@@ -171,7 +177,10 @@ class Ingester:
             if post_id is not None:
                 self._attach(conn, post_id, image, outcome)
                 return
-        outcome["images_unmatched"] += self.pending.add(name, image, response.seen_at)
+        outcome["images_unmatched"] += self.pending.add(name, image, self._pending_now(response))
+
+    def _pending_now(self, response: CapturedResponse) -> float:
+        return response.seen_at if self.clock is None else self.clock()
 
     def _attach(
         self, conn: sqlite3.Connection, post_id: str, image: VerifiedImage, outcome: Counter[str]

@@ -2,8 +2,10 @@
 
 An image is matched to a post by its URL's file name (`image_file_name`), never the full URL.
 When no post names the file yet, the image waits here: at most `max_count` images of at most
-`max_bytes` together, each for at most `max_age_seconds` (of the flows' own clock, so a dump
-file replays the same way), the oldest leaving first. Of several variants with the same name,
+`max_bytes` together, each for at most `max_age_seconds` (of the clock the caller passes: the
+flows' own when a dump is imported, so it replays the same way; the monotonic clock in the live
+writer, so that a step of the wall clock neither expires them all nor keeps them forever), the
+oldest leaving first. Of several variants with the same name,
 the largest is kept.
 """
 

@@ -414,8 +414,9 @@ class StoreWriting:
             self._fault_began(fault)
             return False
         self.ingester = Ingester(
-            self.db, self.images, self.pending, self.config.proxy.max_body_bytes
-        )
+            self.db, self.images, self.pending, self.config.proxy.max_body_bytes,
+            clock=time.monotonic,
+        )  # fmt: skip
         try:
             if pruned := prune_unused_images(self.db, self.images):  # left by older versions
                 log.info("removed %d stored images that no post uses any more", pruned)
@@ -600,7 +601,7 @@ class StoreWriting:
 
     def flush(self) -> None:
         """Write the counts (and the images that gave up waiting for their post)."""
-        self.counts["images_unmatched"] += self.pending.expire(time.time())
+        self.counts["images_unmatched"] += self.pending.expire(time.monotonic())
         positive = +self.counts
         if not positive or self.db is None:
             return

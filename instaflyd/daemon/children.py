@@ -85,7 +85,7 @@ class ChildProcess:
         self.started_monotonic = time.monotonic()
         self.cpu_seconds: float | None = None  # user + system CPU time, once reaped by `poll`
         self._relay_to = relay_to
-        self._listener = listener
+        self.listener = listener  # another daemon may take the child over (a reload)
         env = child_environment()
         if listener is not None:
             env.update(listener.environment())
@@ -161,11 +161,11 @@ class ChildProcess:
     def _relay_output(self) -> None:
         assert self.process.stdout is not None
         out = self._relay_to or sys.stderr
-        listener = self._listener
         for line in self.process.stdout:
             line = line.rstrip("\n")
             if is_native_noise(line):  # TensorFlow's start-up chatter in the trainer
                 continue
+            listener = self.listener
             if listener is not None and line.startswith("\x1e") and listener.hear(self.name, line):
                 continue  # a heartbeat or a problem report, not a log line
             self.lines.append(line)

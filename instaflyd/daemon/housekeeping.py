@@ -3,7 +3,9 @@ than `log.events_retention_days` are deleted once an hour (and at the first tick
 
 "Older" is measured on a `SteadyClock`, which a step of the system clock cannot push forward,
 and the newest events are never pruned by age (`store.events.KEEP_NEWEST`): a clock stepped a
-month ahead must not delete the event log as "older than 30 days"."""
+month ahead must not delete the event log as "older than 30 days". When the next prune is due
+is measured on the monotonic clock, so a step back of a month does not put it off a month.
+"""
 
 from __future__ import annotations
 
@@ -34,15 +36,17 @@ class Housekeeping:
         self.db = db
         self.keep_newest = keep_newest
         self.clock = clock or SteadyClock()
-        self.next_prune = 0.0  # steady clock; 0 = at the first tick
+        self.next_prune: float | None = None  # monotonic (or a test's `now`); None: at once
         self.pruned = 0  # events deleted since the daemon started
 
     def tick(self, now: float | None = None) -> int:
-        """Prune the event log if it is due; returns the events deleted now."""
-        now = self.clock.now() if now is None else now
-        if now < self.next_prune:
+        """Prune the event log if it is due; returns the events deleted now. A test may pass
+        `now`, which then serves both as the time of day and to say when the next prune is due."""
+        due = self.clock.monotonic() if now is None else now
+        if self.next_prune is not None and due < self.next_prune:
             return 0
-        self.next_prune = now + PRUNE_EVERY_SECONDS
+        self.next_prune = due + PRUNE_EVERY_SECONDS
+        now = self.clock.now() if now is None else now
         deleted = prune_events(self.db, now - self.retention_seconds, self.keep_newest)
         if deleted:
             self.pruned += deleted

@@ -8,26 +8,31 @@ stops every child within their share of the shutdown budget (`instaflyd.shutdown
 systemd's TimeoutStopSec) and exits 0. If the page's server dies, the daemon says so at ERROR,
 stops everything and exits 1, so that systemd restarts the whole appliance with its page.
 
-SIGHUP (`systemctl reload`) reloads the config, as daemons do: the children are stopped and
-started again with the new file, without the daemon exiting. An invalid config does not
-crash-loop, at start or on a reload: the daemon serves only the safe-mode page with the
-problems (see `safe_mode`) and starts for real as soon as the file is fixed. A file that breaks
-or changes while the daemon runs is said on the repairs list (`config_watch`).
+SIGHUP (`systemctl reload`) reloads the config, as daemons do, without the daemon exiting: a
+child whose part of the config changed is stopped and started again with the new file, and one
+whose part did not (`ComponentSpec.settings`) keeps running, taken over by the new supervisor,
+so that changing the page's port does not cut the phones' connections through the proxy.
+An invalid config does not crash-loop, at start or on a reload: the daemon serves only the
+safe-mode page with the problems (see `safe_mode`) and starts for real once the file is fixed.
+A file that breaks or changes while the daemon runs is said on the repairs list
+(`config_watch`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from instaflyd import repairs, shutdown
 from instaflyd.config import Config, ConfigError, load_config
 from instaflyd.daemon.backups import BackupScheduler
-from instaflyd.daemon.children import instaflyd_argv
+from instaflyd.daemon.children import ChildProcess, instaflyd_argv, stop_all
 from instaflyd.daemon.config_watch import CHECK_EVERY_SECONDS, ConfigWatch
 from instaflyd.daemon.event_writer import EventWriter
 from instaflyd.daemon.housekeeping import Housekeeping
@@ -67,21 +72,32 @@ def run_daemon(config_path: Path | None, data_dir: Path | None, *, verbose: bool
     def load() -> Config:
         return load_config(config_path, data_dir)
 
-    while True:
-        reload.clear()
-        try:
-            config = load()
-        except ConfigError as exc:
-            healed = wait_for_valid_config(exc.problems, config_path, data_dir, notifier, stop)
-            if healed is None:
-                return 0
-            config = healed
-        if not verbose:
-            logging.getLogger("instafly").setLevel(config.log.level.upper())
-        code = Daemon(config, notifier, load).run(stop, reload)
-        if stop.is_set() or not reload.is_set() or code != 0:
-            return code
-        log.info("reloading the config: starting again with %s", config.source or "the defaults")
+    reloaded: Config | None = None  # the config a reload read (and kept children for)
+    kept: dict[str, ChildProcess] = {}  # children whose settings a reload did not change
+    try:
+        while True:
+            reload.clear()
+            try:
+                config = reloaded or load()
+            except ConfigError as exc:
+                healed = wait_for_valid_config(exc.problems, config_path, data_dir, notifier, stop)
+                if healed is None:
+                    return 0
+                config = healed
+            if not verbose:
+                logging.getLogger("instafly").setLevel(config.log.level.upper())
+            daemon = Daemon(config, notifier, load, kept=kept)
+            kept = {}
+            code = daemon.run(stop, reload)
+            reloaded, kept = daemon.reloaded, daemon.kept
+            if stop.is_set() or not reload.is_set() or code != 0:
+                return code
+            log.info(
+                "reloading the config: starting again with %s", config.source or "the defaults"
+            )
+    finally:
+        if kept:  # handed over for a daemon that never came: they must not outlive us
+            stop_all(list(kept.values()), shutdown.for_children(shutdown.DAEMON_SHARE))
 
 
 def _request_stop(stop: threading.Event, signum: int) -> None:
@@ -96,6 +112,19 @@ def _request_reload(reload: threading.Event) -> None:
     reload.set()
 
 
+# The config sections a child does not read: a reload that changes only these leaves it
+# running. A section not named here (a new one) counts as read, so it restarts the child.
+PROXY_IGNORES = frozenset({"web", "watch", "model", "train", "enhance", "backup"})
+WORKER_IGNORES = frozenset({"web", "proxy", "wireguard", "backup"})
+
+
+def settings_digest(config: Config, argv: Sequence[str], ignores: frozenset[str]) -> str:
+    """What a child is started with and reads of the config, as one digest."""
+    sections = config.model_dump(mode="json", exclude=set(ignores))
+    text = json.dumps([list(argv), sections], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def component_specs(config: Config) -> list[ComponentSpec]:
     """The long-running children: the capturing proxy and the drop-folder worker."""
     proxy_ready = (
@@ -103,21 +132,24 @@ def component_specs(config: Config) -> list[ComponentSpec]:
         if config.proxy.mode == "wireguard"
         else tcp_listening(config.proxy.listen_host, config.proxy.listen_port)
     )
+    proxy_argv, worker_argv = instaflyd_argv(config, "proxy"), instaflyd_argv(config, "worker")
     return [
         ComponentSpec(
             "proxy",
-            instaflyd_argv(config, "proxy"),
+            proxy_argv,
             proxy_ready,
             heartbeat=True,
             title="the proxy",
             hung_effect="phones could not browse through it",
+            settings=settings_digest(config, proxy_argv, PROXY_IGNORES),
         ),
         ComponentSpec(
             "worker",
-            instaflyd_argv(config, "worker"),
+            worker_argv,
             heartbeat=True,
             title="the photo worker",
             hung_effect="new photos were not picked up",
+            settings=settings_digest(config, worker_argv, WORKER_IGNORES),
         ),
     ]
 
@@ -126,10 +158,18 @@ class Daemon:
     """The supervisor, the scheduler and the page, driven by one loop on the main thread."""
 
     def __init__(
-        self, config: Config, notifier: Notifier, load: Callable[[], Config] | None = None
+        self,
+        config: Config,
+        notifier: Notifier,
+        load: Callable[[], Config] | None = None,
+        kept: Mapping[str, ChildProcess] | None = None,
     ) -> None:
         self.config = config
         self.notifier = notifier
+        self.load = load
+        self.adopt = dict(kept or {})  # children an earlier daemon (a reload) left running
+        self.reloaded: Config | None = None  # after a reload: the new config...
+        self.kept: dict[str, ChildProcess] = {}  # ...and the children left running for it
         self.db, self.recovery = open_store(config)  # a damaged store: replaced, said
         self.repairs = repairs.RepairsRegistry()
         self.events = EventWriter(config.db_path, chores=self._chores)
@@ -201,7 +241,8 @@ class Daemon:
             )
         self.check_storage()
         self.emitter.start()
-        self.supervisor.start()
+        self.supervisor.start(self.adopt)
+        self.adopt = {}
         started = time.monotonic()
         next_status = 0.0
         next_storage = started + STORAGE_EVERY_SECONDS
@@ -240,8 +281,43 @@ class Daemon:
                 return self._page_died(server)
             self.notifier.watchdog(now)
         reloading = reload is not None and reload.is_set() and not stop.is_set()
+        if reloading:
+            self.keep_for_reload()
         self.shutdown(server, reloading=reloading)
         return 0
+
+    def keep_for_reload(self) -> None:
+        """Read the config again; the children whose settings it leaves as they are go on
+        running (`kept`, for the next daemon), the others are stopped with the rest. A config
+        that does not load keeps nothing: the safe-mode page follows."""
+        if self.load is None:
+            return
+        try:
+            config = self.load()
+        except ConfigError:
+            return
+        now = {spec.name: spec.settings for spec in component_specs(config)}
+        same = [
+            name
+            for name, component in self.supervisor.components.items()
+            if now.get(name) == component.spec.settings
+        ]
+        self.reloaded = config
+        self.kept = self.supervisor.release(same)
+        restarted = sorted(set(self.supervisor.components) - set(self.kept))
+        log.info(
+            "reload: %s",
+            "; ".join(
+                part
+                for part in (
+                    f"keeping {', '.join(sorted(self.kept))} (settings unchanged)"
+                    if self.kept
+                    else "",
+                    f"restarting {', '.join(restarted)}" if restarted else "",
+                )
+                if part
+            ),
+        )
 
     def _page_died(self, server: WebServer) -> int:
         """The page's server ended on its own: stop everything, loudly, for systemd to restart."""

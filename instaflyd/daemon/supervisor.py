@@ -26,7 +26,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,6 +63,7 @@ class ComponentSpec:
     heartbeat: bool = False  # it beats (`instaflyd.heartbeat`): silence means it hangs
     title: str = ""  # how the household calls it: "the proxy"
     hung_effect: str = ""  # what its hang meant: "phones could not browse"
+    settings: str = ""  # a digest of the config it reads: a reload restarts it if this changes
 
 
 def tcp_listening(host: str, port: int) -> Callable[[], bool]:
@@ -110,6 +111,19 @@ class Component:
         self.hung_for = None
         self.state = "starting" if self.spec.ready_check else "running"
         log.info("%s started (pid %d)", self.name, self.child.pid)
+
+    def adopt(self, child: ChildProcess, now: float, lifelines: Lifelines | None = None) -> None:
+        """Take over `child`, started by an earlier supervisor with the same settings (a
+        reload that did not change what it reads): it keeps running, under our lifelines."""
+        self.child = child
+        child.listener = lifelines
+        if lifelines is not None and self.spec.heartbeat:
+            lifelines.expect(self.name, child.pid)
+        self._started_monotonic = child.started_monotonic
+        self.next_start = None
+        self.hung_for = None
+        self.state = "starting" if self.spec.ready_check else "running"
+        log.info("%s kept running (pid %d): its settings did not change", self.name, child.pid)
 
     def check_ready(self) -> None:
         if self.state == "starting" and self.spec.ready_check and self.spec.ready_check():
@@ -188,11 +202,33 @@ class Supervisor:
         self.stopping = False
         self._lock = threading.Lock()
 
-    def start(self) -> None:
+    def start(self, adopt: Mapping[str, ChildProcess] | None = None) -> None:
+        """Start every component, or take over its running process from `adopt` (a reload)."""
         now = time.monotonic()
+        adopt = adopt or {}
         with self._lock:
-            for component in self.components.values():
-                component.start(now, self.lifelines)
+            for name, component in self.components.items():
+                child = adopt.get(name)
+                if child is not None and child.poll() is None:
+                    component.adopt(child, now, self.lifelines)
+                else:
+                    component.start(now, self.lifelines)
+
+    def release(self, names: Iterable[str]) -> dict[str, ChildProcess]:
+        """Let go of these components' running processes, without stopping them, for the
+        supervisor that takes over after a reload; `stop()` then leaves them alone."""
+        released = {}
+        with self._lock:
+            for name in names:
+                component = self.components.get(name)
+                if component is None or component.child is None or component.state != "running":
+                    continue
+                if component.child.poll() is not None:
+                    continue
+                released[name] = component.child
+                component.child = None
+                component.state = "stopped"
+        return released
 
     def tick(self) -> None:
         """Notice exits and hangs, restart what is due, mark what came up. Call a few times a
