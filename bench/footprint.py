@@ -20,12 +20,16 @@ real weights is the same. Latencies include `watch.settle_seconds` (0.5 s here).
     .venv/bin/python bench/footprint.py [--input-size 320] [--steps 50] [--epochs 2]
 
 With `--training-only`, the trainer alone, old code against new in one run: for each side (the
-old one is `git archive` of `--old-ref`, default c3a0771), a fresh store of the same 72
-generated posts, then `instaflyd train` twice as a process of its own: "cold" computes every
-post's features, "warm" (`--force`) finds them cached. Printed: each run's peak resident memory
-(the kernel's ru_maxrss of the process, from wait4), seconds, and validation Spearman.
+old one is `git archive` of `--old-ref`, default d1c5165, main before the trainer stopped
+building VGG16 for cached features), a fresh store of the same 72 generated posts (same seed),
+then `instaflyd train` twice as a process of its own: "cold" computes every post's features,
+"warm" (`--force`) finds them cached. A third side, "new, default malloc", is the new code with
+`allocator.return_large_blocks` turned off, to show that lever apart from the others. Printed:
+each run's peak resident memory (the kernel's ru_maxrss of the process, from wait4), seconds,
+and validation Spearman; then new / old for each run. Weights are random (`model.weights:
+none`): the ImageNet file cannot be downloaded here, and its values take the same memory.
 
-    .venv/bin/python bench/footprint.py --training-only [--input-size 320] [--old-ref c3a0771]
+    .venv/bin/python bench/footprint.py --training-only [--input-size 320] [--old-ref d1c5165]
 """
 
 from __future__ import annotations
@@ -57,6 +61,12 @@ from instaflyd.processes import process_tree, resident_bytes  # noqa: E402
 
 MB = 1024 * 1024
 IDLE_UNLOAD_SECONDS = 10
+# The new code with glibc's allocator left at its defaults (the one lever measured apart).
+DEFAULT_MALLOC = [
+    "-c",
+    "import sys, instaflyd.allocator as a; a.return_large_blocks = lambda: False;"
+    " from instaflyd.cli import main; sys.argv[0] = 'instaflyd'; sys.exit(main())",
+]
 
 
 def role(pid: int) -> str:
@@ -177,22 +187,24 @@ def training_sides(args: argparse.Namespace) -> None:
     ).stdout  # fmt: skip
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
     rows = []
-    for name, source in (("old", old), ("new", REPO)):
-        data_dir = work / name / "data"
+    sides = (("old", old, []), ("new", REPO, []), ("new, default malloc", REPO, DEFAULT_MALLOC))
+    for name, source, launch in sides:
+        folder = work / name.replace(", ", "-").replace(" ", "-")
+        data_dir = folder / "data"
         values = {
             "data_dir": str(data_dir),
             "model": {"input_size": args.input_size, "weights": "none"},
             "train": {"epochs": args.epochs, "min_labelled_posts": 20, "min_owners": 3,
                       "batch_size": 16},
         }  # fmt: skip
-        config_file = work / name / "instafly.yaml"
+        config_file = folder / "instafly.yaml"
         config_file.parent.mkdir(parents=True)
         config_file.write_text(yaml.safe_dump(values))
         add_generated_posts(build_config(values, data_dir=data_dir), 72)
         env = {**os.environ, "PYTHONPATH": str(source), "TF_CPP_MIN_LOG_LEVEL": "2"}
         env.pop("INSTAFLY_CONFIG", None)
-        base = [sys.executable, "-m", "instaflyd", "--config", str(config_file), "train",
-                "--json", "--allow-random-weights"]  # fmt: skip
+        base = [sys.executable, *(launch or ["-m", "instaflyd"]), "--config", str(config_file),
+                "train", "--json", "--allow-random-weights"]  # fmt: skip
         for run, extra in (("cold", []), ("warm", ["--force"])):
             peak, seconds, result = trainer_peak(base + extra, env)
             rows.append((name, run, peak, seconds, result["val_srcc"]))
@@ -200,14 +212,17 @@ def training_sides(args: argparse.Namespace) -> None:
                   f"validation Spearman {result['val_srcc']:.4f}", flush=True)  # fmt: skip
     print(f"\ntrainer at {args.input_size} px, 72 posts, {args.epochs} epochs; "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"{'side':5} {'run':5} {'peak MB':>8} {'seconds':>8} {'val Spearman':>13}")
+    print(f"{'side':20} {'run':5} {'peak MB':>8} {'seconds':>8} {'val Spearman':>13}")
     for name, run, peak, seconds, srcc in rows:
-        print(f"{name:5} {run:5} {peak:8.0f} {seconds:8.1f} {srcc:13.4f}")
+        print(f"{name:20} {run:5} {peak:8.0f} {seconds:8.1f} {srcc:13.4f}")
     by = {(name, run): (peak, srcc) for name, run, peak, _, srcc in rows}
-    for run in ("cold", "warm"):
-        (old_peak, old_srcc), (new_peak, new_srcc) = by["old", run], by["new", run]
-        print(f"{run}: new / old peak = {new_peak / old_peak:.2f} ({old_peak:.0f} -> "
-              f"{new_peak:.0f} MB); Spearman change {new_srcc - old_srcc:+.4f}")  # fmt: skip
+    for side in ("new", "new, default malloc"):
+        for run in ("cold", "warm"):
+            (old_peak, old_srcc), (new_peak, new_srcc) = by["old", run], by[side, run]
+            agree = "agrees" if abs(new_srcc - old_srcc) <= 0.01 else "DIFFERS"
+            print(f"{side}, {run}: peak / old = {new_peak / old_peak:.2f} ({old_peak:.0f} -> "
+                  f"{new_peak:.0f} MB); Spearman change {new_srcc - old_srcc:+.4f} "
+                  f"({agree} within 0.01)")  # fmt: skip
 
 
 def main() -> None:
@@ -216,7 +231,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--training-only", action="store_true")
-    parser.add_argument("--old-ref", default="c3a0771")
+    parser.add_argument("--old-ref", default="d1c5165")
     args = parser.parse_args()
     if args.training_only:
         training_sides(args)

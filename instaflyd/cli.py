@@ -169,8 +169,10 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     if not status.due and not args.force:
         raise CommandError(f"training is not due: {status.reason}; --force trains anyway")
 
+    from instaflyd import allocator
     from instaflyd.logs import native_noise_filtered
 
+    allocator.return_large_blocks()  # before TensorFlow: its large tensors go back when freed
     with native_noise_filtered():  # TensorFlow's CUDA chatter, as the daemon filters it
         from instaflyd.model.labels import NotEnoughData
         from instaflyd.model.training import TrainingBusy, run_training
@@ -369,6 +371,12 @@ def cmd_backup(args: argparse.Namespace, config: Config) -> int:
             f"{path}: {counts.posts} posts, {counts.labelled} labelled, {counts.images} images,"
             f" {counts.promoted_models} promoted models, {counts.jobs} jobs,"
             f" {path.stat().st_size / 1e6:.1f} MB"
+            + (
+                f" (its {manifest.pieces} files shared in {path.parent / 'files'}:"
+                f" {manifest.added_bytes / 1e6:.1f} MB of them new)"
+                if manifest.pieces
+                else ""
+            )
         )
     return 0
 

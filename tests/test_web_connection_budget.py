@@ -174,9 +174,13 @@ class Holders:
         next_byte = 0.0
         while not self.stop.is_set():
             self.fill()
-            readable, _, _ = select.select(list(self.open), [], [], 0.2)
-            for sock in readable:  # the page answered or closed it: it is gone
-                self.drop(sock)
+            # poll, not select: in a busy test worker the sockets' numbers pass select's 1024
+            by_fd = {sock.fileno(): sock for sock in self.open}
+            poller = select.poll()
+            for fd in by_fd:
+                poller.register(fd, select.POLLIN)
+            for fd, _ in poller.poll(200):  # the page answered or closed it: it is gone
+                self.drop(by_fd[fd])
             if time.monotonic() >= next_byte:
                 next_byte = time.monotonic() + 2
                 for sock in list(self.open):

@@ -4,22 +4,36 @@ The frozen part takes RGB images as float32 in [0, 255] (VGG16's own preprocessi
 layer) and returns block5_conv2's feature maps; those are what the feature cache stores. The tail
 is block5_conv3, block5_pool and a small head that ends in one scalar: the predicted
 log(likes / followers). Chained, they are the whole scorer, differentiable down to the pixels.
+
+Training needs the frozen network only for images whose features are not cached yet.
+`FrozenPart` is the frozen part as the trainer holds it: what identifies it (the fingerprint of
+its values, and its `source`, what the values are made from, known without building anything)
+at once, the network itself only when `forward` is first called, and `release` frees it again.
+A `FrozenRecord` (kept by the feature cache) gives the fingerprint and block5_conv3's initial
+weights of a source seen before, so a run whose features are all cached never builds VGG16.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras.applications import vgg16
 
+from instaflyd import allocator
 from instaflyd.config import Config
+from instaflyd.model.errors import ModelLoadError
 from instaflyd.weights.file import weights_file
+
+log = logging.getLogger("instafly.model.backbone")
 
 BACKBONE = "vgg16"
 LAST_FROZEN_LAYER = "block5_conv2"
@@ -36,6 +50,22 @@ class VGG16Preprocess(keras.layers.Layer):
         return vgg16.preprocess_input(inputs)
 
 
+class FrozenIdentity(Protocol):
+    """What names a frozen part for caches and model versions (a `Backbone` or a `FrozenPart`)."""
+
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def weights(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
+
+
+def feature_shape_at(input_size: int) -> tuple[int, int, int]:
+    side = input_size // FEATURE_STRIDE
+    return (side, side, FEATURE_CHANNELS)
+
+
 @dataclass(frozen=True)
 class Backbone:
     """The frozen part of VGG16 and what identifies it for caches and model versions."""
@@ -46,11 +76,127 @@ class Backbone:
     fingerprint: str  # sha1 of the frozen weights' values
     tail_conv_weights: list[np.ndarray]  # block5_conv3's initial kernel and bias
     forward: Callable[[np.ndarray], tf.Tensor]  # `frozen` as a compiled function of the pixels
+    source: str = ""  # what the values were made from (`frozen_source`)
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:
-        side = self.input_size // FEATURE_STRIDE
-        return (side, side, FEATURE_CHANNELS)
+        return feature_shape_at(self.input_size)
+
+
+def frozen_source(config: Config, weights: str, seed: int) -> str:
+    """What the frozen part's values are made from, known without building it: the weights
+    file's SHA-256, or for random weights the seed and the versions of the libraries that draw
+    them. Two builds from the same source have the same fingerprint."""
+    path = weights_file(config, weights)
+    if path is None:
+        return f"random seed {seed}, keras {keras.__version__}, tensorflow {tf.__version__}"
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return f"unreadable {path}"  # matches no record; building it then says what is wrong
+    return f"file sha256 {digest.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class FrozenRecord:
+    """A frozen part seen before: its fingerprint and block5_conv3's initial weights."""
+
+    source: str
+    fingerprint: str
+    tail_init: Path  # an .npz archive with `kernel` and `bias`
+
+    def tail_conv_weights(self) -> list[np.ndarray]:
+        with np.load(self.tail_init, allow_pickle=False) as saved:
+            return [saved["kernel"], saved["bias"]]
+
+
+class FrozenPart:
+    """The frozen part as the trainer holds it: built only when features must be computed.
+
+    `fingerprint` and `tail_conv_weights` come from the record it `recall`s (one of the same
+    source), and from the built network otherwise; `forward` builds the network on first use;
+    `release` frees it (the trainer calls it once the missing features are computed, before
+    the tail trains). `builds` counts how often the network was built.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        weights: str,
+        input_size: int,
+        seed: int | None = None,
+    ) -> None:
+        self._config = config
+        self.weights = weights
+        self.input_size = input_size
+        self.seed = config.train.seed if seed is None else seed
+        self.source = frozen_source(config, weights, self.seed)
+        self.record: FrozenRecord | None = None
+        self._backbone: Backbone | None = None
+        self._tail_conv_weights: list[np.ndarray] | None = None
+        self._fingerprint: str | None = None  # once built, kept after `release`
+        self.builds = 0
+
+    def recall(self, record: FrozenRecord | None) -> bool:
+        """Take what `record` says about this frozen part if it is of the same source."""
+        if record is None or record.source != self.source or self._backbone is not None:
+            return False
+        self.record = record
+        return True
+
+    @property
+    def feature_shape(self) -> tuple[int, int, int]:
+        return feature_shape_at(self.input_size)
+
+    @property
+    def fingerprint(self) -> str:
+        if self.record is not None:
+            return self.record.fingerprint
+        if self._fingerprint is None:
+            self._fingerprint = self.backbone().fingerprint
+        return self._fingerprint
+
+    @property
+    def tail_conv_weights(self) -> list[np.ndarray]:
+        if self._tail_conv_weights is None:
+            if self._backbone is None and self.record is not None:
+                self._tail_conv_weights = self.record.tail_conv_weights()
+            else:
+                self._tail_conv_weights = self.backbone().tail_conv_weights
+        return self._tail_conv_weights
+
+    @property
+    def built(self) -> bool:
+        return self._backbone is not None
+
+    def backbone(self) -> Backbone:
+        """The network, built now if it is not (and checked against the record)."""
+        if self._backbone is None:
+            built = build_backbone(self._config, self.weights, self.input_size, self.seed)
+            self.builds += 1
+            if self.record is not None and built.fingerprint != self.record.fingerprint:
+                raise ModelLoadError(
+                    f"the frozen part built from {self.source} has fingerprint "
+                    f"{built.fingerprint[:12]}, not the {self.record.fingerprint[:12]} its "
+                    "feature cache recorded; the cached features are computed again next run"
+                )
+            self._backbone, self._fingerprint = built, built.fingerprint
+        return self._backbone
+
+    def forward(self, pixels: np.ndarray) -> tf.Tensor:
+        return self.backbone().forward(pixels)
+
+    def release(self) -> None:
+        """Free the network (its weights and compiled forward pass); built again if needed."""
+        if self._backbone is not None:
+            if self._tail_conv_weights is None:
+                self._tail_conv_weights = self._backbone.tail_conv_weights
+            self._backbone = None
+            gc.collect()
+            allocator.give_back()
 
 
 def build_backbone(
@@ -76,6 +222,7 @@ def build_backbone(
             break
     frozen = keras.Model(inputs, x, name="vgg16_frozen")
     frozen.trainable = False
+    seed_used = config.train.seed if seed is None else seed
     forward = tf.function(
         lambda pixels: frozen(pixels, training=False),
         input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)],
@@ -87,6 +234,7 @@ def build_backbone(
         fingerprint=_fingerprint(frozen),
         tail_conv_weights=[w.copy() for w in vgg.get_layer(TAIL_CONV).get_weights()],
         forward=forward,
+        source=frozen_source(config, weights, seed_used),
     )
 
 

@@ -12,11 +12,18 @@ never exceeds it; `feature_budget` decides which posts' features are kept when i
 
 Training reads them back a batch at a time (`CachedFeatures`): at 320 px each post's features
 take about 400 kB decoded, so a box that has captured for a year could not hold them all in
-memory at once.
+memory at once. Missing features are computed a few images at a time (`FROZEN_BATCH_PIXELS`):
+VGG16's first layers hold 52 MB of activations per 320 px image.
+
+The folder's `key.json` also records the frozen part's `source` (what its values are made
+from) and `tail_init.weights` holds block5_conv3's initial weights: `find_record` gives them back
+to a later run (`FrozenRecord`), which then knows the folder without building VGG16, and builds
+it only if some post's features are missing.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -27,15 +34,18 @@ from pathlib import Path
 
 import numpy as np
 
+from instaflyd.config import Config
 from instaflyd.fsutil import TEMP_PREFIX, atomic_write_bytes, atomic_write_text, remove_stale_temps
 from instaflyd.model import feature_codec
-from instaflyd.model.backbone import BACKBONE, Backbone
+from instaflyd.model.backbone import BACKBONE, Backbone, FrozenPart, FrozenRecord
+from instaflyd.model.errors import ModelLoadError
 from instaflyd.model.inputs import ImageReadError, load_image, load_images
 
 log = logging.getLogger("instafly.model.features")
 
 KEY_FILE = "key.json"
-BATCH = 16
+TAIL_INIT_FILE = "tail_init.weights"  # an .npz archive; not *.npz, which names features
+FROZEN_BATCH_PIXELS = 320 * 320  # images through the frozen part at once: 1 at 320 px, 25 at 64
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,9 @@ class CachedFile:
 class FeatureCache:
     """Cached frozen-part features of one backbone at one input size."""
 
-    def __init__(self, root: Path, backbone: Backbone, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, root: Path, backbone: Backbone | FrozenPart, max_bytes: int | None = None
+    ) -> None:
         self.backbone = backbone
         self.key = f"{BACKBONE}-{backbone.input_size}-{backbone.fingerprint[:16]}-q8"
         self.folder = root / self.key
@@ -174,9 +186,10 @@ class FeatureCache:
         missing = [i for i, image in enumerate(images) if not self._is_cached(image.sha256)]
         unreadable: list[int] = []
         over_budget: list[int] = []
-        for start in range(0, len(missing), BATCH):
+        batch = max(1, FROZEN_BATCH_PIXELS // self.backbone.input_size**2)
+        for start in range(0, len(missing), batch):
             rows, pixels = [], []
-            for i in missing[start : start + BATCH]:
+            for i in missing[start : start + batch]:
                 try:
                     pixels.append(load_image(images[i].path, self.backbone.input_size))
                     rows.append(i)
@@ -203,7 +216,12 @@ class FeatureCache:
         return self._frozen(load_images(paths, self.backbone.input_size))
 
     def _frozen(self, pixels: np.ndarray) -> np.ndarray:
-        return np.asarray(self.backbone.forward(pixels.astype(np.float32)), dtype=np.float16)
+        try:
+            out = self.backbone.forward(pixels.astype(np.float32))
+        except ModelLoadError:  # the record lied: these features are not this network's
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+        return np.asarray(out, dtype=np.float16)
 
     def _is_cached(self, sha256: str) -> bool:
         """A complete file (a damaged one is computed again); its zip directory says so without
@@ -246,14 +264,61 @@ class FeatureCache:
         for sub in self.folder.iterdir():
             if sub.is_dir():
                 remove_stale_temps(sub)
-        if (self.folder / KEY_FILE).is_file():
+        if _read_record(self.folder) is not None:
             return
+        tail_conv = self.backbone.tail_conv_weights  # (builds a FrozenPart without a record)
+        buffer = io.BytesIO()
+        np.savez(buffer, kernel=tail_conv[0], bias=tail_conv[1])
+        atomic_write_bytes(self.folder / TAIL_INIT_FILE, buffer.getvalue())
         key = {
             "backbone": BACKBONE,
             "input_size": self.backbone.input_size,
             "weights": self.backbone.weights,
             "fingerprint": self.backbone.fingerprint,
+            "source": self.backbone.source,
             "format": feature_codec.FORMAT,
             "shape": list(self.backbone.feature_shape),
         }
         atomic_write_text(self.folder / KEY_FILE, json.dumps(key, indent=2) + "\n")
+
+
+def frozen_part(config: Config, weights: str, input_size: int) -> FrozenPart:
+    """The trainer's frozen part, knowing what an earlier run's feature cache recorded about it
+    (so nothing is built while every feature is cached)."""
+    part = FrozenPart(config, weights, input_size)
+    part.recall(find_record(config.features_dir, part.source, input_size))
+    return part
+
+
+def find_record(root: Path, source: str, input_size: int) -> FrozenRecord | None:
+    """The record of a cache folder under `root` made by the frozen part from `source` at
+    `input_size`, in the current file format; None if there is none."""
+    if not root.is_dir():
+        return None
+    for folder in root.iterdir():
+        record = _read_record(folder)
+        if record is not None and record[0] == (source, input_size):
+            return record[1]
+    return None
+
+
+def _read_record(folder: Path) -> tuple[tuple[str, int], FrozenRecord] | None:
+    """((source, input size), record) from a folder's key and tail_init.weights, if complete."""
+    try:
+        key = json.loads((folder / KEY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    tail_init = folder / TAIL_INIT_FILE
+    if (
+        not isinstance(key, dict)
+        or key.get("backbone") != BACKBONE
+        or key.get("format") != feature_codec.FORMAT
+        or not isinstance(key.get("source"), str)
+        or not isinstance(key.get("fingerprint"), str)
+        or not isinstance(key.get("input_size"), int)
+        or not tail_init.is_file()
+    ):
+        return None
+    return (key["source"], key["input_size"]), FrozenRecord(
+        key["source"], key["fingerprint"], tail_init
+    )

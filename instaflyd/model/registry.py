@@ -24,6 +24,7 @@ from instaflyd.config import Config
 from instaflyd.fsutil import TEMP_PREFIX, atomic_directory
 from instaflyd.model.backbone import (
     Backbone,
+    FrozenIdentity,
     build_backbone,
     build_scorer_model,
     load_tail,
@@ -103,7 +104,7 @@ def load_version(config: Config, version: int) -> KerasScorer:
     )
 
 
-def tail_on(config: Config, version: int, backbone: Backbone) -> keras.Model | None:
+def tail_on(config: Config, version: int, backbone: FrozenIdentity) -> keras.Model | None:
     """The version's trained tail if it was trained on this frozen part and size, else None."""
     manifest = VersionManifest.read(version_dir(config, version))
     if (manifest.fingerprint, manifest.input_size) != (backbone.fingerprint, backbone.input_size):

@@ -9,6 +9,10 @@ the new ones plus a replay sample, or all of them now and then (`replay`).
 The new version is promoted only if its validation Spearman correlation is not worse than the
 current version's on the same validation posts. Killed at any moment, it leaves the current
 model and the store as they were.
+
+Memory: the frozen part (VGG16 through block5_conv2) is built only when some post's features
+are not cached (`features.frozen_part`), and freed once they are computed, before the tail
+trains; the tail trains and predicts on cached features a batch at a time.
 """
 
 from __future__ import annotations
@@ -31,12 +35,12 @@ from instaflyd.model.backbone import (
     BACKBONE,
     FEATURE_CHANNELS,
     Backbone,
-    build_backbone,
+    FrozenPart,
     build_tail,
 )
 from instaflyd.model.errors import ModelLoadError
 from instaflyd.model.feature_budget import admit
-from instaflyd.model.features import CachedImage, FeatureCache
+from instaflyd.model.features import CachedImage, FeatureCache, frozen_part
 from instaflyd.model.labels import (
     Split,
     labelled_posts,
@@ -67,7 +71,7 @@ from instaflyd.store.versions import (
 
 log = logging.getLogger("instafly.model.training")
 
-PREDICT_BATCH = 256
+PREDICT_VALUES = 16 * 20 * 20 * FEATURE_CHANNELS  # feature values a prediction batch: 16 at 320
 
 
 class TrainingBusy(Exception):
@@ -162,7 +166,7 @@ def _train(
 ) -> TrainResult:
     registry.clean_models_dir(config, db.conn)
     labelled_total = labelled_count(db.conn)
-    backbone = build_backbone(config, weights, config.model.input_size)
+    backbone = frozen_part(config, weights, config.model.input_size)
     cache = FeatureCache(config.features_dir, backbone, config.train.feature_cache_max_bytes)
     cache.claim_folder()
     admission = admit(labelled_posts(db.conn, ImageFiles(config.images_dir)), cache)
@@ -190,7 +194,11 @@ def _train(
     features, report = cache.features(
         [CachedImage(post.image_sha256, post.image_path) for post in split.posts]
     )
-    log.info("features: %d computed, %d from the cache", report.computed, report.reused)
+    log.info(
+        "features: %d computed, %d from the cache%s", report.computed, report.reused,
+        "" if backbone.builds else " (the frozen part was not loaded)",
+    )  # fmt: skip
+    backbone.release()  # its memory goes back before the tail trains
     if report.left_out:
         split = split.without(report.left_out)
         features = features.without(report.left_out)
@@ -360,16 +368,20 @@ def same_owner_pairs(
 
 
 def predict(tail: keras.Model, features: Features, rows: np.ndarray) -> np.ndarray:
-    """The tail's scores for the given rows of `features`."""
+    """The tail's scores for the given rows of `features`, a few at a time (`PREDICT_VALUES`)."""
+    if len(rows) == 0:
+        return np.empty(0, dtype=np.float32)
+    shape = getattr(features, "shape", None) or np.shape(features[rows[:1]])
+    batch = max(1, PREDICT_VALUES // max(1, int(np.prod(shape[1:]))))
     out = [
-        np.asarray(tail(_float32(features[rows[start : start + PREDICT_BATCH]]), training=False))
-        for start in range(0, len(rows), PREDICT_BATCH)
+        np.asarray(tail(_float32(features[rows[start : start + batch]]), training=False))
+        for start in range(0, len(rows), batch)
     ]
     return np.concatenate(out)[:, 0] if out else np.empty(0, dtype=np.float32)
 
 
 def _starting_tail(
-    config: Config, backbone: Backbone, current: ModelVersion | None, split: Split
+    config: Config, backbone: FrozenPart, current: ModelVersion | None, split: Split
 ) -> tuple[keras.Model, bool]:
     """The current version's tail when it fits this frozen part (and True); else VGG16's conv +
     a new head (and False)."""
@@ -385,7 +397,7 @@ def _starting_tail(
     return fresh_tail(config, backbone, split), False
 
 
-def fresh_tail(config: Config, backbone: Backbone, split: Split) -> keras.Model:
+def fresh_tail(config: Config, backbone: Backbone | FrozenPart, split: Split) -> keras.Model:
     """VGG16's own block5_conv3 and a new head that starts at the mean training target."""
     tail = build_tail(config.train.seed, backbone.tail_conv_weights)
     tail.get_layer("score").bias.assign([float(np.mean(targets(split.train)))])
@@ -393,7 +405,7 @@ def fresh_tail(config: Config, backbone: Backbone, split: Split) -> keras.Model:
 
 
 def _current_val_srcc(
-    config: Config, version: int, backbone: Backbone, features: Features, split: Split
+    config: Config, version: int, backbone: FrozenPart, features: Features, split: Split
 ) -> float | None:
     """The current version's Spearman correlation on this run's validation posts."""
     try:
