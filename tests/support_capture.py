@@ -212,19 +212,26 @@ def _responses_of(dump: Path) -> dict[str, Recorded]:
 
 @contextlib.contextmanager
 def running_proxy(
-    config: Path, port: int, log_path: Path, timeout: float = 60
+    config: Path, port: int, log_path: Path, timeout: float = 60, namespace: str | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start `instaflyd proxy`, wait until it accepts connections, SIGTERM it at the end."""
+    """Start `instaflyd proxy` (inside the network namespace `namespace`, if given), wait until
+    it accepts connections (there: until it says it listens), SIGTERM it at the end."""
+    command = [sys.executable, "-m", "instaflyd", "--config", str(config), "proxy"]
+    if namespace is not None:
+        command = ["ip", "netns", "exec", namespace, *command]  # ip execs: the pid is the proxy's
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "instaflyd", "--config", str(config), "proxy"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=cli_env(),
-            cwd=REPO,
+            command, stdout=log, stderr=subprocess.STDOUT, env=cli_env(), cwd=REPO
         )
         try:
-            wait_for_port(port, process, log_path, timeout)
+            if namespace is None:
+                wait_for_port(port, process, log_path, timeout)
+            else:
+                wait_until(
+                    lambda: f":{port} (" in log_path.read_text(), timeout,
+                    f"the proxy to listen on {port} in {namespace}", process=process,
+                    output=log_path.read_text,
+                )  # fmt: skip
             yield process
         finally:
             if process.poll() is None:
@@ -354,12 +361,12 @@ class _BoxServiceHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def box_service(host: str = "127.0.0.1") -> Iterator[tuple[int, list[str]]]:
+def box_service(host: str = "127.0.0.1", port: int = 0) -> Iterator[tuple[int, list[str]]]:
     """A plain HTTP service on the box (loopback only by default): what a LAN device must not
     reach through the proxy. Yields its port and the paths it served."""
     served: list[str] = []
     handler = type("Handler", (_BoxServiceHandler,), {"served": served})
-    server = ThreadingHTTPServer((host, 0), handler)
+    server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -144,6 +144,7 @@ class Holders:
         self.open: dict[socket.socket, str] = {}
         self.reopened = 0
         self.stop = threading.Event()
+        self.failed: BaseException | None = None  # the attack must not stop unnoticed
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def connect(self, address: str) -> None:
@@ -171,6 +172,13 @@ class Holders:
                 self.reopened += 1
 
     def run(self) -> None:
+        try:
+            self.hold()
+        except BaseException as exc:
+            self.failed = exc
+            raise
+
+    def hold(self) -> None:
         next_byte = 0.0
         while not self.stop.is_set():
             self.fill()
@@ -202,6 +210,7 @@ class Holders:
         self.thread.join(10)
         for sock in list(self.open):
             sock.close()
+        assert self.failed is None, f"the attack stopped: {self.failed!r}"
 
 
 def household_healthz(port: int, times: int) -> list[float]:
