@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+import pytest
 from helpers import run_cli, run_cli_json
 
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
@@ -52,6 +53,7 @@ def test_stats_json_lists_the_formats_not_understood_per_path(tmp_path: Path) ->
     }]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_global_options_work_after_the_command_too(tmp_path: Path) -> None:
     result = run_cli("stats", "--json", "--data-dir", tmp_path / "after")
     assert result.returncode == 0, result.stderr

@@ -324,6 +324,7 @@ def test_without_internet_the_status_says_so_and_names_the_ways_in(data_dir: Pat
     )
 
 
+@pytest.mark.slow
 def test_the_daemon_fetches_missing_weights_in_a_background_process(
     data_dir: Path, tmp_path: Path
 ) -> None:
