@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import ipaddress
+import resource
 import signal
 import socket
 import sqlite3
@@ -212,17 +213,24 @@ def _responses_of(dump: Path) -> dict[str, Recorded]:
 
 @contextlib.contextmanager
 def running_proxy(
-    config: Path, port: int, log_path: Path, timeout: float = 60, namespace: str | None = None
+    config: Path,
+    port: int,
+    log_path: Path,
+    timeout: float = 60,
+    namespace: str | None = None,
+    max_files: int | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start `instaflyd proxy` (inside the network namespace `namespace`, if given), wait until
-    it accepts connections (there: until it says it listens), SIGTERM it at the end."""
+    """Start `instaflyd proxy` (inside the network namespace `namespace`, if given; allowed
+    `max_files` open files, if given), wait until it accepts connections (in a namespace:
+    until it says it listens), SIGTERM it at the end."""
     command = [sys.executable, "-m", "instaflyd", "--config", str(config), "proxy"]
     if namespace is not None:
         command = ["ip", "netns", "exec", namespace, *command]  # ip execs: the pid is the proxy's
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=cli_env(), cwd=REPO
-        )
+            command, stdout=log, stderr=subprocess.STDOUT, env=cli_env(), cwd=REPO,
+            preexec_fn=None if max_files is None else functools.partial(_limit_files, max_files),
+        )  # fmt: skip
         try:
             if namespace is None:
                 wait_for_port(port, process, log_path, timeout)
@@ -241,6 +249,10 @@ def running_proxy(
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+def _limit_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
 def wait_for_port(
