@@ -177,6 +177,7 @@ def test_the_largest_variant_is_kept_whatever_the_order(
     assert [p.name for p in config.images_dir.rglob("*.jpg")] == [f"{sha256}.jpg"]
 
 
+@pytest.mark.slow
 def test_error_pages_and_non_images_from_the_cdn_never_become_images(
     config: Config, writer: CaptureWriter
 ) -> None:

@@ -131,6 +131,7 @@ def test_a_truncated_dump_keeps_what_was_read_and_names_the_file(tmp_path: Path)
     assert query(data, "SELECT follower_count FROM accounts") == [(52979346,)]
 
 
+@pytest.mark.slow
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.flows"
     result = run_cli("import", missing, DUMP, data_dir=tmp_path / "data")

@@ -43,6 +43,7 @@ def test_stats_json_on_an_empty_data_dir_prints_zeros(tmp_path: Path) -> None:
     assert stats["capture"]["unread_formats"] == []
 
 
+@pytest.mark.slow
 def test_stats_json_lists_the_formats_not_understood_per_path(tmp_path: Path) -> None:
     with Database(tmp_path / "instafly.db") as db, db.transaction() as conn:
         count_unread_format(conn, "/api/v1/new/?token=x", "data.grid[]: display_url", now=5.0)
@@ -91,6 +92,7 @@ def test_export_csv_has_the_design_header_and_values(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_broken_database_fails_with_one_line(tmp_path: Path) -> None:
     data = tmp_path / "d"
     data.mkdir()

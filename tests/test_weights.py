@@ -213,6 +213,7 @@ def test_import_refuses_a_file_of_the_right_size_but_another_md5(
     assert weights_dir_files(data_dir) == []  # the temp copy is gone too
 
 
+@pytest.mark.slow
 def test_import_needs_a_file_and_missing_files_are_named(config: Path, tmp_path: Path) -> None:
     result = run_cli("weights", "import", config=config)
     assert (result.returncode, result.stderr.strip()) == (
