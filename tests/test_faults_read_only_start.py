@@ -90,9 +90,7 @@ def test_a_daemon_started_read_only_serves_the_page_and_heals_once_writable(
 
             healing = time.monotonic()
             remount(data, writable=True)
-            wait_until(
-                lambda: http_get(daemon.url + "/healthz")[0] == 200, 30, "healthz ok again"
-            )
+            wait_until(lambda: http_get(daemon.url + "/healthz")[0] == 200, 30, "healthz ok again")
             healed_after = time.monotonic() - healing
             status = wait_until(
                 lambda: (

@@ -36,6 +36,7 @@ from instaflyd.daemon.children import ChildProcess, instaflyd_argv, stop_all
 from instaflyd.daemon.config_watch import CHECK_EVERY_SECONDS, ConfigWatch
 from instaflyd.daemon.event_writer import EventWriter
 from instaflyd.daemon.housekeeping import Housekeeping
+from instaflyd.daemon.image_check import ImageCheck
 from instaflyd.daemon.lifelines import Lifelines
 from instaflyd.daemon.orphans import end_orphans
 from instaflyd.daemon.safe_mode import wait_for_valid_config
@@ -48,7 +49,7 @@ from instaflyd.status.collect import collect_status, with_live_daemon
 from instaflyd.status.document import ComponentStatus, DaemonState, StatusDocument, TrainerStatus
 from instaflyd.status.emitter import StatusEmitter
 from instaflyd.status.storage import check_storage
-from instaflyd.store import Database, StoreError
+from instaflyd.store import Database, ImageFiles, StoreError
 from instaflyd.store.faults import FAULT_ACTION, FAULT_TEXT, Fault, transient_fault
 from instaflyd.web import create_app
 from instaflyd.web.password import announce_password
@@ -188,6 +189,7 @@ class Daemon:
         self.scheduler = TrainingScheduler(config, self.db, self.events, self.lifelines)
         self.weights = WeightsFetcher(config)
         self.integrity: IntegrityCheck | None = None  # made on the writer's thread
+        self.images: ImageCheck | None = None  # the same
         self.backups = BackupScheduler(config, self.events, self.repairs)
         self.emitter = StatusEmitter(config, self)
         self._state: DaemonState = "starting"
@@ -389,6 +391,9 @@ class Daemon:
         if self.integrity is None:
             self.integrity = IntegrityCheck(db)
         self.integrity.tick()
+        if self.images is None:
+            self.images = ImageCheck(db, ImageFiles(self.config.images_dir))
+        self.images.tick()
 
     def check_config(self) -> None:
         try:
