@@ -1,9 +1,9 @@
 """Captured photos changed on disk (truncated, overwritten) or removed are counted and shown.
 
 Real image files in a real store: one truncated, one overwritten with another photo, one
-deleted. Training leaves their posts out and says why; the daemon's image check counts them
-on the repairs list (while the labelled count still includes them), and the card goes once
-the photos are stored again.
+deleted. Training leaves their posts out and says why; the daemon's image check (and `instaflyd
+stats`) counts them on the repairs list (while the labelled count still includes them), and
+the card goes once the photos are stored again.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from support_daemon import seed_store
 
 from instaflyd import repairs
 from instaflyd.config import build_config
-from instaflyd.daemon.image_check import CHANGED, ImageCheck
+from instaflyd.daemon.image_check import ImageCheck
 from instaflyd.model.labels import labelled_posts
 from instaflyd.status.collect import collect_status
+from instaflyd.status.image_files import CHANGED
 from instaflyd.store import Database, ImageFiles
 from instaflyd.store.images import check_labelled_image_files
 
@@ -67,8 +68,10 @@ def test_changed_and_missing_image_files_are_left_out_counted_and_shown(
                 " (truncated or overwritten), 1 missing), so training leaves those posts out"
             )
             assert "restore the latest backup" in problem.action
-            status = collect_status(config, db.conn, None)
+            status = collect_status(config, db.conn, None)  # `instaflyd stats`, no daemon
             assert status.capture.totals.labelled == 12  # what the page counts: said above
+            [card] = [p for p in status.repairs.problems if p.id == CHANGED]
+            assert (card.sentence, card.action) == (problem.sentence, problem.action)
 
             # A phone sees the posts again: the photos are stored again, the card goes.
             for data in originals.values():

@@ -13,12 +13,12 @@ import logging
 import time
 
 from instaflyd import repairs
+from instaflyd.status.image_files import CHANGED, TITLE, image_files_problem
 from instaflyd.store import Database, ImageFiles
 from instaflyd.store.images import ImageFilesCheck, check_labelled_image_files
 
 log = logging.getLogger("instafly.daemon")
 
-CHANGED = "images.changed"  # the repairs list's id while some are missing or changed
 CHECK_EVERY_SECONDS = 6 * 3600.0
 
 
@@ -36,31 +36,10 @@ class ImageCheck:
             return self.last
         self.next_check = now + self.every
         check = self.last = check_labelled_image_files(self.db.conn, self.files)
-        if not check.unusable:
+        problem = image_files_problem(check)
+        if problem is None:
             repairs.resolve(CHANGED)
             return check
-        count = len(check.unusable)
-        parts = []
-        if check.changed:
-            parts.append(f"{len(check.changed):,} changed on disk (truncated or overwritten)")
-        if check.missing:
-            parts.append(f"{len(check.missing):,} missing")
-        log.warning(
-            "%d of %d labelled posts' image files cannot be used: %s",
-            count,
-            check.checked,
-            ", ".join(parts),
-        )
-        repairs.report(
-            CHANGED,
-            "warning",
-            f"{count:,} of the {check.checked:,} labelled posts' photos cannot be used any more"
-            f" ({', '.join(parts)}), so training leaves those posts out; the labelled count on"
-            " this page still includes them.",
-            "Nothing is needed for the box to work: a photo is stored again when a phone sees"
-            " its post again. If the number grows by itself, the SD card or disk may be"
-            " failing: replace it and restore the latest backup. Do not edit files in the"
-            " data folder's images folder.",
-            title="Some captured photos were changed or removed",
-        )
+        log.warning("%s", problem[0])
+        repairs.report(CHANGED, "warning", *problem, title=TITLE)
         return check
