@@ -119,6 +119,8 @@ def test_rotation_keeps_every_shared_file_a_kept_backup_needs_and_only_those(
     (tmp_path / "aside").rename(only_second)
     second = scheduled_backup(box, now=T0 + DAY)
     only_second.unlink()  # gone from the box after the second backup
+    # Not a backup (no manifest can be read from it): it needs nothing and keeps nothing.
+    (box.backup.dir / "instafly-backup-20991231-000000.tar").write_bytes(b"half a backup")
     scheduled_backup(box, now=T0 + 2 * DAY)  # the first is rotated out
 
     kept = list_backups(box)
