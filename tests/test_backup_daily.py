@@ -209,6 +209,11 @@ def test_the_download_is_one_self_contained_file_that_restores_on_a_new_box(
     daily = scheduled_backup(box, now=T0 + DAY)
     expected = _state(box)
 
+    alone = tmp_path / "only-the-daily-file.tar"  # copied without its files/ folder
+    alone.write_bytes(daily.read_bytes())
+    with pytest.raises(BackupError, match=r"is a daily backup: .* Copy the whole backup folder"):
+        restore(_fresh(tmp_path, "from-the-file-alone"), alone)
+
     export = SelfContained(daily)
     data = b"".join(export.chunks())
     assert len(data) == export.size
