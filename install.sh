@@ -209,6 +209,34 @@ if [ "$VERSIONS" = locked ]; then
   fi
 fi
 
+# The installer: uv when there is one ($UV, uv on PATH, or the checkout's .venv/bin/uv), else
+# pip; in dev mode a new venv gets uv first, from the dev lock file with its hashes, through pip
+# (a few seconds). uv installs the same lock files, every file checked against its hash too, in
+# parallel and from its cache: a venv with TensorFlow in about 10 s instead of 3 min.
+find_uv() {
+  local candidate
+  for candidate in "${UV:-}" "$(command -v uv 2>/dev/null || true)" "$HERE/.venv/bin/uv"; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" --version >/dev/null 2>&1 && { echo "$candidate"; return 0; }
+  done
+  return 1
+}
+
+locked_line() {  # the lock file's entry for package $1 (its pin and hashes), for pip -r
+  awk -v name="$1==" 'index($0, name) == 1 { p = 1 } p { print; if ($0 !~ /\\$/) exit }' "$LOCK"
+}
+
+pkg_install() {  # $1 = venv, the rest = install arguments (pip's, which uv pip install takes too)
+  local venv="$1"
+  shift
+  local link=hardlink
+  [ "$MODE" = dev ] || link=copy  # the appliance's venv: copies, not links into root's uv cache
+  if [ -n "$INSTALLER_UV" ]; then
+    UV_LINK_MODE="$link" "$INSTALLER_UV" pip install --quiet --python "$venv/bin/python" "$@" && return 0
+    warn "uv could not install ($*); trying pip"
+  fi
+  "$venv/bin/python" -m pip install --quiet "$@"
+}
+
 install_venv() {  # $1 = venv, $2 = what decides "up to date", the rest = pip install arguments
   local venv="$1" inputs="$2" stamp="$1/.instafly-install-stamp" want
   shift 2
@@ -219,14 +247,21 @@ install_venv() {  # $1 = venv, $2 = what decides "up to date", the rest = pip in
   fi
   say "Creating $venv with $("$PY" --version)"
   [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip
-  say "Installing Instafly into $venv (TensorFlow and mitmproxy take a few minutes the first time)"
+  INSTALLER_UV="$(find_uv || true)"
+  if [ -z "$INSTALLER_UV" ] && [ "$MODE" = dev ] && [ -n "$LOCK" ] && [ -n "$(locked_line uv)" ]; then
+    "$venv/bin/python" -m pip install --quiet --require-hashes -r <(locked_line uv) \
+      && INSTALLER_UV="$venv/bin/uv"
+  fi
+  if [ -z "$INSTALLER_UV" ]; then
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+  fi
+  say "Installing Instafly into $venv with $([ -n "$INSTALLER_UV" ] && echo uv || echo pip) (TensorFlow and mitmproxy take a few minutes the first time)"
   if [ -n "$LOCK" ]; then
     say "Using the tested versions in ${LOCK#"$HERE/"} (--latest: the newest allowed instead)"
-    "$venv/bin/python" -m pip install --quiet --require-hashes -r "$LOCK"
-    "$venv/bin/python" -m pip install --quiet --no-deps "$@"
+    pkg_install "$venv" --require-hashes -r "$LOCK"
+    pkg_install "$venv" --no-deps "$@"
   else
-    "$venv/bin/python" -m pip install --quiet "$@"
+    pkg_install "$venv" "$@"
   fi
   echo "$want" > "$stamp"
 }

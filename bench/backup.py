@@ -11,9 +11,20 @@ peak resident memory (the process's own, from GNU time) are printed with the rat
 Each is run once to warm the page cache (the files read from memory, as a box that just wrote
 them would), then timed.
 
+Then the daily backups, old way against new way, in one run (`--days`, on their own store of
+`--daily-posts` posts whose images are `--image-kb` of random bytes each, `--new-per-day` new
+posts a day, `backup.keep` 2): the old way wrote every image into each day's file
+(`make_backup` + rotation); the new way (`scheduled_backup`) keeps each image once in the
+folder's `files/`, shared by the daily backups. Each day both run in this process (in turns:
+which goes first alternates, so neither always reads a cold page cache), and the disk each
+folder uses (allocated blocks) and each day's time are printed side by side; then a restore
+from the newest of each, and the self-contained file made from the new way's newest (the page's
+download).
+
     .venv/bin/python bench/backup.py
     .venv/bin/python bench/backup.py --posts 20000 --accounts 600
     .venv/bin/python bench/backup.py --store /tmp/store   # build once, reuse next time
+    .venv/bin/python bench/backup.py --only daily --days 7 --daily-posts 2000 --image-kb 150
 """
 
 from __future__ import annotations
@@ -29,7 +40,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 from big_store import add_posts, data_size  # noqa: E402
 
-from instaflyd.config import build_config  # noqa: E402
+from instaflyd.backup import make_backup, restore, scheduled_backup  # noqa: E402
+from instaflyd.backup.export import export_backup  # noqa: E402
+from instaflyd.backup.rotation import backup_name, rotate  # noqa: E402
+from instaflyd.config import Config, build_config  # noqa: E402
 from instaflyd.store import Database  # noqa: E402
 from instaflyd.store.history import HistorySample, record_sample  # noqa: E402
 
@@ -55,7 +69,88 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=100_000)
     parser.add_argument("--accounts", type=int, default=3_000)
     parser.add_argument("--store", type=Path, help="keep the built store here and reuse it")
+    parser.add_argument("--only", choices=("single", "daily", "both"), default="both")
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--daily-posts", type=int, default=2_000)
+    parser.add_argument("--new-per-day", type=int, default=100)
+    parser.add_argument("--image-kb", type=int, default=150)
     args = parser.parse_args()
+    if args.only in ("single", "both"):
+        single(args)
+    if args.only in ("daily", "both"):
+        daily(args)
+
+
+def disk_bytes(folder: Path) -> int:
+    """What the folder takes on the disk (allocated blocks, as `du`)."""
+    return sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())
+
+
+def daily(args: argparse.Namespace) -> None:
+    """N daily backups with keep 2: every image in each file (old) or each image once (new)."""
+    with tempfile.TemporaryDirectory(prefix="instafly-bench-daily-") as temp:
+        root = Path(temp)
+        data = root / "data"
+        base = {"watch": {"drop_dir": "d", "output_dir": "o"}}
+
+        def config_for(folder: str) -> Config:
+            return build_config({**base, "backup": {"dir": str(root / folder), "keep": 2}}, data)
+
+        old, new = config_for("old"), config_for("new")
+        now = time.time()
+        image_bytes = args.image_kb * 1000
+        add_posts(old, args.daily_posts, max(1, args.daily_posts // 30), now=now,
+                  image_bytes=image_bytes)  # fmt: skip
+        print(
+            f"\ndaily backups, keep 2: a store of {args.daily_posts} posts, images of"
+            f" {args.image_kb} kB (data folder {data_size(data) / 1e6:.0f} MB),"
+            f" {args.new_per_day} new posts a day"
+        )
+        print(f"{'day':>4} {'old s':>7} {'old MB on disk':>15} {'new s':>7} {'new MB on disk':>15}")
+        totals = {"old": 0.0, "new": 0.0}
+        for day in range(args.days):
+            if day:
+                add_posts(old, args.new_per_day, 50, start=args.daily_posts + day * 100_000,
+                          now=now, image_bytes=image_bytes)  # fmt: skip
+            when = now + day * 86_400
+            seconds = {}
+            for way in ("old", "new") if day % 2 == 0 else ("new", "old"):
+                started = time.perf_counter()
+                if way == "old":
+                    make_backup(old, old.backup.dir / backup_name(when))
+                    rotate(old)
+                else:
+                    scheduled_backup(new, now=when)
+                seconds[way] = time.perf_counter() - started
+                totals[way] += seconds[way]
+            print(
+                f"{day + 1:4} {seconds['old']:7.1f} {disk_bytes(old.backup.dir) / 1e6:15.1f}"
+                f" {seconds['new']:7.1f} {disk_bytes(new.backup.dir) / 1e6:15.1f}"
+            )
+        old_disk, new_disk = disk_bytes(old.backup.dir), disk_bytes(new.backup.dir)
+        print(
+            f"after {args.days} days: old {old_disk / 1e6:.0f} MB, new {new_disk / 1e6:.0f} MB"
+            f" ({old_disk / new_disk:.2f}x less; data folder {data_size(data) / 1e6:.0f} MB);"
+            f" time for all days: old {totals['old']:.1f} s, new {totals['new']:.1f} s"
+            f" ({totals['old'] / totals['new']:.2f}x)"
+        )
+        for way, config in (("old", old), ("new", new)):
+            newest = sorted(config.backup.dir.glob("instafly-backup-*.tar"))[-1]
+            started = time.perf_counter()
+            restore(build_config(base, root / f"restored-{way}"), newest)
+            print(f"restore from the newest, {way} way: {time.perf_counter() - started:.1f} s")
+        newest = sorted(new.backup.dir.glob("instafly-backup-*.tar"))[-1]
+        started = time.perf_counter()
+        export_backup(newest, root / "download.tar")
+        print(
+            f"the self-contained file of the newest (the page's download):"
+            f" {time.perf_counter() - started:.1f} s,"
+            f" {(root / 'download.tar').stat().st_size / 1e6:.0f} MB"
+        )
+
+
+def single(args: argparse.Namespace) -> None:
+    """One backup and one restore of a big store, against tar."""
     with tempfile.TemporaryDirectory(prefix="instafly-bench-backup-") as temp:
         root = Path(temp)
         data = args.store or root / "data"

@@ -30,9 +30,11 @@ def add_posts(
     start: int = 0,
     seed: int = 0,
     now: float | None = None,
+    image_bytes: int = 0,
 ) -> list[str]:
     """Store `posts` labelled photo posts (ids from `start`) over `accounts` owners, taken over
-    the last year; returns their images' sha256s in post order."""
+    the last year; returns their images' sha256s in post order. `image_bytes`: each image file
+    that long (random bytes, as incompressible as a JPEG), else a few bytes."""
     now = time.time() if now is None else now
     rng = np.random.default_rng(seed + start)
     files = ImageFiles(config.images_dir)
@@ -47,6 +49,8 @@ def add_posts(
                 follower_count=int(followers[owner_index]),
             )
             data = f"placeholder image {i}".encode()
+            if image_bytes > len(data):
+                data += rng.bytes(image_bytes - len(data))
             sha256 = hashlib.sha256(data).hexdigest()
             path = files.path_for(sha256, "jpg")
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,13 +9,14 @@ handlers so that light commands (stats, export, proxy) never load TensorFlow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from instaflyd.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
     from instaflyd.model.scoring import Scorer
+    from instaflyd.store.snapshot import StoreCounts
 
 log = logging.getLogger("instafly.cli")
 
@@ -347,13 +349,32 @@ def cmd_password(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _backup_errors() -> Iterator[None]:
+    """A refused or failed backup, restore or migration is the command's one-line error."""
+    from instaflyd.backup import BackupError
+
+    try:
+        yield
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _counts_text(counts: StoreCounts) -> str:
+    """What a backup holds (or a restore gave back), in the terms a household checks it by."""
+    return (
+        f"{counts.posts} posts, {counts.labelled} labelled, {counts.images} images,"
+        f" {counts.promoted_models} promoted models, {counts.jobs} jobs"
+    )
+
+
 def cmd_backup(args: argparse.Namespace, config: Config) -> int:
     """A backup file now (FILE), or the daily one into backup.dir (--scheduled, as the daemon)."""
-    from instaflyd.backup import BackupError, make_backup, read_manifest, scheduled_backup
+    from instaflyd.backup import make_backup, read_manifest, scheduled_backup
 
     if (args.file is None) != args.scheduled:
         raise CommandError("backup needs FILE, or --scheduled for the daily backup", code=2)
-    try:
+    with _backup_errors():
         if args.scheduled:
             os.nice(BACKUP_NICE)  # the lowest CPU priority: the proxy and the page come first
             path = scheduled_backup(config)
@@ -361,27 +382,26 @@ def cmd_backup(args: argparse.Namespace, config: Config) -> int:
         else:
             path = args.file
             manifest = make_backup(config, path)
-    except BackupError as exc:
-        raise CommandError(str(exc)) from None
     if args.json:
         print_json({"path": str(path), "bytes": path.stat().st_size, **manifest.as_dict()})
     else:
-        counts = manifest.counts
         print(
-            f"{path}: {counts.posts} posts, {counts.labelled} labelled, {counts.images} images,"
-            f" {counts.promoted_models} promoted models, {counts.jobs} jobs,"
-            f" {path.stat().st_size / 1e6:.1f} MB"
+            f"{path}: {_counts_text(manifest.counts)}, {path.stat().st_size / 1e6:.1f} MB"
+            + (
+                f" (its {manifest.pieces} files shared in {path.parent / 'files'}:"
+                f" {manifest.added_bytes / 1e6:.1f} MB of them new)"
+                if manifest.pieces
+                else ""
+            )
         )
     return 0
 
 
 def cmd_restore(args: argparse.Namespace, config: Config) -> int:
-    from instaflyd.backup import BackupError, restore
+    from instaflyd.backup import restore
 
-    try:
+    with _backup_errors():
         result = restore(config, args.file, force=args.force)
-    except BackupError as exc:
-        raise CommandError(str(exc)) from None
     counts = result.counts
     if args.json:
         print_json(
@@ -394,9 +414,7 @@ def cmd_restore(args: argparse.Namespace, config: Config) -> int:
         )
         return 0
     print(
-        f"restored {args.file}: {counts.posts} posts, {counts.labelled} labelled,"
-        f" {counts.promoted_models} promoted models, {counts.jobs} jobs, {result.files} files"
-        f" into {config.data_dir}"
+        f"restored {args.file}: {_counts_text(counts)}, {result.files} files into {config.data_dir}"
     )
     if result.config_written is not None:
         print(f"the backup's config is now {result.config_written} (the one before beside it)")
@@ -405,13 +423,10 @@ def cmd_restore(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
     """Bring the store to this release's schema now (install.sh runs it on an upgrade)."""
-    from instaflyd.backup import BackupError
     from instaflyd.backup.upgrade import upgrade_store
 
-    try:
+    with _backup_errors():
         result = upgrade_store(config)
-    except BackupError as exc:
-        raise CommandError(str(exc)) from None
     if args.json:
         print_json({"before": result.before, "after": result.after, "kept": result.kept})
     elif result.before is None:
@@ -560,24 +575,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a random one only if none is set yet (printed then; nothing printed otherwise)",
     )
-    sub = command(
-        "backup", cmd_backup, "write a backup of the data, models, config and secrets to FILE"
+
+    def backup_file_command(
+        name: str,
+        handler: Handler,
+        help_text: str,
+        switch: tuple[str, str],
+        *,
+        file_optional: bool = False,
+    ) -> None:
+        """A command on a backup FILE (`backup`, `restore`): FILE, one switch, --json."""
+        sub = command(name, handler, help_text)
+        sub.add_argument("file", nargs="?" if file_optional else None, type=Path, metavar="FILE")
+        flag, flag_help = switch
+        sub.add_argument(flag, action="store_true", help=flag_help)
+        sub.add_argument("--json", action="store_true", help="print JSON")
+
+    backup_file_command(
+        "backup",
+        cmd_backup,
+        "write a backup of the data, models, config and secrets to FILE",
+        ("--scheduled", "the daily backup into backup.dir, oldest removed (as the daemon runs it)"),
+        file_optional=True,  # not with --scheduled; cmd_backup says which of the two is needed
     )
-    sub.add_argument("file", nargs="?", type=Path, metavar="FILE")
-    sub.add_argument(
-        "--scheduled",
-        action="store_true",
-        help="the daily backup into backup.dir, oldest removed (as the daemon runs it)",
+    backup_file_command(
+        "restore",
+        cmd_restore,
+        "put a backup FILE back onto a fresh install",
+        ("--force", "replace a store that already holds posts (stop the daemon first)"),
     )
-    sub.add_argument("--json", action="store_true", help="print JSON")
-    sub = command("restore", cmd_restore, "put a backup FILE back onto a fresh install")
-    sub.add_argument("file", type=Path, metavar="FILE")
-    sub.add_argument(
-        "--force",
-        action="store_true",
-        help="replace a store that already holds posts (stop the daemon first)",
-    )
-    sub.add_argument("--json", action="store_true", help="print JSON")
     sub = command("migrate", cmd_migrate, "bring the store to this release's schema now")
     sub.add_argument("--json", action="store_true", help="print JSON")
     command("check-config", cmd_check_config, "validate the config; exit 0 or 1", loads_config=True)

@@ -13,6 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from collections.abc import Iterator
+
 from helpers import write_config
 from support_model import (
     add_broken_post,
@@ -21,6 +23,8 @@ from support_model import (
     train_tiny_model,
     trainer_pid_file,
 )
+from support_transparent import transparent_network as _transparent_network
+from support_wireguard import WireGuardBox, running_wireguard_box
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
@@ -98,3 +102,19 @@ def trained_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def copy_of_trained(tmp_path: Path, trained_data_dir: Path) -> Path:
     """A copy of the session's trained data dir (store and model files) for this test alone."""
     return shutil.copytree(trained_data_dir, tmp_path / "trained")
+
+
+@pytest.fixture(scope="module")
+def wireguard_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WireGuardBox]:
+    """The proxy with WireGuard on, the stand-in and the first phone, in network namespaces
+    (`support_wireguard.running_wireguard_box`): one per test module, which adds its phones."""
+    with running_wireguard_box(tmp_path_factory.mktemp("wireguard")) as box:
+        yield box
+
+
+@pytest.fixture
+def transparent_network() -> Iterator[dict[str, str]]:
+    """client -> box -> uplink namespaces, the box the client's gateway
+    (`support_transparent.transparent_network`): the namespaces' names by role."""
+    with _transparent_network() as names:
+        yield names

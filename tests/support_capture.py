@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import ipaddress
+import resource
 import signal
 import socket
 import sqlite3
@@ -212,19 +213,33 @@ def _responses_of(dump: Path) -> dict[str, Recorded]:
 
 @contextlib.contextmanager
 def running_proxy(
-    config: Path, port: int, log_path: Path, timeout: float = 60
+    config: Path,
+    port: int,
+    log_path: Path,
+    timeout: float = 60,
+    namespace: str | None = None,
+    max_files: int | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start `instaflyd proxy`, wait until it accepts connections, SIGTERM it at the end."""
+    """Start `instaflyd proxy` (inside the network namespace `namespace`, if given; allowed
+    `max_files` open files, if given), wait until it accepts connections (in a namespace:
+    until it says it listens), SIGTERM it at the end."""
+    command = [sys.executable, "-m", "instaflyd", "--config", str(config), "proxy"]
+    if namespace is not None:
+        command = ["ip", "netns", "exec", namespace, *command]  # ip execs: the pid is the proxy's
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "instaflyd", "--config", str(config), "proxy"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=cli_env(),
-            cwd=REPO,
-        )
+            command, stdout=log, stderr=subprocess.STDOUT, env=cli_env(), cwd=REPO,
+            preexec_fn=None if max_files is None else functools.partial(_limit_files, max_files),
+        )  # fmt: skip
         try:
-            wait_for_port(port, process, log_path, timeout)
+            if namespace is None:
+                wait_for_port(port, process, log_path, timeout)
+            else:
+                wait_until(
+                    lambda: f":{port} (" in log_path.read_text(), timeout,
+                    f"the proxy to listen on {port} in {namespace}", process=process,
+                    output=log_path.read_text,
+                )  # fmt: skip
             yield process
         finally:
             if process.poll() is None:
@@ -234,6 +249,10 @@ def running_proxy(
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+def _limit_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
 def wait_for_port(
@@ -354,12 +373,12 @@ class _BoxServiceHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def box_service(host: str = "127.0.0.1") -> Iterator[tuple[int, list[str]]]:
+def box_service(host: str = "127.0.0.1", port: int = 0) -> Iterator[tuple[int, list[str]]]:
     """A plain HTTP service on the box (loopback only by default): what a LAN device must not
     reach through the proxy. Yields its port and the paths it served."""
     served: list[str] = []
     handler = type("Handler", (_BoxServiceHandler,), {"served": served})
-    server = ThreadingHTTPServer((host, 0), handler)
+    server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -6,6 +6,10 @@ Every namespace, link and process is the test's own, named with a random tag, an
 the end. The proxy runs in the test's own (root) namespace; each phone reaches it over a veth
 pair, and routes everything else into its tunnel, as a phone with the WireGuard app does.
 
+`running_wireguard_box` is the whole set-up (the stand-in, a config with WireGuard on, the
+first phone, the proxy); tests/conftest.py serves it as the module-scoped `wireguard_box`
+fixture, so each test module gets one proxy and adds its own phones.
+
 Run as a script, this module serves the stand-in (`origin` command) inside a namespace.
 """
 
@@ -21,9 +25,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from helpers import missing_on_this_machine, wait_until
+from helpers import free_port, missing_on_this_machine, wait_until, write_config
+
+if TYPE_CHECKING:
+    from instaflyd.store.devices import WireGuardDevice
 
 NETNS_ETC = Path("/etc/netns")
 WG_CONF_KEYS = ("PrivateKey", "PublicKey", "AllowedIPs", "Endpoint", "PersistentKeepalive")
@@ -156,6 +165,79 @@ def origin_in(the_lab: Lab, ns: str, address: str, directory: Path) -> Iterator[
     )  # fmt: skip
     wait_until(lambda: json.loads(ready.read_text()), 30, "the stand-in to start", process=process)
     yield json.loads(ready.read_text())
+
+
+def curl(the_lab: Lab, ns: str, url: str, *options: str, timeout: float = 10) -> tuple[int, str]:
+    """(curl's exit status, the HTTP status or body) from inside the phone's namespace."""
+    result = the_lab.run(ns, "curl", "-sS", "--max-time", str(timeout), *options, url, check=False)
+    return result.returncode, result.stdout.strip()
+
+
+def new_device(config_path: Path, name: str) -> WireGuardDevice:
+    """Add a phone in the store, as "Add a phone" on the page does."""
+    from instaflyd.capture.wireguard import add_device
+    from instaflyd.config import load_config
+    from instaflyd.store import Database
+
+    config = load_config(config_path, search=False)
+    with Database(config.db_path) as db, db.transaction() as conn:
+        return add_device(conn, config, name)
+
+
+@dataclass(frozen=True)
+class WireGuardBox:
+    lab: Lab
+    config: Path
+    data: Path
+    wg_port: int
+    origin: dict[str, Any]
+    origin_address: str
+    first_phone: WireGuardDevice  # added before the proxy started
+    log: Path
+    proxy_port: int  # the Wi-Fi proxy's
+    allowed_port: int  # a port on the box the proxy may connect to (proxy.box_ports_allowed)
+
+    @property
+    def ca(self) -> Path:
+        return self.data / "mitmproxy" / "mitmproxy-ca-cert.pem"
+
+    @property
+    def db(self) -> Path:
+        return self.data / "instafly.db"
+
+
+@contextlib.contextmanager
+def running_wireguard_box(tmp: Path) -> Iterator[WireGuardBox]:
+    """The stand-in in its namespace, the proxy with WireGuard on (three phones at most) and
+    its Wi-Fi proxy on all interfaces, and the first phone, added before it started."""
+    from support_capture import running_proxy
+
+    data = tmp / "data"
+    port, wg_port, allowed = free_port(), free_port(), free_port()
+    with lab() as the_lab:
+        origin_ns, _, origin_address = the_lab.namespace("o")
+        with origin_in(the_lab, origin_ns, origin_address, tmp / "origin") as origin:
+            config = write_config(
+                tmp / "instafly.yaml",
+                {
+                    "data_dir": str(data),
+                    "proxy": {
+                        "listen_host": "0.0.0.0",
+                        "listen_port": port,
+                        "mitmproxy_options": origin["mitmproxy_options"],
+                        "box_ports_allowed": [allowed],
+                    },
+                    "wireguard": {"port": wg_port, "max_devices": 3},
+                    "web": {"host": "0.0.0.0"},
+                },
+            )
+            first = new_device(config, "Anna's phone")
+            with running_proxy(config, port, tmp / "proxy.log") as process:
+                yield WireGuardBox(the_lab, config, data, wg_port, origin, origin_address, first,
+                                   tmp / "proxy.log", port, allowed)  # fmt: skip
+        # mitmproxy may end with SIGSEGV on SIGTERM after WireGuard traffic: a stop all the same.
+        assert process.returncode in (0, -11)
+    assert "PrivateKey" not in (tmp / "proxy.log").read_text()
 
 
 def _serve_origin(directory: Path, address: str) -> None:

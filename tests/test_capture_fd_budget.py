@@ -14,33 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import re
-import resource
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import REPO, cli_env, free_port, wait_until, write_config
-from support_capture import box_service, device_session, still_open, tunnel, wait_for_port
+from helpers import free_port, wait_until, write_config
+from support_capture import box_service, device_session, running_proxy, still_open, tunnel
 
 from instaflyd.capture.limits import SMALL_CLIENT
 from instaflyd.fdlimit import FD_RESERVE
 
 FILES = 512
 HOUSEHOLD = "127.0.0.2"
-
-
-def limited() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (FILES, FILES))
-
-
-def _tail(log_path: Path) -> str:
-    lines = log_path.read_text().splitlines()
-    return "\n".join(line for line in lines if " connect" not in line and "disconnect" not in line)[
-        -3000:
-    ]
 
 
 @pytest.mark.slow
@@ -59,45 +45,37 @@ def test_a_crowd_of_tunnels_cannot_run_the_proxy_out_of_files(tmp_path: Path) ->
                 },
             },
         )
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "instaflyd", "--config", str(config), "proxy"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=cli_env(),
-                cwd=REPO,
-                preexec_fn=limited,
-            )
         held: list[socket.socket] = []
         total = (FILES - FD_RESERVE) // 2
-        try:
-            wait_for_port(port, process, log_path, 60)
-            for i in range(6):
-                for _ in range(100):
-                    sock = tunnel(port, f"127.0.0.{10 + i}", f"127.0.0.1:{target}")
-                    if sock is not None:
-                        held.append(sock)
-            session = device_session(HOUSEHOLD)
-            proxies = {"http": f"http://127.0.0.1:{port}"}
-            codes = []
-            for n in range(10):
-                try:
-                    url = f"http://127.0.0.1:{target}/ok{n}"
-                    codes.append(session.get(url, proxies=proxies, timeout=10).status_code)
-                except requests.RequestException as exc:
-                    codes.append(str(exc))
-            limits = Path(f"/proc/{process.pid}/limits").read_text()
-            assert codes == [200] * 10, (codes, limits, log_path.read_text()[-3000:])
-            # Past three quarters each newcomer's connection closed one of the first address's
-            # (the phone's one too): the crowd is kept at three quarters, less the phone's.
-            crowd_open = lambda: sum(still_open(sock) for sock in held)  # noqa: E731
-            wait_until(lambda: crowd_open() == total * 3 // 4 - 1, 10, "the evictions")
-        finally:
-            for sock in held:
-                with contextlib.suppress(OSError):
-                    sock.close()
-            process.terminate()
-            process.wait(30)
+        with running_proxy(config, port, log_path, max_files=FILES) as process:
+            try:
+                for i in range(6):
+                    for _ in range(100):
+                        sock = tunnel(port, f"127.0.0.{10 + i}", f"127.0.0.1:{target}")
+                        if sock is not None:
+                            held.append(sock)
+                session = device_session(HOUSEHOLD)
+                proxies = {"http": f"http://127.0.0.1:{port}"}
+                codes = []
+                for n in range(10):
+                    try:
+                        url = f"http://127.0.0.1:{target}/ok{n}"
+                        codes.append(session.get(url, proxies=proxies, timeout=10).status_code)
+                    except requests.RequestException as exc:
+                        codes.append(str(exc))
+                limits = Path(f"/proc/{process.pid}/limits").read_text()
+                assert codes == [200] * 10, (codes, limits, log_path.read_text()[-3000:])
+                # Past three quarters each newcomer's connection closed one of the first
+                # address's (the phone's too: one or two for its ten requests, as the proxy
+                # keeps it alive): the crowd is kept at three quarters, less the phone's.
+                crowd_open = lambda: sum(still_open(sock) for sock in held)  # noqa: E731
+                quarters = total * 3 // 4
+                wait_until(lambda: quarters - 10 <= crowd_open() < quarters, 10, "evictions",
+                           output=lambda: f"{crowd_open()} open of {len(held)}")  # fmt: skip
+            finally:
+                for sock in held:
+                    with contextlib.suppress(OSError):
+                        sock.close()
     # The first address stops at three quarters, the other five at SMALL_CLIENT each.
     assert len(held) == total * 3 // 4 + 5 * SMALL_CLIENT, len(held)
     text = log_path.read_text()

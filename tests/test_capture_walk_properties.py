@@ -8,6 +8,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from helpers import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -94,6 +95,7 @@ def test_arbitrary_json_never_raises_and_nothing_is_found_twice(document: Any, p
     assert all(p.like_count is None or p.like_count >= 0 for p in parsed.posts)
 
 
+@pytest.mark.slow
 @settings(CHECK, max_examples=30)
 @given(data=st.data(), picks=st.lists(st.integers(0, len(NODES) - 1), min_size=1, max_size=6))
 def test_a_node_repeated_anywhere_is_found_once(data, picks: list[int]) -> None:

@@ -80,6 +80,7 @@ def test_a_silent_child_is_overdue_once_and_a_new_one_heals_the_hang() -> None:
         fresh.wait(5)
 
 
+@pytest.mark.slow
 def test_the_supervisor_kills_a_hung_component_restarts_it_and_says_it_hung(tmp_path) -> None:
     db = Database(tmp_path / "instafly.db")
     events = EventWriter(db.path).start()

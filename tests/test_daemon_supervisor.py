@@ -180,6 +180,7 @@ def test_tensorflows_start_up_noise_is_dropped_and_real_warnings_are_relayed() -
     assert "trainer | ERROR a real error" in relayed
 
 
+@pytest.mark.slow
 def test_a_component_with_a_ready_check_is_starting_until_it_listens(
     events: EventWriter,
 ) -> None:

@@ -1,7 +1,7 @@
 """The systemd side: the unit's exposure score, and transparent mode's firewall rules for real.
 
 The transparent-mode test builds a tiny network out of namespaces (client -> box -> uplink, on
-documentation addresses that exist only inside them), runs instafly-transparent.sh on the box
+documentation addresses that exist only inside them: the `transparent_network` fixture), runs instafly-transparent.sh on the box
 and checks that a client's TCP 443 lands on the box's proxy port with its original destination,
 that UDP 443 (QUIC) is rejected, and that `stop` puts everything back.
 """
@@ -14,17 +14,13 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from helpers import REPO, missing_on_this_machine
+from support_transparent import SCRIPT, UPLINK_IP, box_script, sh
 
 UNIT = REPO / "systemd" / "instaflyd.service"
-SCRIPT = REPO / "systemd" / "instafly-transparent.sh"
 PROXY_PORT = 18443
-UPLINK_IP = "203.0.113.7"  # the "internet" host, inside the uplink namespace only
 
 
 def exposure(unit: Path) -> float:
@@ -62,51 +58,6 @@ def test_the_transparent_unit_is_a_hardened_root_oneshot() -> None:
     assert "CapabilityBoundingSet=CAP_NET_ADMIN" in text
     assert exposure(unit) <= 3.0
     assert os.access(SCRIPT, os.X_OK)
-
-
-def netns_available() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces and nftables)"
-    for tool in ("ip", "nft", "sysctl"):
-        if not shutil.which(tool):
-            return f"{tool} is missing (apt install iproute2 nftables procps)"
-    return None
-
-
-def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, check=check, timeout=30)
-
-
-@pytest.fixture
-def network() -> Iterator[dict[str, str]]:
-    """client (198.51.100.2) -> box (198.51.100.1 | 192.0.2.1) -> uplink (203.0.113.7)."""
-    reason = netns_available()
-    if reason:
-        missing_on_this_machine(reason)
-    tag = uuid.uuid4().hex[:6]
-    names = {role: f"ifly-{role}-{tag}" for role in ("client", "box", "uplink")}
-    try:
-        for name in names.values():
-            sh("ip", "netns", "add", name)
-            sh("ip", "-n", name, "link", "set", "lo", "up")
-        client, box, uplink = names["client"], names["box"], names["uplink"]
-        for box_side, other in (("lan0", client), ("wan0", uplink)):  # box <-> client, uplink
-            veth = ["type", "veth", "peer", "eth0", "netns", other]
-            sh("ip", "link", "add", box_side, "netns", box, *veth)
-        for ns, dev, address in (
-            (client, "eth0", "198.51.100.2/24"), (box, "lan0", "198.51.100.1/24"),
-            (box, "wan0", "192.0.2.1/24"), (uplink, "eth0", "192.0.2.2/24"),
-        ):  # fmt: skip
-            sh("ip", "-n", ns, "addr", "add", address, "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        sh("ip", "-n", uplink, "addr", "add", f"{UPLINK_IP}/32", "dev", "lo")
-        sh("ip", "-n", client, "route", "add", "default", "via", "198.51.100.1")
-        sh("ip", "-n", box, "route", "add", f"{UPLINK_IP}/32", "via", "192.0.2.2")
-        sh("ip", "-n", uplink, "route", "add", "default", "via", "192.0.2.1")
-        yield names
-    finally:
-        for name in names.values():
-            sh("ip", "netns", "delete", name, check=False)
 
 
 SERVER = """
@@ -167,26 +118,14 @@ def client(network: dict[str, str], kind: str) -> str:
     return sh(*in_ns(network["client"], CLIENT, kind)).stdout.strip()
 
 
-def box_script(
-    network: dict[str, str], action: str, state: Path
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ, "RUNTIME_DIRECTORY": str(state), "INSTAFLY_LAN_INTERFACE": "lan0",
-        "INSTAFLY_PROXY_PORT": str(PROXY_PORT),
-    }  # fmt: skip
-    return subprocess.run(
-        ["ip", "netns", "exec", network["box"], str(SCRIPT), action],
-        capture_output=True, text=True, env=env, timeout=30,
-    )  # fmt: skip
-
-
 def sysctl(network: dict[str, str], key: str) -> str:
     return sh("ip", "netns", "exec", network["box"], "sysctl", "-n", key).stdout.strip()
 
 
 def test_transparent_mode_redirects_tcp_rejects_quic_and_undoes_it(
-    network: dict[str, str], tmp_path: Path
+    transparent_network: dict[str, str], tmp_path: Path
 ) -> None:
+    network = transparent_network
     servers = [
         start_server(network["uplink"], "tcp", "443", "uplink"),
         start_server(network["uplink"], "udp", "443", "uplink-quic"),
@@ -195,7 +134,7 @@ def test_transparent_mode_redirects_tcp_rejects_quic_and_undoes_it(
     try:
         sh("ip", "netns", "exec", network["box"], "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
 
-        started = box_script(network, "start", tmp_path)
+        started = box_script(network, "start", tmp_path, PROXY_PORT)
         assert started.returncode == 0, started.stderr
         assert started.stdout.strip() == (
             f"instafly-transparent: TCP 80/443 on lan0 -> port {PROXY_PORT}, UDP 443 rejected"
@@ -205,14 +144,16 @@ def test_transparent_mode_redirects_tcp_rejects_quic_and_undoes_it(
         assert client(network, "tcp") == f"proxy {UPLINK_IP}:443"
         # QUIC is refused at once, so the browser falls back to TCP.
         assert client(network, "udp") == "ConnectionRefusedError"
-        assert box_script(network, "start", tmp_path).returncode == 0  # idempotent
-        rules = box_script(network, "status", tmp_path).stdout
+        assert box_script(network, "start", tmp_path, PROXY_PORT).returncode == 0  # idempotent
+        rules = box_script(network, "status", tmp_path, PROXY_PORT).stdout
         assert rules.count(f"redirect to :{PROXY_PORT}") == 1
 
-        stopped = box_script(network, "stop", tmp_path)
+        stopped = box_script(network, "stop", tmp_path, PROXY_PORT)
         assert stopped.returncode == 0, stopped.stderr
         assert sysctl(network, "net.ipv4.ip_forward") == "0"  # as it was before start
-        assert box_script(network, "status", tmp_path).returncode != 0  # the table is gone
+        assert (
+            box_script(network, "status", tmp_path, PROXY_PORT).returncode != 0
+        )  # the table is gone
         sh("ip", "netns", "exec", network["box"], "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         time.sleep(0.1)
         assert client(network, "tcp") == "uplink -"  # straight through, nothing redirected
@@ -223,7 +164,10 @@ def test_transparent_mode_redirects_tcp_rejects_quic_and_undoes_it(
             server.wait(5)
 
 
-def test_transparent_script_refuses_bad_settings(network: dict[str, str], tmp_path: Path) -> None:
+def test_transparent_script_refuses_bad_settings(
+    transparent_network: dict[str, str], tmp_path: Path
+) -> None:
+    network = transparent_network
     env = {**os.environ, "RUNTIME_DIRECTORY": str(tmp_path)}
     for extra, message in (
         ({"INSTAFLY_LAN_INTERFACE": "nope0", "INSTAFLY_PROXY_PORT": "8080"},

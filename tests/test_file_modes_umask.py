@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 from helpers import REPO, cli_env, free_port, jpeg_bytes, write_config
 from support_daemon import TEST_PASSWORD, give_password
@@ -64,6 +65,7 @@ def test_the_store_writes_what_the_umask_allows(tmp_path: Path) -> None:
     assert open_["plain.bin"] == "0o644" and open_["v0001"] == "0o755"
 
 
+@pytest.mark.slow
 def test_an_upload_lands_private_under_the_units_umask(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     give_password(data_dir)

@@ -69,6 +69,7 @@ def test_a_second_developer_install_is_quick_and_changes_nothing() -> None:
     assert (stamp.stat().st_mtime_ns, sorted(p.name for p in (venv / "bin").iterdir())) == before
 
 
+@pytest.mark.slow
 def test_system_install_into_a_root_folder(tmp_path: Path) -> None:
     root = tmp_path / "root"
     result = install("--system", "--root", str(root), "--no-venv")

@@ -11,6 +11,7 @@ import pytest
 from instaflyd.jobs.outputs import (
     MAX_SIDECAR_BYTES,
     NAME_MAX,
+    Duplicate,
     Enhancement,
     Sidecar,
     UnreadableSidecar,
@@ -101,6 +102,7 @@ def test_a_job_without_result_has_only_its_reason(tmp_path: Path) -> None:
         (b"[1, 2]", "not a JSON object"),
         (b'{"status": "maybe", "input": "x.jpg"}', "no status and input"),
         (b'{"status": "done"}', "no status and input"),
+        (b'{"status": "duplicate", "input": "x.jpg", "job": 1}', "without the photo it matches"),
         (b" " * (MAX_SIDECAR_BYTES + 1), "larger than"),
     ],
 )
@@ -121,3 +123,21 @@ def test_odd_values_in_a_done_sidecar_are_left_out_not_believed(tmp_path: Path) 
     assert read.enhancement is not None and read.enhancement.params == {"contrast": 0.5}
     path.write_text(json.dumps(DONE.as_json() | {"score_after": "high"}))
     assert read_sidecar(path) == Sidecar("done", "/drop/beach.jpg")  # no enhancement to show
+
+
+def test_a_duplicates_note_is_a_sidecar_and_reads_back_as_the_same_record(tmp_path: Path) -> None:
+    path = tmp_path / "copy.instafly.json"
+    queued = Sidecar("duplicate", "copy.jpg", duplicate=Duplicate("a.jpg", 7, "queued", "soon"))
+    write_sidecar(path, queued)
+    assert json.loads(path.read_text()) == {
+        "status": "duplicate", "input": "copy.jpg", "same_as": "a.jpg", "job": 7,
+        "state": "queued", "note": "soon",
+    }  # fmt: skip
+    assert read_sidecar(path) == queued
+    copied = Duplicate("a.jpg", 7, "done", "copied", "copy.instafly.jpg", -3.0, -2.5)
+    write_sidecar(path, Sidecar("duplicate", "copy.jpg", duplicate=copied))
+    assert read_sidecar(path).duplicate == copied
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"score_after": "high"}))
+    assert read_sidecar(path).duplicate == Duplicate(
+        "a.jpg", 7, "done", "copied", "copy.instafly.jpg", -3.0, None
+    )  # an odd score is left out, not believed

@@ -11,7 +11,7 @@ from support_model import add_generated_posts, tiny_config
 
 from instaflyd.config import Config, ConfigError
 from instaflyd.model import feature_codec
-from instaflyd.model.backbone import build_backbone
+from instaflyd.model.backbone import Backbone, build_backbone
 from instaflyd.model.feature_budget import admit, keep_order
 from instaflyd.model.features import CachedImage, FeatureCache
 from instaflyd.model.labels import LabelledPost, labelled_posts
@@ -35,6 +35,13 @@ def stored(data_dir: Path) -> tuple[Config, list[LabelledPost]]:
         return config, labelled_posts(db.conn, ImageFiles(config.images_dir))
 
 
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory: pytest.TempPathFactory) -> Backbone:
+    """One frozen VGG16 (seeded random weights) for this file's tests: building it and tracing
+    its forward pass cost most of a test's CPU second, and computing features does not change it."""
+    return build_backbone(tiny_config(tmp_path_factory.mktemp("backbone")), "none", 64)
+
+
 def test_owners_take_turns_newest_first() -> None:
     posts = [
         post("1", "a", 100), post("2", "a", 300), post("3", "a", 200), post("4", "a", 400),
@@ -47,11 +54,10 @@ def test_owners_take_turns_newest_first() -> None:
 
 
 def test_a_write_that_would_exceed_the_budget_is_refused(
-    stored: tuple[Config, list[LabelledPost]],
+    stored: tuple[Config, list[LabelledPost]], backbone: Backbone
 ) -> None:
     config, posts = stored
     images = [CachedImage(p.image_sha256, p.image_path) for p in posts]
-    backbone = build_backbone(config, "none", 64)
     unlimited = FeatureCache(config.features_dir / "measure", backbone)
     unlimited.features(images[:1])
     one_file = disk_bytes(unlimited)
@@ -75,10 +81,9 @@ def test_a_write_that_would_exceed_the_budget_is_refused(
 
 
 def test_admit_keeps_owners_newest_and_deletes_the_rest(
-    stored: tuple[Config, list[LabelledPost]],
+    stored: tuple[Config, list[LabelledPost]], backbone: Backbone
 ) -> None:
     config, posts = stored
-    backbone = build_backbone(config, "none", 64)
     cache = FeatureCache(config.features_dir, backbone)
     cache.features([CachedImage(p.image_sha256, p.image_path) for p in posts])
     sizes = {sha: file.bytes for sha, file in cache.inventory().items()}
@@ -107,9 +112,11 @@ def test_admit_keeps_owners_newest_and_deletes_the_rest(
     assert set(newest.values()) <= {p.post_id for p in admission.kept}
 
 
-def test_without_a_budget_nothing_is_deleted(stored: tuple[Config, list[LabelledPost]]) -> None:
+def test_without_a_budget_nothing_is_deleted(
+    stored: tuple[Config, list[LabelledPost]], backbone: Backbone
+) -> None:
     config, posts = stored
-    cache = FeatureCache(config.features_dir, build_backbone(config, "none", 64))
+    cache = FeatureCache(config.features_dir, backbone)
     cache.features([CachedImage(p.image_sha256, p.image_path) for p in posts[:3]])
     admission = admit(posts, cache)
     assert (len(admission.kept), admission.left_out, admission.evicted) == (12, 0, 0)

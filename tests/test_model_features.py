@@ -9,7 +9,7 @@ import pytest
 from support_model import add_generated_posts, tiny_config
 
 from instaflyd.model import feature_codec
-from instaflyd.model.backbone import build_backbone
+from instaflyd.model.backbone import Backbone, build_backbone
 from instaflyd.model.features import KEY_FILE, CachedImage, FeatureCache
 from instaflyd.model.labels import labelled_posts
 from instaflyd.store import Database, ImageFiles
@@ -22,6 +22,13 @@ def images(data_dir: Path) -> list[CachedImage]:
     with Database(config.db_path) as db:
         posts = labelled_posts(db.conn, ImageFiles(config.images_dir))
     return [CachedImage(post.image_sha256, post.image_path) for post in posts]
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory: pytest.TempPathFactory) -> Backbone:
+    """One frozen VGG16 (seeded random weights) for this file's tests: building it and tracing
+    its forward pass cost most of a test's CPU second, and computing features does not change it."""
+    return build_backbone(tiny_config(tmp_path_factory.mktemp("backbone")), "none", 64)
 
 
 @pytest.mark.slow
@@ -74,16 +81,20 @@ def test_a_changed_input_size_invalidates_the_cache(
     assert [p.name for p in config.features_dir.iterdir()] == [larger.key]
 
 
-def test_a_different_seed_for_random_weights_is_another_key(data_dir: Path) -> None:
-    first = FeatureCache(data_dir, build_backbone(tiny_config(data_dir), "none", 64))
+def test_a_different_seed_for_random_weights_is_another_key(
+    data_dir: Path, backbone: Backbone
+) -> None:
+    first = FeatureCache(data_dir, backbone)
     other_seed = tiny_config(data_dir, train={"seed": 1})
     second = FeatureCache(data_dir, build_backbone(other_seed, "none", 64))
     assert first.key != second.key
 
 
-def test_a_damaged_cache_file_is_computed_again(data_dir: Path, images: list[CachedImage]) -> None:
+def test_a_damaged_cache_file_is_computed_again(
+    data_dir: Path, images: list[CachedImage], backbone: Backbone
+) -> None:
     config = tiny_config(data_dir)
-    cache = FeatureCache(config.features_dir, build_backbone(config, "none", 64))
+    cache = FeatureCache(config.features_dir, backbone)
     good = np.asarray(cache.features(images[:2])[0])
     cache.path_for(images[0].sha256).write_bytes(b"truncated")
     again, report = cache.features(images[:2])
@@ -92,12 +103,12 @@ def test_a_damaged_cache_file_is_computed_again(data_dir: Path, images: list[Cac
 
 
 def test_an_unreadable_image_is_reported_and_not_cached(
-    data_dir: Path, images: list[CachedImage]
+    data_dir: Path, images: list[CachedImage], backbone: Backbone
 ) -> None:
     config = tiny_config(data_dir)
     broken = data_dir / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not a whole JPEG")
-    cache = FeatureCache(config.features_dir, build_backbone(config, "none", 64))
+    cache = FeatureCache(config.features_dir, backbone)
     mixed = [images[0], CachedImage("ab" * 32, broken), images[1]]
     features, report = cache.features(mixed)
     assert (report.computed, report.reused, report.unreadable) == (2, 0, [1])
@@ -107,12 +118,12 @@ def test_an_unreadable_image_is_reported_and_not_cached(
 
 
 def test_features_are_read_from_the_cache_a_batch_at_a_time(
-    data_dir: Path, images: list[CachedImage]
+    data_dir: Path, images: list[CachedImage], backbone: Backbone
 ) -> None:
     """Training holds one batch, not every post's features: rows come from the files when
     indexed (so a file removed after the call is noticed only when its row is asked for)."""
     config = tiny_config(data_dir)
-    cache = FeatureCache(config.features_dir, build_backbone(config, "none", 64))
+    cache = FeatureCache(config.features_dir, backbone)
     features, _ = cache.features(images)
     batch = features[np.array([3, 0])]
     np.testing.assert_array_equal(batch[1], feature_codec.decode(cache.path_for(images[0].sha256)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,16 @@ def test_the_two_set_up_commands_are_in_the_readme_and_ci_runs_the_test_one() ->
 
 @pytest.mark.slow
 def test_the_demo_quick_start_runs_as_written(tmp_path: Path) -> None:
-    """Every line of the demo up to `instaflyd run` (which serves until stopped)."""
+    """Every line of the demo up to `instaflyd run` (which serves until stopped), with the venv
+    that runs the tests for the README's `.venv` (CI's second Python runs from `.venv-newest`)."""
     script = shell_block_after("### Demo quick start")
     lines = script.splitlines()
     run = next(i for i, line in enumerate(lines) if line.startswith(".venv/bin/instaflyd run"))
     demo = tmp_path / "instafly-demo"
+    venv_bin = Path(sys.executable).parent
     body = "\n".join(lines[:run]).replace("/tmp/instafly-demo", str(demo))
+    assert ".venv/bin/instaflyd import" in body
+    body = body.replace(".venv/bin/", f"{venv_bin}/")
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", body],
         cwd=REPO, capture_output=True, text=True, timeout=600, env=cli_env(),

@@ -101,6 +101,7 @@ def test_a_backlog_that_cannot_be_written_in_time_is_reported_lost_at_error(
     assert any("the writer did not finish within 0 s" in e for e in errors), errors
 
 
+@pytest.mark.slow
 def test_a_page_that_dies_stops_the_daemon_with_an_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from helpers import jpeg_bytes, sql_scalar, wait_until
 
 from instaflyd.config import build_config
+from instaflyd.jobs.outputs import Duplicate, Sidecar, read_sidecar
 from instaflyd.store import Database
 from instaflyd.store.jobs import enqueue_job, finish_job
 from instaflyd.watch.duplicates import note_duplicate
@@ -36,8 +37,15 @@ def test_a_copy_of_a_finished_photo_gets_the_result_under_its_own_name(tmp_path:
         assert sidecar == out / "IMG_0001 copy.instafly.json"
         assert (out / "IMG_0001 copy.instafly.jpg").read_bytes() == b"the enhanced photo"
         record = json.loads(sidecar.read_text())
-        assert (record["input"], record["same_as"], record["output"]) == (
-            "IMG_0001 copy.jpg", "IMG_0001.jpg", "IMG_0001 copy.instafly.jpg",
+        assert (record["status"], record["input"], record["same_as"], record["output"]) == (
+            "duplicate", "IMG_0001 copy.jpg", "IMG_0001.jpg", "IMG_0001 copy.instafly.jpg",
+        )  # fmt: skip
+        assert read_sidecar(sidecar) == Sidecar(
+            "duplicate", "IMG_0001 copy.jpg", duplicate=Duplicate(
+                "IMG_0001.jpg", job, "done",
+                "The same photo as IMG_0001.jpg, enhanced once: this is its result.",
+                output="IMG_0001 copy.instafly.jpg", score_before=-3.0, score_after=-2.9,
+            ),
         )  # fmt: skip
         # Noted once: a scan after a restart finds it again and writes nothing new.
         assert note_duplicate(db, drop / "IMG_0001 copy.jpg", out) == sidecar

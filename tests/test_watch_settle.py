@@ -215,6 +215,7 @@ def test_a_slow_copy_is_queued_only_when_complete(watcher: DropWatcher, drop: Pa
     assert jobs == {"slow.jpg": file_sha256(drop / "slow.jpg")}
 
 
+@pytest.mark.slow
 def test_a_restart_does_not_read_files_queued_before(watcher: DropWatcher, drop: Path) -> None:
     drop.mkdir(parents=True)
     photo = drop / "seen.jpg"

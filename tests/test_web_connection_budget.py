@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import select
 import socket
 import statistics
@@ -27,27 +26,16 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import free_port, jpeg_bytes, wait_until, write_config
-from support_daemon import TEST_PASSWORD, give_password
+from helpers import jpeg_bytes, wait_until
+from support_daemon import give_password
 from support_page import PageProcess, page_process
+from support_web import logged_in, page_config
 
 from instaflyd.config import build_config
 from instaflyd.web import create_app, server
 from instaflyd.web.server import WebServer
 
 HOUSEHOLD = "127.0.0.2"
-
-
-def page_config(tmp_path: Path) -> Path:
-    data_dir = tmp_path / "data"
-    give_password(data_dir)
-    values = {
-        "data_dir": str(data_dir),
-        "web": {"host": "127.0.0.1", "port": free_port()},
-        "model": {"input_size": 64, "weights": "none"},
-        "watch": {"drop_dir": "drop", "output_dir": "enhanced"},
-    }
-    return write_config(tmp_path / "instafly.yaml", values)
 
 
 def spooled_bytes(page: PageProcess, tmp: Path) -> int:
@@ -79,20 +67,6 @@ def big_post(port: int, source: str, path: str, cookie: str = "", send_mb: int =
             while data := sock.recv(65536):
                 answer += data
     return answer.decode(errors="replace")
-
-
-def logged_in(base: str) -> requests.Session:
-    browser = requests.Session()
-    browser.headers["Origin"] = base
-    found = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(base + "/login").text)
-    assert found
-    browser.post(
-        base + "/login", data={"password": TEST_PASSWORD, "csrf_token": found.group(1)}
-    ).raise_for_status()
-    token = re.search(r'name="csrf-token" content="([^"]+)"', browser.get(base + "/").text)
-    assert token
-    browser.headers["X-CSRF-Token"] = token.group(1)
-    return browser
 
 
 def test_large_bodies_from_strangers_are_refused_before_they_are_read(tmp_path: Path) -> None:
@@ -144,6 +118,7 @@ class Holders:
         self.open: dict[socket.socket, str] = {}
         self.reopened = 0
         self.stop = threading.Event()
+        self.failed: BaseException | None = None  # the attack must not stop unnoticed
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def connect(self, address: str) -> None:
@@ -171,12 +146,23 @@ class Holders:
                 self.reopened += 1
 
     def run(self) -> None:
+        try:
+            self.hold()
+        except BaseException as exc:
+            self.failed = exc
+            raise
+
+    def hold(self) -> None:
         next_byte = 0.0
         while not self.stop.is_set():
             self.fill()
-            readable, _, _ = select.select(list(self.open), [], [], 0.2)
-            for sock in readable:  # the page answered or closed it: it is gone
-                self.drop(sock)
+            # poll, not select: in a busy test worker the sockets' numbers pass select's 1024
+            by_fd = {sock.fileno(): sock for sock in self.open}
+            poller = select.poll()
+            for fd in by_fd:
+                poller.register(fd, select.POLLIN)
+            for fd, _ in poller.poll(200):  # the page answered or closed it: it is gone
+                self.drop(by_fd[fd])
             if time.monotonic() >= next_byte:
                 next_byte = time.monotonic() + 2
                 for sock in list(self.open):
@@ -198,6 +184,7 @@ class Holders:
         self.thread.join(10)
         for sock in list(self.open):
             sock.close()
+        assert self.failed is None, f"the attack stopped: {self.failed!r}"
 
 
 def household_healthz(port: int, times: int) -> list[float]:

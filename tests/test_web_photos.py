@@ -173,6 +173,12 @@ def test_the_photo_list_newest_first_with_scores_edits_and_urls(
     assert beach["output_name"] == "beach.instafly.jpg"
     assert beach["urls"]["enhanced"] == f"/api/photos/{beach['id']}/enhanced"
     assert photos[2]["urls"] == {"before": None, "after": None, "enhanced": None}  # rejected
+    assert (photos[2]["retryable"], beach["retryable"], beach["attempts"]) == (True, False, 0)
+    assert set(beach) == {
+        "id", "name", "status", "reason", "attempts", "created", "finished", "score_before",
+        "score_after", "score_change", "model_version", "retryable", "output_name", "edits",
+        "urls", "words",
+    }  # fmt: skip
     assert client.get(f"/api/photos/{beach['id']}").get_json() == beach
     assert client.get("/api/photos/99999").status_code == 404
 

@@ -38,6 +38,7 @@ from support_daemon import (
     seed_extras,
     seed_store,
 )
+from support_web import form_token, log_in, serving
 
 from instaflyd.config import Config, ConfigError, build_config, load_config
 from instaflyd.network import lan_address
@@ -73,16 +74,6 @@ def config(tmp_path: Path) -> Config:
     seed_store(config.data_dir, posts=4, owners=2)
     give_password(config.data_dir)
     return config
-
-
-@contextlib.contextmanager
-def serving(config: Config) -> Iterator[WebServer]:
-    web = WebServer(create_app(config), "127.0.0.1", 0)
-    web.start()
-    try:
-        yield web
-    finally:
-        web.stop()
 
 
 @pytest.fixture
@@ -126,22 +117,7 @@ def send(
 
 def browser_session(web: WebServer, password: str = TEST_PASSWORD) -> requests.Session:
     """A browser that logged in through the form (same-origin, with its CSRF token)."""
-    session = requests.Session()
-    base = f"http://127.0.0.1:{port_of(web)}"
-    session.headers["Origin"] = base
-    response = session.post(
-        base + "/login",
-        data={"password": password, "csrf_token": csrf_token(session, base + "/login")},
-        allow_redirects=False,
-    )
-    assert response.status_code == 302, response.text
-    return session
-
-
-def csrf_token(session: requests.Session, url: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', session.get(url).text)
-    assert found, url
-    return found.group(1)
+    return log_in(f"http://127.0.0.1:{port_of(web)}", password)
 
 
 def job_state(config: Config, job_id: int) -> str:
@@ -183,7 +159,7 @@ def test_a_rebound_name_cannot_start_training_or_retry_a_job(
     rejected = jobs["rejected"]
     browser = browser_session(web)
     base = f"http://127.0.0.1:{port_of(web)}"
-    token = csrf_token(browser, base + "/")
+    token = form_token(browser, base + "/")
     cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
     form = f"csrf_token={token}"
     forged = [
@@ -275,7 +251,7 @@ def test_the_login_form_and_basic_auth_share_one_growing_delay_per_client(
     base = f"http://127.0.0.1:{port_of(web)}"
     guesser = requests.Session()
     guesser.headers["Origin"] = base
-    token = csrf_token(guesser, base + "/login")
+    token = form_token(guesser, base + "/login")
 
     def try_form(password: str) -> requests.Response:
         return guesser.post(
@@ -307,7 +283,7 @@ def test_a_kept_cookie_stops_working_after_logout_and_after_a_password_change(
     browser = browser_session(web)
     kept = browser.cookies.get("instafly_session")
     assert browser.get(base + "/api/status").status_code == 200
-    token = csrf_token(browser, base + "/")
+    token = form_token(browser, base + "/")
     assert browser.post(base + "/logout", data={"csrf_token": token},
                         allow_redirects=False).status_code == 302  # fmt: skip
     code, _, _ = send(web, "GET", "/api/status", {"Cookie": f"instafly_session={kept}"})

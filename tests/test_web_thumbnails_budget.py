@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import io
-import re
 import struct
 import threading
 import time
@@ -21,10 +20,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import free_port, wait_until, write_config
+from helpers import wait_until
 from PIL import Image
-from support_daemon import TEST_PASSWORD, give_password
 from support_page import page_process
+from support_web import log_in as logged_in
+from support_web import page_config
 
 from instaflyd.config import load_config
 from instaflyd.store import Database
@@ -55,18 +55,6 @@ def blank_png(side: int, color_type: int) -> bytes:
     )
 
 
-def page_config(tmp_path: Path) -> Path:
-    data_dir = tmp_path / "data"
-    give_password(data_dir)
-    values = {
-        "data_dir": str(data_dir),
-        "web": {"host": "127.0.0.1", "port": free_port()},
-        "model": {"input_size": 64, "weights": "none"},
-        "watch": {"drop_dir": "drop", "output_dir": "enhanced"},
-    }
-    return write_config(tmp_path / "instafly.yaml", values)
-
-
 def queue_photo(config_path: Path, name: str, data: bytes) -> int:
     config = load_config(config_path)
     config.watch.drop_dir.mkdir(parents=True, exist_ok=True)
@@ -76,22 +64,6 @@ def queue_photo(config_path: Path, name: str, data: bytes) -> int:
         job_id = enqueue_job(conn, str(path), name)
     assert job_id is not None
     return job_id
-
-
-def logged_in(base: str) -> requests.Session:
-    """A browser logged in through the form (one session, so concurrent requests are not
-    password guesses)."""
-    browser = requests.Session()
-    browser.headers["Origin"] = base
-    found = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(base + "/login").text)
-    assert found
-    answer = browser.post(
-        base + "/login",
-        data={"password": TEST_PASSWORD, "csrf_token": found.group(1)},
-        allow_redirects=False,
-    )
-    assert answer.status_code == 302, answer.text
-    return browser
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ tried for real against the page served by waitress on loopback (issue 20, items 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import time
@@ -21,9 +20,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import free_port, jpeg_bytes, wait_until, write_config
-from support_daemon import TEST_PASSWORD, give_password
+from helpers import jpeg_bytes, wait_until
 from support_page import page_process
+from support_web import logged_in, page_config
 
 from instaflyd.config import Config, load_config
 from instaflyd.store import Database
@@ -32,35 +31,6 @@ from instaflyd.watch.rules import DropRules
 from instaflyd.web import uploads
 
 MB = 1_000_000
-
-
-def page_config(tmp_path: Path, **web: object) -> Path:
-    data_dir = tmp_path / "data"
-    give_password(data_dir)
-    values = {
-        "data_dir": str(data_dir),
-        "web": {"host": "127.0.0.1", "port": free_port(), **web},
-        "model": {"input_size": 64, "weights": "none"},
-        "watch": {"drop_dir": "drop", "output_dir": "enhanced"},
-    }
-    return write_config(tmp_path / "instafly.yaml", values)
-
-
-def logged_in(base: str) -> requests.Session:
-    browser = requests.Session()
-    browser.headers["Origin"] = base
-    found = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(base + "/login").text)
-    assert found
-    answer = browser.post(
-        base + "/login",
-        data={"password": TEST_PASSWORD, "csrf_token": found.group(1)},
-        allow_redirects=False,
-    )
-    assert answer.status_code == 302, answer.text
-    token = re.search(r'name="csrf-token" content="([^"]+)"', browser.get(base + "/").text)
-    assert token
-    browser.headers["X-CSRF-Token"] = token.group(1)
-    return browser
 
 
 def junk(size: int, seed: int) -> bytes:

@@ -1,7 +1,7 @@
 """Phones through WireGuard, for real: Debian's wireguard-go in network namespaces of the test's
 own, each phone through its own configuration (as its QR code holds it) to the proxy, and an
-Instagram stand-in over HTTPS in a namespace of its own. One proxy serves the module; each test
-adds phones of its own (a fresh listener each: WireGuard handshakes on a listener slow down after
+Instagram stand-in over HTTPS in a namespace of its own. One proxy serves the module (the
+`wireguard_box` fixture, tests/conftest.py); each test adds phones of its own (a fresh listener each: WireGuard handshakes on a listener slow down after
 about ten)."""
 
 from __future__ import annotations
@@ -11,25 +11,23 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from helpers import free_port, missing_on_this_machine, wait_until, write_config
+from helpers import free_port, missing_on_this_machine, wait_until
 from support_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PHONE
-from support_capture import recorded_requests, running_proxy
-from support_wireguard import NETNS_ETC, Lab, lab, origin_in
+from support_capture import recorded_requests
+from support_wireguard import NETNS_ETC, Lab, WireGuardBox, curl, new_device
 
-from instaflyd.capture.wireguard import CHECK_HOST, CHECK_PATH, add_device, client_conf
+from instaflyd.capture.wireguard import CHECK_HOST, CHECK_PATH, client_conf
 from instaflyd.config import load_config
 from instaflyd.status.collect import devices_section
 from instaflyd.store import Database
-from instaflyd.store.devices import WireGuardDevice, revoke_wireguard_device, seen_devices
+from instaflyd.store.devices import revoke_wireguard_device, seen_devices
 from instaflyd.web import create_app
 from instaflyd.web.server import WebServer
 
@@ -40,12 +38,6 @@ pytestmark = pytest.mark.slow
 def rows(db: Path, sql: str, *args: object) -> list[tuple]:
     with sqlite3.connect(db) as conn:
         return conn.execute(sql, args).fetchall()
-
-
-def curl(the_lab: Lab, ns: str, url: str, *options: str, timeout: float = 10) -> tuple[int, str]:
-    """(curl's exit status, the HTTP status or body) from inside the phone's namespace."""
-    result = the_lab.run(ns, "curl", "-sS", "--max-time", str(timeout), *options, url, check=False)
-    return result.returncode, result.stdout.strip()
 
 
 def replay(the_lab: Lab, ns: str, ca: Path, tmp: Path, only: str | None = None) -> list[str]:
@@ -68,64 +60,10 @@ def replay(the_lab: Lab, ns: str, ca: Path, tmp: Path, only: str | None = None) 
     return statuses
 
 
-def new_device(config_path: Path, name: str) -> WireGuardDevice:
-    config = load_config(config_path, search=False)
-    with Database(config.db_path) as db, db.transaction() as conn:
-        return add_device(conn, config, name)
-
-
-@dataclass(frozen=True)
-class Box:
-    lab: Lab
-    config: Path
-    data: Path
-    wg_port: int
-    origin: dict[str, Any]
-    origin_address: str
-    first_phone: WireGuardDevice  # added before the proxy started
-    log: Path
-    proxy_port: int  # the Wi-Fi proxy's
-
-    @property
-    def ca(self) -> Path:
-        return self.data / "mitmproxy" / "mitmproxy-ca-cert.pem"
-
-    @property
-    def db(self) -> Path:
-        return self.data / "instafly.db"
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
-    tmp = tmp_path_factory.mktemp("wireguard")
-    data = tmp / "data"
-    port, wg_port = free_port(), free_port()
-    with lab() as the_lab:
-        origin_ns, _, origin_address = the_lab.namespace("o")
-        with origin_in(the_lab, origin_ns, origin_address, tmp / "origin") as origin:
-            config = write_config(
-                tmp / "instafly.yaml",
-                {
-                    "data_dir": str(data),
-                    "proxy": {
-                        "listen_host": "0.0.0.0",
-                        "listen_port": port,
-                        "mitmproxy_options": origin["mitmproxy_options"],
-                    },
-                    "wireguard": {"port": wg_port, "max_devices": 3},
-                    "web": {"host": "0.0.0.0"},
-                },
-            )
-            first = new_device(config, "Anna's phone")
-            with running_proxy(config, port, tmp / "proxy.log") as process:
-                yield Box(the_lab, config, data, wg_port, origin, origin_address, first,
-                          tmp / "proxy.log", port)  # fmt: skip
-        # mitmproxy may end with SIGSEGV on SIGTERM after WireGuard traffic: a stop all the same.
-        assert process.returncode in (0, -11)
-    assert "PrivateKey" not in (tmp / "proxy.log").read_text()
-
-
-def test_two_phones_each_through_its_own_tunnel(box: Box, tmp_path: Path) -> None:
+def test_two_phones_each_through_its_own_tunnel(
+    wireguard_box: WireGuardBox, tmp_path: Path
+) -> None:
+    box = wireguard_box
     the_lab, data, wg_port, origin = box.lab, box.data, box.wg_port, box.origin
     origin_address, ca, db = box.origin_address, box.ca, box.db
     phone_a, box_a, anna_address = the_lab.namespace("a")
@@ -259,10 +197,14 @@ def live_check_state(page: Any, state: str) -> str:
 
 
 @pytest.mark.browser
-def test_the_live_check_on_the_phone_turns_to_ready(box: Box, tmp_path: Path) -> None:
+def test_the_live_check_on_the_phone_turns_to_ready(
+    wireguard_box: WireGuardBox, tmp_path: Path
+) -> None:
     """A phone opens the set-up page before its tunnel is up, then with the tunnel but without
     the certificate, then trusting it: the page says which step is missing, then "Ready"."""
     from playwright.sync_api import sync_playwright
+
+    box = wireguard_box
 
     phone, box_address, _ = box.lab.namespace("c")
     carla = new_device(box.config, "Carla's phone")

@@ -4,7 +4,6 @@ remove it, the budget, naming devices, and what a stranger on the LAN never gets
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import re
 from collections.abc import Iterator
@@ -12,15 +11,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from support_daemon import TEST_PASSWORD, give_password
+from support_daemon import give_password
+from support_web import log_in, page_token, serving
 
 from instaflyd.capture.wireguard import CHECK_HOST, allowed_ips, public_key
 from instaflyd.config import Config, build_config
 from instaflyd.network import lan_address
 from instaflyd.store import Database
 from instaflyd.store.devices import device_seen, get_wireguard_device, wireguard_devices
-from instaflyd.web import create_app
-from instaflyd.web.server import WebServer
 
 
 @pytest.fixture
@@ -37,43 +35,16 @@ def config(tmp_path: Path) -> Config:
     return config
 
 
-@contextlib.contextmanager
-def serving(config: Config) -> Iterator[str]:
-    web = WebServer(create_app(config), "127.0.0.1", 0)
-    web.start()
-    try:
-        yield f"http://{web.address}"
-    finally:
-        web.stop()
-
-
 @pytest.fixture
 def base(config: Config) -> Iterator[str]:
-    with serving(config) as url:
-        yield url
-
-
-def logged_in(base: str) -> requests.Session:
-    session = requests.Session()
-    response = session.post(
-        base + "/login",
-        data={"password": TEST_PASSWORD, "csrf_token": token(session, base + "/login")},
-        allow_redirects=False,
-    )
-    assert response.status_code == 302, response.text
-    return session
-
-
-def token(session: requests.Session, url: str) -> str:
-    found = re.search(r'name="csrf-token" content="([^"]+)"', session.get(url).text)
-    assert found, url
-    return found.group(1)
+    with serving(config) as web:
+        yield f"http://{web.address}"
 
 
 def add_phone(session: requests.Session, base: str, name: str) -> requests.Response:
     return session.post(
         base + "/setup/phones",
-        data={"name": name, "csrf_token": token(session, base + "/setup")},
+        data={"name": name, "csrf_token": page_token(session, base + "/setup")},
     )
 
 
@@ -81,7 +52,7 @@ def test_a_phone_gets_its_own_keys_qr_code_and_conf(
     base: str, config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    session = logged_in(base)
+    session = log_in(base)
     page = add_phone(session, base, "Anna's  iPhone\n")
     assert page.status_code == 200
     assert "Anna&#39;s iPhone added: scan its code with the WireGuard app" in page.text
@@ -126,7 +97,7 @@ def test_a_phone_gets_its_own_keys_qr_code_and_conf(
 def test_a_stranger_sees_no_phone_code_and_cannot_add_or_download(
     base: str, config: Config
 ) -> None:
-    session = logged_in(base)
+    session = log_in(base)
     add_phone(session, base, "Anna")
     with Database(config.db_path) as db:
         (anna,) = wireguard_devices(db.conn)
@@ -156,13 +127,13 @@ def test_a_stranger_sees_no_phone_code_and_cannot_add_or_download(
 
 
 def test_removing_a_phone_forgets_its_keys_at_once(base: str, config: Config) -> None:
-    session = logged_in(base)
+    session = log_in(base)
     add_phone(session, base, "Anna")
     with Database(config.db_path) as db:
         (anna,) = wireguard_devices(db.conn)
     page = session.post(
         f"{base}/setup/phones/{anna.id}/remove",
-        data={"csrf_token": token(session, base + "/setup")},
+        data={"csrf_token": page_token(session, base + "/setup")},
     )
     assert "Anna removed: the box no longer accepts it" in page.text
     assert "No phone set up yet." in page.text
@@ -174,7 +145,7 @@ def test_removing_a_phone_forgets_its_keys_at_once(base: str, config: Config) ->
     assert session.get(f"{base}/setup/phones/{anna.id}.conf").status_code == 404
     again = session.post(
         f"{base}/setup/phones/{anna.id}/remove",
-        data={"csrf_token": token(session, base + "/setup")},
+        data={"csrf_token": page_token(session, base + "/setup")},
     )
     assert "That phone was removed already." in again.text
     # Its port is free for the next phone, with new keys.
@@ -187,7 +158,7 @@ def test_removing_a_phone_forgets_its_keys_at_once(base: str, config: Config) ->
 def test_the_household_names_a_device_the_proxy_saw(base: str, config: Config) -> None:
     with Database(config.db_path) as db, db.transaction() as conn:
         device_seen(conn, "ip:192.168.1.40")
-    session = logged_in(base)
+    session = log_in(base)
     page = session.get(base + "/setup")
     assert 'data-device="ip:192.168.1.40"' in page.text
     assert "<strong>192.168.1.40</strong>" in page.text
@@ -196,7 +167,7 @@ def test_the_household_names_a_device_the_proxy_saw(base: str, config: Config) -
         data={
             "key": "ip:192.168.1.40",
             "name": "Kitchen iPad",
-            "csrf_token": token(session, base + "/setup"),
+            "csrf_token": page_token(session, base + "/setup"),
         },
     )
     assert "Named &#39;Kitchen iPad&#39;." in named.text
@@ -206,14 +177,14 @@ def test_the_household_names_a_device_the_proxy_saw(base: str, config: Config) -
         data={
             "key": "ip:192.168.1.40",
             "name": "x" * 61,
-            "csrf_token": token(session, base + "/setup"),
+            "csrf_token": page_token(session, base + "/setup"),
         },
     )
     assert too_long.status_code == 400
     for key in ("ip:10.9.9.9", "wg:" + "9" * 30, "wg:x", "wg:-1"):
         unknown = session.post(
             base + "/devices/name",
-            data={"key": key, "name": "x", "csrf_token": token(session, base + "/setup")},
+            data={"key": key, "name": "x", "csrf_token": page_token(session, base + "/setup")},
         )
         assert unknown.status_code == 200 and "No such device." in unknown.text, key
     assert (
@@ -222,7 +193,7 @@ def test_the_household_names_a_device_the_proxy_saw(base: str, config: Config) -
             data={
                 "key": "ip:" + "1" * 100,
                 "name": "x",
-                "csrf_token": token(session, base + "/setup"),
+                "csrf_token": page_token(session, base + "/setup"),
             },
         ).status_code
         == 400
@@ -230,12 +201,12 @@ def test_the_household_names_a_device_the_proxy_saw(base: str, config: Config) -
 
 
 def test_a_phone_id_sqlite_cannot_hold_is_a_404(base: str) -> None:
-    session = logged_in(base)
+    session = log_in(base)
     for device_id in (2**63, 10**30):
         assert session.get(f"{base}/setup/phones/{device_id}.conf").status_code == 404
         removed = session.post(
             f"{base}/setup/phones/{device_id}/remove",
-            data={"csrf_token": token(session, base + "/setup")},
+            data={"csrf_token": page_token(session, base + "/setup")},
         )
         assert removed.status_code == 404, device_id
     assert session.get(f"{base}/setup/phones/0.conf").status_code == 404
@@ -247,8 +218,9 @@ def test_with_wireguard_turned_off_no_phone_can_be_added(tmp_path: Path) -> None
         data_dir=tmp_path / "data",
     )
     give_password(config.data_dir)
-    with serving(config) as base:
-        session = logged_in(base)
+    with serving(config) as web:
+        base = f"http://{web.address}"
+        session = log_in(base)
         assert "WireGuard is turned off in the config" in session.get(base + "/setup").text
         page = add_phone(session, base, "Anna")
         assert "WireGuard is turned off (wireguard.enabled in the config)." in page.text

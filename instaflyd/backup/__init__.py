@@ -10,10 +10,14 @@ models that were never promoted are left out. See `manifest` for the format.
 - `restore(config, file)`: put a backup back onto a fresh install.
 - `restore_database(config, backup, target_db)`: only the database, for a store found damaged.
 - `latest_backup(config)`: the newest readable backup in the daily folder (`backup.dir`).
-- `scheduled_backup(config)`: the daily backup, named by time, with the oldest ones removed.
+- `scheduled_backup(config)`: the daily backup, named by time, with the oldest ones removed; the
+  daily backups share their data files (`pieces`: each photo kept once in `backup.dir/files/`).
+- `SelfContained(daily)` / `export_backup(daily, target)`: one file with everything in it, made
+  from a daily backup (the page's download; `export`).
 """
 
 from instaflyd.backup.archive import make_backup
+from instaflyd.backup.export import SelfContained, export_backup
 from instaflyd.backup.manifest import BackupError, BackupManifest, read_manifest
 from instaflyd.backup.restore import RestoreResult, restore, restore_database
 from instaflyd.backup.rotation import latest_backup, list_backups, scheduled_backup
@@ -22,6 +26,8 @@ __all__ = [
     "BackupError",
     "BackupManifest",
     "RestoreResult",
+    "SelfContained",
+    "export_backup",
     "latest_backup",
     "list_backups",
     "make_backup",

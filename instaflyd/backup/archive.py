@@ -29,9 +29,12 @@ from instaflyd.backup.manifest import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_MEMBER,
+    PIECES_MEMBER,
+    SELF_CONTAINED_VERSION,
     BackupError,
     BackupManifest,
 )
+from instaflyd.backup.pieces import Piece, PieceStore, write_index
 from instaflyd.config import Config
 from instaflyd.fsutil import TEMP_PREFIX, atomic_writer
 from instaflyd.store import Database, StoreError
@@ -69,10 +72,28 @@ class _File:
     size: int
     mtime: int
     mode: int
+    mtime_ns: int = 0
 
 
 def make_backup(config: Config, target: Path) -> BackupManifest:
     """Write a backup of the appliance to `target` (replaced atomically); returns its manifest."""
+    return _write(config, target, None, {})
+
+
+def make_daily_backup(
+    config: Config, target: Path, store: PieceStore, previous: dict[str, Piece]
+) -> BackupManifest:
+    """A daily backup at `target`: its data files go to the shared `store` (the ones not there
+    yet), the file holds the database, the config and the list of those files.
+
+    `previous`: the last daily backup's pieces by name; a file of the same name, size and time
+    is not read again (its hash is taken from there) when its piece is still in the store."""
+    return _write(config, target, store, previous)
+
+
+def _write(
+    config: Config, target: Path, store: PieceStore | None, previous: dict[str, Piece]
+) -> BackupManifest:
     target = target.expanduser().absolute()
     if target.is_dir():
         raise BackupError(f"{target} is a folder; name the backup file, e.g. {target}/instafly.tar")
@@ -90,18 +111,30 @@ def make_backup(config: Config, target: Path) -> BackupManifest:
         except (StoreError, SnapshotError, sqlite3.Error) as exc:
             raise BackupError(f"cannot copy the database: {exc}") from None
         config_files = list(_config_files(config))
-        data_files = list(_data_files(config, target.parent, models))
+        data_files = list(data_folder_files(config, target.parent, models))
+        pieces: list[Piece] = []
+        added = 0
+        if store is not None:
+            try:
+                pieces, added = _store_pieces(store, data_files, previous)
+            except OSError as exc:
+                raise BackupError(
+                    f"cannot write the backup's files to {store.folder}: {exc.strerror or exc}"
+                ) from None
+            data_files = []
         manifest = BackupManifest(
             format=FORMAT,
-            format_version=FORMAT_VERSION,
+            format_version=FORMAT_VERSION if store is not None else SELF_CONTAINED_VERSION,
             instafly_version=__version__,
             schema_version=counts.schema_version,
             created=time.time(),
             counts=counts,
-            files=len(data_files),
-            file_bytes=sum(f.size for f in data_files),
+            files=len(pieces) if store is not None else len(data_files),
+            file_bytes=sum(p.size for p in pieces) + sum(f.size for f in data_files),
             database_bytes=database_copy.stat().st_size,
             config_files=len(config_files),
+            pieces=len(pieces),
+            added_bytes=added,
         )
         try:
             with (
@@ -113,19 +146,52 @@ def make_backup(config: Config, target: Path) -> BackupManifest:
                 for item in (*config_files, *data_files):
                     with contextlib.suppress(FileNotFoundError):  # pruned since listed
                         _add_file(tar, item)
+                if store is not None:
+                    index = io.BytesIO()
+                    write_index(pieces, index)
+                    _add_bytes(tar, PIECES_MEMBER, index.getvalue())
         except OSError as exc:
             raise BackupError(f"cannot write the backup {target}: {exc.strerror or exc}") from None
     finally:
         database_copy.unlink(missing_ok=True)
     log.info(
-        "backup %s written in %.1f s: %d posts, %d files, %.1f MB",
+        "backup %s written in %.1f s: %d posts, %d files, %.1f MB (%.1f MB of new files shared)",
         target,
         time.monotonic() - started,
         counts.posts,
         manifest.files,
         target.stat().st_size / 1e6,
+        added / 1e6,
     )
     return manifest
+
+
+def _store_pieces(
+    store: PieceStore, files: list[_File], previous: dict[str, Piece]
+) -> tuple[list[Piece], int]:
+    """Each file as a piece of the store (the new ones copied); the pieces and the bytes added.
+
+    The copies are synced once, together, before the backup that lists them is written."""
+    pieces, added = [], 0
+    for item in files:
+        known = previous.get(item.name)
+        if (
+            known is not None
+            and known.size == item.size
+            and known.mtime_ns == item.mtime_ns
+            and store.has(known.sha256, known.size)
+        ):
+            mode = item.mode & 0o777
+            pieces.append(Piece(item.name, known.sha256, item.size, mode, item.mtime_ns))
+            continue
+        try:
+            sha256, size, new = store.add(Path(item.path))
+        except FileNotFoundError:  # pruned since listed
+            continue
+        added += size if new else 0
+        pieces.append(Piece(item.name, sha256, size, item.mode & 0o777, item.mtime_ns))
+    os.sync()
+    return pieces, added
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -162,7 +228,7 @@ def _config_files(config: Config) -> Iterator[_File]:
                 yield _file_of(path, CONFIG_PREFIX + name)
 
 
-def _data_files(config: Config, backup_folder: Path, models: list[str]) -> Iterator[_File]:
+def data_folder_files(config: Config, backup_folder: Path, models: list[str]) -> Iterator[_File]:
     """Every regular file of the data folder a restore needs, sorted (images stream in order)."""
     root = config.data_dir
     # Folders inside the data folder that are not the appliance's state.
@@ -199,7 +265,9 @@ def _walk(entry: os.DirEntry[str], skip: int) -> Iterator[_File]:
         if entry.is_file(follow_symlinks=False):
             stat = entry.stat(follow_symlinks=False)
             name = DATA_PREFIX + entry.path[skip:]
-            yield _File(entry.path, name, stat.st_size, int(stat.st_mtime), stat.st_mode)
+            yield _File(
+                entry.path, name, stat.st_size, int(stat.st_mtime), stat.st_mode, stat.st_mtime_ns
+            )
             return
         if not entry.is_dir(follow_symlinks=False):
             return

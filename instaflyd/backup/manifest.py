@@ -7,6 +7,12 @@ Members, in this order:
 - `config/instafly.yaml` (and `config/share-password` beside it), when the config came from a file;
 - `data/<path>`: files of the data folder, by their path in it (images/ab/abcd....jpg, ...).
 
+That is a self-contained backup (format 1: `instaflyd backup FILE`, the page's download). A
+daily backup (format 2) holds the same first members, but instead of `data/<path>` members it
+holds `pieces.jsonl.gz`, the list of those files with their content hash; the files themselves
+are shared by all the daily backups in `<backup.dir>/files/` (`pieces`). Its manifest says how
+many (`pieces`) and how many bytes it added to that folder (`added_bytes`).
+
 A reader recognises a backup by the manifest's own `format` field and refuses one written in a
 newer format or at a newer schema than it knows, rather than guessing.
 """
@@ -23,11 +29,13 @@ from instaflyd.store.migrations import SCHEMA_VERSION
 from instaflyd.store.snapshot import StoreCounts
 
 FORMAT = "instafly-backup"
-FORMAT_VERSION = 1
+SELF_CONTAINED_VERSION = 1  # every file inside: what `instaflyd backup FILE` and the page give
+FORMAT_VERSION = 2  # the newest this reads: a daily backup, its data files shared in files/
 MANIFEST_MEMBER = "manifest.json"
 DATABASE_MEMBER = "instafly.db"
 CONFIG_PREFIX = "config/"
 DATA_PREFIX = "data/"
+PIECES_MEMBER = "pieces.jsonl.gz"
 MAX_MANIFEST_BYTES = 1_000_000
 
 
@@ -49,12 +57,17 @@ class BackupManifest:
     file_bytes: int
     database_bytes: int
     config_files: int
+    pieces: int = 0  # data files kept in the shared files/ folder (0: all inside this file)
+    added_bytes: int = 0  # what this backup added to that folder (files new since the last)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def to_json(self) -> bytes:
-        return json.dumps(self.as_dict(), indent=2, sort_keys=True).encode("utf-8")
+        data = self.as_dict()
+        if not self.pieces:  # a self-contained file reads as format 1 in the release before
+            del data["pieces"], data["added_bytes"]
+        return json.dumps(data, indent=2, sort_keys=True).encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> BackupManifest:

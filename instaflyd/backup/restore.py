@@ -7,6 +7,11 @@ anything else refuses the whole file. The database is unpacked beside its place,
 the old -wal and -shm removed; the store is then opened once, which migrates a backup from an
 older release to the current schema. The daemon must not run meanwhile (`systemctl stop
 instaflyd`); a restore over a store that already holds posts is refused unless forced.
+
+A daily backup's data files are in the `files/` folder beside it (`pieces`): all of them must be
+there at their size before anything is written, and each is compared with its hash as it is
+copied; a missing or damaged one stops the restore with its name, before the database is put
+in place (the store stays as it was; run the restore again from an older backup).
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from instaflyd.backup.manifest import (
     DATA_PREFIX,
     DATABASE_MEMBER,
     MANIFEST_MEMBER,
+    PIECES_MEMBER,
     BackupError,
     BackupManifest,
     read_manifest,
 )
+from instaflyd.backup.pieces import ByteSource, PieceStore, backup_pieces
 from instaflyd.config import Config
 from instaflyd.fsutil import TEMP_PREFIX, atomic_writer
 from instaflyd.processes import processes_with_open
@@ -66,9 +73,12 @@ def restore(config: Config, file: Path, *, force: bool = False) -> RestoreResult
     manifest = read_manifest(file)
     _refuse_an_open_store(config.db_path)
     _refuse_a_used_store(config, force)
+    pieces = backup_pieces(file, manifest.pieces)
+    store = PieceStore(file.parent)
+    store.check(pieces, str(file))
     with _open(file) as tar:
         members = _checked_members(tar, file)
-        needed = sum(m.size for m in members)
+        needed = sum(m.size for m in members) + sum(p.size for p in pieces)
         config.data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         free = shutil.disk_usage(config.data_dir).free
         if needed > free:
@@ -86,16 +96,16 @@ def restore(config: Config, file: Path, *, force: bool = False) -> RestoreResult
                     _copy_to(source, staged_db, SECRET_MODE)
                     _check_staged(staged_db, manifest, str(file))
                 elif member.name.startswith(DATA_PREFIX):
-                    relative = member.name[len(DATA_PREFIX) :]
-                    target = config.data_dir / relative
-                    if target.parent not in folders:  # checked and made once per folder
-                        _inside(config.data_dir, relative)
-                        target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-                        folders.add(target.parent)
-                    _write_unsynced(source, target, _mode_of(member))
+                    target = _data_target(config.data_dir, member.name, folders)
+                    _write_unsynced(source, target, _mode_of(member.mode))
                     files += 1
                 elif member.name.startswith(CONFIG_PREFIX):
                     config_written = _restore_config(config, member, source) or config_written
+            for piece in pieces:
+                target = _data_target(config.data_dir, piece.name, folders)
+                with store.open_checked(piece, str(file)) as checked:
+                    _write_unsynced(checked, target, _mode_of(piece.mode))
+                files += 1
             if not staged_db.exists():
                 raise BackupError(f"{file}: the backup holds no database")
             os.sync()  # the files, once for all of them (an fsync each took 10 ms per image)
@@ -178,7 +188,7 @@ def _refuse_a_used_store(config: Config, force: bool) -> None:
 def _checked_members(tar: tarfile.TarFile, file: Path) -> list[tarfile.TarInfo]:
     members = []
     for member in tar:
-        if member.name == MANIFEST_MEMBER:
+        if member.name in (MANIFEST_MEMBER, PIECES_MEMBER):
             continue
         if member.isdir():
             continue
@@ -200,6 +210,17 @@ def _checked_members(tar: tarfile.TarFile, file: Path) -> list[tarfile.TarInfo]:
     return members
 
 
+def _data_target(data_dir: Path, name: str, folders: set[Path]) -> Path:
+    """Where the member `data/<path>` goes; its folder checked and made once."""
+    relative = name[len(DATA_PREFIX) :]
+    target = data_dir / relative
+    if target.parent not in folders:
+        _inside(data_dir, relative)
+        target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        folders.add(target.parent)
+    return target
+
+
 def _inside(root: Path, relative: str) -> Path:
     """`root/relative`, refusing a path that leaves root through a symlink already there."""
     path = root / relative
@@ -210,8 +231,8 @@ def _inside(root: Path, relative: str) -> Path:
     return path
 
 
-def _mode_of(member: tarfile.TarInfo) -> int:
-    return SECRET_MODE if not member.mode & 0o077 else FILE_MODE
+def _mode_of(mode: int) -> int:
+    return SECRET_MODE if not mode & 0o077 else FILE_MODE
 
 
 def _copy_to(source: IO[bytes], target: Path, mode: int) -> None:
@@ -221,7 +242,7 @@ def _copy_to(source: IO[bytes], target: Path, mode: int) -> None:
             handle.write(chunk)
 
 
-def _write_unsynced(source: IO[bytes], target: Path, mode: int) -> None:
+def _write_unsynced(source: ByteSource, target: Path, mode: int) -> None:
     """Write under a temp name and rename, without an fsync (the restore syncs once at the end;
     a restore cut short is run again)."""
     temp = target.with_name(TEMP_PREFIX + target.name)

@@ -34,6 +34,7 @@ class CaptureCounts:
     responses_over_memory_budget: int = 0  # passed through uncaptured: the body budget was spent
     parse_errors: int = 0
     store_errors: int = 0
+    captures_lost_writer: int = 0  # held in memory by a writer process that died (or hung)
 
     @classmethod
     def of(cls, counts: Mapping[str, int]) -> CaptureCounts:

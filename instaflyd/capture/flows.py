@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
-from mitmproxy import http
+
+if TYPE_CHECKING:  # the writer process reads CapturedResponse and never loads mitmproxy
+    from mitmproxy import http
 
 from instaflyd.capture.hosts import certificate_covers, is_api_host, is_cdn_host, is_instagram_host
 

@@ -52,6 +52,8 @@ from instaflyd.store.faults import FAULT_TEXT
 log = logging.getLogger("instafly.proxy")
 
 
+WRITER_CHECK_SECONDS = 1.0  # how often the proxy looks whether its writer still runs
+
 # mitmproxy options Instafly sets from its own config; proxy.mitmproxy_options may not override.
 MANAGED_OPTIONS = {
     "mode": "set proxy.mode",
@@ -203,6 +205,7 @@ async def _serve(config: Config, writer: CaptureWriter, log_level: int) -> None:
         loop.add_signal_handler(signum, proxy.shutdown)
     writer.start()
     _beat_from_the_loop(loop)
+    _check_the_writer(loop, writer)
     await proxy.run()
     # Connections still open are cancelled as the loop closes; that is not worth a traceback.
     loop.set_exception_handler(_quiet_when_cancelled)
@@ -220,6 +223,17 @@ def _beat_from_the_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.call_later(every, again)
 
     again()
+
+
+def _check_the_writer(loop: asyncio.AbstractEventLoop, writer: CaptureWriter) -> None:
+    """Every second: a writer that died (or was killed because it hung) is replaced at once,
+    and what it had not finished goes to the new one, even when no phone is browsing."""
+
+    def again() -> None:
+        writer.check()
+        loop.call_later(WRITER_CHECK_SECONDS, again)
+
+    loop.call_later(WRITER_CHECK_SECONDS, again)
 
 
 def _quiet_when_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -10,7 +10,11 @@ The event loop's side, `CaptureWriter`, turns each item into one length-prefixed
 writes it to a non-blocking pipe (`submit()`: never blocks). What the pipe cannot take at once
 waits in a backlog of at most BACKLOG_BYTES that the event loop drains when the pipe is writable;
 beyond it, items are dropped and counted. Counters (`count()`) are kept in memory and shipped as
-one `CaptureCounts` record once a second.
+one `CaptureCounts` record once a second. A frame stays in the proxy's memory until the writer
+says it has finished with it, so a writer that dies or is killed because it hung is replaced
+(at the next write, or by `check()` within a second) and its successor stores what it had not
+finished; what it held in memory is counted as lost (`captures_lost_writer`), and the event log
+says so (`writer_replaced`).
 
 The writer process (`write_until_stopped`, `StoreWriting`) owns its own `Database`, feeds
 captured responses through an `Ingester`, records TLS failures and flushes counters to the
@@ -62,7 +66,7 @@ from instaflyd.store.devices import (
     device_trusted,
     prune_device_posts,
 )
-from instaflyd.store.events import add_to_counter, record_event
+from instaflyd.store.events import Level, add_to_counter, record_event
 from instaflyd.store.faults import FAULT_TEXT, Fault, looks_writable, transient_fault
 from instaflyd.store.images import prune_unused_images
 from instaflyd.store.tls import count_tls_failure
@@ -79,6 +83,10 @@ DEVICE_POSTS_DAYS = 8  # which device captured a post is kept this long ("this w
 PRUNE_SECONDS = 3600.0
 _HEADER = struct.Struct("!I")
 _STOP = None  # the frame that ends the writer
+# The writer's progress, in integers shared with the proxy: frames it has finished with (stored,
+# failed, or held in its retry queue), and what it holds in memory now.
+DONE, HELD, PENDING = 0, 1, 2  # ... responses in its retry queue, images waiting for their post
+PROGRESS_SLOTS = 3
 
 
 @dataclass(frozen=True)
@@ -95,19 +103,40 @@ class DeviceSeen:
     trusted: bool  # it completed a handshake with the box's certificate
 
 
+@dataclass(frozen=True)
+class WriterReplaced:
+    """The first item a writer gets after the one before it died: recorded as an event."""
+
+    exit_code: int | None  # negative: killed by that signal (SIGKILL: it hung, say)
+    given_again: int  # frames the dead writer had not finished, given to this one
+    lost: int  # responses and images the dead writer held in memory
+
+
 class CaptureWriter:
-    """The event loop's handle on the writer process."""
+    """The event loop's handle on the writer process.
+
+    A frame stays in memory here until the writer has finished with it (stored it, failed it
+    or put it in its retry queue), which it says in a few integers shared with this process
+    (`_progress`). So when the writer dies, or is killed because it hung, what was in the pipe
+    or in its hands goes to the next writer again (storing a response twice changes nothing),
+    and only what it held in memory (its retry queue, the images waiting for their post) is
+    lost, counted as `captures_lost_writer`. At most a pipe's worth (PIPE_BYTES) and one frame
+    wait here, since a writer that does not read fills the pipe and further frames stay in
+    the backlog.
+    """
 
     def __init__(self, config: Config, backlog_bytes: int = BACKLOG_BYTES) -> None:
         self.config = config
         self.backlog_bytes = backlog_bytes
-        self._backlog: deque[memoryview] = deque()
-        self._waiting = 0  # bytes in the backlog
-        self._head_cut = False  # the backlog's first frame is partly written
+        self._backlog: deque[memoryview] = deque()  # whole frames not (fully) in the pipe yet
+        self._offset = 0  # bytes of the backlog's first frame already in the pipe
+        self._waiting = 0  # bytes of the backlog not in the pipe yet
+        self._unfinished: deque[memoryview] = deque()  # in the pipe, or in the writer's hands
         self._counts: Counter[str] = Counter()
         self._draining_on: asyncio.AbstractEventLoop | None = None
         self._shipping: asyncio.TimerHandle | None = None
         self._started = self._stopped = False
+        self.restarts = 0  # writer processes started again after one died
         self._connect()
 
     def _connect(self) -> None:
@@ -119,9 +148,11 @@ class CaptureWriter:
             import fcntl
 
             fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        self._progress = context.Array("q", PROGRESS_SLOTS, lock=False)  # zeros
+        self._given = 0  # whole frames written into this writer's pipe
         self._process = context.Process(
             target=write_until_stopped,
-            args=(self.config, self._reader, os.getpid(), log.getEffectiveLevel()),
+            args=(self.config, self._reader, os.getpid(), log.getEffectiveLevel(), self._progress),
             name="instafly-writer",
             daemon=True,
         )
@@ -146,6 +177,16 @@ class CaptureWriter:
                 loop = asyncio.get_running_loop()
                 self._shipping = loop.call_later(FLUSH_SECONDS, self._ship_counts)
 
+    def check(self) -> None:
+        """Called every second or so: a writer that died (killed because it hung, say) is
+        replaced now, not at the next flow, and what it finished with is let go."""
+        if not self._started or self._stopped:
+            return
+        if not self._process.is_alive():
+            self._writer_died()
+        else:
+            self._forget_finished()
+
     def _ship_counts(self) -> None:
         self._shipping = None
         counts, self._counts = +self._counts, Counter()
@@ -158,21 +199,32 @@ class CaptureWriter:
             while self._backlog:
                 head = self._backlog[0]
                 try:
-                    written = os.write(self._fd, head)
+                    written = os.write(self._fd, head[self._offset :])
                 except BlockingIOError:
                     written = 0
                 self._waiting -= written
-                if written < len(head):
-                    self._backlog[0] = head[written:]
-                    self._head_cut = self._head_cut or written > 0
+                self._offset += written
+                if self._offset < len(head):
                     self._wait_until_writable()
                     return
-                self._backlog.popleft()
-                self._head_cut = False
+                self._handed_over()
         except BrokenPipeError:
             self._writer_died()
             return
         self._stop_waiting()
+
+    def _handed_over(self) -> None:
+        """The backlog's first frame is all in the pipe: it waits for the writer to finish."""
+        self._unfinished.append(self._backlog.popleft())
+        self._offset = 0
+        self._given += 1
+        self._forget_finished()
+
+    def _forget_finished(self) -> None:
+        """Let go of the frames the writer has finished with (they are the oldest)."""
+        done = self._progress[DONE]
+        while len(self._unfinished) > self._given - done:
+            self._unfinished.popleft()
 
     def _wait_until_writable(self) -> None:
         with contextlib.suppress(RuntimeError):  # no event loop: drained at stop()
@@ -189,20 +241,35 @@ class CaptureWriter:
             self._draining_on = None
 
     def _writer_died(self) -> None:
-        """The writer process is gone: start a new one and give it what is still waiting.
-
-        What the dead writer had read but not stored is lost, and so is a frame it got only
-        part of (counted as dropped); whole frames in the backlog go to the new writer.
-        """
-        log.error("capture: the writer process died (exit %s); starting a new one",
-                  self._process.exitcode)  # fmt: skip
-        if self._head_cut:
-            self._waiting -= len(self._backlog.popleft())
-            self._head_cut = False
-            self.count("flows_dropped")
+        """The writer process is gone: start a new one and give it, first and in order, what
+        the dead one had not finished (in the pipe, in its hands, or half-written), then the
+        backlog. What it held in memory is lost, and counted."""
         self._stop_waiting()
         self._pipe.close()
         self._process.join(5)
+        self._forget_finished()
+        held = self._progress[HELD] + self._progress[PENDING]
+        again = len(self._unfinished)
+        self._waiting += self._offset + sum(len(frame) for frame in self._unfinished)
+        self._offset = 0
+        self._backlog.extendleft(reversed(self._unfinished))
+        self._unfinished.clear()
+        if held:
+            self.count("captures_lost_writer", held)
+        exit_code = self._process.exitcode
+        log.error(
+            "capture: the writer process died (exit %s); starting a new one with the %d"
+            " captured items the dead one had not finished%s",
+            exit_code,
+            again,
+            f"; {held} it held in memory (waiting for the store or for their post) are lost"
+            if held
+            else "",
+        )
+        told = memoryview(_frame(WriterReplaced(exit_code, again, held)))
+        self._backlog.appendleft(told)
+        self._waiting += len(told)
+        self.restarts += 1
         self._connect()
         self.start()
         self._drain()
@@ -262,13 +329,12 @@ class CaptureWriter:
                 return
             head = self._backlog[0]
             try:
-                written = os.write(self._fd, head)
+                written = os.write(self._fd, head[self._offset :])
             except BlockingIOError:
                 continue
-            if written < len(head):
-                self._backlog[0] = head[written:]
-            else:
-                self._backlog.popleft()
+            self._offset += written
+            if self._offset == len(head):
+                self._handed_over()
 
 
 def _frame(item: object) -> bytes:
@@ -307,13 +373,21 @@ class PipeInbox:
 
 
 def write_until_stopped(
-    config: Config, inbox: Any, parent_pid: int | None = None, log_level: int = logging.INFO
+    config: Config,
+    inbox: Any,
+    parent_pid: int | None = None,
+    log_level: int = logging.INFO,
+    progress: Any = None,
 ) -> None:
     """The writer's loop: store every item until _STOP arrives (or the pipe ends).
 
     `inbox` is the pipe's Connection in the writer process; a test may run the loop in its own
-    process with any object that has `get(timeout=...)`, such as a queue.Queue.
+    process with any object that has `get(timeout=...)`, such as a queue.Queue. `progress`
+    (shared with the proxy, see `CaptureWriter`) is told how many frames it has finished
+    with: stored, failed or held in memory, and what they added to the counts written (at
+    most a second later), so that a writer killed in between leaves nothing uncounted.
     """
+    progress = progress if progress is not None else [0] * PROGRESS_SLOTS
     if parent_pid is not None:  # in the writer process (not a test's thread)
         inbox = PipeInbox(inbox)
         setup_logging(logging.getLevelName(log_level).lower(), component="proxy-writer")
@@ -327,21 +401,30 @@ def write_until_stopped(
         writing.open()
         last_flush = time.monotonic()
         last_prune = -PRUNE_SECONDS
+        processed = 0  # frames read from the pipe
         while True:
             heartbeat.beat("proxy-writer")  # from the loop: a stuck writer goes quiet
+            framed = True
             try:
                 item = inbox.get(timeout=min(FLUSH_SECONDS, writing.retry.seconds_until_due()))
             except queue.Empty:
-                item = CaptureCounts()  # nothing came: a good moment to flush
+                item, framed = CaptureCounts(), False  # nothing came: a good moment to flush
             if isinstance(item, CaptureCounts):
                 writing.counts.update(dict(item.nonzero()))
+            elif isinstance(item, WriterReplaced):
+                writing.replaced(item)
             elif item is not _STOP:
                 writing.take(item)
             if writing.retry or writing.db is None:
                 writing.retry_if_due()
+            processed += framed
+            progress[HELD], progress[PENDING] = len(writing.retry), len(writing.pending)
             if item is _STOP or time.monotonic() - last_flush > FLUSH_SECONDS:
                 writing.flush()
                 last_flush = time.monotonic()
+                progress[DONE] = processed  # finished with: its counts tried, too
+            elif not +writing.counts:  # stored, failed or held, and no count left unwritten
+                progress[DONE] = processed
             if last_flush - last_prune >= PRUNE_SECONDS:
                 writing.prune_device_posts()
                 last_prune = last_flush
@@ -520,6 +603,29 @@ class StoreWriting:
                     self.retry.max_bytes // 1_000_000,
                 )
         self._note()
+
+    def replaced(self, replaced: WriterReplaced) -> None:
+        """This writer took over from one that died: the event log says so."""
+        code = replaced.exit_code
+        how = (
+            "was killed (it had stopped answering, or ran out of memory)"
+            if code == -signal.SIGKILL
+            else f"ended unexpectedly (exit {code})"
+        )
+        message = (
+            f"The capture writer {how} and was started again; the {replaced.given_again}"
+            " captured items it had not finished were given to the new one"
+            + (
+                f"; {replaced.lost} it held in memory (waiting for the store or for their post)"
+                " are lost"
+                if replaced.lost
+                else ""
+            )
+            + "."
+        )
+        if self.db is not None:
+            level: Level = "warning" if replaced.lost else "info"
+            record_event(self.db, COMPONENT, level, "writer_replaced", message)
 
     def _failed(self, kind: str, message: str) -> None:
         log.warning("%s: %s", kind.replace("_", " "), message)

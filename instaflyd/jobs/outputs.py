@@ -8,7 +8,8 @@ two shortened names apart. Both files are written atomically through `instaflyd.
 first, so a sidecar always describes a complete photo.
 
 The sidecar is one record, `Sidecar`, written here (`write_sidecar`) whoever ends the job (the
-enhancement, a rejection, a job given up on) and read back here (`read_sidecar`) by the page.
+enhancement, a rejection, a job given up on) or notes a copy of a photo already queued
+(`watch/duplicates.py`, status "duplicate"), and read back here (`read_sidecar`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ NAME_MAX = 255  # bytes in one file name (Linux, and most file systems)
 MAX_SIDECAR_BYTES = 64 * 1024  # ours are < 1 kB; a larger file in the output folder is not ours
 _LONGEST_EXTENSION = f"{SUFFIX}.json"
 
-SidecarStatus = Literal["done", "rejected", "failed"]
+SidecarStatus = Literal["done", "rejected", "failed", "duplicate"]
+SIDECAR_STATUSES: tuple[SidecarStatus, ...] = ("done", "rejected", "failed", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -47,18 +49,44 @@ class Enhancement:
 
 
 @dataclass(frozen=True)
+class Duplicate:
+    """A copy of a photo already queued (the queue enhances each content once): which photo it
+    is the same as, that photo's job and its state when the copy was noticed, a sentence for
+    people, and `output` with the scores when the first one's result was copied for it."""
+
+    same_as: str
+    job: int
+    state: str
+    note: str
+    output: str | None = None
+    score_before: float | None = None
+    score_after: float | None = None
+
+
+@dataclass(frozen=True)
 class Sidecar:
     """`<stem>.instafly.json`: how a photo's job ended. `enhancement` only when it is done;
-    `reason` only when it is not."""
+    `reason` only when it failed or was rejected; `duplicate` only for a copy of a queued photo."""
 
     status: SidecarStatus
     input: str
     reason: str | None = None
     enhancement: Enhancement | None = field(default=None)
+    duplicate: Duplicate | None = field(default=None)
 
     def as_json(self) -> dict[str, Any]:
-        """The file's JSON: flat, the enhancement's fields beside the status (as since 0.1)."""
+        """The file's JSON: flat, the enhancement's (or the duplicate's) fields beside the
+        status (as since 0.1)."""
         record: dict[str, Any] = {"status": self.status, "input": self.input}
+        if self.duplicate is not None:
+            d = self.duplicate
+            record |= {"same_as": d.same_as, "job": d.job, "state": d.state, "note": d.note}
+            if d.output is not None:
+                record |= {
+                    "output": d.output,
+                    "score_before": d.score_before,
+                    "score_after": d.score_after,
+                }
         if self.enhancement is not None:
             e = self.enhancement
             record |= {
@@ -127,8 +155,10 @@ def read_sidecar(path: Path) -> Sidecar:
     if not isinstance(raw, dict):
         raise UnreadableSidecar(f"{path.name}: not a JSON object")
     status, source = raw.get("status"), raw.get("input")
-    if status not in ("done", "rejected", "failed") or not isinstance(source, str):
+    if status not in SIDECAR_STATUSES or not isinstance(source, str):
         raise UnreadableSidecar(f"{path.name}: no status and input of a job")
+    if status == "duplicate":
+        return Sidecar(status, source, duplicate=_duplicate(raw, path))
     reason = raw.get("reason")
     return Sidecar(
         status=status,
@@ -136,6 +166,28 @@ def read_sidecar(path: Path) -> Sidecar:
         reason=reason if isinstance(reason, str) else None,
         enhancement=_enhancement(raw) if status == "done" else None,
     )
+
+
+def _duplicate(raw: dict[str, Any], path: Path) -> Duplicate:
+    same_as, job, state, note = (raw.get(key) for key in ("same_as", "job", "state", "note"))
+    if not (isinstance(same_as, str) and type(job) is int and isinstance(state, str)):
+        raise UnreadableSidecar(f"{path.name}: a duplicate's note without the photo it matches")
+    output, before, after = (raw.get(key) for key in ("output", "score_before", "score_after"))
+    return Duplicate(
+        same_as=same_as,
+        job=job,
+        state=state,
+        note=note if isinstance(note, str) else "",
+        output=output if isinstance(output, str) else None,
+        score_before=_finite(before),
+        score_after=_finite(after),
+    )
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _enhancement(raw: dict[str, Any]) -> Enhancement | None:

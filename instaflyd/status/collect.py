@@ -148,8 +148,13 @@ def backup_section(config: Config) -> BackupSection:
         backups=len(backups),
         latest_name=latest.path.name if latest else None,
         latest_created=latest.manifest.created if latest else None,
-        latest_bytes=latest.bytes if latest else None,
+        latest_bytes=latest.download_bytes if latest else None,
         latest_posts=latest.manifest.counts.posts if latest else None,
+        latest_added_bytes=(
+            latest.bytes + latest.manifest.added_bytes
+            if latest and latest.manifest.pieces
+            else None
+        ),
     )
 
 

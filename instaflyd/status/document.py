@@ -213,8 +213,9 @@ class BackupSection:
     backups: int  # readable backups in the folder
     latest_name: str | None = None
     latest_created: float | None = None  # Unix time
-    latest_bytes: int | None = None
+    latest_bytes: int | None = None  # the self-contained file the page's download gives
     latest_posts: int | None = None
+    latest_added_bytes: int | None = None  # new photos it added to the folder (the rest shared)
 
 
 @dataclass(frozen=True)

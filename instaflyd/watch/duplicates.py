@@ -5,21 +5,27 @@ the same picture sent from two phones) gets no job of its own. So that nobody wa
 that never comes, the copy gets, in the output folder under its own name:
 
 - the enhanced photo, copied from the first one's result, when that is done, and
-- always a note beside it (`<name>.instafly.json`: `input`, `same_as`, `job`, `state`,
-  `note`, and `output` with the scores when the result was copied) that says which photo it
-  matched and where that one's result is (or will be).
+- always a note beside it, the sidecar record with status "duplicate" (`jobs.outputs.Duplicate`:
+  `same_as`, `job`, `state`, `note`, and `output` with the scores when the result was copied),
+  that says which photo it matched and where that one's result is (or will be).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from pathlib import Path
 
-from instaflyd.fsutil import atomic_write_text
-from instaflyd.jobs.outputs import SUFFIX, output_paths
+from instaflyd.jobs.outputs import (
+    SUFFIX,
+    Duplicate,
+    Sidecar,
+    UnreadableSidecar,
+    output_paths,
+    read_sidecar,
+    write_sidecar,
+)
 from instaflyd.store import Database
 from instaflyd.store.jobs import job_for_content
 
@@ -47,35 +53,34 @@ def note_duplicate(db: Database, path: Path, output_dir: Path) -> Path | None:
     done = original.state == "done" and output is not None and output.is_file()
     output_dir.mkdir(parents=True, exist_ok=True)
     photo, sidecar = output_paths(output_dir, path.stem)
-    record: dict[str, object] = {
-        "input": path.name,
-        "same_as": same_as,
-        "job": original.id,
-        "state": original.state,
-    }
     if done and output is not None:
         shutil.copyfile(output, photo)  # the same enhanced photo, under this photo's name
-        record |= {
-            "output": photo.name,
-            "note": f"The same photo as {same_as}, enhanced once: this is its result.",
-            "score_before": original.score_before,
-            "score_after": original.score_after,
-        }
-    else:
-        record["note"] = (
-            f"The same photo as {same_as}, which is enhanced once: its result will be named "
-            f"after {same_as} in this folder."
+        note = Duplicate(
+            same_as,
+            original.id,
+            original.state,
+            f"The same photo as {same_as}, enhanced once: this is its result.",
+            output=photo.name,
+            score_before=original.score_before,
+            score_after=original.score_after,
         )
-    atomic_write_text(sidecar, json.dumps(record, indent=2) + "\n")
+    else:
+        note = Duplicate(
+            same_as,
+            original.id,
+            original.state,
+            f"The same photo as {same_as}, which is enhanced once: its result will be named "
+            f"after {same_as} in this folder.",
+        )
+    write_sidecar(sidecar, Sidecar("duplicate", path.name, duplicate=note))
     log.info("%s: the same photo as %s; its result noted in %s", path, same_as, sidecar.name)
     return sidecar
 
 
 def _matches(sidecar: Path, name: str, same_as: str) -> bool:
     try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = read_sidecar(sidecar)
+    except (OSError, UnreadableSidecar):
         return False
-    if not isinstance(record, dict):
-        return False
-    return record.get("input") == name and record.get("same_as") == same_as
+    duplicate = record.duplicate
+    return record.input == name and duplicate is not None and duplicate.same_as == same_as

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
 from instaflyd import jobs
-from instaflyd.backup import latest_backup
+from instaflyd.backup import BackupError, SelfContained, latest_backup
 from instaflyd.capture.ca_files import CER_FILE, CERT_FILE
 from instaflyd.capture.wireguard import CHECK_HOST, CHECK_PATH
 from instaflyd.config import Config
@@ -50,6 +51,7 @@ from instaflyd.web.uploads import safe_name
 from instaflyd.weights.file import WeightsError
 from instaflyd.weights.receive import receive_weights
 
+log = logging.getLogger("instafly.web")
 bp = Blueprint("pages", __name__)
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -130,12 +132,23 @@ def ca_certificate(kind: str) -> Response:
 
 @bp.get("/backup/latest")
 def latest_backup_file() -> Response:
-    """The newest daily backup, for the logged-in household to keep off the box."""
+    """The newest daily backup as one self-contained file (its shared photos inside, made as it
+    is sent), for the logged-in household to keep off the box and restore on a new SD card."""
     path = latest_backup(_config())
     if path is None:
         abort(404, "There is no backup yet: the box makes the first within minutes of starting.")
-    return send_file(
-        path, mimetype="application/x-tar", as_attachment=True, download_name=path.name
+    try:
+        export = SelfContained(path)
+    except BackupError as exc:
+        log.warning("the latest backup cannot be offered: %s", exc)
+        abort(503, f"The latest backup cannot be downloaded: {exc}")
+    return Response(
+        export.chunks(),
+        mimetype="application/x-tar",
+        headers={
+            "Content-Length": str(export.size),
+            "Content-Disposition": f"attachment; filename={path.name}",
+        },
     )
 
 

@@ -20,7 +20,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 
 from instaflyd.config import Config
 from instaflyd.fsutil import file_inside
-from instaflyd.jobs.view import job_view
+from instaflyd.jobs.view import JobView, job_view
 from instaflyd.store.jobs import Job, get_job, recent_jobs
 from instaflyd.web.database import get_db
 from instaflyd.web.formatting import ScoreChange, edits_in_words, score_change
@@ -37,13 +37,6 @@ MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries around the files
 
 
 @dataclass(frozen=True)
-class PhotoUrls:
-    before: str | None  # previews (thumbnail size)
-    after: str | None
-    enhanced: str | None  # the full-resolution download
-
-
-@dataclass(frozen=True)
 class PhotoWords:
     """What the gallery says of a photo, in the household's terms (web/formatting.py)."""
 
@@ -51,46 +44,31 @@ class PhotoWords:
     edits: str  # "a little brighter, warmer, ..."; "" when none
 
 
+URL_FIELDS = ("before", "after", "enhanced")  # JobView's URLs, under `urls` in the API
+
+
 @dataclass(frozen=True)
 class Photo:
-    """One photo in the queue in `/api/photos`' format (the job as `jobs.view` shows it)."""
+    """One photo in `/api/photos`: the job as `jobs.view` shows it, and the gallery's words."""
 
-    id: int
-    name: str
-    status: str
-    reason: str | None
-    created: float
-    finished: float | None
-    score_before: float | None
-    score_after: float | None
-    score_change: float | None
-    model_version: int | None
-    edits: dict[str, float]
-    output_name: str | None
-    urls: PhotoUrls
+    job: JobView
     words: PhotoWords
 
     @classmethod
     def of(cls, job: Job, config: Config) -> Photo:
         view = job_view(job, config.watch, with_edits=True)
-        return cls(
-            id=view.id,
-            name=view.name,
-            status=view.state,
-            reason=view.reason,
-            created=view.created,
-            finished=view.finished,
-            score_before=view.score_before,
-            score_after=view.score_after,
-            score_change=view.score_change,
-            model_version=view.model_version,
-            edits=view.edits,
-            output_name=view.output_name,
-            urls=PhotoUrls(before=view.before, after=view.after, enhanced=view.enhanced),
-            words=PhotoWords(
-                score_change(view.score_before, view.score_after), edits_in_words(view.edits)
-            ),
+        words = PhotoWords(
+            score_change(view.score_before, view.score_after), edits_in_words(view.edits)
         )
+        return cls(view, words)
+
+    def as_json(self) -> dict[str, Any]:
+        """The API's shape: the view's fields with `state` named `status`, its previews and
+        download under `urls`, and `words`."""
+        fields = asdict(self.job)
+        fields["status"] = fields.pop("state")
+        fields["urls"] = {name: fields.pop(name) for name in URL_FIELDS}
+        return {**fields, "words": asdict(self.words)}
 
 
 def _config() -> Config:
@@ -142,7 +120,7 @@ def send_photos() -> tuple[Response, int]:
 @bp.get("/api/photos")
 def list_photos() -> Response:
     config = _config()
-    photos = [asdict(Photo.of(row, config)) for row in recent_jobs(get_db().conn, LISTED)]
+    photos = [Photo.of(row, config).as_json() for row in recent_jobs(get_db().conn, LISTED)]
     return jsonify(photos=photos)
 
 
@@ -151,7 +129,7 @@ def one_photo(job_id: int) -> Response:
     row = get_job(get_db().conn, job_id)
     if row is None:
         abort(404)
-    return jsonify(asdict(Photo.of(row, _config())))
+    return jsonify(Photo.of(row, _config()).as_json())
 
 
 @bp.get("/api/photos/<row_id:job_id>/enhanced")
