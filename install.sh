@@ -209,13 +209,14 @@ if [ "$VERSIONS" = locked ]; then
   fi
 fi
 
-# The installer: uv when there is one ($UV, uv on PATH, or the checkout's .venv/bin/uv), else
-# pip; in dev mode a new venv gets uv first, from the dev lock file with its hashes, through pip
-# (a few seconds). uv installs the same lock files, every file checked against its hash too, in
-# parallel and from its cache: a venv with TensorFlow in about 10 s instead of 3 min.
+# The installer: uv when there is one ($UV, uv on PATH, or one in a venv of this checkout such
+# as .venv/bin/uv), else pip; in dev mode a new venv gets uv first, from the dev lock file with
+# its hashes, through pip (a few seconds). uv installs the same lock files, every file checked
+# against its hash too, in parallel and from its cache: a venv with TensorFlow in about 10 s
+# instead of 3 min. With uv the venv itself is made by `uv venv --seed` (pip in it all the same).
 find_uv() {
   local candidate
-  for candidate in "${UV:-}" "$(command -v uv 2>/dev/null || true)" "$HERE/.venv/bin/uv"; do
+  for candidate in "${UV:-}" "$(command -v uv 2>/dev/null || true)" "$HERE"/.venv*/bin/uv; do
     [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" --version >/dev/null 2>&1 && { echo "$candidate"; return 0; }
   done
   return 1
@@ -225,13 +226,14 @@ locked_line() {  # the lock file's entry for package $1 (its pin and hashes), fo
   awk -v name="$1==" 'index($0, name) == 1 { p = 1 } p { print; if ($0 !~ /\\$/) exit }' "$LOCK"
 }
 
+UV_LINK=hardlink
+[ "$MODE" = dev ] || UV_LINK=copy  # the appliance's venv: copies, not links into root's uv cache
+
 pkg_install() {  # $1 = venv, the rest = install arguments (pip's, which uv pip install takes too)
   local venv="$1"
   shift
-  local link=hardlink
-  [ "$MODE" = dev ] || link=copy  # the appliance's venv: copies, not links into root's uv cache
   if [ -n "$INSTALLER_UV" ]; then
-    UV_LINK_MODE="$link" "$INSTALLER_UV" pip install --quiet --python "$venv/bin/python" "$@" && return 0
+    UV_LINK_MODE="$UV_LINK" "$INSTALLER_UV" pip install --quiet --python "$venv/bin/python" "$@" && return 0
     warn "uv could not install ($*); trying pip"
   fi
   "$venv/bin/python" -m pip install --quiet "$@"
@@ -246,8 +248,14 @@ install_venv() {  # $1 = venv, $2 = what decides "up to date", the rest = pip in
     return 0
   fi
   say "Creating $venv with $("$PY" --version)"
-  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
   INSTALLER_UV="$(find_uv || true)"
+  if [ ! -x "$venv/bin/python" ]; then
+    if [ -n "$INSTALLER_UV" ]; then
+      UV_LINK_MODE="$UV_LINK" "$INSTALLER_UV" venv --quiet --seed --python "$PY" "$venv" || "$PY" -m venv "$venv"
+    else
+      "$PY" -m venv "$venv"
+    fi
+  fi
   if [ -z "$INSTALLER_UV" ] && [ "$MODE" = dev ] && [ -n "$LOCK" ] && [ -n "$(locked_line uv)" ]; then
     "$venv/bin/python" -m pip install --quiet --require-hashes -r <(locked_line uv) \
       && INSTALLER_UV="$venv/bin/uv"

@@ -105,3 +105,36 @@ def test_a_crowd_holding_the_proxys_connections_makes_room_for_the_household(
     assert "closed an idle one of 127.0.0.10, which held 8" in log, log[-2000:]
     print(f"crowd held {sum(first.values())} of {TOTAL}: {first}; {evicted} evicted;"
           f" the phone was served 20 of 20")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_crowd_of_single_connections_still_lets_the_household_in(tmp_path: Path) -> None:
+    """64 addresses holding one idle tunnel each fill the proxy; a crowd address's second is
+    refused (equals do not take turns), but the phone, holding none, takes the longest-idle
+    one and is served."""
+    port = free_port()
+    crowd: list[socket.socket] = []
+    with box_service() as (target, _):
+        config = write_config(
+            tmp_path / "instafly.yaml",
+            {
+                "data_dir": str(tmp_path / "data"),
+                "proxy": {"listen_host": "127.0.0.1", "listen_port": port,
+                          "max_connections": TOTAL, "box_ports_allowed": [target]},
+            },
+        )  # fmt: skip
+        try:
+            with running_proxy(config, port, tmp_path / "proxy.log"):
+                for i in range(TOTAL):
+                    sock = tunnel(port, f"127.0.1.{i + 1}", f"127.0.0.1:{target}")
+                    assert sock is not None, i
+                    crowd.append(sock)
+                assert tunnel(port, "127.0.1.1", f"127.0.0.1:{target}") is None
+                codes = browse(port, target)
+                closed = sum(not still_open(sock) for sock in crowd)
+        finally:
+            for sock in crowd:
+                with contextlib.suppress(OSError):
+                    sock.close()
+    assert codes == [200] * 10
+    assert closed == 1  # the phone kept its one connection for its ten requests

@@ -16,8 +16,9 @@ mitmproxy has no option for the first limit, so this small addon keeps it, and s
   as soon as others want in, and the household's devices with few connections keep theirs.
   When all are open (every address then holds fewer than SMALL_CLIENT: it takes
   max_total / 3 addresses, 667 with the defaults), a newcomer still gets in if the addresses
-  holding the most hold at least two more than it: their longest-idle connection is closed.
-  So a device holding none always gets one; a crowd can only take turns. mitmproxy gives an
+  holding the most hold at least two more than it, or any when it holds none: their
+  longest-idle connection is closed (`fair_floor`). So a device holding none always gets
+  one, however many addresses hold one each; a crowd can only take turns. mitmproxy gives an
   addon no call to close another connection, so `compat.close_connection` does what its
   inactivity watchdog does;
 - a connection without traffic in either direction for `idle_seconds` is closed by mitmproxy's
@@ -34,6 +35,7 @@ from collections.abc import Callable
 from mitmproxy import connection, ctx
 
 from instaflyd.capture.compat import close_connection, last_activity, set_idle_timeout
+from instaflyd.fdlimit import fair_floor
 
 log = logging.getLogger("instafly.proxy")
 
@@ -88,12 +90,12 @@ class ConnectionLimits:
 
     def _make_room(self, held: int, full: bool) -> bool:
         """Close the longest-idle connection of the addresses holding the most, when they hold
-        more than the newcomer (who holds `held`) and, unless the proxy is full, at least
-        SMALL_CLIENT; True if one was closed."""
+        more than the newcomer (who holds `held`) and at least SMALL_CLIENT; when the proxy is
+        full, when they hold more than `fair_floor(held)`. True if one was closed."""
         if not self._open:
             return False
         most = max(self._open.values())
-        if most <= (held + 1 if full else max(held, SMALL_CLIENT - 1)):
+        if most <= (fair_floor(held) if full else max(held, SMALL_CLIENT - 1)):
             return False
         holders = [address for address, count in self._open.items() if count == most]
         candidates = [client_id for address in holders for client_id in self._ids[address]]

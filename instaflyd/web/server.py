@@ -5,9 +5,10 @@ with connections they open and never finish, nor make it hold what they send:
 
 - **Connections.** At most PER_CLIENT_CONNECTIONS open per client address (further ones are
   closed at once and counted), and TOTAL_CONNECTIONS in all. When all are taken, a newcomer
-  with fewer connections than the address holding the most takes one of that address's
-  (the one idle longest, never one whose request is being answered): however many addresses
-  share out the budget, a household's phone with one or two connections always gets in.
+  holding at least two fewer than the addresses holding the most, or none at all, takes one
+  of theirs (the one idle longest, never one whose request is being answered; `fair_floor`):
+  however many addresses share out the budget, even one connection each, a household's phone
+  gets in.
 - **Time.** A request's headers must arrive within HEADER_SECONDS of its first byte; then its
   body at MIN_BODY_RATE at least (after BODY_GRACE_SECONDS), and the whole request within
   REQUEST_SECONDS; an idle keep-alive connection is closed after IDLE_SECONDS.
@@ -34,7 +35,7 @@ from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 from waitress.utilities import RequestEntityTooLarge
 
-from instaflyd.fdlimit import connections_within, raise_fd_limit
+from instaflyd.fdlimit import connections_within, fair_floor, raise_fd_limit
 from instaflyd.network import is_loopback, lan_address
 
 log = logging.getLogger("instafly.web")
@@ -140,8 +141,13 @@ class ConnectionGuard:
         if held[client] >= PER_CLIENT_CONNECTIONS:
             self._refuse(conn, client, f"has {held[client]} connections open to the page")
             return None
-        if len(channels) >= self.total and not self._make_room(client, held, channels):
-            self._refuse(conn, client, f"is among those holding the page's {len(channels)}")
+        open_now = len(channels)
+        if open_now >= self.total and held[client]:  # what it closed already is not held
+            reaped = self._reap_closed(channels, client)
+            held[client] -= reaped
+            open_now -= reaped
+        if open_now >= self.total and not self._make_room(client, held, channels):
+            self._refuse(conn, client, f"is among those holding the page's {open_now}")
             return None
         return self.channel_class(server, conn, addr, adj, map=map)
 
@@ -172,18 +178,21 @@ class ConnectionGuard:
         conn.close()
 
     def _make_room(self, client: str, held: Counter[str], channels: list[Any]) -> bool:
-        """Close one connection of the address holding the most, if the newcomer holds fewer."""
-        top, most = held.most_common(1)[0] if held else ("", 0)
-        if held[client] + 1 >= most:
+        """Close the longest-idle connection of the addresses holding the most, if they hold
+        at least two more than the newcomer, or any when it holds none (`fair_floor`)."""
+        most = max(held.values(), default=0)
+        if most <= fair_floor(held[client]):
             return False
+        tops = {address for address, count in held.items() if count == most}
         idle = [
             ch
             for ch in channels
-            if isinstance(ch.addr, tuple) and ch.addr[0] == top and not ch.requests
+            if isinstance(ch.addr, tuple) and ch.addr[0] in tops and not ch.requests
         ]
         if not idle:
             return False
         oldest = min(idle, key=lambda ch: ch.last_activity)
+        top = oldest.addr[0]
         oldest.handle_close()
         self.evicted += 1
         if self.evicted == 1 or self.evicted % 100 == 0:
