@@ -119,6 +119,8 @@ def test_rotation_keeps_every_shared_file_a_kept_backup_needs_and_only_those(
     (tmp_path / "aside").rename(only_second)
     second = scheduled_backup(box, now=T0 + DAY)
     only_second.unlink()  # gone from the box after the second backup
+    # Not a backup (no manifest can be read from it): it needs nothing and keeps nothing.
+    (box.backup.dir / "instafly-backup-20991231-000000.tar").write_bytes(b"half a backup")
     scheduled_backup(box, now=T0 + 2 * DAY)  # the first is rotated out
 
     kept = list_backups(box)
@@ -206,6 +208,11 @@ def test_the_download_is_one_self_contained_file_that_restores_on_a_new_box(
     add_generated_posts(box, 3, start=100, side=32)
     daily = scheduled_backup(box, now=T0 + DAY)
     expected = _state(box)
+
+    alone = tmp_path / "only-the-daily-file.tar"  # copied without its files/ folder
+    alone.write_bytes(daily.read_bytes())
+    with pytest.raises(BackupError, match=r"is a daily backup: .* Copy the whole backup folder"):
+        restore(_fresh(tmp_path, "from-the-file-alone"), alone)
 
     export = SelfContained(daily)
     data = b"".join(export.chunks())

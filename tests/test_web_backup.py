@@ -33,6 +33,7 @@ def test_the_latest_backup_is_offered_for_download_to_the_household_only(tmp_pat
 
     page = client.get("/").get_data(as_text=True)
     assert 'href="/backup/latest"' in page and "7 posts" in page
+    assert "The daily backups keep each photo once: this one" in page
     status = client.get("/api/status").get_json()["backup"]
     assert (status["backups"], status["latest_name"], status["latest_posts"]) == (
         2, "instafly-backup-20270116-080000.tar", 7,

@@ -163,6 +163,13 @@ class PieceStore:
 
     def check(self, pieces: Iterable[Piece], where: str) -> None:
         """Every piece present at its size, or a `BackupError` that names the first missing."""
+        pieces = list(pieces)
+        if pieces and not self.folder.is_dir():
+            raise BackupError(
+                f"{where} is a daily backup: its photos and other files are in the folder"
+                f" {self.folder} beside it, which is not there. Copy the whole backup folder, or"
+                " use the page's download (one file with everything in it)"
+            )
         missing = [p for p in pieces if not self.has(p.sha256, p.size)]
         if missing:
             first = missing[0]

@@ -120,12 +120,16 @@ def rotate(config: Config) -> list[Path]:
 def prune_pieces(config: Config) -> tuple[int, int]:
     """Remove the shared files no backup in the folder lists; (files, bytes) removed.
 
-    Every named backup's list is read; when one cannot be (damaged, or a manifest unreadable),
-    nothing is removed: that backup may need any of them."""
+    Every readable backup's list is read; when one cannot be (its manifest read, its list
+    damaged), nothing is removed: that backup may need any of them. A file whose manifest cannot
+    be read is no backup anyone can restore, and needs nothing."""
     needed: set[str] = set()
     for path in _named_backups(config.backup.dir):
         try:
             manifest = read_manifest(path)
+        except BackupError:
+            continue
+        try:
             needed.update(p.sha256 for p in backup_pieces(path, manifest.pieces))
         except BackupError as exc:
             log.warning("shared backup files kept: %s", exc)
