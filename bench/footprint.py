@@ -23,8 +23,10 @@ With `--training-only`, the trainer alone, old code against new in one run: for 
 old one is `git archive` of `--old-ref`, default d1c5165, main before the trainer stopped
 building VGG16 for cached features), a fresh store of the same 72 generated posts (same seed),
 then `instaflyd train` twice as a process of its own: "cold" computes every post's features,
-"warm" (`--force`) finds them cached. A third side, "new, default malloc", is the new code with
-`allocator.return_large_blocks` turned off, to show that lever apart from the others. Printed:
+"warm" (`--force`) finds them cached. With `--malloc-side`, a third side, "new, default malloc",
+is the new code with `allocator.return_large_blocks` turned off, to show that lever apart. Each
+trainer runs in its side's source folder (`python -m` imports from the working directory before
+PYTHONPATH: run from the checkout, the old side would be the new code). Printed:
 each run's peak resident memory (the kernel's ru_maxrss of the process, from wait4), seconds,
 and validation Spearman; then new / old for each run. Weights are random (`model.weights:
 none`): the ImageNet file cannot be downloaded here, and its values take the same memory.
@@ -163,10 +165,13 @@ def print_memory(label: str, memory: dict[str, int]) -> None:
     print(f"{label:<24} tree {sum(memory.values()) / MB:6.0f} MB  ({parts})")
 
 
-def trainer_peak(command: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
-    """Run one `instaflyd train --json`; (peak RSS in MB, seconds, its JSON document)."""
+def trainer_peak(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, dict]:
+    """Run one `instaflyd train --json` in `cwd` (`-m` imports from there first, before
+    PYTHONPATH); (peak RSS in MB, seconds, its JSON document)."""
     began = time.monotonic()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert process.stdout is not None and process.stderr is not None
     out, err = process.stdout.read(), process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -188,7 +193,7 @@ def training_sides(args: argparse.Namespace) -> None:
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
     rows = []
     sides = (("old", old, []), ("new", REPO, []), ("new, default malloc", REPO, DEFAULT_MALLOC))
-    for name, source, launch in sides:
+    for name, source, launch in sides[: 3 if args.malloc_side else 2]:
         folder = work / name.replace(", ", "-").replace(" ", "-")
         data_dir = folder / "data"
         values = {
@@ -206,7 +211,7 @@ def training_sides(args: argparse.Namespace) -> None:
         base = [sys.executable, *(launch or ["-m", "instaflyd"]), "--config", str(config_file),
                 "train", "--json", "--allow-random-weights"]  # fmt: skip
         for run, extra in (("cold", []), ("warm", ["--force"])):
-            peak, seconds, result = trainer_peak(base + extra, env)
+            peak, seconds, result = trainer_peak(base + extra, env, source)
             rows.append((name, run, peak, seconds, result["val_srcc"]))
             print(f"{name} {run}: peak {peak:.0f} MB, {seconds:.1f} s, "
                   f"validation Spearman {result['val_srcc']:.4f}", flush=True)  # fmt: skip
@@ -216,7 +221,7 @@ def training_sides(args: argparse.Namespace) -> None:
     for name, run, peak, seconds, srcc in rows:
         print(f"{name:20} {run:5} {peak:8.0f} {seconds:8.1f} {srcc:13.4f}")
     by = {(name, run): (peak, srcc) for name, run, peak, _, srcc in rows}
-    for side in ("new", "new, default malloc"):
+    for side in ("new", "new, default malloc")[: 2 if args.malloc_side else 1]:
         for run in ("cold", "warm"):
             (old_peak, old_srcc), (new_peak, new_srcc) = by["old", run], by[side, run]
             agree = "agrees" if abs(new_srcc - old_srcc) <= 0.01 else "DIFFERS"
@@ -232,6 +237,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--training-only", action="store_true")
     parser.add_argument("--old-ref", default="d1c5165")
+    parser.add_argument("--malloc-side", action="store_true", help="also the third side")
     args = parser.parse_args()
     if args.training_only:
         training_sides(args)

@@ -100,8 +100,9 @@ def add_generated_posts(
 def add_broken_post(config: Config) -> None:
     """A labelled post whose stored "image" cannot be decoded (a truncated capture, say)."""
     with Database(config.db_path) as db, db.transaction() as conn:
-        stored = ImageFiles(config.images_dir).put(b"\xff\xd8 not a whole JPEG", "jpg")
-        record_image(conn, stored, 640, 640, 21)
+        data = b"\xff\xd8 not a whole JPEG"  # stored so: its file is as it was captured
+        stored = ImageFiles(config.images_dir).put(data, "jpg")
+        record_image(conn, stored, 640, 640, len(data))
         owner = AccountRecord(OWNERS[0][0], follower_count=OWNERS[0][1])
         upsert_post(conn, PostRecord("4999999", "photo", owner=owner, like_count=5))
         attach_image(conn, "4999999", stored.sha256)

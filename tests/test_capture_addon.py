@@ -162,6 +162,7 @@ def test_an_image_before_its_json_is_attached_when_the_json_arrives(
     }
 
 
+@pytest.mark.slow
 def test_the_largest_variant_is_kept_whatever_the_order(
     config: Config, writer: CaptureWriter
 ) -> None:
@@ -176,6 +177,7 @@ def test_the_largest_variant_is_kept_whatever_the_order(
     assert [p.name for p in config.images_dir.rglob("*.jpg")] == [f"{sha256}.jpg"]
 
 
+@pytest.mark.slow
 def test_error_pages_and_non_images_from_the_cdn_never_become_images(
     config: Config, writer: CaptureWriter
 ) -> None:
@@ -227,6 +229,7 @@ def test_a_parser_exception_is_an_event_and_the_writer_goes_on(
     assert counters(config) == {"parse_errors": 1, "instagram_json": 1, "posts_new": 20}
 
 
+@pytest.mark.slow
 def test_a_failing_classification_never_escapes_the_hook(
     config: Config, writer: CaptureWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,6 +243,7 @@ def test_a_failing_classification_never_escapes_the_hook(
     assert counters(config) == {"flows": 1}
 
 
+@pytest.mark.slow
 def test_a_non_json_body_from_the_api_is_a_parse_error_event(
     config: Config, writer: CaptureWriter
 ) -> None:
@@ -267,6 +271,7 @@ def test_a_non_json_body_from_the_api_is_a_parse_error_event(
     assert counters(config) == {"flows": 4, "parse_errors": 1}
 
 
+@pytest.mark.slow
 def test_capture_classifies_by_the_host_the_client_asked_for_despite_map_remote(
     config: Config, writer: CaptureWriter
 ) -> None:
@@ -321,6 +326,7 @@ def test_a_dead_writer_is_replaced_and_capture_goes_on(config: Config) -> None:
     assert counters(config)["flows"] == 2  # counted by the proxy, not the writer
 
 
+@pytest.mark.slow
 def test_tls_failures_are_counted_per_host(config: Config, writer: CaptureWriter) -> None:
     addon = CaptureAddon(writer, config.proxy.max_body_bytes)
     for sni in ("i.instagram.com", "i.instagram.com", "graph.instagram.com"):

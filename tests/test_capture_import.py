@@ -100,6 +100,7 @@ def test_import_reads_the_sample_session_and_a_second_import_adds_nothing(tmp_pa
             assert b"SeCrEtRequestBodyToken" not in content, path
 
 
+@pytest.mark.slow
 def test_a_truncated_dump_keeps_what_was_read_and_names_the_file(tmp_path: Path) -> None:
     ends = flow_ends(DUMP)
     truncated = tmp_path / "cut.flows"
@@ -130,6 +131,7 @@ def test_a_truncated_dump_keeps_what_was_read_and_names_the_file(tmp_path: Path)
     assert query(data, "SELECT follower_count FROM accounts") == [(52979346,)]
 
 
+@pytest.mark.slow
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.flows"
     result = run_cli("import", missing, DUMP, data_dir=tmp_path / "data")

@@ -139,7 +139,12 @@ def test_captures_made_while_the_disk_is_full_are_stored_once_space_returns(
             )
             assert state.fault == "disk_full"
             assert state.held_bytes > sum(len(r.body) for r in responses[1:])
-            [problem] = registry.problems()  # the page's repairs list
+            # The note is written a moment before the card is renewed from the same state.
+            [problem] = wait_until(
+                lambda: (p := registry.problems()) and p[0].sentence.startswith("10 ") and p,
+                20,
+                "the card to count them",
+            )  # the page's repairs list
             assert (problem.id, problem.severity) == ("capture.waiting", "error")
             assert problem.sentence == (
                 "10 captured responses are waiting to be saved: the data folder's disk is full."

@@ -52,6 +52,7 @@ def without_source(post):
     return dataclasses.replace(post, source=None)
 
 
+@pytest.mark.slow
 @CHECK
 @given(data=st.data(), index=st.integers(0, len(NODES) - 1))
 def test_the_same_media_node_is_found_at_any_depth_in_any_wrapper(data, index: int) -> None:

@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+import pytest
 from helpers import run_cli, run_cli_json
 
 from instaflyd.store import AccountRecord, Database, ImageFiles, PostRecord
@@ -42,6 +43,7 @@ def test_stats_json_on_an_empty_data_dir_prints_zeros(tmp_path: Path) -> None:
     assert stats["capture"]["unread_formats"] == []
 
 
+@pytest.mark.slow
 def test_stats_json_lists_the_formats_not_understood_per_path(tmp_path: Path) -> None:
     with Database(tmp_path / "instafly.db") as db, db.transaction() as conn:
         count_unread_format(conn, "/api/v1/new/?token=x", "data.grid[]: display_url", now=5.0)
@@ -52,6 +54,7 @@ def test_stats_json_lists_the_formats_not_understood_per_path(tmp_path: Path) ->
     }]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_global_options_work_after_the_command_too(tmp_path: Path) -> None:
     result = run_cli("stats", "--json", "--data-dir", tmp_path / "after")
     assert result.returncode == 0, result.stderr
@@ -89,6 +92,7 @@ def test_export_csv_has_the_design_header_and_values(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_broken_database_fails_with_one_line(tmp_path: Path) -> None:
     data = tmp_path / "d"
     data.mkdir()

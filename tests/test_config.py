@@ -214,6 +214,7 @@ def test_default_file_and_models_agree() -> None:
             assert set(values[section]) == set(model.annotation.model_fields), section
 
 
+@pytest.mark.slow
 def test_check_config_command(tmp_path: Path) -> None:
     good = write(tmp_path, "web:\n  port: 9000\n", "good.yaml")
     result = run_cli("check-config", config=good)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from helpers import wait_until, write_config
 from support_daemon import seed_store
 
@@ -69,6 +70,7 @@ def test_the_daily_backup_runs_as_a_low_priority_child_when_due(tmp_path: Path) 
     assert again.next_due is not None and 24 * HOUR - 120 < again.next_due - 5 <= 24 * HOUR
 
 
+@pytest.mark.slow
 def test_a_failed_backup_is_an_event_and_a_problem_until_one_succeeds(tmp_path: Path) -> None:
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the backup folder should be")

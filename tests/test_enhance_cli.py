@@ -26,6 +26,7 @@ def no_model_message(config_file: Path) -> str:
     return str(caught.value)
 
 
+@pytest.mark.slow
 def test_without_a_model_enhance_and_generate_say_why(tmp_path: Path, config_file: Path) -> None:
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(encode(Image.fromarray(photo_like(60, 80)), "JPEG"))

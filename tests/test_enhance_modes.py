@@ -109,6 +109,7 @@ def test_pixels_raise_the_analytic_score_at_full_size(
 
 
 @pytest.mark.parametrize("mode", ["edits", "pixels"])
+@pytest.mark.slow
 def test_both_modes_raise_a_cnn_score(
     tmp_path: Path, config: Config, cnn: TinyCnnScorer, mode: str
 ) -> None:
@@ -180,6 +181,7 @@ def test_the_gradient_step_is_compiled_once_per_scorer(
     assert search._step.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow
 def test_generate_grows_a_higher_scoring_image_from_noise(
     tmp_path: Path, config: Config, analytic: BrightColourfulScorer
 ) -> None:

@@ -1,9 +1,10 @@
 """Intervals run on the monotonic clock: a step of the wall clock (an injected offset) neither
 puts off the hourly prune of the event log nor expires, all at once, the CDN images waiting in
-the capture writer for the post that names them."""
+the capture writer for the post that names them, nor prunes which phone captured which post."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -79,3 +80,22 @@ def test_waiting_images_still_expire_after_a_step_back(
         writing.close()
     with Database(config.db_path) as db:
         assert sql_scalar(db, "SELECT value FROM counters WHERE name = 'images_unmatched'") == 1
+
+
+def test_a_step_forward_does_not_prune_which_phone_captured_which_post(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = build_config({"data_dir": str(tmp_path / "data")})
+    profile = captured_response(profile_flow(), config.proxy.max_body_bytes)
+    assert profile is not None
+    writing = StoreWriting(config)
+    try:
+        assert writing.open()
+        writing.take(dataclasses.replace(profile, device="ip:192.168.1.20"))
+        stepped = time.time() + 30 * DAY  # the clock jumps a month ahead
+        monkeypatch.setattr(time, "time", lambda: stepped)
+        writing.prune_device_posts()  # keeps a week (and a day) of them
+    finally:
+        writing.close()
+    with Database(config.db_path) as db:
+        assert sql_scalar(db, "SELECT COUNT(*) FROM device_posts") == 20

@@ -152,6 +152,7 @@ def test_system_install_builds_a_venv_that_runs_the_appliance(tmp_path: Path) ->
     assert time.monotonic() - started < 60
 
 
+@pytest.mark.slow
 def test_system_install_never_overwrites_an_existing_config(tmp_path: Path) -> None:
     root = tmp_path / "root"
     config = root / "etc/instafly/instafly.yaml"
@@ -163,6 +164,7 @@ def test_system_install_never_overwrites_an_existing_config(tmp_path: Path) -> N
     assert config.read_text() == "web:\n  port: 9999\n"
 
 
+@pytest.mark.slow
 def test_a_busy_port_is_reported_before_installing(tmp_path: Path) -> None:
     with socket.socket() as sock:
         try:

@@ -127,6 +127,7 @@ def test_the_record_holds_what_building_vgg16_gives(data_dir: Path) -> None:
     assert find_record(config.features_dir, part.source, 96) is None
 
 
+@pytest.mark.slow
 def test_a_record_that_does_not_match_the_built_network_is_dropped(data_dir: Path) -> None:
     config = tiny_config(data_dir)
     images = images_of(data_dir, 3)
@@ -151,6 +152,7 @@ def test_a_record_that_does_not_match_the_built_network_is_dropped(data_dir: Pat
     assert honest.fingerprint == key["fingerprint"]
 
 
+@pytest.mark.slow
 def test_releasing_the_frozen_part_frees_it_and_keeps_what_training_needs(
     data_dir: Path,
 ) -> None:

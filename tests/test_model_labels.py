@@ -34,8 +34,9 @@ def add_post(db, files, post_id, media_type="photo", likes=10, followers=1000, i
         owner = AccountRecord(f"owner-{post_id}", follower_count=followers)
         upsert_post(conn, PostRecord(post_id, media_type, owner=owner, like_count=likes))
         if image:
-            stored = files.put(f"pixels of {post_id}".encode(), "jpg")
-            record_image(conn, stored, 10, 10, 16)
+            pixels = f"pixels of {post_id}".encode()
+            stored = files.put(pixels, "jpg")
+            record_image(conn, stored, 10, 10, len(pixels))  # as stored: its file's size
             attach_image(conn, post_id, stored.sha256)
 
 

@@ -72,6 +72,7 @@ def assert_within_budget(db: Database, now: float) -> None:
     assert os.path.getsize(db.path) < HISTORY_BUDGET_BYTES
 
 
+@pytest.mark.slow
 def test_a_year_of_samples_stays_within_the_history_budget(tmp_path: Path) -> None:
     # Hourly samples for most of the year (as if the box were busy elsewhere), then one every
     # minute for the last three days: at most one per 5-minute bucket is kept.

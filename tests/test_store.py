@@ -420,6 +420,7 @@ def _writer(path: str, worker: int, rounds: int) -> None:
                 add_to_counter(conn, "flows")
 
 
+@pytest.mark.slow
 def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     Database(path).close()

@@ -1,5 +1,6 @@
 """An upload announced by the page starts the enhancer before the photo arrives: a real worker
-process, a real enhancer loading the session's tiny trained model, no job queued yet."""
+process, a real enhancer loading the session's tiny trained model and compiling its gradient
+step, no job queued yet."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def test_an_announced_upload_loads_the_model_before_the_photo_arrives(
     os.utime(wanted)  # what POST /api/photos/coming does
     wait_for("the model loaded", lambda: "model version 1 loaded" in worker.output(), worker)
     assert "enhancer started" in worker.output()
+    # and, with nothing queued yet, its gradient step compiled before the photo comes
+    wait_for("the warm-up", lambda: "gradient step compiled in" in worker.output(), worker)
     (data_dir / "drop" / "coming.jpg").write_bytes(jpeg_bytes(96, 64, seed=5))
     done = wait_for("the photo", job_in_state(data_dir, "coming.jpg", "done"), worker)
     assert done["model_version"] == 1

@@ -276,6 +276,7 @@ def test_the_login_form_and_basic_auth_share_one_growing_delay_per_client(
 # --- 7: sessions end with log-out and with a password change --------------------------------------
 
 
+@pytest.mark.slow
 def test_a_kept_cookie_stops_working_after_logout_and_after_a_password_change(
     config: Config, web: WebServer, tmp_path: Path
 ) -> None:
@@ -530,6 +531,7 @@ def test_the_real_daemon_from_a_fresh_data_dir(tmp_path: Path) -> None:
     assert os.stat(data / PASSWORD_FILE).st_mode & 0o777 == 0o600
 
 
+@pytest.mark.slow
 def test_instaflyd_password_at_a_real_prompt(tmp_path: Path) -> None:
     """A person at a terminal: the password is typed twice, without echo, and then kept."""
     data = tmp_path / "data"

@@ -213,6 +213,7 @@ def test_import_refuses_a_file_of_the_right_size_but_another_md5(
     assert weights_dir_files(data_dir) == []  # the temp copy is gone too
 
 
+@pytest.mark.slow
 def test_import_needs_a_file_and_missing_files_are_named(config: Path, tmp_path: Path) -> None:
     result = run_cli("weights", "import", config=config)
     assert (result.returncode, result.stderr.strip()) == (
@@ -324,6 +325,7 @@ def test_without_internet_the_status_says_so_and_names_the_ways_in(data_dir: Pat
     )
 
 
+@pytest.mark.slow
 def test_the_daemon_fetches_missing_weights_in_a_background_process(
     data_dir: Path, tmp_path: Path
 ) -> None:

@@ -155,6 +155,7 @@ def test_removing_a_phone_forgets_its_keys_at_once(base: str, config: Config) ->
     assert new.port == anna.port and new.device_private_key != anna.device_private_key
 
 
+@pytest.mark.slow
 def test_the_household_names_a_device_the_proxy_saw(base: str, config: Config) -> None:
     with Database(config.db_path) as db, db.transaction() as conn:
         device_seen(conn, "ip:192.168.1.40")

@@ -31,7 +31,8 @@ def ensure_ca(confdir: Path) -> CaInfo:
     """Load the CA, creating it first if needed; make sure only the owner can read the key."""
     created = not (confdir / PRIVATE_FILES[0]).exists()
     confdir.mkdir(parents=True, exist_ok=True)
-    os.chmod(confdir, 0o700)
+    if confdir.stat().st_mode & 0o077:  # only if needed: a read-only folder refuses any chmod
+        os.chmod(confdir, 0o700)
     store = certs.CertStore.from_store(confdir, CONF_BASENAME, KEY_SIZE)
     for name in PRIVATE_FILES:
         path = confdir / name

@@ -28,6 +28,7 @@ import logging
 import re
 import signal
 import sys
+import time
 from typing import Any
 
 from mitmproxy import addons, exceptions, master, options
@@ -47,12 +48,13 @@ from instaflyd.capture.writer import CaptureWriter
 from instaflyd.config import Config
 from instaflyd.fdlimit import connections_within, raise_fd_limit
 from instaflyd.store import Database, StoreError
-from instaflyd.store.faults import FAULT_TEXT
+from instaflyd.store.faults import FAULT_TEXT, Fault, transient_fault
 
 log = logging.getLogger("instafly.proxy")
 
 
 WRITER_CHECK_SECONDS = 1.0  # how often the proxy looks whether its writer still runs
+CA_RETRY_SECONDS = 2.0  # while the CA cannot be saved (a read-only data folder)
 
 # mitmproxy options Instafly sets from its own config; proxy.mitmproxy_options may not override.
 MANAGED_OPTIONS = {
@@ -147,7 +149,7 @@ def run_proxy(config: Config, verbose: bool = False) -> None:
             "proxy.mode is wireguard but wireguard.enabled is false: nothing to listen on"
             " (set proxy.mode: regular, or wireguard.enabled: true)"
         )
-    ensure_ca(config.mitmproxy_dir)
+    _ensure_ca_when_possible(config)
     try:
         with Database(config.db_path):
             pass  # open and migrate now: a broken database is a start-up error, not a thread's
@@ -223,6 +225,34 @@ def _beat_from_the_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.call_later(every, again)
 
     again()
+
+
+def _ensure_ca_when_possible(config: Config) -> None:
+    """The box's CA, made the first time; on a read-only or full data folder that cannot be
+    done yet: said once, tried again every few seconds (beating meanwhile: the proxy is not
+    hung, it waits), instead of an exit that the supervisor would restart into the same."""
+    waiting: Fault | None = None
+    while True:
+        try:
+            ensure_ca(config.mitmproxy_dir)
+        except OSError as exc:
+            fault = transient_fault(exc)
+            if fault is None:
+                raise
+            if waiting is None:
+                log.error(
+                    "the proxy's certificate authority cannot be saved (%s): waiting until it"
+                    " can (%s)",
+                    FAULT_TEXT[fault],
+                    exc,
+                )
+            waiting = fault
+            heartbeat.beat("proxy")
+            time.sleep(CA_RETRY_SECONDS)
+            continue
+        if waiting is not None:
+            log.info("the proxy's certificate authority is saved: starting")
+        return
 
 
 def _check_the_writer(loop: asyncio.AbstractEventLoop, writer: CaptureWriter) -> None:

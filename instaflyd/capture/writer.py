@@ -57,6 +57,7 @@ from instaflyd.capture.writer_state import (
     waiting_problem,
     write_state,
 )
+from instaflyd.clock import SteadyClock
 from instaflyd.config import Config
 from instaflyd.logs import setup_logging
 from instaflyd.store import Database, ImageFiles, StoreError
@@ -471,6 +472,7 @@ class StoreWriting:
             proxy.pending_images_max_bytes,
         )
         self.images = ImageFiles(config.images_dir)
+        self.clock = SteadyClock()  # what is old enough to prune: a step forward deletes nothing
         self.db: Database | None = None
         self.ingester: Ingester | None = None
         self.fault: Fault | None = None  # the store refuses writes since fault_since
@@ -698,7 +700,7 @@ class StoreWriting:
             return  # the store refuses writes now: next time
         try:
             with self.db.transaction() as conn:
-                prune_device_posts(conn, time.time() - DEVICE_POSTS_DAYS * 86400)
+                prune_device_posts(conn, self.clock.now() - DEVICE_POSTS_DAYS * 86400)
         except Exception as exc:
             if transient_fault(exc) is None:
                 log.error("cannot prune which device captured which post: %s", exc)

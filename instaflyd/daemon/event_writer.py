@@ -24,6 +24,7 @@ from typing import Protocol
 from instaflyd.logs import FaultLog
 from instaflyd.store import Database
 from instaflyd.store.events import Level, record_event
+from instaflyd.store.faults import looks_writable
 
 log = logging.getLogger("instafly.daemon")
 
@@ -41,6 +42,14 @@ class _Event:
     level: Level
     kind: str
     message: str
+
+
+OPEN_RETRY_SECONDS = 2.0  # while the store cannot be opened or written, events wait this long
+
+
+def _takes_writes(db: Database) -> bool:
+    """False while the connection is read-only and its folder still is (one statvfs)."""
+    return not db.read_only or looks_writable(db.path.parent, "read_only")
 
 
 class EventWriter:
@@ -95,6 +104,22 @@ class EventWriter:
         next_chores = time.monotonic()
         try:
             while True:
+                if db is None or not _takes_writes(db):  # events wait in the queue meanwhile
+                    try:
+                        db = db or Database(self.db_path)
+                    except Exception as exc:  # the store cannot be opened: said once, tried again
+                        self._fault.failed(exc)
+                    if db is None or not _takes_writes(db):
+                        with self._cond:
+                            if self._cond.wait_for(lambda: self._stopping, OPEN_RETRY_SECONDS):
+                                if self._waiting:
+                                    log.error(
+                                        "%d events were not recorded: the store could not be"
+                                        " written until the daemon stopped",
+                                        len(self._waiting),
+                                    )
+                                return
+                        continue
                 with self._cond:
                     timeout = max(0.0, next_chores - time.monotonic()) if self.chores else None
                     self._cond.wait_for(lambda: self._waiting or self._stopping, timeout)

@@ -36,19 +36,21 @@ from instaflyd.daemon.children import ChildProcess, instaflyd_argv, stop_all
 from instaflyd.daemon.config_watch import CHECK_EVERY_SECONDS, ConfigWatch
 from instaflyd.daemon.event_writer import EventWriter
 from instaflyd.daemon.housekeeping import Housekeeping
+from instaflyd.daemon.image_check import ImageCheck
 from instaflyd.daemon.lifelines import Lifelines
 from instaflyd.daemon.orphans import end_orphans
 from instaflyd.daemon.safe_mode import wait_for_valid_config
 from instaflyd.daemon.scheduler import TrainingScheduler
 from instaflyd.daemon.sdnotify import Notifier
-from instaflyd.daemon.store_recovery import REPLACED, IntegrityCheck, open_store
+from instaflyd.daemon.store_recovery import REPLACED, IntegrityCheck, StoreRecovery, open_store
 from instaflyd.daemon.supervisor import ComponentSpec, Supervisor, tcp_listening
 from instaflyd.daemon.weights_fetch import WeightsFetcher
 from instaflyd.status.collect import collect_status, with_live_daemon
 from instaflyd.status.document import ComponentStatus, DaemonState, StatusDocument, TrainerStatus
 from instaflyd.status.emitter import StatusEmitter
 from instaflyd.status.storage import check_storage
-from instaflyd.store import Database
+from instaflyd.store import Database, ImageFiles, StoreError
+from instaflyd.store.faults import FAULT_ACTION, FAULT_TEXT, Fault, transient_fault
 from instaflyd.web import create_app
 from instaflyd.web.password import announce_password
 from instaflyd.web.server import WebServer
@@ -170,8 +172,13 @@ class Daemon:
         self.adopt = dict(kept or {})  # children an earlier daemon (a reload) left running
         self.reloaded: Config | None = None  # after a reload: the new config...
         self.kept: dict[str, ChildProcess] = {}  # ...and the children left running for it
-        self.db, self.recovery = open_store(config)  # a damaged store: replaced, said
         self.repairs = repairs.RepairsRegistry()
+        # A damaged store is replaced and said; one that cannot be opened for a passing reason
+        # (a read-only or full data folder) is waited for (`open_store_if_due`), never exited on.
+        self.db: Database | None = None
+        self.recovery: StoreRecovery | None = None
+        self.store_waiting = StoreWaiting(config, self.repairs)
+        self.store_waiting.try_open(self)
         self.events = EventWriter(config.db_path, chores=self._chores)
         self.housekeeping: Housekeeping | None = None  # made on the writer's thread
         self.lifelines = Lifelines(self.repairs, config.faults.hang_seconds)
@@ -182,6 +189,7 @@ class Daemon:
         self.scheduler = TrainingScheduler(config, self.db, self.events, self.lifelines)
         self.weights = WeightsFetcher(config)
         self.integrity: IntegrityCheck | None = None  # made on the writer's thread
+        self.images: ImageCheck | None = None  # the same
         self.backups = BackupScheduler(config, self.events, self.repairs)
         self.emitter = StatusEmitter(config, self)
         self._state: DaemonState = "starting"
@@ -215,6 +223,8 @@ class Daemon:
         """The latest snapshot with the live components (built now before the first one)."""
         snapshot = self.emitter.latest()
         if snapshot is None:
+            if self.db is None:  # the page says why (web.database)
+                raise self.store_waiting.error()
             return collect_status(self.config, self.db.conn, self)
         return with_live_daemon(snapshot, self.config, self)
 
@@ -223,13 +233,11 @@ class Daemon:
     def run(self, stop: threading.Event, reload: threading.Event | None = None) -> int:
         """Until `stop` (or `reload`) is set; returns the exit status."""
         web = self.config.web
-        announce_password(self.config.data_dir, web.password, self.config.source)
+        self.password_told = announce_password_if_possible(self.config)
         server = WebServer(create_app(self.config, self), web.host, web.port)
         server.start()
         repairs.install(self.repairs)
-        if self.recovery is not None:
-            title, sentence, action = self.recovery.problem()
-            self.repairs.report(REPLACED, "warning", sentence, action, title=title)
+        self.report_recovery()
         self.events.start()
         if ended := end_orphans(self.config.data_dir):
             self.events.record(
@@ -261,6 +269,8 @@ class Daemon:
             if now >= next_config:
                 self.check_config()
                 next_config = now + CHECK_EVERY_SECONDS
+            if self.db is None and self.store_waiting.due(now):
+                self.open_store_now()
             try:
                 self.scheduler.tick(now)
                 self.weights.tick(now)
@@ -354,7 +364,24 @@ class Daemon:
         self.emitter.stop()
         self.events.stop(timeout=2)
         repairs.install(None)
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
+
+    def report_recovery(self) -> None:
+        if self.recovery is not None:
+            title, sentence, action = self.recovery.problem()
+            self.repairs.report(REPLACED, "warning", sentence, action, title=title)
+
+    def open_store_now(self) -> None:
+        """The store could not be opened so far: try again; once it opens, training checks
+        start and the page shows everything again."""
+        if not self.store_waiting.try_open(self):
+            return
+        assert self.db is not None
+        self.scheduler.db = self.db
+        self.report_recovery()
+        if not self.password_told:
+            self.password_told = announce_password_if_possible(self.config)
 
     def _chores(self, db: Database) -> None:
         """On the event writer's thread and connection: what would keep the loop waiting."""
@@ -364,6 +391,9 @@ class Daemon:
         if self.integrity is None:
             self.integrity = IntegrityCheck(db)
         self.integrity.tick()
+        if self.images is None:
+            self.images = ImageCheck(db, ImageFiles(self.config.images_dir))
+        self.images.tick()
 
     def check_config(self) -> None:
         try:
@@ -379,7 +409,94 @@ class Daemon:
 
     def summary(self) -> str:
         """One line for `systemctl status`: components, counts, model."""
-        return status_line(self.status())
+        try:
+            return status_line(self.status())
+        except StoreError:  # not opened yet: what is known without it
+            parts = [f"{p.severity.upper()}: {p.title}" for p in self.problems()[:1]]
+            parts += [f"{name} {c.state}" for name, c in self.components().items()]
+            return "; ".join(parts)
+
+
+STORE_WAITING = "store.waiting"  # the repairs list's id while the store cannot be opened
+STORE_RETRY_SECONDS = 2.0  # how often the daemon tries to open it meanwhile
+
+
+class StoreWaiting:
+    """The daemon's store while it cannot be opened for a passing reason (a read-only or full
+    data folder at start): one log line and a repairs card when it begins, a try every
+    STORE_RETRY_SECONDS, one log line when it opens. The proxy and the worker run meanwhile:
+    the phones browse, and what they capture and the photos dropped wait in their processes
+    (`capture.retry`, the watcher) until the store takes them."""
+
+    def __init__(self, config: Config, registry: repairs.RepairsRegistry) -> None:
+        self.config = config
+        self.registry = registry
+        self.fault: Fault | None = None
+        self.since = 0.0  # monotonic
+        self.next_try = 0.0
+        self.last_error = ""
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_try
+
+    def try_open(self, daemon: Daemon) -> bool:
+        """Open the store into `daemon.db` (and `recovery`); False while a passing fault
+        keeps it shut. Any other failure raises, as it always did."""
+        now = time.monotonic()
+        try:
+            daemon.db, daemon.recovery = open_store(self.config)
+        except StoreError as exc:
+            if exc.fault is None:
+                raise
+            self.next_try = now + STORE_RETRY_SECONDS
+            self.last_error = str(exc)
+            if self.fault is None:
+                self.since = now
+                log.error(
+                    "the store cannot be opened (%s); the page says so and the box starts"
+                    " using it once it can (trying every %.0f s): %s",
+                    FAULT_TEXT[exc.fault],
+                    STORE_RETRY_SECONDS,
+                    exc,
+                )
+            self.fault = exc.fault
+            self.registry.report(
+                STORE_WAITING,
+                "error",
+                f"The box cannot open its database: {FAULT_TEXT[exc.fault]}. The phones can"
+                " still browse; what they capture and the photos dropped meanwhile wait, and"
+                " are saved once it can.",
+                FAULT_ACTION[exc.fault],
+                title="The database cannot be opened",
+            )
+            return False
+        if self.fault is not None:
+            log.info(
+                "the store opened after %.0f s (%s no longer)",
+                now - self.since,
+                FAULT_TEXT[self.fault],
+            )
+            self.fault = None
+            self.registry.resolve(STORE_WAITING)
+        return True
+
+    def error(self) -> StoreError:
+        """What a request that needs the store meets meanwhile."""
+        return StoreError(f"the database cannot be opened: {self.last_error}", self.fault)
+
+
+def announce_password_if_possible(config: Config) -> bool:
+    """The first password is made and shown at start; on a read-only or full data folder it
+    cannot be saved yet: said once, made once the store opens. True when done."""
+    try:
+        announce_password(config.data_dir, config.web.password, config.source)
+    except OSError as exc:
+        if transient_fault(exc) is None:
+            raise
+        log.error("the page's first password cannot be saved yet (%s): %s", FAULT_TEXT[
+            transient_fault(exc) or "io_error"], exc)  # fmt: skip
+        return False
+    return True
 
 
 def status_line(status: StatusDocument) -> str:

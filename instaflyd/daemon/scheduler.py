@@ -39,12 +39,12 @@ class TrainingScheduler:
     def __init__(
         self,
         config: Config,
-        db: Database,
+        db: Database | None,
         events: EventSink,
         lifelines: Lifelines | None = None,
     ) -> None:
         self.config = config
-        self.db = db  # read only, from the daemon's loop: is training due?
+        self.db = db  # read only, from the daemon's loop: is training due? (None: not open yet)
         self.events = events
         self.lifelines = lifelines
         self.hung_for: float | None = None  # the running trainer was killed for not answering
@@ -100,6 +100,10 @@ class TrainingScheduler:
         if failed:
             self.events.record("trainer", "error", "training_failed", failed)
         if not due:
+            return
+        if self.db is None:  # the store cannot be opened yet (a read-only data folder)
+            with self._lock:
+                self.last_reason = "waiting for the database to open"
             return
         weights = weights_status(self.config)
         status = training_plan(

@@ -8,7 +8,8 @@ the full-resolution original, writes `<stem>.instafly.jpg` and its sidecar `<ste
 (`instaflyd.jobs.outputs`), and scores the written JPEG. An input that cannot be used raises
 `RejectedImage`.
 The compiled gradient steps are kept for the last scorer used, so a worker that enhances many
-photos with the same model compiles them once.
+photos with the same model compiles them once; `warm_up` compiles them before the first photo
+(an enhancer started when an upload begins does it while the photo is on its way).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "forget_compiled",
     "model_copy",
     "score_pixels",
+    "warm_up",
 ]
 
 
@@ -177,6 +179,19 @@ def compiled_for(kind: type[Method], scorer: Scorer) -> Method:
     if cached is None or cached[0] is not scorer:
         cached = _cache[kind] = (scorer, kind(scorer))
     return cached[1]
+
+
+def warm_up(scorer: Scorer, mode: Mode) -> float:
+    """Trace and run `mode`'s gradient step once on a grey copy, so the first photo does not
+    wait for the compilation; returns the seconds it took."""
+    started = time.monotonic()
+    grey = tf.fill((1, scorer.input_size, scorer.input_size, 3), 128.0)
+    if mode == "edits":
+        compiled_for(EditSearch, scorer).run(grey, 1)
+    else:
+        compiled_for(PixelAscent, scorer).ascend(grey, 1, original=grey)
+    score_pixels(scorer, grey)
+    return time.monotonic() - started
 
 
 def forget_compiled() -> None:

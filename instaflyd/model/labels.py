@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from instaflyd.store import ImageFiles
+from instaflyd.store.images import check_labelled_image_files
 from instaflyd.store.labels import label_target, labelled_rows
 
 log = logging.getLogger("instafly.model.labels")
@@ -84,12 +85,20 @@ class Split:
 
 
 def labelled_posts(conn: sqlite3.Connection, images: ImageFiles) -> list[LabelledPost]:
-    """Every labelled post whose image file is on disk, in a stable order."""
-    posts, missing = [], 0
+    """Every labelled post whose image file is on disk as it was stored, in a stable order.
+
+    A file that is gone, or no longer the size it was stored with (truncated or overwritten),
+    leaves its post out, said in the log; the daemon's image check shows the count on the
+    page (`store.images.check_labelled_image_files`)."""
+    check = check_labelled_image_files(conn, images)
+    posts, missing, changed = [], 0, 0
     for row in labelled_rows(conn):
         path = images.path_for(row.image_sha256, row.image_ext)
-        if not path.is_file():
+        if row.image_sha256 in check.missing or not path.is_file():
             missing += 1
+            continue
+        if row.image_sha256 in check.changed:
+            changed += 1
             continue
         posts.append(
             LabelledPost(
@@ -104,6 +113,12 @@ def labelled_posts(conn: sqlite3.Connection, images: ImageFiles) -> list[Labelle
         )
     if missing:
         log.warning("%d labelled posts skipped: their image file is missing", missing)
+    if changed:
+        log.warning(
+            "%d labelled posts skipped: their image file was changed on disk (truncated or"
+            " overwritten) since it was stored",
+            changed,
+        )
     return posts
 
 

@@ -46,11 +46,15 @@ from instaflyd.status.document import (
     TrainingProgress,
     WireGuardSection,
 )
+from instaflyd.status.image_files import CHANGED as IMAGES_CHANGED
+from instaflyd.status.image_files import TITLE as IMAGES_TITLE
+from instaflyd.status.image_files import image_files_problem
 from instaflyd.status.share import samba_share
 from instaflyd.status.storage import check_storage
 from instaflyd.store.devices import SeenDevice, seen_devices, wireguard_devices
 from instaflyd.store.events import counters, recent_events
 from instaflyd.store.formats import unread_formats
+from instaflyd.store.images import ImageFiles, check_labelled_image_files
 from instaflyd.store.jobs import enhanced_totals, jobs_by_state, recently_changed_jobs
 from instaflyd.store.learned import lessons
 from instaflyd.store.posts import accounts_to_visit
@@ -119,7 +123,7 @@ def collect_status(
         drop_folder=drop_folder_section(config, conn),
         setup=setup_section(config),
         backup=backup_section(config),
-        repairs=repairs_section(daemon.problems() if daemon else standalone_problems(config)),
+        repairs=repairs_section(daemon.problems() if daemon else standalone_problems(config, conn)),
         devices=devices_section(config, conn),
     )
 
@@ -163,10 +167,14 @@ def repairs_section(problems: list[Problem]) -> RepairsSection:
     return RepairsSection(problems=problems, errors=errors, warnings=len(problems) - errors)
 
 
-def standalone_problems(config: Config) -> list[Problem]:
+def standalone_problems(config: Config, conn: sqlite3.Connection | None = None) -> list[Problem]:
     """Without the daemon (`stats`, a page on its own): what can be checked right now."""
     registry = RepairsRegistry()
     check_storage(config, registry)
+    if conn is not None:  # one stat per labelled post's image: the daemon does it every 6 h
+        images = check_labelled_image_files(conn, ImageFiles(config.images_dir))
+        if (changed := image_files_problem(images)) is not None:
+            registry.report(IMAGES_CHANGED, "warning", *changed, title=IMAGES_TITLE)
     writer = read_state(config.runtime_dir)
     if writer is not None and (problem := waiting_problem(writer)) is not None:
         registry.report(WAITING, "error", *problem, title=WAITING_TITLE, source="proxy")

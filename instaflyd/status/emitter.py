@@ -19,7 +19,7 @@ from instaflyd.logs import FaultLog
 from instaflyd.status.collect import DaemonView, collect_status
 from instaflyd.status.document import StatusDocument
 from instaflyd.status.history import HistorySampler
-from instaflyd.store import Database
+from instaflyd.store import Database, StoreError
 
 log = logging.getLogger("instafly.status")
 
@@ -71,7 +71,10 @@ class StatusEmitter:
         return self.latest()
 
     def _run(self) -> None:
-        with Database(self.config.db_path) as db:
+        db = self._open()
+        if db is None:
+            return
+        with db:
             while not self._stop.is_set():
                 try:
                     document = collect_status(self.config, db.conn, self.daemon)
@@ -95,6 +98,24 @@ class StatusEmitter:
                     self._sample(db, document)
                 self._wake.wait(self.every)
                 self._wake.clear()
+
+    def _open(self) -> Database | None:
+        """The emitter's connection; while a passing fault (a read-only or full data folder)
+        keeps the store shut, tried again every few seconds (the daemon's repairs list says
+        why). None if stopped meanwhile."""
+        opening = FaultLog(log, "could not open the store for the status snapshots")
+        while not self._stop.is_set():
+            try:
+                db = Database(self.config.db_path)
+            except StoreError as exc:
+                if exc.fault is None:
+                    raise
+                opening.failed(exc)
+                self._stop.wait(self.every)
+            else:
+                opening.ok()
+                return db
+        return None
 
     def _sample(self, db: Database, document: StatusDocument) -> None:
         try:

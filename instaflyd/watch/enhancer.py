@@ -35,6 +35,7 @@ from instaflyd.jobs.files import JobFiles
 from instaflyd.store import Database
 from instaflyd.store.events import log_event
 from instaflyd.store.faults import transient_fault
+from instaflyd.store.jobs import jobs_by_state
 from instaflyd.store.versions import current_model_version
 from instaflyd.watch.enhancer_process import EXIT_NO_MODEL, WORKER_PID_ENV
 
@@ -77,6 +78,7 @@ class Enhancer:
             from instaflyd.watch.job import JobRunner, Stopping
 
             self.runner = JobRunner(self.config, db, files, scorer)
+            self._warm_up(db, scorer)
             with contextlib.suppress(Stopping):  # a job in progress was queued again
                 self._serve(db, scorer.version)
         return 0
@@ -104,6 +106,16 @@ class Enhancer:
             log_event(conn, "worker", "info", "model_loaded", message)
         log.info("%s", message)
         return scorer
+
+    def _warm_up(self, db: Database, scorer: Scorer) -> None:
+        """With no photo queued yet (started because an upload begins), compile the gradient
+        step now, while the photo is on its way; a queued photo is started at once instead."""
+        if jobs_by_state(db.conn).queued:
+            return
+        from instaflyd.enhance.pipeline import warm_up
+
+        seconds = warm_up(scorer, self.config.enhance.mode)
+        log.info("gradient step compiled in %.1f s, before the first photo", seconds)
 
     def _serve(self, db: Database, version: int | None) -> None:
         assert self.runner is not None

@@ -11,6 +11,7 @@ enhancer (a job in progress goes back to the queue, unchanged) within the shutdo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -21,7 +22,8 @@ from types import FrameType
 from instaflyd import heartbeat, jobs, shutdown
 from instaflyd.config import Config
 from instaflyd.jobs.files import JobFiles
-from instaflyd.store import Database
+from instaflyd.logs import FaultLog
+from instaflyd.store import Database, StoreError
 from instaflyd.store.events import Level, record_event
 from instaflyd.store.jobs import jobs_by_state
 from instaflyd.store.versions import current_model_version
@@ -34,6 +36,7 @@ POLL_SECONDS = 0.5  # how often the queue and the enhancer are checked without a
 LOAD_RETRY_SECONDS = 30.0  # after the model failed to load
 CRASH_PAUSE = 5.0  # after the enhancer crashed, or an unexpected error in the loop
 PRELOAD_WINDOW_SECONDS = 120.0  # an upload announced longer ago than this starts nothing
+STORE_RETRY_SECONDS = 2.0  # while the store cannot be opened (a read-only data folder)
 
 
 class Worker:
@@ -56,17 +59,22 @@ class Worker:
         watch = self.config.watch
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
-        watch.output_dir.mkdir(parents=True, exist_ok=True)
-        self.db = Database(self.config.db_path)
-        self.files = JobFiles(watch, self.db, self.pid)
         watcher = DropWatcher(watch, self.config.db_path, on_queued=self.wake.set)
+        watcher.start()  # it waits for the store by itself, and finds what came meanwhile
+        opened = self._open_store()
+        if opened is None:  # stopped while waiting for the store
+            watcher.stop()
+            return 0
+        self.db = opened
+        with contextlib.suppress(OSError):  # a read-only disk: the enhancer says so per job
+            watch.output_dir.mkdir(parents=True, exist_ok=True)
+        self.files = JobFiles(watch, self.db, self.pid)
         self._event(
             "info",
             "worker_started",
             f"worker started (pid {self.pid}): {watch.drop_dir} -> {watch.output_dir}",
         )
         try:
-            watcher.start()
             while not self.stopping:
                 heartbeat.beat("worker")  # from the loop: a stuck loop goes quiet
                 self.wake.clear()
@@ -83,6 +91,27 @@ class Worker:
             self._event("info", "worker_stopped", f"worker stopped (pid {self.pid})")
             self.db.close()
         return 0
+
+    def _open_store(self) -> Database | None:
+        """The worker's connection; while a passing fault (a read-only or full data folder)
+        keeps the store shut: said once, tried again every few seconds, beating meanwhile
+        (the worker waits, it does not hang), instead of an exit into a restart loop. None if
+        stopped while waiting."""
+        waiting = FaultLog(log, "cannot open the store; waiting until it can")
+        while not self.stopping:
+            heartbeat.beat("worker")
+            try:
+                db = Database(self.config.db_path)
+            except StoreError as exc:
+                if exc.fault is None:
+                    raise
+                waiting.failed(exc)
+                self.wake.wait(STORE_RETRY_SECONDS)
+                self.wake.clear()
+            else:
+                waiting.ok()
+                return db
+        return None
 
     def step(self) -> None:
         """Notice the enhancer's end, recover what a dead process left, start one if needed."""

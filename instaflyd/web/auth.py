@@ -68,7 +68,10 @@ def load_secret_key(data_dir: Path) -> bytes:
     except FileNotFoundError:
         pass
     key = secrets.token_bytes(32)
-    atomic_write_bytes(path, key, mode=0o600)
+    try:
+        atomic_write_bytes(path, key, mode=0o600)
+    except OSError as exc:  # a read-only or full data folder: logins last until a restart
+        log.error("the page's login key cannot be saved (%s): logins last until a restart", exc)
     return key
 
 

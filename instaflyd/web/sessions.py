@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import threading
 import time
@@ -22,6 +23,8 @@ from instaflyd.fsutil import atomic_write_text
 
 SESSIONS_FILE = "web-sessions"
 MAX_SESSIONS = 64  # the oldest log-in is forgotten beyond this (a household has a few devices)
+
+log = logging.getLogger("instafly.web")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class SessionRegistry:
     def __init__(self, data_dir: Path, lifetime_seconds: float) -> None:
         self.path = data_dir / SESSIONS_FILE
         self.lifetime = lifetime_seconds
+        self._save_failed = False  # said once in the log until a save works again
         self._lock = threading.Lock()
         self._sessions = self._load()
 
@@ -80,7 +84,14 @@ class SessionRegistry:
 
     def _save(self) -> None:
         document = {key: asdict(kept) for key, kept in self._sessions.items()}
-        atomic_write_text(self.path, json.dumps(document), mode=0o600)
+        try:
+            atomic_write_text(self.path, json.dumps(document), mode=0o600)
+        except OSError as exc:  # a read-only or full data folder: kept in memory meanwhile
+            if not self._save_failed:
+                log.error("the page's logins cannot be saved (%s): they last until a restart", exc)
+            self._save_failed = True
+        else:
+            self._save_failed = False
 
 
 def _key(session_id: str) -> str:
