@@ -25,7 +25,7 @@ from instaflyd.model.features import (
     frozen_part,
 )
 from instaflyd.model.labels import labelled_posts
-from instaflyd.model.registry import TAIL_FILE, version_dir
+from instaflyd.model.registry import TAIL_FILE, load_version, version_dir
 from instaflyd.model.training import TrainResult, run_training
 from instaflyd.store import Database, ImageFiles
 
@@ -168,3 +168,17 @@ def test_releasing_the_frozen_part_frees_it_and_keeps_what_training_needs(
     assert part.builds == 1
     np.testing.assert_array_equal(np.asarray(part.forward(pixels)), before)
     assert part.builds == 2
+
+
+def test_loading_a_version_does_not_hash_the_weights(
+    copy_of_trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The enhancer's start loads a version by its fingerprint; the source (the weights file's
+    SHA-256 on a real box) is the trainer's business and is not worked out there."""
+
+    def no(*args: object) -> str:
+        raise AssertionError("frozen_source called while loading a version")
+
+    monkeypatch.setattr(backbone_module, "frozen_source", no)
+    scorer = load_version(tiny_config(copy_of_trained), 1)
+    assert scorer.version == 1 and scorer.input_size == 64

@@ -76,7 +76,7 @@ class Backbone:
     fingerprint: str  # sha1 of the frozen weights' values
     tail_conv_weights: list[np.ndarray]  # block5_conv3's initial kernel and bias
     forward: Callable[[np.ndarray], tf.Tensor]  # `frozen` as a compiled function of the pixels
-    source: str = ""  # what the values were made from (`frozen_source`)
+    source: str = ""  # what the values were made from (`frozen_source`); "" if not asked for
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:
@@ -175,7 +175,9 @@ class FrozenPart:
     def backbone(self) -> Backbone:
         """The network, built now if it is not (and checked against the record)."""
         if self._backbone is None:
-            built = build_backbone(self._config, self.weights, self.input_size, self.seed)
+            built = build_backbone(
+                self._config, self.weights, self.input_size, self.seed, source=self.source
+            )
             self.builds += 1
             if self.record is not None and built.fingerprint != self.record.fingerprint:
                 raise ModelLoadError(
@@ -200,13 +202,20 @@ class FrozenPart:
 
 
 def build_backbone(
-    config: Config, weights: str, input_size: int, seed: int | None = None
+    config: Config,
+    weights: str,
+    input_size: int,
+    seed: int | None = None,
+    *,
+    source: str | None = None,
 ) -> Backbone:
     """VGG16 with the given weights setting, cut after block5_conv2.
 
     Random initialisation is seeded (`seed`, by default `train.seed`), so every process builds
     the same frozen part; the fingerprint proves it (cached features and saved tails are only
-    valid with it).
+    valid with it). `source` is `frozen_source`'s answer when the caller has it, "" when it
+    does not need it (hashing the ImageNet file would slow an enhancer's start); by default it
+    is worked out.
     """
     if weights == "none":
         keras.utils.set_random_seed(config.train.seed if seed is None else seed)
@@ -234,7 +243,7 @@ def build_backbone(
         fingerprint=_fingerprint(frozen),
         tail_conv_weights=[w.copy() for w in vgg.get_layer(TAIL_CONV).get_weights()],
         forward=forward,
-        source=frozen_source(config, weights, seed_used),
+        source=frozen_source(config, weights, seed_used) if source is None else source,
     )
 
 

@@ -266,10 +266,13 @@ class FeatureCache:
                 remove_stale_temps(sub)
         if _read_record(self.folder) is not None:
             return
-        tail_conv = self.backbone.tail_conv_weights  # (builds a FrozenPart without a record)
-        buffer = io.BytesIO()
-        np.savez(buffer, kernel=tail_conv[0], bias=tail_conv[1])
-        atomic_write_bytes(self.folder / TAIL_INIT_FILE, buffer.getvalue())
+        if self.backbone.source:  # what a later run finds it by, and its tail's start
+            tail_conv = self.backbone.tail_conv_weights  # (builds a FrozenPart without a record)
+            buffer = io.BytesIO()
+            np.savez(buffer, kernel=tail_conv[0], bias=tail_conv[1])
+            atomic_write_bytes(self.folder / TAIL_INIT_FILE, buffer.getvalue())
+        elif (self.folder / KEY_FILE).is_file():
+            return  # a backbone built without its source: the key as it is will do
         key = {
             "backbone": BACKBONE,
             "input_size": self.backbone.input_size,
@@ -314,6 +317,7 @@ def _read_record(folder: Path) -> tuple[tuple[str, int], FrozenRecord] | None:
         or key.get("backbone") != BACKBONE
         or key.get("format") != feature_codec.FORMAT
         or not isinstance(key.get("source"), str)
+        or not key["source"]
         or not isinstance(key.get("fingerprint"), str)
         or not isinstance(key.get("input_size"), int)
         or not tail_init.is_file()

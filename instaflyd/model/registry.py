@@ -85,7 +85,9 @@ def backbone_for(config: Config, manifest: VersionManifest) -> Backbone:
             f"model v{manifest.version} needs the weights it was trained on, {needed}, "
             "which is missing; fetch or import it again (instaflyd weights --help)"
         )
-    backbone = build_backbone(config, manifest.weights, manifest.input_size, manifest.seed)
+    backbone = build_backbone(
+        config, manifest.weights, manifest.input_size, manifest.seed, source=""
+    )  # the fingerprint identifies it here; its source is the trainer's business
     if backbone.fingerprint != manifest.fingerprint:
         raise ModelLoadError(
             f"model v{manifest.version} was trained on other frozen weights than the "
