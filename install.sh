@@ -117,6 +117,11 @@ find_python() {  # $PYTHON if set (it is what the user asked for), else the firs
   return 1
 }
 
+# Root first: a user without it learns that before anything about their Python.
+if [ "$MODE" = system ] && [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
+  die "--system needs root: sudo ./install.sh --system"
+fi
+
 PY="$(find_python)" || die "Python 3.11 or newer is needed (found: $("${PYTHON:-python3}" --version 2>&1 || echo none)). On Debian/Ubuntu: sudo apt install python3 python3-venv"
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || die "$PY cannot create virtual environments. On Debian/Ubuntu: sudo apt install python3-venv"
 
@@ -124,10 +129,6 @@ case "$(uname -m)" in
   x86_64|amd64|aarch64|arm64) ;;
   *) die "a 64-bit CPU (x86_64 or aarch64) is needed: TensorFlow has no build for $(uname -m)" ;;
 esac
-
-if [ "$MODE" = system ] && [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
-  die "--system needs root: sudo ./install.sh --system"
-fi
 
 VENV="$HERE/.venv"
 [ -n "$DEV_VENV" ] && VENV="$(mkdir -p "$(dirname "$DEV_VENV")" && cd "$(dirname "$DEV_VENV")" && pwd)/$(basename "$DEV_VENV")"
