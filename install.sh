@@ -240,10 +240,20 @@ pkg_install() {  # $1 = venv, the rest = install arguments (pip's, which uv pip 
   "$venv/bin/python" -m pip install --quiet "$@"
 }
 
+venv_python_version() {  # $1 = venv: its Python's X.Y, empty when it no longer runs
+  "$1/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true
+}
+
 install_venv() {  # $1 = venv, $2 = what decides "up to date", the rest = pip install arguments
   local venv="$1" inputs="$2" stamp="$1/.instafly-install-stamp" want
   shift 2
   want="$( (cat "$HERE/pyproject.toml"; "$PY" --version; echo "$*"; echo "$inputs"; [ -z "$LOCK" ] || cat "$LOCK") | sha256sum | cut -d' ' -f1)"
+  # A venv made by another Python (PYTHON=python3.13 once, plain python3 now; or a Python the
+  # system upgraded) is made anew: installing this Python's lock into it would mix the two.
+  if [ -e "$venv/bin/python" ] && [ "$(venv_python_version "$venv")" != "$PY_VERSION" ]; then
+    say "$venv was made with $("$venv/bin/python" --version 2>&1 || echo 'a Python that is gone'): making it anew with $("$PY" --version)"
+    rm -rf "$venv"
+  fi
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/instaflyd" --version >/dev/null 2>&1; then
     say "$venv is up to date"
     return 0

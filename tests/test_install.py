@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
+import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, run_cli, wait_until
+from helpers import REPO, missing_on_this_machine, run_cli, wait_until
 from support_daemon import daemon_config, http_get, running_daemon
 
 from instaflyd.web.password import PASSWORD_FILE, PasswordHash
@@ -238,3 +241,43 @@ def test_preflight_refuses_with_a_clear_reason(
     )  # fmt: skip
     assert (result.returncode, result.stderr.strip()) == (1, message.format(root=root))
     assert not (root / "opt/instafly/venv").exists()  # refused before installing anything
+
+
+def another_python() -> str:
+    """A Python 3.11 or newer of another X.Y than the one running the tests."""
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    candidates = [
+        *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-9]*/bin/python3"))),
+        *filter(None, (shutil.which(f"python3.{minor}") for minor in range(11, 15))),
+    ]
+    for candidate in candidates:
+        found = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        if found and found != here:
+            return candidate
+    missing_on_this_machine(f"needs a second Python 3.11+ besides {here}")
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.slow
+def test_a_venv_made_by_another_python_is_made_anew(tmp_path: Path) -> None:
+    # A developer ran PYTHON=python3.13 ./install.sh once and plain ./install.sh now: this
+    # Python's lock installed into the other Python's venv gave a proxy that could not start
+    # (mitmproxy 11's passlib against 3.13's bcrypt 5).
+    other, venv = another_python(), tmp_path / "venv"
+    subprocess.run([other, "-m", "venv", "--without-pip", str(venv)], check=True)
+    this = getattr(sys, "_base_executable", sys.executable)
+    result = subprocess.run(
+        [str(INSTALL), "--no-browser", "--venv", str(venv)],
+        capture_output=True, text=True, timeout=900, cwd=REPO, env={**os.environ, "PYTHON": this},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"{venv} was made with Python " in result.stdout
+    probe = "import sys, mitmproxy.addons, instaflyd; print('%d.%d' % sys.version_info[:2])"
+    ran = subprocess.run([venv / "bin" / "python", "-c", probe], capture_output=True, text=True)
+    assert (ran.returncode, ran.stdout.strip()) == (
+        0,
+        f"{sys.version_info[0]}.{sys.version_info[1]}",
+    ), ran.stderr
