@@ -55,6 +55,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from helpers import free_port  # noqa: E402
+from idle import old_source  # noqa: E402
 from PIL import Image  # noqa: E402
 from support_model import add_generated_posts  # noqa: E402
 
@@ -184,13 +185,7 @@ def trainer_peak(command: list[str], env: dict[str, str], cwd: Path) -> tuple[fl
 def training_sides(args: argparse.Namespace) -> None:
     """The trainer's peak memory and validation Spearman, old code against new."""
     work = Path(tempfile.mkdtemp(prefix="instafly-train-footprint-"))
-    old = work / "old-src"
-    old.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", args.old_ref, "instaflyd", "config"],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    old = old_source(args.old_ref, work / "old-src")
     rows = []
     sides = (("old", old, []), ("new", REPO, []), ("new, default malloc", REPO, DEFAULT_MALLOC))
     for name, source, launch in sides[: 3 if args.malloc_side else 2]:

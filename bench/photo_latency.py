@@ -54,6 +54,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 from enhance import landscape  # noqa: E402
+from idle import old_source  # noqa: E402
 
 from instaflyd.config import Config, build_config  # noqa: E402
 from instaflyd.enhance import filters, pipeline  # noqa: E402
@@ -275,13 +276,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="instafly-photo-latency-"))
-    old = work / "old-src"
-    old.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", args.old_ref, "instaflyd", "config"],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    old = old_source(args.old_ref, work / "old-src")
 
     width = round((args.megapixels * 1e6 * 4 / 3) ** 0.5)
     photos = []
