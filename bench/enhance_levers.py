@@ -47,12 +47,10 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from enhance import landscape  # noqa: E402
 
 from instaflyd.config import Config, build_config  # noqa: E402
 from instaflyd.enhance import pipeline  # noqa: E402
-from instaflyd.enhance.edits import EditSearch  # noqa: E402
 from instaflyd.enhance.io import encode_jpeg, open_image  # noqa: E402
 from instaflyd.model.backbone import build_backbone, build_scorer_model, build_tail  # noqa: E402
 from instaflyd.model.registry import KerasScorer  # noqa: E402
@@ -170,6 +168,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("trained", "random"), default="trained")
     parser.add_argument("--quick", action="store_true", help="4 photos, for a trial run")
+    parser.add_argument(
+        "--settings", help="only these settings (their numbers in SETTINGS, e.g. 0,2,4); 0 is kept"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="instafly-enhance-levers-"))
@@ -177,6 +178,10 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     print(f"{os.cpu_count()} cores, load {load_start:.1f}; model at {SIZE} px, {args.model} "
           f"weights; files in {work}", flush=True)  # fmt: skip
+    global SETTINGS
+    if args.settings:
+        chosen = {0, *(int(n) for n in args.settings.split(","))}
+        SETTINGS = tuple(s for n, s in enumerate(SETTINGS) if n in chosen)
     scorer = scorer_for(config_for(base, work, {}), args.model, work)
     paths = photos(work, args.quick)
 
@@ -208,11 +213,13 @@ def main() -> None:
 
     old = SETTINGS[0].name
     old_gain = statistics.mean(rows[old, p]["gain"] for p in paths)
+    load_end = os.getloadavg()[0]
     print(f"\n{len(paths)} photos; model at {SIZE} px, {args.model} weights; {os.cpu_count()} "
-          f"cores, load {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")  # fmt: skip
+          f"cores, load {load_start:.1f} at the start, {load_end:.1f} at the end")  # fmt: skip
     print(f"{'setting':38}{'CPU s':>7}{'/old':>6}{'wall s':>8}{'steps':>7}{'gain':>9}"
           f"{'/old':>6}{'worst':>7}{'min gain':>10}")  # fmt: skip
     summary = []
+    old_cpu = statistics.mean(rows[old, p]["cpu"] for p in paths)
     for setting in SETTINGS:
         mine = [rows[setting.name, p] for p in paths]
         cpu = statistics.mean(r["cpu"] for r in mine)
@@ -220,7 +227,7 @@ def main() -> None:
         worst = min(r["gain"] / rows[old, p]["gain"] for r, p in zip(mine, paths, strict=True))
         least = min(r["gain"] for r in mine)
         summary.append((setting.name, cpu, gain / old_gain, least))
-        print(f"{setting.name:38}{cpu:7.2f}{cpu / statistics.mean(rows[old, p]['cpu'] for p in paths):6.2f}"
+        print(f"{setting.name:38}{cpu:7.2f}{cpu / old_cpu:6.2f}"
               f"{statistics.mean(r['wall'] for r in mine):8.2f}"
               f"{statistics.mean(r['steps'] for r in mine):7.1f}{gain:+9.4f}{gain / old_gain:6.2f}"
               f"{worst:7.2f}{least:+10.4f}")  # fmt: skip

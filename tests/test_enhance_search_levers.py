@@ -39,7 +39,7 @@ class Recording:
 
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
         (self.eager if tf.executing_eagerly() else self.traced).append(int(images.shape[1]))
-        return self.scorer(images)  # type: ignore[operator]
+        return self.scorer(images)
 
 
 class PooledCnn:
@@ -75,7 +75,7 @@ def write_photo(path: Path, height: int = 150, width: int = 200, black: bool = F
 
 def model_score_of(scorer: object, path: Path, size: int) -> float:
     with Image.open(path) as image:
-        return score_pixels(scorer, model_copy(image.convert("RGB"), size))  # type: ignore[arg-type]
+        return score_pixels(scorer, model_copy(image.convert("RGB"), size))
 
 
 def test_the_search_sees_the_smaller_copy_and_the_scores_stay_at_the_models_size(
@@ -84,7 +84,7 @@ def test_the_search_sees_the_smaller_copy_and_the_scores_stay_at_the_models_size
     photo = write_photo(tmp_path / "field.jpg")
     scorer = Recording(BrightColourfulScorer(64), 64)
 
-    result = enhance_file(photo, tmp_path / "out", scorer, config_with(search_size=32))  # type: ignore[arg-type]
+    result = enhance_file(photo, tmp_path / "out", scorer, config_with(search_size=32))
 
     assert set(scorer.traced) == {32}  # the gradient step saw only the 32 px copy
     assert scorer.eager == [64, 64]  # before and after, each at the model's 64 px
@@ -101,9 +101,7 @@ def test_a_cnn_searched_small_still_scores_the_written_photo_higher_at_full_size
     photo = write_photo(tmp_path / "street.jpg", 120, 160)
     scorer = Recording(PooledCnn(), 64)
 
-    result = enhance_file(
-        photo, tmp_path, scorer, config_with(search_size=search_size, patience=4)  # type: ignore[arg-type]
-    )
+    result = enhance_file(photo, tmp_path, scorer, config_with(search_size=search_size, patience=4))
 
     assert set(scorer.traced) == {search_size}
     assert result.score_before == pytest.approx(model_score_of(scorer.scorer, photo, 64), abs=1e-5)
@@ -115,9 +113,9 @@ def test_a_search_size_above_the_models_is_the_models() -> None:
     scorer = Recording(BrightColourfulScorer(64), 64)
     from instaflyd.enhance.pipeline import search_size
 
-    assert search_size(config_with(search_size=224), scorer) == 64  # type: ignore[arg-type]
-    assert search_size(config_with(search_size=None), scorer) == 64  # type: ignore[arg-type]
-    assert search_size(config_with(search_size=48), scorer) == 48  # type: ignore[arg-type]
+    assert search_size(config_with(search_size=224), scorer) == 64
+    assert search_size(config_with(search_size=None), scorer) == 64
+    assert search_size(config_with(search_size=48), scorer) == 48
 
 
 def test_the_stop_rule_compares_the_last_steps_gain_with_the_whole_gain() -> None:
@@ -170,7 +168,7 @@ def test_the_score_before_comes_from_the_searchs_first_step(
     photo = write_photo(tmp_path / "night.jpg", black=True)
     scorer = Recording(make(), 64)
 
-    result = enhance_file(photo, tmp_path, scorer, config_with(search_size=None))  # type: ignore[arg-type]
+    result = enhance_file(photo, tmp_path, scorer, config_with(search_size=None))
 
     assert scorer.eager == [64]  # the written photo only: "before" was not a pass of its own
     assert set(scorer.traced) == {64}
