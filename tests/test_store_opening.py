@@ -90,9 +90,7 @@ def test_the_wait_ends_within_a_second_of_its_stop_event(tmp_path: Path) -> None
     data = tmp_path / "data"
     path = clean_store(data)
     tried = threading.Event()
-    opening = StoreOpening(
-        lambda: Database(path), every=60.0, waiting=lambda shut: tried.set()
-    )
+    opening = StoreOpening(lambda: Database(path), every=60.0, waiting=lambda shut: tried.set())
     stop = threading.Event()
     with read_only(data):
         result: list[Database | None] = []
