@@ -50,7 +50,8 @@ from instaflyd.status.document import ComponentStatus, DaemonState, StatusDocume
 from instaflyd.status.emitter import StatusEmitter
 from instaflyd.status.storage import check_storage
 from instaflyd.store import Database, ImageFiles, StoreError
-from instaflyd.store.faults import FAULT_ACTION, FAULT_TEXT, Fault, transient_fault
+from instaflyd.store.faults import FAULT_TEXT, transient_fault
+from instaflyd.store.opening import StoreOpening, StoreShut
 from instaflyd.web import create_app
 from instaflyd.web.password import announce_password
 from instaflyd.web.server import WebServer
@@ -424,65 +425,62 @@ STORE_RETRY_SECONDS = 2.0  # how often the daemon tries to open it meanwhile
 class StoreWaiting:
     """The daemon's store while it cannot be opened for a passing reason (a read-only or full
     data folder at start): one log line and a repairs card when it begins, a try every
-    STORE_RETRY_SECONDS, one log line when it opens. The proxy and the worker run meanwhile:
-    the phones browse, and what they capture and the photos dropped wait in their processes
-    (`capture.retry`, the watcher) until the store takes them."""
+    STORE_RETRY_SECONDS from the daemon's loop (`store.opening`, never blocking it), one log
+    line when it opens. The proxy and the worker run meanwhile: the phones browse, and what
+    they capture and the photos dropped wait in their processes (`capture.retry`, the watcher)
+    until the store takes them."""
 
     def __init__(self, config: Config, registry: repairs.RepairsRegistry) -> None:
-        self.config = config
         self.registry = registry
-        self.fault: Fault | None = None
-        self.since = 0.0  # monotonic
-        self.next_try = 0.0
-        self.last_error = ""
+        self.opening = StoreOpening(
+            lambda: open_store(config),
+            every=STORE_RETRY_SECONDS,
+            waiting=self._waiting,
+            opened=self._opened,
+        )
 
     def due(self, now: float) -> bool:
-        return now >= self.next_try
+        return self.opening.due(now)
 
     def try_open(self, daemon: Daemon) -> bool:
         """Open the store into `daemon.db` (and `recovery`); False while a passing fault
         keeps it shut. Any other failure raises, as it always did."""
-        now = time.monotonic()
-        try:
-            daemon.db, daemon.recovery = open_store(self.config)
-        except StoreError as exc:
-            if exc.fault is None:
-                raise
-            self.next_try = now + STORE_RETRY_SECONDS
-            self.last_error = str(exc)
-            if self.fault is None:
-                self.since = now
-                log.error(
-                    "the store cannot be opened (%s); the page says so and the box starts"
-                    " using it once it can (trying every %.0f s): %s",
-                    FAULT_TEXT[exc.fault],
-                    STORE_RETRY_SECONDS,
-                    exc,
-                )
-            self.fault = exc.fault
-            self.registry.report(
-                STORE_WAITING,
-                "error",
-                f"The box cannot open its database: {FAULT_TEXT[exc.fault]}. The phones can"
-                " still browse; what they capture and the photos dropped meanwhile wait, and"
-                " are saved once it can.",
-                FAULT_ACTION[exc.fault],
-                title="The database cannot be opened",
-            )
+        opened = self.opening.try_open()
+        if opened is None:
             return False
-        if self.fault is not None:
-            log.info(
-                "the store opened after %.0f s (%s no longer)",
-                now - self.since,
-                FAULT_TEXT[self.fault],
-            )
-            self.fault = None
-            self.registry.resolve(STORE_WAITING)
+        daemon.db, daemon.recovery = opened
         return True
 
     def error(self) -> StoreError:
         """What a request that needs the store meets meanwhile."""
-        return StoreError(f"the database cannot be opened: {self.last_error}", self.fault)
+        return self.opening.error()
+
+    def _waiting(self, shut: StoreShut) -> None:
+        if shut.tries == 1:
+            log.error(
+                "the store cannot be opened (%s); the page says so and the box starts"
+                " using it once it can (trying every %.0f s): %s",
+                shut.text,
+                STORE_RETRY_SECONDS,
+                shut.error,
+            )
+        self.registry.report(
+            STORE_WAITING,
+            "error",
+            f"The box cannot open its database: {shut.text}. The phones can"
+            " still browse; what they capture and the photos dropped meanwhile wait, and"
+            " are saved once it can.",
+            shut.what_to_do,
+            title="The database cannot be opened",
+        )
+
+    def _opened(self, shut: StoreShut) -> None:
+        log.info(
+            "the store opened after %.0f s (%s no longer)",
+            time.monotonic() - shut.since,
+            shut.text,
+        )
+        self.registry.resolve(STORE_WAITING)
 
 
 def announce_password_if_possible(config: Config) -> bool:
