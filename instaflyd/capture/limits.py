@@ -20,7 +20,9 @@ mitmproxy has no option for the first limit, so this small addon keeps it, and s
   longest-idle connection is closed (`fair_floor`). So a device holding none always gets
   one, however many addresses hold one each; a crowd can only take turns. mitmproxy gives an
   addon no call to close another connection, so `compat.close_connection` does what its
-  inactivity watchdog does;
+  inactivity watchdog does. A connection mitmproxy has closed already stops counting at once,
+  before its `client_disconnected` (`compat.is_closed`): a phone reconnecting after the proxy
+  closed its connection is not refused for the one that is going;
 - a connection without traffic in either direction for `idle_seconds` is closed by mitmproxy's
   own inactivity watchdog (10 minutes unless told): `running` sets its delay from the config,
   through `compat.set_idle_timeout` (an option in mitmproxy 12, a module constant in 11).
@@ -30,11 +32,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from mitmproxy import connection, ctx
 
-from instaflyd.capture.compat import close_connection, last_activity, set_idle_timeout
+from instaflyd.capture.compat import close_connection, is_closed, last_activity, set_idle_timeout
 from instaflyd.fdlimit import fair_floor
 
 log = logging.getLogger("instafly.proxy")
@@ -55,7 +57,7 @@ class ConnectionLimits:
         self.idle_seconds = idle_seconds
         self.count = count  # the writer's counters
         self._open: Counter[str] = Counter()  # connections open, by client address
-        self._admitted: dict[str, str] = {}  # id -> address of the connections counted in _open
+        self._admitted: dict[str, connection.Client] = {}  # id -> the connections in _open
         self._ids: dict[str, set[str]] = {}  # address -> ids of its connections
         self.refused = 0
         self.evicted = 0
@@ -64,9 +66,13 @@ class ConnectionLimits:
         set_idle_timeout(ctx.options, self.idle_seconds)
 
     def client_connected(self, client: connection.Client) -> None:
-        address = str(client.peername[0])
+        address = _key(client)
+        self._forget_closed(self._ids.get(address, ()))
+        near_full = len(self._admitted) >= self.max_total * 3 // 4
+        if near_full:  # what is closing already makes room, before anything is closed for it
+            self._forget_closed(self._admitted)
+            near_full = len(self._admitted) >= self.max_total * 3 // 4
         held, total = self._open[address], len(self._admitted)
-        near_full = total >= self.max_total * 3 // 4
         if held >= self.max_per_client:
             client.error = f"more than {self.max_per_client} connections from {address}"
         elif near_full and held >= SMALL_CLIENT:
@@ -86,7 +92,15 @@ class ConnectionLimits:
             return
         self._open[address] += 1
         self._ids.setdefault(address, set()).add(client.id)
-        self._admitted[client.id] = address
+        self._admitted[client.id] = client
+
+    def _forget_closed(self, client_ids: Iterable[str]) -> None:
+        """Stop counting the connections mitmproxy has closed already: it calls
+        `client_disconnected` only once their handler has unwound, and a device's next
+        connection (a phone reconnecting after the proxy closed its last one) may arrive first
+        (`compat.is_closed`)."""
+        for client_id in [c for c in client_ids if is_closed(self._admitted[c])]:
+            self._forget(client_id)
 
     def _make_room(self, held: int, full: bool) -> bool:
         """Close the longest-idle connection of the addresses holding the most, when they hold
@@ -100,7 +114,7 @@ class ConnectionLimits:
         holders = [address for address, count in self._open.items() if count == most]
         candidates = [client_id for address in holders for client_id in self._ids[address]]
         for client_id in sorted(candidates, key=self._idle_since):
-            address = self._admitted[client_id]
+            address = _key(self._admitted[client_id])
             if close_connection(client_id, "evicted"):
                 self._forget(client_id)
                 self.evicted += 1
@@ -119,9 +133,10 @@ class ConnectionLimits:
         return when if when is not None else float("inf")  # unknown: not closable anyway
 
     def _forget(self, client_id: str) -> None:
-        address = self._admitted.pop(client_id, None)
-        if address is None:
+        client = self._admitted.pop(client_id, None)
+        if client is None:
             return
+        address = _key(client)
         self._ids.get(address, set()).discard(client_id)
         self._open[address] -= 1
         if self._open[address] <= 0:
@@ -133,3 +148,8 @@ class ConnectionLimits:
 
     def open_connections(self, address: str) -> int:
         return self._open[address]
+
+
+def _key(client: connection.Client) -> str:
+    """The client address a connection comes from."""
+    return str(client.peername[0])
