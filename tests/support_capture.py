@@ -9,9 +9,11 @@ believes a host only when the verified upstream certificate names it.
 `mitmproxy_options()` is what `proxy.mitmproxy_options` needs to send the proxy's Instagram
 traffic there instead of the internet.
 
-For the attacks on the proxy: `box_service` (a plain HTTP service on the box, what a LAN
-device must not reach through the proxy), `via_proxy` (a request from a given 127.0.0.x
-address), `tunnel` (an idle CONNECT tunnel from one), `still_open` and `counters`.
+For the attacks on the proxy: `proxy_config` (its config file), `box_service` (a plain HTTP
+service on the box, what a LAN device must not reach through the proxy), `via_proxy` (a
+request from a given 127.0.0.x address), `household_requests` (a phone browsing), `tunnel`
+and `open_tunnels` (idle CONNECT tunnels from one), `still_open`, `close_all` and
+`counters`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,7 +42,7 @@ import requests
 import zstandard
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from helpers import FIXTURES, REPO, cli_env, wait_until
+from helpers import FIXTURES, REPO, cli_env, wait_until, write_config
 from mitmproxy import certs, http, io
 
 SAMPLE_DUMP = FIXTURES / "instagram" / "sample.flows"
@@ -423,6 +425,58 @@ def device_session(source: str) -> requests.Session:
     session.trust_env = False
     session.mount("http://", _SourceAdapter(source))
     return session
+
+
+def proxy_config(
+    tmp_path: Path, port: int, listen_host: str = "127.0.0.1", **proxy: object
+) -> Path:
+    """instafly.yaml in `tmp_path` for the proxy alone: data in tmp_path/data, listening on
+    listen_host:port, with `proxy` keys on top (max_connections, box_ports_allowed ...)."""
+    return write_config(
+        tmp_path / "instafly.yaml",
+        {
+            "data_dir": str(tmp_path / "data"),
+            "proxy": {"listen_host": listen_host, "listen_port": port, **proxy},
+        },
+    )
+
+
+def open_tunnels(
+    proxy_port: int, source: str, target: str, count: int, proxy_host: str = "127.0.0.1"
+) -> list[socket.socket]:
+    """Up to `count` idle CONNECT tunnels from `source`, one after another, until the proxy
+    refuses one: those it accepted."""
+    opened = []
+    for _ in range(count):
+        sock = tunnel(proxy_port, source, target, proxy_host)
+        if sock is None:
+            break
+        opened.append(sock)
+    return opened
+
+
+def close_all(socks: Iterable[socket.socket]) -> None:
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def household_requests(
+    proxy_port: int, target: int, source: str, rounds: int = 10, path: str = "phone"
+) -> list[int | str]:
+    """A phone at `source` browsing http://127.0.0.1:<target>/<path><n> through the proxy,
+    `rounds` times on one keep-alive session: each answer's status, or the error's name."""
+    session = device_session(source)
+    proxies = {"http": f"http://127.0.0.1:{proxy_port}"}
+    codes: list[int | str] = []
+    for n in range(rounds):
+        try:
+            url = f"http://127.0.0.1:{target}/{path}{n}"
+            codes.append(session.get(url, proxies=proxies, timeout=10).status_code)
+        except requests.RequestException as exc:
+            codes.append(type(exc).__name__)
+    session.close()
+    return codes
 
 
 def via_proxy(proxy_port: int, url: str, source: str, timeout: float = 30) -> int:

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port, missing_on_this_machine, wait_until, write_config
-from support_capture import box_service, counters, running_proxy, still_open, tunnel
+from helpers import free_port, missing_on_this_machine, wait_until
+from support_capture import box_service, counters, proxy_config, running_proxy, still_open, tunnel
 from support_web import page_config, serving
 
 from instaflyd.config import load_config
@@ -63,14 +63,8 @@ def test_the_proxy_counts_the_addresses_of_one_64_as_one_device(tmp_path: Path) 
     db = tmp_path / "data" / "instafly.db"
     held: list[socket.socket] = []
     with ipv6_addresses(), box_service() as (target, _):
-        config = write_config(
-            tmp_path / "instafly.yaml",
-            {
-                "data_dir": str(tmp_path / "data"),
-                "proxy": {"listen_host": BOX, "listen_port": port,
-                          "max_connections_per_client": LIMIT, "box_ports_allowed": [target]},
-            },
-        )  # fmt: skip
+        config = proxy_config(tmp_path, port, listen_host=BOX, max_connections_per_client=LIMIT,
+                              box_ports_allowed=[target])  # fmt: skip
         try:
             with running_proxy(config, port, tmp_path / "proxy.log", proxy_host=BOX):
                 device = [tunnel(port, a, f"127.0.0.1:{target}", proxy_host=BOX) for a in DEVICE]
