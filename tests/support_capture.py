@@ -219,10 +219,11 @@ def running_proxy(
     timeout: float = 60,
     namespace: str | None = None,
     max_files: int | None = None,
+    proxy_host: str = "127.0.0.1",
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start `instaflyd proxy` (inside the network namespace `namespace`, if given; allowed
-    `max_files` open files, if given), wait until it accepts connections (in a namespace:
-    until it says it listens), SIGTERM it at the end."""
+    `max_files` open files, if given), wait until it accepts connections on `proxy_host` (in a
+    namespace: until it says it listens), SIGTERM it at the end."""
     command = [sys.executable, "-m", "instaflyd", "--config", str(config), "proxy"]
     if namespace is not None:
         command = ["ip", "netns", "exec", namespace, *command]  # ip execs: the pid is the proxy's
@@ -233,7 +234,7 @@ def running_proxy(
         )  # fmt: skip
         try:
             if namespace is None:
-                wait_for_port(port, process, log_path, timeout)
+                wait_for_port(port, process, log_path, timeout, proxy_host)
             else:
                 wait_until(
                     lambda: f":{port} (" in log_path.read_text(), timeout,
@@ -256,10 +257,14 @@ def _limit_files(count: int) -> None:
 
 
 def wait_for_port(
-    port: int, process: subprocess.Popen[bytes], log_path: Path, timeout: float
+    port: int,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    timeout: float,
+    host: str = "127.0.0.1",
 ) -> None:
     def accepts() -> bool:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        socket.create_connection((host, port), 0.5).close()
         return True
 
     wait_until(accepts, timeout, f"the proxy to listen on {port}", process=process,
@@ -426,10 +431,12 @@ def via_proxy(proxy_port: int, url: str, source: str, timeout: float = 30) -> in
     return device_session(source).get(url, proxies=proxies, timeout=timeout).status_code
 
 
-def tunnel(proxy_port: int, source: str, target: str) -> socket.socket | None:
+def tunnel(
+    proxy_port: int, source: str, target: str, proxy_host: str = "127.0.0.1"
+) -> socket.socket | None:
     """An idle CONNECT tunnel through the proxy from `source`, or None if it was refused."""
     sock = socket.create_connection(
-        ("127.0.0.1", proxy_port), timeout=10, source_address=(source, 0)
+        (proxy_host, proxy_port), timeout=10, source_address=(source, 0)
     )
     try:
         sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())

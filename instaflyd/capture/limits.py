@@ -3,11 +3,13 @@ hundreds of sockets.
 
 mitmproxy has no option for the first limit, so this small addon keeps it, and sets the second:
 
-- at most `max_per_client` connections open at once from one client address, and `max_total`
-  from all of them (`proxy.max_connections`, lowered to what the process's file descriptors
-  allow: each connection can take two, the client's and the server's). A connection beyond a
-  limit is closed as it arrives (setting `client.error` in `client_connected` is mitmproxy's
-  documented way to kill a connection) and counted as `connections_refused`;
+- at most `max_per_client` connections open at once from one client (an IPv4 address, or an IPv6
+  /64, which one device can fill with addresses: `instaflyd.clients.client_key`; "an address"
+  below means such a client), and `max_total` from all of them (`proxy.max_connections`, lowered
+  to what the process's file descriptors allow: each connection can take two, the client's and
+  the server's). A connection beyond a limit is closed as it arrives (setting `client.error` in
+  `client_connected` is mitmproxy's documented way to kill a connection) and counted as
+  `connections_refused`;
 - once three quarters of the total are open (near full), an address holding SMALL_CLIENT
   connections or more may open no more, and each new connection of an address holding fewer
   (a household's phone, or a newcomer) makes room: the longest-idle connection of the
@@ -37,6 +39,7 @@ from collections.abc import Callable, Iterable
 from mitmproxy import connection, ctx
 
 from instaflyd.capture.compat import close_connection, is_closed, last_activity, set_idle_timeout
+from instaflyd.clients import client_key
 from instaflyd.fdlimit import fair_floor
 
 log = logging.getLogger("instafly.proxy")
@@ -147,9 +150,10 @@ class ConnectionLimits:
         self._forget(client.id)
 
     def open_connections(self, address: str) -> int:
-        return self._open[address]
+        """How many connections the client at `address` (its IPv6 /64 ...) holds."""
+        return self._open[client_key(address)]
 
 
 def _key(client: connection.Client) -> str:
-    """The client address a connection comes from."""
-    return str(client.peername[0])
+    """The client a connection belongs to: its IPv4 address, or its IPv6 /64 (`client_key`)."""
+    return client_key(str(client.peername[0]))
