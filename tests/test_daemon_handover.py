@@ -19,8 +19,9 @@ from instaflyd.daemon.backups import BackupScheduler
 from instaflyd.daemon.children import ChildProcess
 from instaflyd.daemon.event_writer import EventWriter
 from instaflyd.daemon.handover import unchanged_for
-from instaflyd.daemon.run import component_specs
+from instaflyd.daemon.run import Daemon, component_specs
 from instaflyd.daemon.scheduler import TrainingScheduler
+from instaflyd.daemon.sdnotify import Notifier
 from instaflyd.daemon.weights_fetch import WeightsFetcher
 
 Scheduler = TrainingScheduler | WeightsFetcher | BackupScheduler
@@ -125,3 +126,33 @@ def test_a_child_that_has_ended_is_not_handed_over(tmp_path: Path) -> None:
     scheduler.child = ended
     assert scheduler.release(config_with(tmp_path, web={"port": 9999})) is None
     assert scheduler.child is ended  # its end is noted by the scheduler's next tick
+
+
+@pytest.mark.parametrize(
+    ("change", "forced", "kept", "train_again"),
+    [
+        ({"web": {"port": 9999}}, True, True, False),  # the page only: the run goes on
+        ({"train": {"epochs": 7}}, True, False, True),  # "Train now" stopped: asked again
+        ({"train": {"epochs": 7}}, False, False, False),  # a scheduled run: the policy decides
+    ],
+)
+def test_the_daemon_hands_its_trainer_over_or_asks_for_a_stopped_train_now_again(
+    tmp_path: Path,
+    child: ChildProcess,
+    change: dict[str, dict[str, Any]],
+    forced: bool,
+    kept: bool,
+    train_again: bool,
+) -> None:
+    new = config_with(tmp_path, **change)
+    daemon = Daemon(config_with(tmp_path), Notifier({}), load=lambda: new)
+    try:
+        daemon.scheduler.child, daemon.scheduler.forced = child, forced
+        daemon.keep_for_reload()
+        assert daemon.reloaded is new
+        assert (daemon.kept.get("trainer") is child) == kept
+        assert (daemon.scheduler.child is child) == (not kept)  # then stopped with the rest
+        assert daemon.train_again == train_again
+    finally:
+        if daemon.db is not None:
+            daemon.db.close()
