@@ -515,3 +515,22 @@ def still_open(sock: socket.socket) -> bool:
         return False
     finally:
         sock.settimeout(timeout)
+
+
+def proxy_answers(port: int) -> bool:
+    """Something answers HTTP on the proxy's port (it is listening)."""
+    try:
+        requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def browse_through(port: int, ca: str, request: RecordedRequest) -> int:
+    """One recorded request through the proxy on `port`, trusting the box's CA; its status."""
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies = {"https": f"http://127.0.0.1:{port}"}
+    return session.request(
+        request.method, request.url, data=request.body, verify=ca, timeout=30
+    ).status_code

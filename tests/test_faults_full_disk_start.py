@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from helpers import jpeg_bytes, wait_until
-from support_capture import InstagramStandIn, recorded_requests
+from support_capture import InstagramStandIn, browse_through, proxy_answers, recorded_requests
 from support_daemon import daemon_config, http_get, running_daemon, seed_extras, seed_store
 from support_faults import fill, small_tmpfs
 
@@ -88,7 +87,7 @@ def test_a_daemon_started_on_a_full_disk_says_so_counts_and_heals_once_there_is_
             # The phones browse meanwhile; what they capture waits in the writer, counted.
             wait_until(lambda: proxy_answers(daemon.proxy_port), 60, "the proxy")
             ca = str(data / "mitmproxy" / "mitmproxy-ca-cert.pem")
-            statuses = [browse(daemon.proxy_port, ca, r) for r in recorded_requests()]
+            statuses = [browse_through(daemon.proxy_port, ca, r) for r in recorded_requests()]
             assert statuses == [200] * 11 + [404]
             (drop / "during.jpg").write_bytes(jpeg_bytes(64, 64, seed=3))
             waiting = wait_until(
@@ -146,20 +145,3 @@ def test_a_daemon_started_on_a_full_disk_says_so_counts_and_heals_once_there_is_
     )
     assert said_after < 10 and healed_after < 15
     assert "Traceback" not in output, output
-
-
-def proxy_answers(port: int) -> bool:
-    try:
-        requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-    except requests.RequestException:
-        return False
-    return True
-
-
-def browse(port: int, ca: str, request) -> int:  # type: ignore[no-untyped-def]
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies = {"https": f"http://127.0.0.1:{port}"}
-    return session.request(
-        request.method, request.url, data=request.body, verify=ca, timeout=30
-    ).status_code
