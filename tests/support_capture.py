@@ -9,9 +9,11 @@ believes a host only when the verified upstream certificate names it.
 `mitmproxy_options()` is what `proxy.mitmproxy_options` needs to send the proxy's Instagram
 traffic there instead of the internet.
 
-For the attacks on the proxy: `box_service` (a plain HTTP service on the box, what a LAN
-device must not reach through the proxy), `via_proxy` (a request from a given 127.0.0.x
-address), `tunnel` (an idle CONNECT tunnel from one), `still_open` and `counters`.
+For the attacks on the proxy: `proxy_config` (its config file), `box_service` (a plain HTTP
+service on the box, what a LAN device must not reach through the proxy), `via_proxy` (a
+request from a given 127.0.0.x address), `household_requests` (a phone browsing), `tunnel`
+and `open_tunnels` (idle CONNECT tunnels from one), `still_open`, `close_all` and
+`counters`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,7 +42,7 @@ import requests
 import zstandard
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from helpers import FIXTURES, REPO, cli_env, wait_until
+from helpers import FIXTURES, REPO, cli_env, wait_until, write_config
 from mitmproxy import certs, http, io
 
 SAMPLE_DUMP = FIXTURES / "instagram" / "sample.flows"
@@ -219,10 +221,11 @@ def running_proxy(
     timeout: float = 60,
     namespace: str | None = None,
     max_files: int | None = None,
+    proxy_host: str = "127.0.0.1",
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start `instaflyd proxy` (inside the network namespace `namespace`, if given; allowed
-    `max_files` open files, if given), wait until it accepts connections (in a namespace:
-    until it says it listens), SIGTERM it at the end."""
+    `max_files` open files, if given), wait until it accepts connections on `proxy_host` (in a
+    namespace: until it says it listens), SIGTERM it at the end."""
     command = [sys.executable, "-m", "instaflyd", "--config", str(config), "proxy"]
     if namespace is not None:
         command = ["ip", "netns", "exec", namespace, *command]  # ip execs: the pid is the proxy's
@@ -233,7 +236,7 @@ def running_proxy(
         )  # fmt: skip
         try:
             if namespace is None:
-                wait_for_port(port, process, log_path, timeout)
+                wait_for_port(port, process, log_path, timeout, proxy_host)
             else:
                 wait_until(
                     lambda: f":{port} (" in log_path.read_text(), timeout,
@@ -256,10 +259,14 @@ def _limit_files(count: int) -> None:
 
 
 def wait_for_port(
-    port: int, process: subprocess.Popen[bytes], log_path: Path, timeout: float
+    port: int,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    timeout: float,
+    host: str = "127.0.0.1",
 ) -> None:
     def accepts() -> bool:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        socket.create_connection((host, port), 0.5).close()
         return True
 
     wait_until(accepts, timeout, f"the proxy to listen on {port}", process=process,
@@ -420,16 +427,70 @@ def device_session(source: str) -> requests.Session:
     return session
 
 
+def proxy_config(
+    tmp_path: Path, port: int, listen_host: str = "127.0.0.1", **proxy: object
+) -> Path:
+    """instafly.yaml in `tmp_path` for the proxy alone: data in tmp_path/data, listening on
+    listen_host:port, with `proxy` keys on top (max_connections, box_ports_allowed ...)."""
+    return write_config(
+        tmp_path / "instafly.yaml",
+        {
+            "data_dir": str(tmp_path / "data"),
+            "proxy": {"listen_host": listen_host, "listen_port": port, **proxy},
+        },
+    )
+
+
+def open_tunnels(
+    proxy_port: int, source: str, target: str, count: int, proxy_host: str = "127.0.0.1"
+) -> list[socket.socket]:
+    """Up to `count` idle CONNECT tunnels from `source`, one after another, until the proxy
+    refuses one: those it accepted."""
+    opened = []
+    for _ in range(count):
+        sock = tunnel(proxy_port, source, target, proxy_host)
+        if sock is None:
+            break
+        opened.append(sock)
+    return opened
+
+
+def close_all(socks: Iterable[socket.socket]) -> None:
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def household_requests(
+    proxy_port: int, target: int, source: str, rounds: int = 10, path: str = "phone"
+) -> list[int | str]:
+    """A phone at `source` browsing http://127.0.0.1:<target>/<path><n> through the proxy,
+    `rounds` times on one keep-alive session: each answer's status, or the error's name."""
+    session = device_session(source)
+    proxies = {"http": f"http://127.0.0.1:{proxy_port}"}
+    codes: list[int | str] = []
+    for n in range(rounds):
+        try:
+            url = f"http://127.0.0.1:{target}/{path}{n}"
+            codes.append(session.get(url, proxies=proxies, timeout=10).status_code)
+        except requests.RequestException as exc:
+            codes.append(type(exc).__name__)
+    session.close()
+    return codes
+
+
 def via_proxy(proxy_port: int, url: str, source: str, timeout: float = 30) -> int:
     """The status of a plain-HTTP GET of `url` through the proxy, from `source`."""
     proxies = {"http": f"http://127.0.0.1:{proxy_port}"}
     return device_session(source).get(url, proxies=proxies, timeout=timeout).status_code
 
 
-def tunnel(proxy_port: int, source: str, target: str) -> socket.socket | None:
+def tunnel(
+    proxy_port: int, source: str, target: str, proxy_host: str = "127.0.0.1"
+) -> socket.socket | None:
     """An idle CONNECT tunnel through the proxy from `source`, or None if it was refused."""
     sock = socket.create_connection(
-        ("127.0.0.1", proxy_port), timeout=10, source_address=(source, 0)
+        (proxy_host, proxy_port), timeout=10, source_address=(source, 0)
     )
     try:
         sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
@@ -454,3 +515,22 @@ def still_open(sock: socket.socket) -> bool:
         return False
     finally:
         sock.settimeout(timeout)
+
+
+def proxy_answers(port: int) -> bool:
+    """Something answers HTTP on the proxy's port (it is listening)."""
+    try:
+        requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def browse_through(port: int, ca: str, request: RecordedRequest) -> int:
+    """One recorded request through the proxy on `port`, trusting the box's CA; its status."""
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies = {"https": f"http://127.0.0.1:{port}"}
+    return session.request(
+        request.method, request.url, data=request.body, verify=ca, timeout=30
+    ).status_code

@@ -37,9 +37,9 @@ def page_config(tmp_path: Path, **web: object) -> Path:
 
 
 @contextlib.contextmanager
-def serving(config: Config) -> Iterator[WebServer]:
-    """The real app on the real server, on loopback and a free port, in this process."""
-    web = WebServer(create_app(config), "127.0.0.1", 0)
+def serving(config: Config, host: str = "127.0.0.1") -> Iterator[WebServer]:
+    """The real app on the real server, on `host` (loopback) and a free port, in this process."""
+    web = WebServer(create_app(config), host, 0)
     web.start()
     try:
         yield web

@@ -28,7 +28,14 @@ from mitmproxy import http
 from mitmproxy import io as mitmproxy_io
 from mitmproxy.test import tflow
 from PIL import Image
-from support_capture import InstagramStandIn, Recorded, bomb, huge_png, running_proxy
+from support_capture import (
+    InstagramStandIn,
+    Recorded,
+    bomb,
+    huge_png,
+    proxy_config,
+    running_proxy,
+)
 
 PROFILE_PATH = "/api/v1/users/web_profile_info/?username=robertdowneyjr"
 PROFILE_JSON = (FIXTURES / "instagram/pgrimaud/web_profile_info_2022-06_full.json").read_bytes()
@@ -94,19 +101,11 @@ def wait_for_counter(db: Path, name: str, value: int, timeout: float = 20) -> No
     wait_until(lambda: counters(db).get(name) == value, timeout, f"counter {name} = {value}")
 
 
-def proxy_config(tmp_path: Path, port: int, origin: InstagramStandIn, **proxy: object) -> Path:
-    return write_config(
-        tmp_path / "instafly.yaml",
-        {
-            "data_dir": str(tmp_path / "data"),
-            "proxy": {
-                "listen_host": "127.0.0.1",
-                "listen_port": port,
-                "mitmproxy_options": origin.mitmproxy_options(),
-                **proxy,
-            },
-        },
-    )
+def origin_proxy_config(
+    tmp_path: Path, port: int, origin: InstagramStandIn, **proxy: object
+) -> Path:
+    """The proxy's config, sending Instagram's traffic to the stand-in `origin`."""
+    return proxy_config(tmp_path, port, mitmproxy_options=origin.mitmproxy_options(), **proxy)
 
 
 def https_with_sni(proxy_port: int, connect_to: str, sni: str, ca: Path, request: bytes) -> bytes:
@@ -134,7 +133,7 @@ def test_forged_instagram_hosts_from_the_lan_store_nothing_and_are_counted(
     data = tmp_path / "data"
     db = data / "instafly.db"
     with InstagramStandIn(tmp_path / "standin") as standin, plain_origin() as (origin, served):
-        config = proxy_config(tmp_path, port, standin, box_ports_allowed=[origin])
+        config = origin_proxy_config(tmp_path, port, standin, box_ports_allowed=[origin])
         with running_proxy(config, port, tmp_path / "proxy.log"):
             ca = data / "mitmproxy" / "mitmproxy-ca-cert.pem"
             proxies = {"http": f"http://127.0.0.1:{port}", "https": f"http://127.0.0.1:{port}"}
@@ -263,7 +262,7 @@ def test_bombs_through_the_proxy_are_skipped_counted_and_the_writer_stays_small(
     db = tmp_path / "data" / "instafly.db"
     dump = write_bomb_dump(tmp_path / "bombs.flows", decoded_mib=1024)
     with InstagramStandIn(tmp_path / "standin", dump) as standin:
-        config = proxy_config(tmp_path, port, standin)
+        config = origin_proxy_config(tmp_path, port, standin)
         with running_proxy(config, port, tmp_path / "proxy.log") as proxy:
             ca = tmp_path / "data" / "mitmproxy" / "mitmproxy-ca-cert.pem"
             writer = writer_pid(proxy.pid)
@@ -324,7 +323,7 @@ def test_images_with_junk_and_huge_pictures_keep_the_writer_small(tmp_path: Path
     port = free_port()
     db = tmp_path / "data" / "instafly.db"
     with InstagramStandIn(tmp_path / "standin", answer=image_with_junk) as standin:
-        config = proxy_config(tmp_path, port, standin)
+        config = origin_proxy_config(tmp_path, port, standin)
         with running_proxy(config, port, tmp_path / "proxy.log") as proxy:
             ca = tmp_path / "data" / "mitmproxy" / "mitmproxy-ca-cert.pem"
             writer = writer_pid(proxy.pid)
@@ -368,7 +367,7 @@ def test_a_device_cannot_hold_more_connections_than_its_limit_nor_keep_idle_ones
     port = free_port()
     db = tmp_path / "data" / "instafly.db"
     with InstagramStandIn(tmp_path / "standin") as standin:
-        config = proxy_config(
+        config = origin_proxy_config(
             tmp_path, port, standin, max_connections_per_client=5, idle_timeout_seconds=4
         )
         with running_proxy(config, port, tmp_path / "proxy.log"):

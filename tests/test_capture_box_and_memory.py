@@ -20,25 +20,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import free_port, wait_until, write_config
+from helpers import free_port, wait_until
 from mitmproxy.test import taddons, tflow
-from support_capture import BIG, box_service, counters, running_proxy, via_proxy
+from support_capture import BIG, box_service, counters, proxy_config, running_proxy, via_proxy
 
 from instaflyd.capture.body_budget import BodyBudget
 from instaflyd.capture.box_guard import mapped_destinations
 from instaflyd.own_addresses import TheBox, interface_addresses
 
 MiB = 1024 * 1024
-
-
-def proxy_config(tmp_path: Path, port: int, **proxy: object) -> Path:
-    return write_config(
-        tmp_path / "instafly.yaml",
-        {
-            "data_dir": str(tmp_path / "data"),
-            "proxy": {"listen_host": "127.0.0.1", "listen_port": port, **proxy},
-        },
-    )
 
 
 def connect_through(proxy_port: int, target: str) -> bytes:

@@ -7,8 +7,8 @@ real (issue 20; the regular mode is tests/test_capture_box_and_memory.py).
   addresses and to a link-local address of the box. The proxy connects to none of them (the
   phone's connection is closed, nothing arrives), counts and logs each with the phone's
   tunnel address; the same requests to a port the administrator allowed arrive, so the
-  refusals are the guard's and the packets did reach the proxy. (UDP is not tried: a
-  datagram to any port but DNS's never became a flow in mitmproxy here.)
+  refusals are the guard's and the packets did reach the proxy. (UDP: see
+  tests/test_capture_wireguard_udp.py.)
 - Transparent mode: the box is the client's gateway (namespaces, instafly-transparent.sh's
   nftables rules, the proxy in the box's namespace). A request to a link-local metadata
   service beyond the box, and one straight to the proxy's own port (its original destination

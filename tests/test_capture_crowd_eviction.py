@@ -13,14 +13,22 @@ addresses hold all 64 and the phone gets nothing.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from pathlib import Path
 
 import pytest
-import requests
-from helpers import free_port, wait_until, write_config
-from support_capture import box_service, counters, device_session, running_proxy, still_open, tunnel
+from helpers import free_port, wait_until
+from support_capture import (
+    box_service,
+    close_all,
+    counters,
+    household_requests,
+    open_tunnels,
+    proxy_config,
+    running_proxy,
+    still_open,
+    tunnel,
+)
 
 from instaflyd.capture.limits import SMALL_CLIENT
 
@@ -29,19 +37,9 @@ CROWD = [f"127.0.0.{10 + i}" for i in range(30)]
 HOUSEHOLD = "127.0.0.2"
 
 
-def browse(port: int, target: int, rounds: int = 10) -> list[int | str]:
-    """The phone's requests through the proxy: their statuses, or the error."""
-    session = device_session(HOUSEHOLD)
-    proxies = {"http": f"http://127.0.0.1:{port}"}
-    codes: list[int | str] = []
-    for n in range(rounds):
-        try:
-            url = f"http://127.0.0.1:{target}/phone{n}"
-            codes.append(session.get(url, proxies=proxies, timeout=10).status_code)
-        except requests.RequestException as exc:
-            codes.append(type(exc).__name__)
-    session.close()
-    return codes
+def browse(port: int, target: int) -> list[int | str]:
+    """The phone's ten requests through the proxy: their statuses, or the error."""
+    return household_requests(port, target, HOUSEHOLD)
 
 
 @pytest.mark.slow
@@ -54,28 +52,14 @@ def test_a_crowd_holding_the_proxys_connections_makes_room_for_the_household(
 
     def fill(each: int) -> None:
         for address in CROWD:
-            while sum(still_open(s) for s in held[address]) < each:
-                sock = tunnel(port, address, f"127.0.0.1:{target}")
-                if sock is None:
-                    break
-                held[address].append(sock)
+            missing = each - sum(still_open(s) for s in held[address])
+            held[address] += open_tunnels(port, address, f"127.0.0.1:{target}", missing)
 
     def crowd_open() -> dict[str, int]:
         return {a: sum(still_open(s) for s in socks) for a, socks in held.items()}
 
     with box_service() as (target, served):
-        config = write_config(
-            tmp_path / "instafly.yaml",
-            {
-                "data_dir": str(tmp_path / "data"),
-                "proxy": {
-                    "listen_host": "127.0.0.1",
-                    "listen_port": port,
-                    "max_connections": TOTAL,
-                    "box_ports_allowed": [target],
-                },
-            },
-        )
+        config = proxy_config(tmp_path, port, max_connections=TOTAL, box_ports_allowed=[target])
         try:
             with running_proxy(config, port, tmp_path / "proxy.log"):
                 fill(8)
@@ -87,10 +71,7 @@ def test_a_crowd_holding_the_proxys_connections_makes_room_for_the_household(
                 wait_until(lambda: counters(db).get("connections_evicted", 0) > 0, 20, "count")
                 evicted = counters(db)["connections_evicted"]
         finally:
-            for socks in held.values():
-                for sock in socks:
-                    with contextlib.suppress(OSError):
-                        sock.close()
+            close_all(sock for socks in held.values() for sock in socks)
     assert [p for p in served if p.startswith("/phone")] == [f"/phone{n}" for n in range(10)] * 2
     # The crowd did hold every connection, but the first addresses gave up their idle ones to
     # the later ones: none kept more than SMALL_CLIENT once others wanted in.
@@ -115,14 +96,7 @@ def test_a_crowd_of_single_connections_still_lets_the_household_in(tmp_path: Pat
     port = free_port()
     crowd: list[socket.socket] = []
     with box_service() as (target, _):
-        config = write_config(
-            tmp_path / "instafly.yaml",
-            {
-                "data_dir": str(tmp_path / "data"),
-                "proxy": {"listen_host": "127.0.0.1", "listen_port": port,
-                          "max_connections": TOTAL, "box_ports_allowed": [target]},
-            },
-        )  # fmt: skip
+        config = proxy_config(tmp_path, port, max_connections=TOTAL, box_ports_allowed=[target])
         try:
             with running_proxy(config, port, tmp_path / "proxy.log"):
                 for i in range(TOTAL):
@@ -133,8 +107,6 @@ def test_a_crowd_of_single_connections_still_lets_the_household_in(tmp_path: Pat
                 codes = browse(port, target)
                 closed = sum(not still_open(sock) for sock in crowd)
         finally:
-            for sock in crowd:
-                with contextlib.suppress(OSError):
-                    sock.close()
+            close_all(crowd)
     assert codes == [200] * 10
     assert closed == 1  # the phone kept its one connection for its ten requests

@@ -12,15 +12,21 @@ phone is served throughout; no "Too many open files" anywhere. Before, six addre
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
 from pathlib import Path
 
 import pytest
-import requests
-from helpers import free_port, wait_until, write_config
-from support_capture import box_service, device_session, running_proxy, still_open, tunnel
+from helpers import free_port, wait_until
+from support_capture import (
+    box_service,
+    close_all,
+    household_requests,
+    open_tunnels,
+    proxy_config,
+    running_proxy,
+    still_open,
+)
 
 from instaflyd.capture.limits import SMALL_CLIENT
 from instaflyd.fdlimit import FD_RESERVE
@@ -34,35 +40,14 @@ def test_a_crowd_of_tunnels_cannot_run_the_proxy_out_of_files(tmp_path: Path) ->
     port = free_port()
     log_path = tmp_path / "proxy.log"
     with box_service() as (target, _):
-        config = write_config(
-            tmp_path / "instafly.yaml",
-            {
-                "data_dir": str(tmp_path / "data"),
-                "proxy": {
-                    "listen_host": "127.0.0.1",
-                    "listen_port": port,
-                    "box_ports_allowed": [target],
-                },
-            },
-        )
+        config = proxy_config(tmp_path, port, box_ports_allowed=[target])
         held: list[socket.socket] = []
         total = (FILES - FD_RESERVE) // 2
         with running_proxy(config, port, log_path, max_files=FILES) as process:
             try:
                 for i in range(6):
-                    for _ in range(100):
-                        sock = tunnel(port, f"127.0.0.{10 + i}", f"127.0.0.1:{target}")
-                        if sock is not None:
-                            held.append(sock)
-                session = device_session(HOUSEHOLD)
-                proxies = {"http": f"http://127.0.0.1:{port}"}
-                codes = []
-                for n in range(10):
-                    try:
-                        url = f"http://127.0.0.1:{target}/ok{n}"
-                        codes.append(session.get(url, proxies=proxies, timeout=10).status_code)
-                    except requests.RequestException as exc:
-                        codes.append(str(exc))
+                    held += open_tunnels(port, f"127.0.0.{10 + i}", f"127.0.0.1:{target}", 100)
+                codes = household_requests(port, target, HOUSEHOLD, path="ok")
                 limits = Path(f"/proc/{process.pid}/limits").read_text()
                 assert codes == [200] * 10, (codes, limits, log_path.read_text()[-3000:])
                 # Past three quarters each newcomer's connection closed one of the first
@@ -73,9 +58,7 @@ def test_a_crowd_of_tunnels_cannot_run_the_proxy_out_of_files(tmp_path: Path) ->
                 wait_until(lambda: quarters - 10 <= crowd_open() < quarters, 10, "evictions",
                            output=lambda: f"{crowd_open()} open of {len(held)}")  # fmt: skip
             finally:
-                for sock in held:
-                    with contextlib.suppress(OSError):
-                        sock.close()
+                close_all(held)
     # The first address stops at three quarters, the other five at SMALL_CLIENT each.
     assert len(held) == total * 3 // 4 + 5 * SMALL_CLIENT, len(held)
     text = log_path.read_text()

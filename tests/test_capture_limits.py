@@ -13,7 +13,9 @@ from instaflyd.capture.limits import ConnectionLimits
 
 
 def client(address: str, port: int) -> connection.Client:
-    return connection.Client(peername=(address, port), sockname=("192.168.1.2", 8080))
+    """A client connection as mitmproxy makes one: open (a CLOSED one is not counted)."""
+    return connection.Client(peername=(address, port), sockname=("192.168.1.2", 8080),
+                             state=connection.ConnectionState.OPEN)  # fmt: skip
 
 
 def test_a_client_beyond_its_connection_limit_is_closed_and_counted() -> None:

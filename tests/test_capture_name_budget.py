@@ -17,8 +17,8 @@ import ssl
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_until, write_config
-from support_capture import InstagramStandIn, running_proxy
+from helpers import free_port, wait_until
+from support_capture import InstagramStandIn, proxy_config, running_proxy
 
 from instaflyd.capture.cert_budget import NEW_NAMES
 from instaflyd.store import Database
@@ -45,17 +45,7 @@ def test_random_names_get_a_certificate_only_within_the_budget(tmp_path: Path) -
     port = free_port()
     db = tmp_path / "data" / "instafly.db"
     with InstagramStandIn(tmp_path / "origin") as origin:
-        config = write_config(
-            tmp_path / "instafly.yaml",
-            {
-                "data_dir": str(tmp_path / "data"),
-                "proxy": {
-                    "listen_host": "127.0.0.1",
-                    "listen_port": port,
-                    "box_ports_allowed": [origin.port],
-                },
-            },
-        )
+        config = proxy_config(tmp_path, port, box_ports_allowed=[origin.port])
         with running_proxy(config, port, tmp_path / "proxy.log"):
             target = f"127.0.0.1:{origin.port}"
             made = [

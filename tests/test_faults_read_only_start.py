@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from helpers import jpeg_bytes, wait_until
-from support_capture import InstagramStandIn, recorded_requests
+from support_capture import InstagramStandIn, browse_through, proxy_answers, recorded_requests
 from support_daemon import daemon_config, http_get, running_daemon
 from support_faults import read_only, remount
 
@@ -80,7 +79,7 @@ def test_a_daemon_started_read_only_serves_the_page_and_heals_once_writable(
             # The phones browse meanwhile; what they capture waits in the writer.
             wait_until(lambda: proxy_answers(daemon.proxy_port), 60, "the proxy")
             ca = str(data / "mitmproxy" / "mitmproxy-ca-cert.pem")
-            statuses = [browse(daemon.proxy_port, ca, r) for r in recorded_requests()]
+            statuses = [browse_through(daemon.proxy_port, ca, r) for r in recorded_requests()]
             assert statuses == [200] * 11 + [404]
             (drop / "during.jpg").write_bytes(jpeg_bytes(64, 64, seed=3))
             wait_until(
@@ -118,20 +117,3 @@ def test_a_daemon_started_read_only_serves_the_page_and_heals_once_writable(
     assert output.count("the store opened after") == 1, output
     assert output.count("worker | ") >= 1
     assert "Traceback" not in output, output
-
-
-def proxy_answers(port: int) -> bool:
-    try:
-        requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-    except requests.RequestException:
-        return False
-    return True
-
-
-def browse(port: int, ca: str, request) -> int:  # type: ignore[no-untyped-def]
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies = {"https": f"http://127.0.0.1:{port}"}
-    return session.request(
-        request.method, request.url, data=request.body, verify=ca, timeout=30
-    ).status_code

@@ -477,7 +477,10 @@ def test_a_photo_that_kills_the_worker_every_time_fails_with_a_sidecar_and_can_b
     # The sidecar is renamed into place just after the job's state commits: wait for it, and
     # for no temp file to be left beside it.
     wait_until(lambda: output_files(data_dir) == ["big.instafly.json"], 10, "the sidecar alone")
-    assert failed["sidecar_path"] == str(enhanced / "big.instafly.json")
+    # Its path is recorded in the row after the file is in place: wait for the row to say so.
+    sidecar_path = str(enhanced / "big.instafly.json")
+    wait_until(lambda: jobs(data_dir)["big.jpg"]["sidecar_path"] == sidecar_path, 10, "its path")
+    assert jobs(data_dir)["big.jpg"]["reason"] == failed["reason"]
     assert sidecar(data_dir, "big") == {
         "status": "failed",
         "input": str(drop / "big.jpg"),

@@ -16,6 +16,13 @@ release has (never by comparing version numbers):
   watchdog cancels to close an idle connection; `last_activity` and `close_connection` do the
   same, and answer None/False where a release keeps them elsewhere (then nothing is evicted and
   the limits only refuse, as before).
+- **A connection closed but not yet disconnected.** mitmproxy marks a connection CLOSED the
+  moment it closes it (`ConnectionState`, the same in 11 and 12), but calls
+  `client_disconnected` only once the connection's handler has unwound, a few turns of the event
+  loop later. A phone whose connection the proxy closed (after an HTTP/1.0 answer, say) connects
+  again at once, and on mitmproxy 12 / Python 3.13 that connection's `client_connected` comes
+  first every time (on 11 / 3.11 it came after, by luck of the scheduling); `is_closed` tells
+  such a connection from an open one, so it is not counted against its device.
 - **Python 3.13's bind error.** asyncio's "error while attempting to bind" now repeats the inner
   error with its number (`... ('127.0.0.1', 8080): [errno 98] address already in use`);
   `plain_os_error` takes that inner number out, so the one-line start-up error reads the same
@@ -27,7 +34,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mitmproxy import ctx, options
+from mitmproxy import connection, ctx, options
 from mitmproxy.proxy import server
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
@@ -37,6 +44,7 @@ __all__ = [
     "MITMPROXY_VERSION",
     "close_connection",
     "idle_timeout",
+    "is_closed",
     "last_activity",
     "plain_os_error",
     "set_idle_timeout",
@@ -94,6 +102,12 @@ def close_connection(client_id: str, reason: str) -> bool:
         return False
     task.cancel(reason)
     return True
+
+
+def is_closed(conn: connection.Connection) -> bool:
+    """Has mitmproxy closed this connection both ways (its disconnect hook may still be to
+    come)? A half-closed one is still open: its other direction can hold it for as long."""
+    return conn.state == connection.ConnectionState.CLOSED
 
 
 _INNER_ERRNO = re.compile(r"\[errno \d+\] ")  # lower case: Python 3.13's inner error

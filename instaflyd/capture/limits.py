@@ -3,11 +3,13 @@ hundreds of sockets.
 
 mitmproxy has no option for the first limit, so this small addon keeps it, and sets the second:
 
-- at most `max_per_client` connections open at once from one client address, and `max_total`
-  from all of them (`proxy.max_connections`, lowered to what the process's file descriptors
-  allow: each connection can take two, the client's and the server's). A connection beyond a
-  limit is closed as it arrives (setting `client.error` in `client_connected` is mitmproxy's
-  documented way to kill a connection) and counted as `connections_refused`;
+- at most `max_per_client` connections open at once from one client (an IPv4 address, or an IPv6
+  /64, which one device can fill with addresses: `instaflyd.clients.client_key`; "an address"
+  below means such a client), and `max_total` from all of them (`proxy.max_connections`, lowered
+  to what the process's file descriptors allow: each connection can take two, the client's and
+  the server's). A connection beyond a limit is closed as it arrives (setting `client.error` in
+  `client_connected` is mitmproxy's documented way to kill a connection) and counted as
+  `connections_refused`;
 - once three quarters of the total are open (near full), an address holding SMALL_CLIENT
   connections or more may open no more, and each new connection of an address holding fewer
   (a household's phone, or a newcomer) makes room: the longest-idle connection of the
@@ -20,7 +22,9 @@ mitmproxy has no option for the first limit, so this small addon keeps it, and s
   longest-idle connection is closed (`fair_floor`). So a device holding none always gets
   one, however many addresses hold one each; a crowd can only take turns. mitmproxy gives an
   addon no call to close another connection, so `compat.close_connection` does what its
-  inactivity watchdog does;
+  inactivity watchdog does. A connection mitmproxy has closed already stops counting at once,
+  before its `client_disconnected` (`compat.is_closed`): a phone reconnecting after the proxy
+  closed its connection is not refused for the one that is going;
 - a connection without traffic in either direction for `idle_seconds` is closed by mitmproxy's
   own inactivity watchdog (10 minutes unless told): `running` sets its delay from the config,
   through `compat.set_idle_timeout` (an option in mitmproxy 12, a module constant in 11).
@@ -30,11 +34,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from mitmproxy import connection, ctx
 
-from instaflyd.capture.compat import close_connection, last_activity, set_idle_timeout
+from instaflyd.capture.compat import close_connection, is_closed, last_activity, set_idle_timeout
+from instaflyd.clients import client_key
 from instaflyd.fdlimit import fair_floor
 
 log = logging.getLogger("instafly.proxy")
@@ -55,7 +60,7 @@ class ConnectionLimits:
         self.idle_seconds = idle_seconds
         self.count = count  # the writer's counters
         self._open: Counter[str] = Counter()  # connections open, by client address
-        self._admitted: dict[str, str] = {}  # id -> address of the connections counted in _open
+        self._admitted: dict[str, connection.Client] = {}  # id -> the connections in _open
         self._ids: dict[str, set[str]] = {}  # address -> ids of its connections
         self.refused = 0
         self.evicted = 0
@@ -64,9 +69,13 @@ class ConnectionLimits:
         set_idle_timeout(ctx.options, self.idle_seconds)
 
     def client_connected(self, client: connection.Client) -> None:
-        address = str(client.peername[0])
+        address = _key(client)
+        self._forget_closed(self._ids.get(address, ()))
+        near_full = len(self._admitted) >= self.max_total * 3 // 4
+        if near_full:  # what is closing already makes room, before anything is closed for it
+            self._forget_closed(self._admitted)
+            near_full = len(self._admitted) >= self.max_total * 3 // 4
         held, total = self._open[address], len(self._admitted)
-        near_full = total >= self.max_total * 3 // 4
         if held >= self.max_per_client:
             client.error = f"more than {self.max_per_client} connections from {address}"
         elif near_full and held >= SMALL_CLIENT:
@@ -86,7 +95,15 @@ class ConnectionLimits:
             return
         self._open[address] += 1
         self._ids.setdefault(address, set()).add(client.id)
-        self._admitted[client.id] = address
+        self._admitted[client.id] = client
+
+    def _forget_closed(self, client_ids: Iterable[str]) -> None:
+        """Stop counting the connections mitmproxy has closed already: it calls
+        `client_disconnected` only once their handler has unwound, and a device's next
+        connection (a phone reconnecting after the proxy closed its last one) may arrive first
+        (`compat.is_closed`)."""
+        for client_id in [c for c in client_ids if is_closed(self._admitted[c])]:
+            self._forget(client_id)
 
     def _make_room(self, held: int, full: bool) -> bool:
         """Close the longest-idle connection of the addresses holding the most, when they hold
@@ -100,7 +117,7 @@ class ConnectionLimits:
         holders = [address for address, count in self._open.items() if count == most]
         candidates = [client_id for address in holders for client_id in self._ids[address]]
         for client_id in sorted(candidates, key=self._idle_since):
-            address = self._admitted[client_id]
+            address = _key(self._admitted[client_id])
             if close_connection(client_id, "evicted"):
                 self._forget(client_id)
                 self.evicted += 1
@@ -119,9 +136,10 @@ class ConnectionLimits:
         return when if when is not None else float("inf")  # unknown: not closable anyway
 
     def _forget(self, client_id: str) -> None:
-        address = self._admitted.pop(client_id, None)
-        if address is None:
+        client = self._admitted.pop(client_id, None)
+        if client is None:
             return
+        address = _key(client)
         self._ids.get(address, set()).discard(client_id)
         self._open[address] -= 1
         if self._open[address] <= 0:
@@ -132,4 +150,10 @@ class ConnectionLimits:
         self._forget(client.id)
 
     def open_connections(self, address: str) -> int:
-        return self._open[address]
+        """How many connections the client at `address` (its IPv6 /64 ...) holds."""
+        return self._open[client_key(address)]
+
+
+def _key(client: connection.Client) -> str:
+    """The client a connection belongs to: its IPv4 address, or its IPv6 /64 (`client_key`)."""
+    return client_key(str(client.peername[0]))

@@ -46,6 +46,11 @@ class RetryQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._held)
 
+    def count(self, kind: type) -> int:
+        """How many of the held items are a `kind` (the captured responses, say, beside the
+        device sightings waiting with them)."""
+        return sum(isinstance(held.item, kind) for held in self._held)
+
     def hold(self, item: T, size: int, fault: Fault) -> bool:
         """Keep `item` (after those already waiting); False, and counted as lost with `fault`,
         when the queue has no room left for it."""

@@ -683,7 +683,7 @@ class StoreWriting:
             updated=time.time(),
             fault=self.fault,
             fault_since=self.fault_since,
-            held=len(self.retry),
+            held=self.retry.count(CapturedResponse),  # what the page counts: not the sightings
             held_bytes=self.retry.bytes,
             max_bytes=self.retry.max_bytes,
             stored_after_waiting=self.retry.stored_after_waiting,

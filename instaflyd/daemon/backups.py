@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import ClassVar
 
 from instaflyd.backup import list_backups
 from instaflyd.config import Config
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
 from instaflyd.daemon.event_writer import EventSink
+from instaflyd.daemon.handover import BACKUP_IGNORES, release_if_unchanged
 from instaflyd.repairs import RepairsRegistry
 
 log = logging.getLogger("instafly.daemon")
@@ -32,6 +34,9 @@ RETRY_SECONDS = 3600.0
 
 class BackupScheduler:
     """Starts the daily backup child when it is due; one at a time."""
+
+    COMMAND: ClassVar[tuple[str, ...]] = ("backup", "--scheduled")
+    IGNORES: ClassVar[frozenset[str]] = BACKUP_IGNORES
 
     def __init__(
         self,
@@ -52,7 +57,7 @@ class BackupScheduler:
         self.stopped = False
 
     def argv(self) -> list[str]:
-        return instaflyd_argv(self.config, "backup", "--scheduled")
+        return instaflyd_argv(self.config, *self.COMMAND)
 
     def tick(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -109,6 +114,18 @@ class BackupScheduler:
                 title="Backup failed",
                 source="backup",
             )
+
+    def release(self, new: Config) -> ChildProcess | None:
+        """A reload to `new`: the running backup, let go for the next daemon if `new` changes
+        nothing it reads; None if it is to be stopped."""
+        return release_if_unchanged(self, new)
+
+    def adopt(self, child: ChildProcess, now: float | None = None) -> None:
+        """Take over the backup an earlier daemon let go of (a reload): the next is due an
+        interval from now, as if this one had just started here."""
+        self.child = child
+        self.next_due = (time.monotonic() if now is None else now) + self.interval
+        log.info("the daily backup kept running (pid %d): its settings did not change", child.pid)
 
     def stop(self) -> ChildProcess | None:
         """Start no more backups; returns a running one for the caller to stop with the rest."""

@@ -10,8 +10,10 @@ stops everything and exits 1, so that systemd restarts the whole appliance with 
 
 SIGHUP (`systemctl reload`) reloads the config, as daemons do, without the daemon exiting: a
 child whose part of the config changed is stopped and started again with the new file, and one
-whose part did not (`ComponentSpec.settings`) keeps running, taken over by the new supervisor,
-so that changing the page's port does not cut the phones' connections through the proxy.
+whose part did not (`daemon.handover`) keeps running, taken over by the new supervisor (the
+proxy, the worker) or scheduler (a trainer, a weights fetch or a backup under way), so that
+changing the page's port neither cuts the phones' connections through the proxy nor stops a
+training run.
 An invalid config does not crash-loop, at start or on a reload: the daemon serves only the
 safe-mode page with the problems (see `safe_mode`) and starts for real once the file is fixed.
 A file that breaks or changes while the daemon runs is said on the repairs list
@@ -20,13 +22,11 @@ A file that breaks or changes while the daemon runs is said on the repairs list
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from instaflyd import repairs, shutdown
@@ -35,6 +35,7 @@ from instaflyd.daemon.backups import BackupScheduler
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv, stop_all
 from instaflyd.daemon.config_watch import CHECK_EVERY_SECONDS, ConfigWatch
 from instaflyd.daemon.event_writer import EventWriter
+from instaflyd.daemon.handover import PROXY_IGNORES, WORKER_IGNORES, settings_digest
 from instaflyd.daemon.housekeeping import Housekeeping
 from instaflyd.daemon.image_check import ImageCheck
 from instaflyd.daemon.lifelines import Lifelines
@@ -50,7 +51,8 @@ from instaflyd.status.document import ComponentStatus, DaemonState, StatusDocume
 from instaflyd.status.emitter import StatusEmitter
 from instaflyd.status.storage import check_storage
 from instaflyd.store import Database, ImageFiles, StoreError
-from instaflyd.store.faults import FAULT_ACTION, FAULT_TEXT, Fault, transient_fault
+from instaflyd.store.faults import FAULT_TEXT, transient_fault
+from instaflyd.store.opening import StoreOpening, StoreShut
 from instaflyd.web import create_app
 from instaflyd.web.password import announce_password
 from instaflyd.web.server import WebServer
@@ -76,6 +78,7 @@ def run_daemon(config_path: Path | None, data_dir: Path | None, *, verbose: bool
 
     reloaded: Config | None = None  # the config a reload read (and kept children for)
     kept: dict[str, ChildProcess] = {}  # children whose settings a reload did not change
+    train_again = False  # a reload stopped a "Train now" run: the next daemon starts it again
     try:
         while True:
             reload.clear()
@@ -88,10 +91,10 @@ def run_daemon(config_path: Path | None, data_dir: Path | None, *, verbose: bool
                 config = healed
             if not verbose:
                 logging.getLogger("instafly").setLevel(config.log.level.upper())
-            daemon = Daemon(config, notifier, load, kept=kept)
-            kept = {}
+            daemon = Daemon(config, notifier, load, kept=kept, train_again=train_again)
+            kept, train_again = {}, False
             code = daemon.run(stop, reload)
-            reloaded, kept = daemon.reloaded, daemon.kept
+            reloaded, kept, train_again = daemon.reloaded, daemon.kept, daemon.train_again
             if stop.is_set() or not reload.is_set() or code != 0:
                 return code
             log.info(
@@ -112,19 +115,6 @@ def _request_reload(reload: threading.Event) -> None:
     if not reload.is_set():
         log.info("SIGHUP received: reloading the config")
     reload.set()
-
-
-# The config sections a child does not read: a reload that changes only these leaves it
-# running. A section not named here (a new one) counts as read, so it restarts the child.
-PROXY_IGNORES = frozenset({"web", "watch", "model", "train", "enhance", "backup"})
-WORKER_IGNORES = frozenset({"web", "proxy", "wireguard", "backup"})
-
-
-def settings_digest(config: Config, argv: Sequence[str], ignores: frozenset[str]) -> str:
-    """What a child is started with and reads of the config, as one digest."""
-    sections = config.model_dump(mode="json", exclude=set(ignores))
-    text = json.dumps([list(argv), sections], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def component_specs(config: Config) -> list[ComponentSpec]:
@@ -165,6 +155,7 @@ class Daemon:
         notifier: Notifier,
         load: Callable[[], Config] | None = None,
         kept: Mapping[str, ChildProcess] | None = None,
+        train_again: bool = False,
     ) -> None:
         self.config = config
         self.notifier = notifier
@@ -172,6 +163,7 @@ class Daemon:
         self.adopt = dict(kept or {})  # children an earlier daemon (a reload) left running
         self.reloaded: Config | None = None  # after a reload: the new config...
         self.kept: dict[str, ChildProcess] = {}  # ...and the children left running for it
+        self.train_again = train_again  # (also for the next daemon) a forced run was stopped
         self.repairs = repairs.RepairsRegistry()
         # A damaged store is replaced and said; one that cannot be opened for a passing reason
         # (a read-only or full data folder) is waited for (`open_store_if_due`), never exited on.
@@ -250,7 +242,13 @@ class Daemon:
         self.check_storage()
         self.emitter.start()
         self.supervisor.start(self.adopt)
+        for name, scheduled in self.scheduled().items():
+            if (child := self.adopt.get(name)) is not None:
+                scheduled.adopt(child)
         self.adopt = {}
+        if self.train_again:  # "Train now" was stopped by a reload that changed its settings
+            self.train_again = False
+            self.scheduler.request()
         started = time.monotonic()
         next_status = 0.0
         next_storage = started + STORAGE_EVERY_SECONDS
@@ -296,10 +294,15 @@ class Daemon:
         self.shutdown(server, reloading=reloading)
         return 0
 
+    def scheduled(self) -> dict[str, TrainingScheduler | WeightsFetcher | BackupScheduler]:
+        """The schedulers of one child at a time, by the name a reload hands it over under."""
+        return {"trainer": self.scheduler, "weights": self.weights, "backup": self.backups}
+
     def keep_for_reload(self) -> None:
         """Read the config again; the children whose settings it leaves as they are go on
-        running (`kept`, for the next daemon), the others are stopped with the rest. A config
-        that does not load keeps nothing: the safe-mode page follows."""
+        running (`kept`, for the next daemon: the proxy, the worker, and a trainer, weights
+        fetch or backup under way; `daemon.handover`), the others are stopped with the rest.
+        A config that does not load keeps nothing: the safe-mode page follows."""
         if self.load is None:
             return
         try:
@@ -315,6 +318,13 @@ class Daemon:
         self.reloaded = config
         self.kept = self.supervisor.release(same)
         restarted = sorted(set(self.supervisor.components) - set(self.kept))
+        for name, scheduled in self.scheduled().items():  # only those running now
+            running = scheduled.child is not None
+            if (child := scheduled.release(config)) is not None:
+                self.kept[name] = child
+            elif running:
+                restarted.append(name)  # by its scheduler, when due (at once if it was)
+        self.train_again = "trainer" in restarted and self.scheduler.forced
         log.info(
             "reload: %s",
             "; ".join(
@@ -424,65 +434,62 @@ STORE_RETRY_SECONDS = 2.0  # how often the daemon tries to open it meanwhile
 class StoreWaiting:
     """The daemon's store while it cannot be opened for a passing reason (a read-only or full
     data folder at start): one log line and a repairs card when it begins, a try every
-    STORE_RETRY_SECONDS, one log line when it opens. The proxy and the worker run meanwhile:
-    the phones browse, and what they capture and the photos dropped wait in their processes
-    (`capture.retry`, the watcher) until the store takes them."""
+    STORE_RETRY_SECONDS from the daemon's loop (`store.opening`, never blocking it), one log
+    line when it opens. The proxy and the worker run meanwhile: the phones browse, and what
+    they capture and the photos dropped wait in their processes (`capture.retry`, the watcher)
+    until the store takes them."""
 
     def __init__(self, config: Config, registry: repairs.RepairsRegistry) -> None:
-        self.config = config
         self.registry = registry
-        self.fault: Fault | None = None
-        self.since = 0.0  # monotonic
-        self.next_try = 0.0
-        self.last_error = ""
+        self.opening = StoreOpening(
+            lambda: open_store(config),
+            every=STORE_RETRY_SECONDS,
+            waiting=self._waiting,
+            opened=self._opened,
+        )
 
     def due(self, now: float) -> bool:
-        return now >= self.next_try
+        return self.opening.due(now)
 
     def try_open(self, daemon: Daemon) -> bool:
         """Open the store into `daemon.db` (and `recovery`); False while a passing fault
         keeps it shut. Any other failure raises, as it always did."""
-        now = time.monotonic()
-        try:
-            daemon.db, daemon.recovery = open_store(self.config)
-        except StoreError as exc:
-            if exc.fault is None:
-                raise
-            self.next_try = now + STORE_RETRY_SECONDS
-            self.last_error = str(exc)
-            if self.fault is None:
-                self.since = now
-                log.error(
-                    "the store cannot be opened (%s); the page says so and the box starts"
-                    " using it once it can (trying every %.0f s): %s",
-                    FAULT_TEXT[exc.fault],
-                    STORE_RETRY_SECONDS,
-                    exc,
-                )
-            self.fault = exc.fault
-            self.registry.report(
-                STORE_WAITING,
-                "error",
-                f"The box cannot open its database: {FAULT_TEXT[exc.fault]}. The phones can"
-                " still browse; what they capture and the photos dropped meanwhile wait, and"
-                " are saved once it can.",
-                FAULT_ACTION[exc.fault],
-                title="The database cannot be opened",
-            )
+        opened = self.opening.try_open()
+        if opened is None:
             return False
-        if self.fault is not None:
-            log.info(
-                "the store opened after %.0f s (%s no longer)",
-                now - self.since,
-                FAULT_TEXT[self.fault],
-            )
-            self.fault = None
-            self.registry.resolve(STORE_WAITING)
+        daemon.db, daemon.recovery = opened
         return True
 
     def error(self) -> StoreError:
         """What a request that needs the store meets meanwhile."""
-        return StoreError(f"the database cannot be opened: {self.last_error}", self.fault)
+        return self.opening.error()
+
+    def _waiting(self, shut: StoreShut) -> None:
+        if shut.tries == 1:
+            log.error(
+                "the store cannot be opened (%s); the page says so and the box starts"
+                " using it once it can (trying every %.0f s): %s",
+                shut.text,
+                STORE_RETRY_SECONDS,
+                shut.error,
+            )
+        self.registry.report(
+            STORE_WAITING,
+            "error",
+            f"The box cannot open its database: {shut.text}. The phones can"
+            " still browse; what they capture and the photos dropped meanwhile wait, and"
+            " are saved once it can.",
+            shut.what_to_do,
+            title="The database cannot be opened",
+        )
+
+    def _opened(self, shut: StoreShut) -> None:
+        log.info(
+            "the store opened after %.0f s (%s no longer)",
+            time.monotonic() - shut.since,
+            shut.text,
+        )
+        self.registry.resolve(STORE_WAITING)
 
 
 def announce_password_if_possible(config: Config) -> bool:

@@ -15,12 +15,13 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Literal
+from typing import ClassVar, Literal
 
 from instaflyd.config import Config
 from instaflyd.daemon.backoff import Backoff
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
 from instaflyd.daemon.event_writer import EventSink
+from instaflyd.daemon.handover import TRAINER_IGNORES, release_if_unchanged
 from instaflyd.daemon.lifelines import Lifelines, Silent
 from instaflyd.policy.training import training_plan
 from instaflyd.status.document import TrainerStatus
@@ -36,6 +37,9 @@ MAX_FAILURE_BACKOFF = 16  # after repeated failures, wait at most 16 check inter
 class TrainingScheduler:
     """Decides when to train and runs one trainer process at a time."""
 
+    COMMAND: ClassVar[tuple[str, ...]] = ("train", "--scheduled")
+    IGNORES: ClassVar[frozenset[str]] = TRAINER_IGNORES
+
     def __init__(
         self,
         config: Config,
@@ -49,6 +53,7 @@ class TrainingScheduler:
         self.lifelines = lifelines
         self.hung_for: float | None = None  # the running trainer was killed for not answering
         self.child: ChildProcess | None = None
+        self.forced = False  # the running trainer was asked for ("Train now")
         self.runs = 0
         self.failed_runs = Backoff(1.0, MAX_FAILURE_BACKOFF)  # in check intervals
         self.last_exit: int | None = None
@@ -63,7 +68,7 @@ class TrainingScheduler:
         self._lock = threading.Lock()
 
     def argv(self, forced: bool) -> list[str]:
-        return instaflyd_argv(self.config, "train", "--scheduled", *(["--force"] if forced else []))
+        return instaflyd_argv(self.config, *self.COMMAND, *(["--force"] if forced else []))
 
     def request(self) -> tuple[bool, str]:
         """ "Train now" (from the status page's thread): start a run at the next tick."""
@@ -119,6 +124,7 @@ class TrainingScheduler:
                 "trainer", self.argv(forced), nice=self.config.train.nice, listener=self.lifelines
             )
             self.hung_for = None
+            self.forced = forced
             if self.lifelines is not None:
                 self.lifelines.expect("trainer", self.child.pid)
             self.runs += 1
@@ -175,6 +181,23 @@ class TrainingScheduler:
             name="trainer-cpu", daemon=True,
         )  # fmt: skip
         self.cpu_writer.start()
+
+    def release(self, new: Config) -> ChildProcess | None:
+        """A reload to `new`: the running trainer, let go for the next daemon's scheduler if
+        `new` changes nothing it reads (`daemon.handover`); None if it is to be stopped."""
+        with self._lock:
+            return release_if_unchanged(self, new)
+
+    def adopt(self, child: ChildProcess) -> None:
+        """Take over the trainer an earlier scheduler let go of (a reload): its run goes on,
+        under our lifelines, and its end is noted as any other's."""
+        with self._lock:
+            self.child = child
+            child.listener = self.lifelines
+            if self.lifelines is not None:
+                self.lifelines.expect("trainer", child.pid)
+            self.runs += 1
+        log.info("trainer kept running (pid %d): its settings did not change", child.pid)
 
     def stop(self) -> ChildProcess | None:
         """Start no more runs; returns the running trainer for the caller to stop with the rest."""

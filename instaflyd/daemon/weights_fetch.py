@@ -14,10 +14,12 @@ import io
 import logging
 import re
 import time
+from typing import ClassVar
 
 from instaflyd.config import Config
 from instaflyd.daemon.backoff import Backoff
 from instaflyd.daemon.children import ChildProcess, instaflyd_argv
+from instaflyd.daemon.handover import WEIGHTS_IGNORES, release_if_unchanged
 from instaflyd.weights.status import imagenet_status
 
 log = logging.getLogger("instafly.daemon")
@@ -29,6 +31,9 @@ MAX_RETRY_SECONDS = 3600.0
 class WeightsFetcher:
     """Starts one background fetch of missing ImageNet weights; retries with a growing wait."""
 
+    COMMAND: ClassVar[tuple[str, ...]] = ("weights", "fetch")
+    IGNORES: ClassVar[frozenset[str]] = WEIGHTS_IGNORES
+
     def __init__(self, config: Config, first_retry: float = FIRST_RETRY_SECONDS) -> None:
         self.config = config
         self.retries = Backoff(first_retry, MAX_RETRY_SECONDS)
@@ -38,7 +43,7 @@ class WeightsFetcher:
         self.last_reason: str | None = None  # of the last failure, logged once
 
     def argv(self) -> list[str]:
-        return instaflyd_argv(self.config, "weights", "fetch")
+        return instaflyd_argv(self.config, *self.COMMAND)
 
     def wanted(self) -> bool:
         if self.config.model.weights != "imagenet":
@@ -81,6 +86,16 @@ class WeightsFetcher:
     @property
     def failures(self) -> int:
         return self.retries.failures
+
+    def release(self, new: Config) -> ChildProcess | None:
+        """A reload to `new`: the running fetch, let go for the next daemon if `new` changes
+        nothing it reads, so that the download goes on; None if it is to be stopped."""
+        return release_if_unchanged(self, new)
+
+    def adopt(self, child: ChildProcess) -> None:
+        """Take over the fetch an earlier daemon let go of (a reload)."""
+        self.child = child
+        log.info("the weights fetch kept running (pid %d): its settings did not change", child.pid)
 
     def stop(self) -> ChildProcess | None:
         """Start no more fetches; returns a running one for the caller to stop with the rest."""

@@ -19,7 +19,8 @@ from instaflyd.logs import FaultLog
 from instaflyd.status.collect import DaemonView, collect_status
 from instaflyd.status.document import StatusDocument
 from instaflyd.status.history import HistorySampler
-from instaflyd.store import Database, StoreError
+from instaflyd.store import Database
+from instaflyd.store.opening import StoreOpening
 
 log = logging.getLogger("instafly.status")
 
@@ -104,18 +105,12 @@ class StatusEmitter:
         keeps the store shut, tried again every few seconds (the daemon's repairs list says
         why). None if stopped meanwhile."""
         opening = FaultLog(log, "could not open the store for the status snapshots")
-        while not self._stop.is_set():
-            try:
-                db = Database(self.config.db_path)
-            except StoreError as exc:
-                if exc.fault is None:
-                    raise
-                opening.failed(exc)
-                self._stop.wait(self.every)
-            else:
-                opening.ok()
-                return db
-        return None
+        return StoreOpening(
+            lambda: Database(self.config.db_path),
+            every=self.every,
+            waiting=lambda shut: opening.failed(shut.exception),
+            opened=lambda shut: opening.ok(),
+        ).wait(self._stop)
 
     def _sample(self, db: Database, document: StatusDocument) -> None:
         try:

@@ -56,6 +56,13 @@ _SQLITE_FAULTS: dict[int, Fault] = {
     13: "disk_full",  # SQLITE_FULL
     14: "read_only",  # SQLITE_CANTOPEN: the journal or -shm cannot be created
 }
+# Extended codes that say more than their primary one. SQLITE_IOERR_SHMSIZE is the WAL index
+# (-shm) that cannot be enlarged: what opening a store on a full disk meets ("may indicate
+# that the underlying filesystem volume is out of space", SQLite's documentation says), not
+# a failing card.
+_SQLITE_EXTENDED_FAULTS: dict[int, Fault] = {
+    10 | 19 << 8: "disk_full",  # SQLITE_IOERR_SHMSIZE
+}
 _ERRNO_FAULTS: dict[int, Fault] = {
     errno.ENOSPC: "disk_full",
     errno.EDQUOT: "disk_full",
@@ -79,6 +86,8 @@ def transient_fault(exc: BaseException) -> Fault | None:
     for current in exception_chain(exc):
         if isinstance(current, sqlite3.OperationalError):
             code = getattr(current, "sqlite_errorcode", None)
+            if code is not None and code in _SQLITE_EXTENDED_FAULTS:
+                return _SQLITE_EXTENDED_FAULTS[code]
             if code is not None and code & 0xFF in _SQLITE_FAULTS:
                 return _SQLITE_FAULTS[code & 0xFF]
         elif isinstance(current, OSError) and current.errno in _ERRNO_FAULTS:

@@ -23,9 +23,10 @@ from instaflyd import heartbeat, jobs, shutdown
 from instaflyd.config import Config
 from instaflyd.jobs.files import JobFiles
 from instaflyd.logs import FaultLog
-from instaflyd.store import Database, StoreError
+from instaflyd.store import Database
 from instaflyd.store.events import Level, record_event
 from instaflyd.store.jobs import jobs_by_state
+from instaflyd.store.opening import StoreOpening, StoreShut
 from instaflyd.store.versions import current_model_version
 from instaflyd.watch.enhancer_process import EXIT_NO_MODEL, EnhancerProcess
 from instaflyd.watch.watcher import DropWatcher
@@ -47,6 +48,7 @@ class Worker:
         self.pid = os.getpid()
         self.wake = threading.Event()
         self.stopping = False
+        self.stopped = threading.Event()  # set with `stopping`: ends a wait for the store
         self.enhancer = EnhancerProcess(config)
         self._started_for: int | None = None  # the model version the enhancer was started for
         self._load_failed: int | None = None  # the version that could not be loaded...
@@ -98,20 +100,18 @@ class Worker:
         (the worker waits, it does not hang), instead of an exit into a restart loop. None if
         stopped while waiting."""
         waiting = FaultLog(log, "cannot open the store; waiting until it can")
-        while not self.stopping:
+
+        def still_waiting(shut: StoreShut) -> None:
+            waiting.failed(shut.exception)
             heartbeat.beat("worker")
-            try:
-                db = Database(self.config.db_path)
-            except StoreError as exc:
-                if exc.fault is None:
-                    raise
-                waiting.failed(exc)
-                self.wake.wait(STORE_RETRY_SECONDS)
-                self.wake.clear()
-            else:
-                waiting.ok()
-                return db
-        return None
+
+        heartbeat.beat("worker")
+        return StoreOpening(
+            lambda: Database(self.config.db_path),
+            every=STORE_RETRY_SECONDS,
+            waiting=still_waiting,
+            opened=lambda shut: waiting.ok(),
+        ).wait(self.stopped)
 
     def step(self) -> None:
         """Notice the enhancer's end, recover what a dead process left, start one if needed."""
@@ -169,6 +169,7 @@ class Worker:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("%s received; stopping", signal.Signals(signum).name)
         self.stopping = True
+        self.stopped.set()
         self.wake.set()
 
     def _event(self, level: Level, kind: str, message: str) -> None:

@@ -3,12 +3,12 @@
 Waitress is set up so that no device on the LAN, nor many of them together, can tie the page up
 with connections they open and never finish, nor make it hold what they send:
 
-- **Connections.** At most PER_CLIENT_CONNECTIONS open per client address (further ones are
-  closed at once and counted), and TOTAL_CONNECTIONS in all. When all are taken, a newcomer
-  holding at least two fewer than the addresses holding the most, or none at all, takes one
-  of theirs (the one idle longest, never one whose request is being answered; `fair_floor`):
-  however many addresses share out the budget, even one connection each, a household's phone
-  gets in.
+- **Connections.** At most PER_CLIENT_CONNECTIONS open per client (an IPv4 address, or an
+  IPv6 /64: `instaflyd.clients.client_key`; further ones are closed at once and counted), and
+  TOTAL_CONNECTIONS in all. When all are taken, a newcomer holding at least two fewer than the
+  clients holding the most, or none at all, takes one of theirs (the one idle longest, never
+  one whose request is being answered; `fair_floor`): however many addresses share out the
+  budget, even one connection each, a household's phone gets in.
 - **Time.** A request's headers must arrive within HEADER_SECONDS of its first byte; then its
   body at MIN_BODY_RATE at least (after BODY_GRACE_SECONDS), and the whole request within
   REQUEST_SECONDS; an idle keep-alive connection is closed after IDLE_SECONDS.
@@ -35,6 +35,7 @@ from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 from waitress.utilities import RequestEntityTooLarge
 
+from instaflyd.clients import client_key
 from instaflyd.fdlimit import connections_within, fair_floor, raise_fd_limit
 from instaflyd.network import is_loopback, lan_address
 
@@ -133,9 +134,9 @@ class ConnectionGuard:
 
     def open_channel(self, server: Any, conn: Any, addr: Any, adj: Any, map: Any = None) -> Any:
         self.accepted += 1
-        client = addr[0] if isinstance(addr, tuple) else addr
+        client = _key(addr)
         channels = list(server.active_channels.values())
-        held = Counter(ch.addr[0] for ch in channels if isinstance(ch.addr, tuple))
+        held = Counter(_key(ch.addr) for ch in channels)
         if held[client] >= PER_CLIENT_CONNECTIONS:
             held[client] -= self._reap_closed(channels, client)
         if held[client] >= PER_CLIENT_CONNECTIONS:
@@ -156,7 +157,7 @@ class ConnectionGuard:
         yet (several are accepted per turn); returns how many."""
         reaped = 0
         for channel in channels:
-            if not (isinstance(channel.addr, tuple) and channel.addr[0] == client):
+            if _key(channel.addr) != client:
                 continue
             try:
                 if channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
@@ -178,21 +179,17 @@ class ConnectionGuard:
         conn.close()
 
     def _make_room(self, client: str, held: Counter[str], channels: list[Any]) -> bool:
-        """Close the longest-idle connection of the addresses holding the most, if they hold
+        """Close the longest-idle connection of the clients holding the most, if they hold
         at least two more than the newcomer, or any when it holds none (`fair_floor`)."""
         most = max(held.values(), default=0)
         if most <= fair_floor(held[client]):
             return False
         tops = {address for address, count in held.items() if count == most}
-        idle = [
-            ch
-            for ch in channels
-            if isinstance(ch.addr, tuple) and ch.addr[0] in tops and not ch.requests
-        ]
+        idle = [ch for ch in channels if _key(ch.addr) in tops and not ch.requests]
         if not idle:
             return False
         oldest = min(idle, key=lambda ch: ch.last_activity)
-        top = oldest.addr[0]
+        top = _key(oldest.addr)
         oldest.handle_close()
         self.evicted += 1
         if self.evicted == 1 or self.evicted % 100 == 0:
@@ -214,6 +211,11 @@ class ConnectionGuard:
             if _late(partial, clock):
                 self.timed_out += 1
                 channel.will_close = True
+
+
+def _key(addr: Any) -> str:
+    """The client a connection's peer address belongs to (`client_key`)."""
+    return client_key(str(addr[0]) if isinstance(addr, tuple) else str(addr))
 
 
 def _late(partial: _TimedRequestParser, now: float) -> bool:

@@ -1,21 +1,23 @@
 """Slowing down password guessing, per client, on the log-in form and HTTP basic auth alike.
 
-Each client (an IPv4 address, or an IPv6 /64, since one device can take many addresses there)
-gets FREE_TRIES wrong passwords; after that each further one makes it wait twice as long as the
-last (1 s, 2 s, 4 s ... up to MAX_DELAY). While a client must wait, its attempts are refused at
-once (429 with Retry-After) without even checking the password, so a burst of guesses gets a
-handful checked, and no request thread is held up by a sleep. Other clients are not affected;
-the right password works again for the same client once its wait is over, and resets its count.
+Each client (an IPv4 address, or an IPv6 /64, since one device can take many addresses there:
+`instaflyd.clients.client_key`) gets FREE_TRIES wrong passwords; after that each further one
+makes it wait twice as long as the last (1 s, 2 s, 4 s ... up to MAX_DELAY). While a client
+must wait, its attempts are refused at once (429 with Retry-After) without even checking the
+password, so a burst of guesses gets a handful checked, and no request thread is held up by a
+sleep. Other clients are not affected; the right password works again for the same client once
+its wait is over, and resets its count.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+
+from instaflyd.clients import client_key
 
 FREE_TRIES = 5
 FIRST_DELAY = 1.0
@@ -68,18 +70,3 @@ class LoginThrottle:
 
 def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
-
-
-def client_key(address: str | None) -> str:
-    """One key per client: its IPv4 address, or its IPv6 /64 (one device can hold many)."""
-    if not address:
-        return "unknown"
-    try:
-        parsed = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.IPv6Network(f"{parsed}/64", strict=False))
-    return str(parsed)
