@@ -14,8 +14,9 @@ enhanced copy, cold and warm, old code against new in one run; and each speed le
      once at full size, encode, score): where the time goes.
 2. **Side by side**: for each side (old: `git archive` of `--old-ref`, default 6cdcd8d, main
    before the search's size and stop rule became settings (d1c5165 was main before the XLA
-   edit and the warm-up); new: this checkout, with the default `enhance` settings) a data dir with the same promoted 320 px model and a
-   real `instaflyd worker` (which starts the enhancer), then:
+   edit and the warm-up); new: this checkout, with the default `enhance` settings) a data dir
+   with the same promoted 320 px model and a real `instaflyd worker` (which starts the
+   enhancer), then:
    - *cold, from the page*: no enhancer running; the page says an upload begins (touches
      `enhancer.wanted`, as `POST /api/photos/coming` does) and the photo arrives
      `--upload-seconds` later, queued the way the page queues it (`web.uploads.receive_upload`);
