@@ -93,7 +93,6 @@ def test_the_search_sees_the_smaller_copy_and_the_scores_stay_at_the_models_size
     assert result.score_after > result.score_before + 0.02, result
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("search_size", [32, 48])
 def test_a_cnn_searched_small_still_scores_the_written_photo_higher_at_full_size(
     tmp_path: Path, search_size: int
@@ -159,7 +158,7 @@ def test_enhance_file_takes_the_stop_rule_from_the_config(tmp_path: Path) -> Non
     "make",
     [
         pytest.param(lambda: BrightColourfulScorer(64), id="analytic"),
-        pytest.param(lambda: PooledCnn(seed=8), id="cnn", marks=pytest.mark.slow),
+        pytest.param(lambda: PooledCnn(seed=8), id="cnn"),
     ],
 )
 def test_the_score_before_comes_from_the_searchs_first_step(
