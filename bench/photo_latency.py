@@ -12,9 +12,11 @@ enhanced copy, cold and warm, old code against new in one run; and each speed le
      largest pixel difference;
    - the parts of one enhancement (decode, search at the model's input size, the edits applied
      once at full size, encode, score): where the time goes.
-2. **Side by side**: for each side (old: `git archive` of `--old-ref`, default d1c5165, main
-   before these levers; new: this checkout) a data dir with the same promoted 320 px model and a
-   real `instaflyd worker` (which starts the enhancer), then:
+2. **Side by side**: for each side (old: `git archive` of `--old-ref`, default 6cdcd8d, main
+   before the search's size and stop rule became settings (d1c5165 was main before the XLA
+   edit and the warm-up); new: this checkout, with the default `enhance` settings) a data dir
+   with the same promoted 320 px model and a real `instaflyd worker` (which starts the
+   enhancer), then:
    - *cold, from the page*: no enhancer running; the page says an upload begins (touches
      `enhancer.wanted`, as `POST /api/photos/coming` does) and the photo arrives
      `--upload-seconds` later, queued the way the page queues it (`web.uploads.receive_upload`);
@@ -27,7 +29,7 @@ enhanced copy, cold and warm, old code against new in one run; and each speed le
 
 Times are wall-clock on a shared machine; the CPU seconds are the load-independent figure.
 
-    .venv/bin/python bench/photo_latency.py [--upload-seconds 2] [--old-ref d1c5165]
+    .venv/bin/python bench/photo_latency.py [--upload-seconds 2] [--old-ref 6cdcd8d] [--skip-levers]
 """
 
 from __future__ import annotations
@@ -270,7 +272,7 @@ class Side:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--upload-seconds", type=float, default=2.0)
-    parser.add_argument("--old-ref", default="d1c5165")
+    parser.add_argument("--old-ref", default="6cdcd8d")
     parser.add_argument("--skip-levers", action="store_true")
     parser.add_argument("--megapixels", type=float, default=12.0)
     args = parser.parse_args()

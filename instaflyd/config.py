@@ -156,6 +156,10 @@ class TrainConfig(Section):
 class EnhanceConfig(Section):
     mode: Literal["edits", "pixels"]
     steps: Annotated[int, Field(ge=1, le=10_000)]
+    search_size: Annotated[int | None, Field(ge=32, le=1024)]
+    patience: Annotated[int, Field(ge=1, le=1000)]
+    min_gain: Annotated[float, Field(ge=0, le=1)]
+    learning_rate: Annotated[float, Field(gt=0, le=10)]
     jpeg_quality: Annotated[int, Field(ge=1, le=100)]
     max_pixels: Annotated[int, Field(ge=1, le=2_000_000_000)]
     max_file_mb: Annotated[float, Field(gt=0, le=10_000)]

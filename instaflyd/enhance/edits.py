@@ -7,9 +7,10 @@ Gradient ascent (Adam) on the raw edit parameters of `filters`, maximising
 The penalty keeps edits modest: its weight is `PENALTY` times the size of the score's gradient at
 the unedited photo, so the trade-off is the same whatever units the model's score has (along the
 first gradient, the optimum lies about half-way to the edits' limits). The search stops early when
-the last `PATIENCE` steps together gained less than `MIN_GAIN` of what was gained so far, and
-returns the best parameters it saw. The gradient step is compiled once per scorer and reused for
-every photo.
+the last `patience` steps together gained less than `min_gain` of what was gained so far (the
+`enhance` section's `patience`, `min_gain` and `learning_rate`; `PATIENCE`, `MIN_GAIN` and
+`LEARNING_RATE` are the values before they were settings), and returns the best parameters it
+saw. The gradient step is compiled once per scorer and copy size, and reused for every photo.
 """
 
 from __future__ import annotations
@@ -67,9 +68,20 @@ class EditSearch:
         self.optimizer.apply_gradients([(-gradient, self.raw)])
         return before, objective, score, gradient
 
-    def run(self, small: tf.Tensor, steps: int, progress: Progress | None = None) -> FoundEdits:
-        """Search from the identity for at most `steps` steps on a (1, S, S, 3) copy in 0..255."""
+    def run(
+        self,
+        small: tf.Tensor,
+        steps: int,
+        progress: Progress | None = None,
+        *,
+        patience: int = PATIENCE,
+        min_gain: float = MIN_GAIN,
+        learning_rate: float = LEARNING_RATE,
+    ) -> FoundEdits:
+        """Search from the identity for at most `steps` steps on a (1, S, S, 3) copy in 0..255;
+        stop early by `converged(history, first, patience, min_gain)`."""
         self._reset()
+        self.optimizer.learning_rate = learning_rate  # a variable: no new trace
         penalty = tf.constant(0.0)  # its gradient is zero at the identity anyway
         best_raw, best, first, score_before, best_score = None, -np.inf, 0.0, 0.0, 0.0
         history: list[float] = []
@@ -87,7 +99,7 @@ class EditSearch:
             history.append(best)
             if progress is not None:
                 progress(step + 1, steps, score)
-            if self._converged(history, first):
+            if converged(history, first, patience, min_gain):
                 break
         assert best_raw is not None
         return FoundEdits(best_raw, score_before, best_score, len(history))
@@ -97,10 +109,12 @@ class EditSearch:
         for variable, value in zip(self.optimizer.variables, self._fresh_state, strict=True):
             variable.assign(value)
 
-    @staticmethod
-    def _converged(history: list[float], first: float) -> bool:
-        """True when the last PATIENCE steps gained less than MIN_GAIN of the total gain."""
-        if len(history) <= PATIENCE:
-            return False
-        recent = history[-1] - history[-1 - PATIENCE]
-        return recent <= MIN_GAIN * (history[-1] - first)
+
+def converged(history: list[float], first: float, patience: int, min_gain: float) -> bool:
+    """True when the last `patience` steps gained at most `min_gain` of the total gain.
+
+    `history` is the best objective after each step, `first` the objective at the identity."""
+    if len(history) <= patience:
+        return False
+    recent = history[-1] - history[-1 - patience]
+    return recent <= min_gain * (history[-1] - first)

@@ -98,7 +98,10 @@ def apply_edits(image: tf.Tensor, raw: tf.Tensor, y: tf.Tensor, x: tf.Tensor) ->
         + shadows * _TONE_PEAK * image * tf.square(1.0 - image)
         + highlights * _TONE_PEAK * tf.square(image) * (1.0 - image)
     )
-    image = tf.pow(tf.maximum(image, _DARKEST), tf.pow(2.0, -gamma))
+    # value ** g written as value * value ** (g - 1): the same curve, but exactly the
+    # identity at gamma 0, black included (the search's first step then scores the photo
+    # itself, and that score is recorded as the score before)
+    image = image * tf.pow(tf.maximum(image, _DARKEST), tf.pow(2.0, -gamma) - 1.0)
     luma = tf.reduce_sum(image * LUMA, axis=-1, keepdims=True)
     image = luma + (image - luma) * (1.0 + saturation)
     radius2 = (tf.square(y) + tf.square(x)) / 2.0  # 0 at the centre, 1 in the corners

@@ -2,11 +2,14 @@
 
     result = enhance_file(path, output_dir, scorer, config)
 
-reads the photo upright in RGB (`io`), shrinks a copy to the model's input size, finds edits
-(`edits`) or a pixel change (`pixels`) that raise the model's score of that copy, applies them to
-the full-resolution original, writes `<stem>.instafly.jpg` and its sidecar `<stem>.instafly.json`
-(`instaflyd.jobs.outputs`), and scores the written JPEG. An input that cannot be used raises
-`RejectedImage`.
+reads the photo upright in RGB (`io`), shrinks a copy to the search size (`enhance.search_size`,
+at most the model's input size), finds edits (`edits`) that raise the model's score of that copy
+(or, in `pixels` mode, a pixel change of a copy at the model's input size), applies them to the
+full-resolution original, writes `<stem>.instafly.jpg` and its sidecar `<stem>.instafly.json`
+(`instaflyd.jobs.outputs`), and scores the written JPEG. The scores recorded and shown are
+always the model's at its own input size: when the search ran at that size, the score before is
+the one its first step computed (the unedited copy); otherwise it is one more forward pass. An
+input that cannot be used raises `RejectedImage`.
 The compiled gradient steps are kept for the last scorer used, so a worker that enhances many
 photos with the same model compiles them once; `warm_up` compiles them before the first photo
 (an enhancer started when an upload begins does it while the photo is on its way).
@@ -45,6 +48,7 @@ __all__ = [
     "forget_compiled",
     "model_copy",
     "score_pixels",
+    "search_size",
     "warm_up",
 ]
 
@@ -120,8 +124,20 @@ def enhance_file(
         path, max_pixels=config.enhance.max_pixels, max_file_mb=config.enhance.max_file_mb
     )
     small = model_copy(photo.pixels, scorer.input_size)
+    score_before: float | None = None
     if mode == "edits":
-        found = compiled_for(EditSearch, scorer).run(small, steps, progress)
+        size = search_size(config, scorer)
+        searched = small if size == scorer.input_size else model_copy(photo.pixels, size)
+        found = compiled_for(EditSearch, scorer).run(
+            searched,
+            steps,
+            progress,
+            patience=config.enhance.patience,
+            min_gain=config.enhance.min_gain,
+            learning_rate=config.enhance.learning_rate,
+        )
+        if size == scorer.input_size:  # its first step scored the unedited copy
+            score_before = found.score_before
         enhanced = filters.apply_full(photo.pixels, found.raw)
         params, taken = filters.describe(found.raw), found.steps
     else:  # pixels
@@ -145,7 +161,7 @@ def enhance_file(
         output=photo_path,
         sidecar=sidecar_path,
         mode=mode,
-        score_before=score_pixels(scorer, small),
+        score_before=score_pixels(scorer, small) if score_before is None else score_before,
         score_after=score_pixels(scorer, model_copy(written, scorer.input_size)),
         params=params,
         model_version=scorer.version,
@@ -156,6 +172,13 @@ def enhance_file(
     )
     outputs.write_outputs(photo_path, jpeg, sidecar_path, result.sidecar_record())
     return result
+
+
+def search_size(config: Config, scorer: Scorer) -> int:
+    """The side of the copy the edits are searched on: `enhance.search_size`, at most the
+    model's input size (the model's when it is null)."""
+    wanted = config.enhance.search_size
+    return scorer.input_size if wanted is None else min(wanted, scorer.input_size)
 
 
 def model_copy(pixels: np.ndarray | Image.Image, size: int) -> tf.Tensor:
@@ -181,13 +204,15 @@ def compiled_for(kind: type[Method], scorer: Scorer) -> Method:
     return cached[1]
 
 
-def warm_up(scorer: Scorer, mode: Mode) -> float:
-    """Trace and run `mode`'s gradient step once on a grey copy, so the first photo does not
-    wait for the compilation; returns the seconds it took."""
+def warm_up(scorer: Scorer, mode: Mode, size: int | None = None) -> float:
+    """Trace and run `mode`'s gradient step once on a grey copy (of `size`, the search size;
+    by default the model's input size), so the first photo does not wait for the
+    compilation; returns the seconds it took."""
     started = time.monotonic()
     grey = tf.fill((1, scorer.input_size, scorer.input_size, 3), 128.0)
     if mode == "edits":
-        compiled_for(EditSearch, scorer).run(grey, 1)
+        side = size or scorer.input_size
+        compiled_for(EditSearch, scorer).run(tf.fill((1, side, side, 3), 128.0), 1)
     else:
         compiled_for(PixelAscent, scorer).ascend(grey, 1, original=grey)
     score_pixels(scorer, grey)

@@ -4,6 +4,9 @@
 float32 in [0, 255] at `input_size` x `input_size` (any preprocessing, such as VGG16's mean
 subtraction, happens inside) and returns one predicted insta-bae score per image: the predicted
 log(likes / followers), higher is better. It is differentiable with respect to the pixels.
+The product's scorer (VGG16's convolutions, a global average pool and a small head) takes other
+square sizes too, with the same weights: the edit search uses that to search on a smaller copy
+(`enhance.search_size`); a scorer that takes only `input_size` needs that setting null.
 """
 
 from __future__ import annotations

@@ -112,9 +112,10 @@ class Enhancer:
         step now, while the photo is on its way; a queued photo is started at once instead."""
         if jobs_by_state(db.conn).queued:
             return
-        from instaflyd.enhance.pipeline import warm_up
+        from instaflyd.enhance.pipeline import search_size, warm_up
 
-        seconds = warm_up(scorer, self.config.enhance.mode)
+        size = search_size(self.config, scorer)
+        seconds = warm_up(scorer, self.config.enhance.mode, size)
         log.info("gradient step compiled in %.1f s, before the first photo", seconds)
 
     def _serve(self, db: Database, version: int | None) -> None:
