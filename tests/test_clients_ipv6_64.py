@@ -2,16 +2,19 @@
 for real: the proxy and the page listen on an IPv6 address, and connections come from eight
 addresses of one /64 and from an address of another /64.
 
-The addresses are ULAs added to the loopback interface for the test (and deleted at its end):
-fd00:20:0:1::1 for the box, fd00:20:0:1::a to ::11 for the device, fd00:20:0:2::a for
-another device. With budgets kept per address, the device's eight addresses got eight shares;
+The addresses are ULAs added to the loopback interface for the test (and deleted at its end),
+in a /48 drawn at random so that two runs at once (both Pythons' CI) do not meet:
+fd20:xxxx:xxxx:1::1 for the box, ::a to ::11 of the same /64 for the device, and
+fd20:xxxx:xxxx:2::a for another device. With budgets kept per address, the device's eight addresses got eight shares;
 per /64 they share one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -27,9 +30,11 @@ from support_web import page_config, serving
 from instaflyd.config import load_config
 from instaflyd.web import server
 
-BOX = "fd00:20:0:1::1"
-DEVICE = [f"fd00:20:0:1::{n:x}" for n in range(10, 18)]  # eight addresses of one /64
-OTHER = "fd00:20:0:2::a"  # another /64: another device
+SITE = f"fd20:{secrets.randbelow(0x10000):x}:{secrets.randbelow(0x10000):x}"  # this run's /48
+BOX = f"{SITE}:1::1"
+DEVICE = [f"{SITE}:1::{n:x}" for n in range(10, 18)]  # eight addresses of one /64
+OTHER = f"{SITE}:2::a"  # another /64: another device
+DEVICE_64 = str(ipaddress.IPv6Network(f"{SITE}:1::/64"))
 LIMIT = 4  # connections per client, lowered for the test
 
 
@@ -84,7 +89,7 @@ def test_the_proxy_counts_the_addresses_of_one_64_as_one_device(tmp_path: Path) 
     assert other is not None  # another /64 is another device, not refused
     assert refused == 8 - LIMIT
     log = (tmp_path / "proxy.log").read_text()
-    assert f"more than {LIMIT} connections from fd00:20:0:1::/64" in log, log[-2000:]
+    assert f"more than {LIMIT} connections from {DEVICE_64}" in log, log[-2000:]
 
 
 @pytest.mark.slow

@@ -70,11 +70,9 @@ class ConnectionLimits:
 
     def client_connected(self, client: connection.Client) -> None:
         address = _key(client)
-        self._forget_closed(self._ids.get(address, ()))
         near_full = len(self._admitted) >= self.max_total * 3 // 4
-        if near_full:  # what is closing already makes room, before anything is closed for it
-            self._forget_closed(self._admitted)
-            near_full = len(self._admitted) >= self.max_total * 3 // 4
+        if near_full or self._open[address] >= self.max_per_client:
+            self._forget_closed(self._ids.get(address, ()))  # its own going ones are not held
         held, total = self._open[address], len(self._admitted)
         if held >= self.max_per_client:
             client.error = f"more than {self.max_per_client} connections from {address}"
@@ -97,23 +95,28 @@ class ConnectionLimits:
         self._ids.setdefault(address, set()).add(client.id)
         self._admitted[client.id] = client
 
-    def _forget_closed(self, client_ids: Iterable[str]) -> None:
+    def _forget_closed(self, client_ids: Iterable[str]) -> int:
         """Stop counting the connections mitmproxy has closed already: it calls
         `client_disconnected` only once their handler has unwound, and a device's next
         connection (a phone reconnecting after the proxy closed its last one) may arrive first
-        (`compat.is_closed`)."""
-        for client_id in [c for c in client_ids if is_closed(self._admitted[c])]:
+        (`compat.is_closed`). Returns how many."""
+        closed = [c for c in client_ids if is_closed(self._admitted[c])]
+        for client_id in closed:
             self._forget(client_id)
+        return len(closed)
 
     def _make_room(self, held: int, full: bool) -> bool:
         """Close the longest-idle connection of the addresses holding the most, when they hold
         more than the newcomer (who holds `held`) and at least SMALL_CLIENT; when the proxy is
-        full, when they hold more than `fair_floor(held)`. True if one was closed."""
+        full, when they hold more than `fair_floor(held)`. True if one was closed, or if a
+        connection mitmproxy closed already made the room (none is closed for it then)."""
         if not self._open:
             return False
         most = max(self._open.values())
         if most <= (fair_floor(held) if full else max(held, SMALL_CLIENT - 1)):
             return False
+        if self._forget_closed(self._admitted):  # only now: it looks at every connection
+            return True
         holders = [address for address, count in self._open.items() if count == most]
         candidates = [client_id for address in holders for client_id in self._ids[address]]
         for client_id in sorted(candidates, key=self._idle_since):
