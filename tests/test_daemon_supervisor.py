@@ -218,6 +218,34 @@ class SleepingTrainer(TrainingScheduler):
         return python(f"import time; print('forced={forced}', flush=True); time.sleep(60)")
 
 
+def test_train_now_asked_while_the_store_is_shut_starts_once_it_opens(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    config = build_config(
+        {"model": {"weights": "none"}, "train": {"check_interval_seconds": 3600}}, data_dir=data
+    )
+    seed_store(data, posts=4, owners=2)
+    events = EventWriter(config.db_path).start()
+    scheduler = SleepingTrainer(config, None, events)  # the daemon has not opened the store yet
+    try:
+        assert scheduler.request() == (True, "training starts as soon as the database opens")
+        for now in (100.0, 101.0, 102.0):
+            scheduler.tick(now=now)
+            assert scheduler.child is None
+            assert scheduler.last_reason == "waiting for the database to open"
+        scheduler.db = Database(config.db_path)  # what the daemon does once it opens
+        scheduler.tick(now=103.0)  # not a scheduled check (the next is an hour away): the request
+        assert scheduler.child is not None
+        wait_until(lambda: scheduler.child.lines, 10, "the trainer's output")
+        assert list(scheduler.child.lines) == ["forced=True"]
+    finally:
+        leftover = scheduler.stop()
+        if leftover:
+            stop_all([leftover], 2)
+        events.stop()
+        if scheduler.db is not None:
+            scheduler.db.close()
+
+
 def test_scheduler_starts_one_trainer_when_due_and_a_niced_one_on_request(tmp_path: Path) -> None:
     data = tmp_path / "data"
     config = build_config(

@@ -78,6 +78,8 @@ class TrainingScheduler:
             if self.child is not None:
                 return False, f"training is already running (pid {self.child.pid})"
             self._requested.set()
+            if self.db is None:  # kept until the store opens (see `tick`)
+                return True, "training starts as soon as the database opens"
             return True, "training starts now"
 
     def tick(self, now: float | None = None) -> None:
@@ -109,6 +111,8 @@ class TrainingScheduler:
         if self.db is None:  # the store cannot be opened yet (a read-only data folder)
             with self._lock:
                 self.last_reason = "waiting for the database to open"
+                if forced:  # "Train now" is kept, not dropped: it starts once the store opens
+                    self._requested.set()
             return
         weights = weights_status(self.config)
         status = training_plan(
