@@ -41,11 +41,12 @@ class BrightColourfulScorer:
 
 
 class TinyCnnScorer:
-    """Two random-weight conv layers, global pooling and a dense output: a network's gradients."""
+    """Two random-weight conv layers, global pooling and a dense output: a network's gradients.
+    Built for `input_size`, or for any size (None), as the product's globally pooled head is."""
 
     version = 7
 
-    def __init__(self, input_size: int = 32, seed: int = 3) -> None:
+    def __init__(self, input_size: int | None = 32, seed: int = 3) -> None:
         self.input_size = input_size
         keras.utils.set_random_seed(seed)
         inputs = keras.Input((input_size, input_size, 3))

@@ -14,12 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from support_enhance import BrightColourfulScorer, encode, photo_like
+from support_enhance import BrightColourfulScorer, TinyCnnScorer, encode, photo_like
 
 from instaflyd.config import Config, build_config
 from instaflyd.enhance.edits import EditSearch, converged
@@ -40,25 +39,6 @@ class Recording:
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
         (self.eager if tf.executing_eagerly() else self.traced).append(int(images.shape[1]))
         return self.scorer(images)
-
-
-class PooledCnn:
-    """A small random CNN that takes any size, pooled globally like the product's head."""
-
-    version = None
-
-    def __init__(self, seed: int = 5) -> None:
-        keras.utils.set_random_seed(seed)
-        inputs = keras.Input((None, None, 3))
-        x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-        x = keras.layers.Conv2D(8, 3, activation="relu")(x)
-        x = keras.layers.MaxPooling2D()(x)
-        x = keras.layers.Conv2D(8, 3, activation="relu")(x)
-        x = keras.layers.GlobalAveragePooling2D()(x)
-        self.model = keras.Model(inputs, keras.layers.Dense(1)(x))
-
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        return self.model(images)[:, 0]
 
 
 def config_with(input_size: int = 64, **enhance: object) -> Config:
@@ -98,7 +78,7 @@ def test_a_cnn_searched_small_still_scores_the_written_photo_higher_at_full_size
     tmp_path: Path, search_size: int
 ) -> None:
     photo = write_photo(tmp_path / "street.jpg", 120, 160)
-    scorer = Recording(PooledCnn(), 64)
+    scorer = Recording(TinyCnnScorer(None, seed=5), 64)
 
     result = enhance_file(photo, tmp_path, scorer, config_with(search_size=search_size, patience=4))
 
@@ -158,7 +138,7 @@ def test_enhance_file_takes_the_stop_rule_from_the_config(tmp_path: Path) -> Non
     "make",
     [
         pytest.param(lambda: BrightColourfulScorer(64), id="analytic"),
-        pytest.param(lambda: PooledCnn(seed=8), id="cnn"),
+        pytest.param(lambda: TinyCnnScorer(None, seed=8), id="cnn"),
     ],
 )
 def test_the_score_before_comes_from_the_searchs_first_step(
