@@ -47,8 +47,7 @@ class Worker:
         self.config = config
         self.pid = os.getpid()
         self.wake = threading.Event()
-        self.stopping = False
-        self.stopped = threading.Event()  # set with `stopping`: ends a wait for the store
+        self.stopped = threading.Event()  # a signal asked it to stop (also ends a store wait)
         self.enhancer = EnhancerProcess(config)
         self._started_for: int | None = None  # the model version the enhancer was started for
         self._load_failed: int | None = None  # the version that could not be loaded...
@@ -77,7 +76,7 @@ class Worker:
             f"worker started (pid {self.pid}): {watch.drop_dir} -> {watch.output_dir}",
         )
         try:
-            while not self.stopping:
+            while not self.stopped.is_set():
                 heartbeat.beat("worker")  # from the loop: a stuck loop goes quiet
                 self.wake.clear()
                 try:
@@ -168,7 +167,6 @@ class Worker:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("%s received; stopping", signal.Signals(signum).name)
-        self.stopping = True
         self.stopped.set()
         self.wake.set()
 
